@@ -1,0 +1,70 @@
+"""wsio: a strict, fast WebSocket library (RFC 6455) over a sans-I/O core, asyncio first.
+
+The API mirrors the asyncio API of the ``websockets`` package::
+
+    async with wsio.connect("ws://localhost:9001") as ws:
+        await ws.send("hello")
+        print(await ws.recv())
+"""
+
+from .asyncio.client import ClientConnection, connect
+from .asyncio.server import Server, ServerConnection, serve
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidArgument,
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderFormat,
+    InvalidHeaderValue,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidState,
+    InvalidStatus,
+    InvalidUpgrade,
+    InvalidURI,
+    NegotiationError,
+    PayloadTooBig,
+    ProtocolError,
+    SecurityError,
+    WebSocketError,
+)
+from .protocol.connection import State
+from .protocol.frames import Close, CloseCode
+from .protocol.http11 import Headers, Request, Response
+
+__all__ = [
+    "ClientConnection",
+    "Close",
+    "CloseCode",
+    "ConcurrencyError",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Headers",
+    "InvalidArgument",
+    "InvalidHandshake",
+    "InvalidHeader",
+    "InvalidHeaderFormat",
+    "InvalidHeaderValue",
+    "InvalidMessage",
+    "InvalidOrigin",
+    "InvalidState",
+    "InvalidStatus",
+    "InvalidURI",
+    "InvalidUpgrade",
+    "NegotiationError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "SecurityError",
+    "Server",
+    "ServerConnection",
+    "State",
+    "WebSocketError",
+    "connect",
+    "serve",
+]

@@ -1,0 +1,144 @@
+"""The asyncio WebSocket client: :func:`connect` and :class:`ClientConnection`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+from collections.abc import Generator, Sequence
+from types import TracebackType
+from typing import Any
+
+from .. import defaults
+from ..protocol.connection import ClientProtocol, State
+from ..protocol.http11 import HeadersLike
+from ..protocol.uri import parse_uri
+from .connection import Connection
+
+__all__ = ["ClientConnection", "connect"]
+
+_logger = logging.getLogger("wsio.client")
+
+
+class ClientConnection(Connection):
+    """The client's side of a WebSocket connection."""
+
+    protocol: ClientProtocol
+
+    async def _handshake(self) -> None:
+        """Send the opening handshake request and wait for the answer to be checked."""
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        await asyncio.shield(self._handshake_done)
+        if self.protocol.handshake_exc is not None:
+            self._abort()
+            raise self.protocol.handshake_exc
+        if self.protocol.state is not State.OPEN:
+            # The connection ended before the handshake completed.
+            raise self.protocol.close_exc
+        self._start_keepalive()
+
+
+class connect:
+    """Open a WebSocket connection: ``async with connect(uri) as ws:`` or
+    ``ws = await connect(uri)``.
+
+    :param ssl: TLS context for ``wss://``; a default, verifying context if omitted.
+    :param open_timeout: seconds for TCP connect, TLS and the HTTP upgrade together;
+        ``None`` waits forever. Exceeding it raises :class:`TimeoutError`.
+    :param origin: value of the ``Origin`` header.
+    :param subprotocols: subprotocols to offer, in order of preference.
+    :param additional_headers: extra request headers; they replace defaults of the same name.
+    :param user_agent_header: value of ``User-Agent``; ``None`` leaves it out.
+    :param max_size: largest incoming message in bytes; ``None`` disables the limit.
+    :raises InvalidURI: ``uri`` isn't a ``ws://`` or ``wss://`` URI.
+    :raises InvalidHandshake: the handshake failed; :class:`~wsio.InvalidStatus` carries
+        the server's whole answer when it wasn't 101.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = defaults.USER_AGENT,
+        open_timeout: float | None = defaults.OPEN_TIMEOUT,
+        ping_interval: float | None = defaults.PING_INTERVAL,
+        ping_timeout: float | None = defaults.PING_TIMEOUT,
+        close_timeout: float | None = defaults.CLOSE_TIMEOUT,
+        max_size: int | None = defaults.MAX_SIZE,
+        max_queue: int = defaults.MAX_QUEUE,
+        write_limit: int = defaults.WRITE_LIMIT,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        **create_connection_kwargs: Any,
+    ) -> None:
+        self.uri = parse_uri(uri)
+        if ssl is not None and not self.uri.secure:
+            raise ValueError("ssl argument is incompatible with a ws:// URI")
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.open_timeout = open_timeout
+        self._protocol_kwargs: dict[str, Any] = dict(
+            origin=origin,
+            subprotocols=subprotocols,
+            additional_headers=additional_headers,
+            user_agent_header=user_agent_header,
+            max_size=max_size,
+            logger=logger if logger is not None else _logger,
+        )
+        self._connection_kwargs: dict[str, Any] = dict(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            max_queue=max_queue,
+            write_limit=write_limit,
+        )
+        self._create_connection_kwargs = create_connection_kwargs
+        self.connection: ClientConnection | None = None
+
+    async def _create(self) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        uri = self.uri
+        ssl: ssl_module.SSLContext | None = self.ssl
+        if uri.secure and ssl is None:
+            ssl = ssl_module.create_default_context()
+        kwargs = dict(self._create_connection_kwargs)
+        if ssl is not None:
+            kwargs["ssl"] = ssl
+            kwargs["server_hostname"] = self.server_hostname or uri.host
+
+        def factory() -> ClientConnection:
+            return ClientConnection(
+                ClientProtocol(uri, **self._protocol_kwargs), **self._connection_kwargs
+            )
+
+        connection: ClientConnection | None = None
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                _, connection = await loop.create_connection(factory, uri.host, uri.port, **kwargs)
+                await connection._handshake()
+        except BaseException:
+            if connection is not None:
+                connection._abort()
+            raise
+        self.connection = connection
+        return connection
+
+    def __await__(self) -> Generator[Any, None, ClientConnection]:
+        return self._create().__await__()
+
+    async def __aenter__(self) -> ClientConnection:
+        return await self._create()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self.connection is not None
+        await self.connection.close()

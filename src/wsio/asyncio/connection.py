@@ -1,0 +1,482 @@
+"""The asyncio I/O layer shared by clients and servers.
+
+A :class:`Connection` is the :class:`asyncio.Protocol` of one TCP (or TLS) connection and
+the object the application uses. It moves bytes between the transport and the sans-I/O
+core (:mod:`wsio.protocol`) and waits: for messages, for the write buffer to drain, for
+pongs, for the end of the connection. Every protocol rule, and every decision about what
+to do when a timer fires, is the core's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any, TypeAlias
+
+from .. import defaults
+from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
+from ..protocol.connection import (
+    BinaryMessage,
+    Pong,
+    Protocol,
+    RequestReceived,
+    ResponseReceived,
+    State,
+    TextMessage,
+)
+from ..protocol.http11 import Request, Response
+
+__all__ = ["Connection", "Data"]
+
+Data: TypeAlias = str | bytes
+DataLike: TypeAlias = str | bytes | bytearray | memoryview
+
+_Address: TypeAlias = Any
+
+
+class Connection(asyncio.Protocol):
+    """A WebSocket connection over asyncio; see :class:`~wsio.asyncio.client.ClientConnection`
+    and :class:`~wsio.asyncio.server.ServerConnection` for the two sides.
+
+    Incoming messages wait in a queue of ``max_queue`` messages; when it is full, reading
+    from the network pauses, so a peer cannot make it grow. Outgoing bytes wait in the
+    transport's buffer; above ``write_limit`` bytes, :meth:`send` waits for it to drain.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        ping_interval: float | None = defaults.PING_INTERVAL,
+        ping_timeout: float | None = defaults.PING_TIMEOUT,
+        close_timeout: float | None = defaults.CLOSE_TIMEOUT,
+        max_queue: int = defaults.MAX_QUEUE,
+        write_limit: int = defaults.WRITE_LIMIT,
+    ) -> None:
+        self.protocol = protocol
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.logger = protocol.logger
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        #: Round-trip time of the last ping answered, in seconds.
+        self.latency: float = 0.0
+
+        self._messages: collections.deque[Data] = collections.deque()
+        self._message_waiter: asyncio.Future[None] | None = None
+        self._recv_in_progress = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._fragmented_send: asyncio.Future[None] | None = None
+        self._pong_waiters: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
+        # Resolved once the opening handshake is over, whatever its outcome.
+        self._handshake_done: asyncio.Future[None] = self.loop.create_future()
+        # Resolved once the TCP connection is closed.
+        self._connection_lost: asyncio.Future[None] = self.loop.create_future()
+        # Writes are held while a server upgrades the connection to TLS.
+        self._writes_held = False
+
+    # Public API ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """State of the connection: CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self.protocol.state
+
+    @property
+    def request(self) -> Request | None:
+        """The opening handshake request."""
+        return getattr(self.protocol, "request", None)
+
+    @property
+    def response(self) -> Response | None:
+        """The opening handshake response."""
+        return getattr(self.protocol, "response", None)
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol negotiated during the opening handshake, if any."""
+        return getattr(self.protocol, "subprotocol", None)
+
+    @property
+    def close_code(self) -> int | None:
+        """Code of the first close frame of the closing handshake (1006 if none was
+        exchanged); ``None`` while the connection is open."""
+        return self.protocol.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """Reason of the first close frame of the closing handshake; ``None`` while open."""
+        return self.protocol.close_reason
+
+    @property
+    def local_address(self) -> _Address:
+        """Local address of the socket."""
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    @property
+    def remote_address(self) -> _Address:
+        """Remote address of the socket."""
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    async def recv(self) -> Data:
+        """Wait for the next message: ``str`` for text, ``bytes`` for binary.
+
+        :raises ConnectionClosed: the connection is closed and no message is left.
+        :raises ConcurrencyError: another coroutine is already waiting in :meth:`recv`.
+        """
+        if self._recv_in_progress:
+            raise ConcurrencyError("another coroutine is already running recv()")
+        if not self._messages:
+            self._recv_in_progress = True
+            try:
+                while not self._messages and self.protocol.receiving:
+                    self._message_waiter = self.loop.create_future()
+                    try:
+                        await self._message_waiter
+                    finally:
+                        self._message_waiter = None
+            finally:
+                self._recv_in_progress = False
+            if not self._messages:
+                raise self.protocol.close_exc
+        message = self._messages.popleft()
+        if self._reading_paused and len(self._messages) <= self.max_queue // 4:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+        return message
+
+    async def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over messages; stop quietly on a normal closure (1000, 1001, 1005)."""
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    async def send(
+        self, message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike]
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary, an iterable or async
+        iterable of either as one fragmented message (every fragment of the same type).
+
+        Waits while the write buffer is above ``write_limit``.
+
+        :raises ConnectionClosed: the connection is closing or closed.
+        :raises TypeError: an unsupported type, or fragments of mixed types.
+        """
+        while self._fragmented_send is not None:
+            # Another coroutine is sending a fragmented message: frames can't interleave.
+            await asyncio.shield(self._fragmented_send)
+        if isinstance(message, str):
+            self._check_open()
+            self.protocol.send_text(message.encode())
+        elif isinstance(message, bytes | bytearray | memoryview):
+            self._check_open()
+            self.protocol.send_binary(bytes(message))
+        elif isinstance(message, Iterable):
+            await self._send_fragments(_aiter_sync(message))
+            return
+        elif isinstance(message, AsyncIterable):
+            await self._send_fragments(aiter(message))
+            return
+        else:
+            raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+        self._flush()
+        await self._drain()
+
+    async def _send_fragments(self, fragments: AsyncIterator[DataLike]) -> None:
+        """Send a fragmented message (RFC 6455 §5.4), holding off other sends meanwhile.
+
+        Each fragment is sent once the next one is known, so that the last carries FIN.
+        If the iterable fails half-way, the message can't be completed: the connection
+        fails with 1011.
+        """
+        self._fragmented_send = self.loop.create_future()
+        started = False
+        try:
+            try:
+                current = await anext(fragments)
+            except StopAsyncIteration:
+                return
+            text = isinstance(current, str)
+            while True:
+                data = _fragment_bytes(current, text)
+                try:
+                    current = await anext(fragments)
+                    fin = False
+                except StopAsyncIteration:
+                    fin = True
+                self._check_open()
+                if started:
+                    self.protocol.send_continuation(data, fin)
+                elif text:
+                    self.protocol.send_text(data, fin)
+                else:
+                    self.protocol.send_binary(data, fin)
+                started = True
+                self._flush()
+                await self._drain()
+                if fin:
+                    return
+        except BaseException:
+            if started and self.protocol.state is State.OPEN:
+                self.protocol.fail(1011, "error in fragmented message")
+                self._flush()
+            raise
+        finally:
+            self._fragmented_send.set_result(None)
+            self._fragmented_send = None
+
+    async def ping(self, data: DataLike | None = None) -> float:
+        """Send a ping and wait for the matching pong; return the round-trip time in
+        seconds. Without ``data``, a random 4-byte payload is used.
+
+        :raises ConnectionClosed: the connection closed before the pong arrived.
+        :raises InvalidArgument: ``data`` is over 125 bytes.
+        :raises ConcurrencyError: a ping with the same payload is already waiting.
+        """
+        waiter = self._send_ping(data)
+        return await asyncio.shield(waiter)
+
+    def _send_ping(self, data: DataLike | None) -> asyncio.Future[float]:
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pong_waiters:  # pragma: no cover - 1 in 2**32
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._check_open()
+        self.protocol.send_ping(payload)
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pong_waiters[payload] = (waiter, self.loop.time())
+        self._flush()
+        return waiter
+
+    async def pong(self, data: DataLike = b"") -> None:
+        """Send an unsolicited pong, e.g. as a unidirectional heartbeat (RFC 6455 §5.5.3)."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        self._check_open()
+        self.protocol.send_pong(payload)
+        self._flush()
+        await self._drain()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake and wait until the TCP connection is closed.
+
+        Returns after ``close_timeout`` at most, aborting the connection if the peer
+        doesn't cooperate. Idempotent.
+
+        :raises InvalidArgument: a code that may not be sent or a reason over 123 bytes.
+        """
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+        elif self.protocol.state is State.CONNECTING:
+            self._abort()
+        await asyncio.shield(self._connection_lost)
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await asyncio.shield(self._connection_lost)
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.close()
+        else:
+            await self.close(1011)
+
+    # Inner workings -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.protocol.state is not State.OPEN:
+            raise self.protocol.close_exc
+
+    async def _drain(self) -> None:
+        """Wait while the transport's buffer is above the write limit."""
+        if not self._writing_paused:
+            return
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+        if self._connection_lost.done():
+            # What was buffered may never have reached the peer.
+            raise self.protocol.close_exc
+
+    def _flush(self) -> None:
+        """Write what the core queued, half-close when it says so, and arm the close
+        timer once the peer is expected to end the connection."""
+        if self._writes_held:
+            return
+        transport = self.transport
+        assert transport is not None
+        for data in self.protocol.data_to_send():
+            if transport.is_closing():
+                continue
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                # TLS can't half-close: close, after flushing what is buffered.
+                transport.close()
+        if (
+            self._close_timer is None
+            and self.close_timeout is not None
+            and self.protocol.close_expected()
+        ):
+            self._close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self) -> None:
+        self.protocol.close_timeout_expired()
+        self._abort()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _process_events(self) -> None:
+        """Dispatch what the core parsed, then write what it queued."""
+        for event in self.protocol.events_received():
+            if isinstance(event, TextMessage | BinaryMessage):
+                self._messages.append(event.data)
+                if len(self._messages) >= self.max_queue and not self._reading_paused:
+                    self._reading_paused = True
+                    assert self.transport is not None
+                    self.transport.pause_reading()
+            elif isinstance(event, Pong):
+                now = self.loop.time()
+                for payload in event.acknowledged:
+                    waiter, sent_at = self._pong_waiters.pop(payload)
+                    self.latency = now - sent_at
+                    if not waiter.done():
+                        waiter.set_result(self.latency)
+            elif isinstance(event, RequestReceived | ResponseReceived):
+                self._handshake_event(event)
+        self._flush()
+        if self.protocol.state is not State.CONNECTING and not self._handshake_done.done():
+            self._handshake_done.set_result(None)
+        self._wake_receiver()
+
+    def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
+        """Hook for the sides: a handshake message arrived."""
+
+    def _wake_receiver(self) -> None:
+        waiter = self._message_waiter
+        if waiter is not None and not waiter.done() and (
+            self._messages or not self.protocol.receiving
+        ):
+            waiter.set_result(None)
+
+    def _start_keepalive(self) -> None:
+        if self.ping_interval is not None:
+            self._keepalive_task = self.loop.create_task(self._keepalive())
+
+    async def _keepalive(self) -> None:
+        """Send a ping every ``ping_interval``; if no pong comes within ``ping_timeout``,
+        let the core fail the connection (RFC 6455 §5.5.2 used as a heartbeat)."""
+        assert self.ping_interval is not None
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if self.protocol.state is not State.OPEN:
+                return
+            waiter = self._send_ping(None)
+            try:
+                async with asyncio.timeout(self.ping_timeout):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                if self.protocol.state is State.OPEN:
+                    self.logger.info("keepalive ping timed out after %.3g s", self.ping_timeout)
+                    self.protocol.ping_timeout_expired()
+                    self._process_events()
+                return
+            except ConnectionClosed:
+                return
+
+    # asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(self.write_limit)
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._process_events()
+
+    def eof_received(self) -> None:
+        self.protocol.receive_eof()
+        self._process_events()
+        # Returning None lets the transport close itself once our side is done too.
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.protocol.failure is None:
+            self.protocol.failure = exc
+        self.protocol.receive_eof()
+        self.protocol.data_to_send()  # nowhere to write them anymore
+        self._process_events()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+        if not self._handshake_done.done():
+            self._handshake_done.set_result(None)
+        close_exc = self.protocol.close_exc
+        for waiter, _ in self._pong_waiters.values():
+            if not waiter.done():
+                waiter.set_exception(close_exc)
+                # Nobody may await a keepalive ping's waiter: don't log it as unretrieved.
+                waiter.exception()
+        self._pong_waiters.clear()
+        self._resume_drain_waiters()
+        if not self._connection_lost.done():
+            self._connection_lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._resume_drain_waiters()
+
+    def _resume_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+async def _aiter_sync(items: Iterable[DataLike]) -> AsyncIterator[DataLike]:
+    for item in items:
+        yield item
+
+
+def _fragment_bytes(fragment: DataLike, text: bool) -> bytes:
+    if isinstance(fragment, str):
+        if not text:
+            raise TypeError("all fragments of a message must be of the same type")
+        return fragment.encode()
+    if isinstance(fragment, bytes | bytearray | memoryview):
+        if text:
+            raise TypeError("all fragments of a message must be of the same type")
+        return bytes(fragment)
+    raise TypeError(f"fragment has an unsupported type: {type(fragment).__name__}")

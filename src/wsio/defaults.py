@@ -1,0 +1,68 @@
+"""Every default limit and timeout of wsio, declared once.
+
+The core (:mod:`wsio.protocol`), the asyncio layer and the command line all take their
+defaults from here, so that a limit is never written twice. ``None`` always means
+"disabled" for the options that accept it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "MAX_BODY_SIZE",
+    "MAX_HEADERS",
+    "MAX_LINE_LENGTH",
+    "MAX_QUEUE",
+    "MAX_SIZE",
+    "OPEN_TIMEOUT",
+    "PING_INTERVAL",
+    "PING_TIMEOUT",
+    "SERVER_HEADER",
+    "USER_AGENT",
+    "WRITE_LIMIT",
+]
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    _VERSION = version("wsio")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    _VERSION = "0"
+
+#: Largest message accepted, in bytes, counted after decompression (``None``: no limit).
+MAX_SIZE: Final[int | None] = 2**20
+
+#: Longest line of an HTTP request or response during the opening handshake, in bytes.
+MAX_LINE_LENGTH: Final[int] = 8192
+
+#: Most header fields accepted in an HTTP request or response during the opening handshake.
+MAX_HEADERS: Final[int] = 128
+
+#: Largest body of a non-101 handshake response kept for the caller, in bytes.
+MAX_BODY_SIZE: Final[int] = 2**20
+
+#: Incoming messages queued before reading from the network pauses.
+MAX_QUEUE: Final[int] = 16
+
+#: Bytes buffered for writing before ``send()`` waits for the network to drain.
+WRITE_LIMIT: Final[int] = 32768
+
+#: Seconds for the whole opening handshake: TCP connect, TLS and HTTP upgrade.
+OPEN_TIMEOUT: Final[float | None] = 10.0
+
+#: Seconds to wait for the closing handshake and the end of the TCP connection.
+CLOSE_TIMEOUT: Final[float | None] = 10.0
+
+#: Seconds between keepalive pings (``None``: no keepalive).
+PING_INTERVAL: Final[float | None] = 20.0
+
+#: Seconds to wait for the pong answering a keepalive ping (``None``: wait forever).
+PING_TIMEOUT: Final[float | None] = 20.0
+
+#: Value of the ``User-Agent`` header sent by clients.
+USER_AGENT: Final[str] = f"wsio/{_VERSION}"
+
+#: Value of the ``Server`` header sent by servers.
+SERVER_HEADER: Final[str] = f"wsio/{_VERSION}"

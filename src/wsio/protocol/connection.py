@@ -1,0 +1,789 @@
+"""The sans-I/O WebSocket connection: bytes in, events and bytes out (RFC 6455).
+
+Theory of operation
+-------------------
+
+A :class:`Protocol` is the state machine of one connection. The I/O layer feeds it what
+the network delivers (:meth:`~Protocol.receive_data`, :meth:`~Protocol.receive_eof`), takes
+the events it parsed (:meth:`~Protocol.events_received`) and the bytes it wants written
+(:meth:`~Protocol.data_to_send`, where an empty ``bytes`` means "half-close now"), and asks
+:meth:`~Protocol.close_expected` to know when the peer should end the TCP connection, so
+that it can arm the close timeout. The application's commands (``send_text``,
+``send_ping``, ``send_close``...) queue frames. The core never touches a socket, a clock or
+a thread.
+
+Input is parsed by a generator that reads as straight-line code: it ``yield``\\ s when it
+needs more bytes. Every rule of RFC 6455 is checked there, as early as the bytes allow:
+reserved bits, opcodes and masks as soon as the 2-byte header is in; the size limit from the
+declared length, before any payload is buffered; UTF-8 of text as each piece of payload
+arrives, so that an invalid fragment fails at once. A violation never raises out of the
+core: it becomes :attr:`Protocol.failure`, the matching close frame is queued, and parsing
+stops. Mistakes of the caller raise at once.
+
+States follow §4 and §7: CONNECTING until the opening handshake completes, OPEN, CLOSING
+once a close frame was sent, CLOSED once the TCP connection ended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import os
+import struct
+from collections.abc import Callable, Generator, Sequence
+from http import HTTPStatus
+
+from .. import defaults
+from ..exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidArgument,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidState,
+    PayloadTooBig,
+    ProtocolError,
+    SecurityError,
+)
+from .frames import MAX_CONTROL_PAYLOAD, Close, CloseCode, Opcode, serialize_frame
+from .handshake import (
+    Origin,
+    build_accept,
+    build_rejection,
+    build_request,
+    check_origin,
+    check_request,
+    check_response,
+    generate_key,
+    select_subprotocol,
+)
+from .http11 import (
+    Headers,
+    HeadersLike,
+    Request,
+    Response,
+    build_response,
+    parse_request,
+    parse_response,
+)
+from .masking import apply_mask
+from .streams import StreamReader
+from .uri import WebSocketURI
+from .utf8 import IncrementalValidator
+
+__all__ = [
+    "BinaryMessage",
+    "ClientProtocol",
+    "Event",
+    "Ping",
+    "Pong",
+    "Protocol",
+    "ServerProtocol",
+    "Side",
+    "State",
+    "TextMessage",
+]
+
+_OK_CLOSE_CODES = frozenset(
+    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
+)
+_KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
+
+# Frame header, first two bytes (RFC 6455 §5.2).
+_FIN = 0x80
+_RSV = 0x70
+_OPCODE = 0x0F
+_MASK = 0x80
+_LENGTH = 0x7F
+
+
+class Side(enum.Enum):
+    """Which end of the connection a protocol plays."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(enum.IntEnum):
+    """State of the connection (RFC 6455 §4, §7)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TextMessage:
+    """A complete text message, validated and decoded."""
+
+    data: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BinaryMessage:
+    """A complete binary message."""
+
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ping:
+    """A ping was received; the core already queued the pong (§5.5.2)."""
+
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pong:
+    """A pong was received.
+
+    ``acknowledged`` lists the payloads of the pings it answers: the one with the same
+    payload and every ping sent before it, since a pong may answer only the latest ping
+    (§5.5.3). It is empty for an unsolicited pong, which is otherwise ignored.
+    """
+
+    data: bytes
+    acknowledged: tuple[bytes, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """The server received the client's opening handshake request."""
+
+    request: Request
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """The client received the server's answer to its opening handshake."""
+
+    response: Response
+
+
+Event = TextMessage | BinaryMessage | Ping | Pong | RequestReceived | ResponseReceived
+
+_Parser = Generator[None, None, None]
+
+
+class Protocol:
+    """State machine of a WebSocket connection, shared by both sides.
+
+    :param side: which end this is; it decides masking and who closes TCP.
+    :param state: initial state; ``OPEN`` skips the opening handshake (for tests, or when
+        another layer performed it).
+    :param max_size: largest message accepted, in bytes; ``None`` disables the limit.
+    :param random_bytes: source of masking keys and handshake keys; tests pass a
+        deterministic one. RFC 6455 §10.3 requires unpredictable masks otherwise.
+    """
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        state: State = State.OPEN,
+        max_size: int | None = defaults.MAX_SIZE,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.side = side
+        self.state = state
+        self.max_size = max_size
+        self.random_bytes = random_bytes
+        self.logger = logger if logger is not None else logging.getLogger("wsio")
+
+        #: Close frames received and sent, and their order when both exist.
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        #: Why the connection failed, when the peer broke a rule or the stream ended early.
+        self.failure: Exception | None = None
+        #: Why the opening handshake failed, if it did.
+        self.handshake_exc: InvalidHandshake | None = None
+
+        self._reader = StreamReader()
+        self._events: list[Event] = []
+        self._writes: list[bytes] = []
+        self._eof_sent = False
+        # Payloads of pings sent and not yet answered, in the order they were sent.
+        self._pending_pings: dict[bytes, None] = {}
+        # Whether a fragmented message is being sent, so the next frame is a continuation.
+        self._sending_fragments = False
+        # Size of the message being received, for the size limit.
+        self._message_size = 0
+        self._receiving = True
+
+        self._parser = self._parse() if state is State.OPEN else self._parse_handshake()
+        next(self._parser)
+
+    # Input ------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the network; then read events and data to send."""
+        if self._reader.eof:
+            raise InvalidState("data received after end of stream")
+        self._reader.feed_data(data)
+        self._advance()
+
+    def receive_eof(self) -> None:
+        """Feed the end of the stream: the peer closed its side of TCP."""
+        if self._reader.eof:
+            return
+        self._reader.feed_eof()
+        self._advance()
+        # The peer will send nothing more: finish the TCP closing handshake.
+        self.state = State.CLOSED
+        self._send_eof()
+
+    def events_received(self) -> list[Event]:
+        """Events parsed since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write since the last call; an empty ``bytes`` means "half-close TCP"."""
+        writes, self._writes = self._writes, []
+        return writes
+
+    def close_expected(self) -> bool:
+        """Whether the peer is now expected to end the TCP connection.
+
+        When this turns true, the I/O layer arms the close timeout and aborts the connection
+        if it fires. A server closes TCP first once the closing handshake is done (§7.1.1);
+        a client waits for that.
+        """
+        return self.state is State.CLOSING or self.handshake_exc is not None
+
+    # Derived state ----------------------------------------------------------------------
+
+    @property
+    def close_code(self) -> int | None:
+        """Code of the first close frame of the closing handshake; 1006 when the connection
+        closed without one; ``None`` while it is open."""
+        if self.state is not State.CLOSED and self.close_sent is None and self.close_rcvd is None:
+            return None
+        return ConnectionClosed(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent).code
+
+    @property
+    def close_reason(self) -> str | None:
+        """Reason of the first close frame of the closing handshake; ``None`` while open."""
+        if self.state is not State.CLOSED and self.close_sent is None and self.close_rcvd is None:
+            return None
+        return ConnectionClosed(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent).reason
+
+    def _closing_exc_class(self) -> type[ConnectionClosed]:
+        if (
+            self.close_rcvd is not None
+            and self.close_sent is not None
+            and self.close_rcvd.code in _OK_CLOSE_CODES
+            and self.close_sent.code in _OK_CLOSE_CODES
+        ):
+            return ConnectionClosedOK
+        return ConnectionClosedError
+
+    @property
+    def close_exc(self) -> ConnectionClosed:
+        """The exception that operations raise once the connection is closed or closing.
+
+        :class:`ConnectionClosedOK` when both close frames carry 1000, 1001 or 1005, else
+        :class:`ConnectionClosedError` with :attr:`failure` chained as its cause.
+        """
+        exc = self._closing_exc_class()(
+            self.close_rcvd, self.close_sent, self.close_rcvd_then_sent
+        )
+        exc.__cause__ = self.failure
+        return exc
+
+    # Commands ---------------------------------------------------------------------------
+
+    def send_text(self, data: bytes, fin: bool = True) -> None:
+        """Send a text frame starting a message; ``data`` is UTF-8 (§5.6)."""
+        self._send_data(Opcode.TEXT, data, fin)
+
+    def send_binary(self, data: bytes, fin: bool = True) -> None:
+        """Send a binary frame starting a message."""
+        self._send_data(Opcode.BINARY, data, fin)
+
+    def send_continuation(self, data: bytes, fin: bool) -> None:
+        """Send the next fragment of the message started by ``send_text``/``send_binary``
+        with ``fin=False`` (§5.4)."""
+        self._send_data(Opcode.CONTINUATION, data, fin)
+
+    def _send_data(self, opcode: Opcode, data: bytes, fin: bool) -> None:
+        self._check_open()
+        if (opcode is Opcode.CONTINUATION) != self._sending_fragments:
+            if self._sending_fragments:
+                raise InvalidState("a fragmented message is being sent: send a continuation")
+            raise InvalidState("no fragmented message is being sent")
+        self._sending_fragments = not fin
+        self._send_frame(opcode, data, fin)
+
+    def send_ping(self, data: bytes) -> None:
+        """Send a ping (§5.5.2); the :class:`Pong` event that answers it lists ``data``.
+
+        :raises InvalidArgument: payload over 125 bytes.
+        :raises ConcurrencyError: a ping with the same payload awaits its pong.
+        """
+        self._check_open()
+        self._check_control_payload(data, "ping")
+        if data in self._pending_pings:
+            raise ConcurrencyError("a ping with the same payload is waiting for its pong")
+        self._pending_pings[data] = None
+        self._send_frame(Opcode.PING, data)
+
+    def send_pong(self, data: bytes) -> None:
+        """Send an unsolicited pong, e.g. as a unidirectional heartbeat (§5.5.3)."""
+        self._check_open()
+        self._check_control_payload(data, "pong")
+        self._send_frame(Opcode.PONG, data)
+
+    def send_close(self, code: int | None = None, reason: str = "") -> None:
+        """Start the closing handshake (§7.1.2). ``code=None`` sends an empty payload.
+
+        :raises InvalidArgument: a code that may not be sent (1005, 1006, 1015, 999...)
+            or a reason over 123 bytes of UTF-8.
+        """
+        self._check_open()
+        if code is None:
+            if reason:
+                raise InvalidArgument("a close reason needs a close code")
+            close = Close(CloseCode.NO_STATUS_RCVD)
+            payload = b""
+        else:
+            if code == CloseCode.NO_STATUS_RCVD:
+                raise InvalidArgument("close code 1005 may not be sent: use code=None")
+            close = Close(code, reason)
+            payload = close.serialize()
+        self._send_frame(Opcode.CLOSE, payload)
+        self.close_sent = close
+        self.state = State.CLOSING
+
+    def ping_timeout_expired(self) -> None:
+        """The peer didn't answer a keepalive ping in time: it is gone or stuck, so fail
+        the connection with 1011 (§7.1.7). The I/O layer owns the timer."""
+        self.failure = TimeoutError("keepalive ping timeout")
+        self.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def close_timeout_expired(self) -> None:
+        """The peer didn't finish the closing handshake in time: stop waiting for it
+        (§7.1.1). The I/O layer then aborts the TCP connection."""
+        if self.failure is None and self.close_rcvd is None:
+            self.failure = TimeoutError("timed out waiting for the closing handshake")
+        self.receive_eof()
+
+    @property
+    def receiving(self) -> bool:
+        """Whether more messages may still be parsed: false once the peer's close frame
+        arrived, the connection failed or the stream ended."""
+        return self._receiving
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection (§7.1.7): send a close frame if still open, then stop
+        processing input. A server then closes TCP at once; a client waits for the server
+        to do it. The I/O layer calls this when a timer it owns fires (keepalive: 1011)."""
+        if self.state is State.OPEN:
+            close = Close(code, reason)
+            self._send_frame(Opcode.CLOSE, close.serialize())
+            self.close_sent = close
+            self.state = State.CLOSING
+        if self.side is Side.SERVER or self.state is State.CONNECTING:
+            self._send_eof()
+        # §7.1.7: "An endpoint MUST NOT continue to attempt to process data (including a
+        # responding Close frame) from the remote endpoint after being instructed to _Fail
+        # the WebSocket Connection_."
+        self._parser.close()
+        self._parser = self._discard()
+        next(self._parser)
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"connection is {self.state.name.lower()}")
+
+    @staticmethod
+    def _check_control_payload(data: bytes, kind: str) -> None:
+        if len(data) > MAX_CONTROL_PAYLOAD:
+            raise InvalidArgument(
+                f"{kind} payload is {len(data)} bytes long; at most {MAX_CONTROL_PAYLOAD} fit"
+            )
+
+    def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True) -> None:
+        mask = self.random_bytes(4) if self.side is Side.CLIENT else None
+        self._writes.append(serialize_frame(opcode, data, fin=fin, mask=mask))
+
+    def _send_eof(self) -> None:
+        if not self._eof_sent:
+            self._eof_sent = True
+            self._writes.append(b"")
+
+    # Parsing ----------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Resume the parser with the bytes now buffered; turn a violation into a failure."""
+        try:
+            self._parser.send(None)
+        except StopIteration:  # pragma: no cover - parsers loop until closed
+            pass
+        except ProtocolError as exc:
+            self.failure = exc
+            self.fail(exc.close_code, str(exc))
+        except EOFError as exc:
+            # The stream ended in the middle of a frame or before the closing handshake.
+            if self.failure is None:
+                self.failure = exc
+            self._parser = self._discard()
+            next(self._parser)
+
+    def _discard(self) -> _Parser:
+        """Drop every byte from now on, until the end of the stream."""
+        self._receiving = False
+        while not self._reader.eof:
+            self._reader.discard()
+            yield
+        self._reader.discard()
+        while True:
+            yield
+
+    def _parse_handshake(self) -> _Parser:  # pragma: no cover - overridden by each side
+        raise NotImplementedError
+        yield
+
+    def _parse(self) -> _Parser:
+        """Parse frames until a close frame arrives or the stream ends (§5, §6.2)."""
+        reader = self._reader
+        mask_expected = self.side is Side.SERVER
+        # The message being received: its opcode (None between messages), its bytes, and
+        # the UTF-8 validator of a text message.
+        message_opcode: int | None = None
+        message = bytearray()
+        validator: IncrementalValidator | None = None
+        while True:
+            head = yield from reader.read_exact(2)
+            first, second = head[0], head[1]
+            fin = bool(first & _FIN)
+            opcode = first & _OPCODE
+            length = second & _LENGTH
+            # §5.2: "If a nonzero value is received and none of the negotiated extensions
+            # defines the meaning of such a nonzero value, the receiving endpoint MUST
+            # _Fail the WebSocket Connection_."
+            if first & _RSV:
+                raise ProtocolError("reserved bits must be 0")
+            if opcode not in _KNOWN_OPCODES:
+                raise ProtocolError(f"invalid opcode {opcode:#x}")
+            # §5.1: a server MUST close on an unmasked frame, a client on a masked one.
+            if bool(second & _MASK) is not mask_expected:
+                raise ProtocolError("incorrect masking: " + (
+                    "client frames must be masked" if mask_expected
+                    else "server frames must not be masked"
+                ))
+            if opcode >= Opcode.CLOSE:
+                # §5.5: control frames are 125 bytes at most and are never fragmented.
+                if not fin:
+                    raise ProtocolError("fragmented control frame")
+                if length > MAX_CONTROL_PAYLOAD:
+                    raise ProtocolError("control frame too long")
+            elif opcode == Opcode.CONTINUATION:
+                if message_opcode is None:
+                    raise ProtocolError("continuation frame outside a fragmented message")
+            elif message_opcode is not None:
+                raise ProtocolError("expected a continuation frame")
+            if length == 126:
+                (length,) = struct.unpack("!H", (yield from reader.read_exact(2)))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", (yield from reader.read_exact(8)))
+                # §5.2: "the most significant bit MUST be 0".
+                if length >> 63:
+                    raise ProtocolError("64-bit payload length with the top bit set")
+            if (
+                opcode < Opcode.CLOSE
+                and self.max_size is not None
+                and self._message_size + length > self.max_size
+            ):
+                raise PayloadTooBig(
+                    f"message of {self._message_size + length} bytes or more "
+                    f"exceeds the limit of {self.max_size} bytes"
+                )
+            mask = (yield from reader.read_exact(4)) if mask_expected else None
+
+            if opcode >= Opcode.CLOSE:
+                payload = yield from reader.read_exact(length)
+                if mask is not None:
+                    payload = apply_mask(payload, mask)
+                if opcode == Opcode.CLOSE:
+                    self._receive_close(payload)
+                    # §1.4: after a close frame, the peer sends nothing more; ignore it.
+                    yield from self._discard()
+                self._receive_control(opcode, payload)
+                continue
+
+            # Fast path: a whole unfragmented message already buffered is decoded once.
+            if fin and message_opcode is None and len(reader.buffer) >= length:
+                payload = yield from reader.read_exact(length)
+                if mask is not None:
+                    payload = apply_mask(payload, mask)
+                if opcode == Opcode.TEXT:
+                    try:
+                        self._events.append(TextMessage(payload.decode()))
+                    except UnicodeDecodeError as exc:
+                        raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
+                else:
+                    self._events.append(BinaryMessage(payload))
+                continue
+
+            if message_opcode is None:
+                message_opcode = opcode
+                validator = IncrementalValidator() if opcode == Opcode.TEXT else None
+            # Stream the payload as it arrives, so that UTF-8 fails at the first bad piece.
+            offset = 0
+            while offset < length:
+                chunk = yield from reader.read_some(length - offset)
+                if mask is not None:
+                    chunk = apply_mask(chunk, mask, offset)
+                offset += len(chunk)
+                if validator is not None:
+                    try:
+                        validator.feed(chunk)
+                    except UnicodeDecodeError as exc:
+                        raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
+                message += chunk
+                self._message_size += len(chunk)
+            if not fin:
+                continue
+            if validator is not None:
+                try:
+                    validator.feed(b"", final=True)
+                except UnicodeDecodeError as exc:
+                    raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
+                self._events.append(TextMessage(message.decode()))
+            else:
+                self._events.append(BinaryMessage(bytes(message)))
+            message_opcode = None
+            validator = None
+            message = bytearray()
+            self._message_size = 0
+
+    def _receive_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == Opcode.PING:
+            # §5.5.2: answer with a pong carrying the same payload, unless closing.
+            if self.state is State.OPEN:
+                self._send_frame(Opcode.PONG, payload)
+            self._events.append(Ping(payload))
+        else:
+            acknowledged: tuple[bytes, ...] = ()
+            if payload in self._pending_pings:
+                pending = list(self._pending_pings)
+                acknowledged = tuple(pending[: pending.index(payload) + 1])
+                for data in acknowledged:
+                    del self._pending_pings[data]
+            self._events.append(Pong(payload, acknowledged))
+
+    def _receive_close(self, payload: bytes) -> None:
+        """Handle the peer's close frame (§5.5.1, §7.1.2, §7.1.3)."""
+        close = Close.parse(payload)
+        self.close_rcvd = close
+        if self.state is State.OPEN:
+            # §5.5.1: echo the status code received; the reason is ours to choose.
+            self.close_rcvd_then_sent = True
+            echo = Close(close.code)
+            self._send_frame(Opcode.CLOSE, echo.serialize())
+            self.close_sent = echo
+            self.state = State.CLOSING
+        elif self.close_rcvd_then_sent is None:
+            self.close_rcvd_then_sent = False
+        # §7.1.1: "the server SHOULD close [the TCP connection] first".
+        if self.side is Side.SERVER:
+            self._send_eof()
+
+
+class ServerProtocol(Protocol):
+    """The server side: parses the opening handshake request, then frames.
+
+    After a :class:`RequestReceived` event, the I/O layer calls :meth:`accept` (or builds
+    its own answer with :meth:`reject`) and then :meth:`send_response`.
+    """
+
+    def __init__(
+        self,
+        *,
+        origins: Sequence[Origin] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        server_header: str | None = defaults.SERVER_HEADER,
+        max_size: int | None = defaults.MAX_SIZE,
+        max_line_length: int = defaults.MAX_LINE_LENGTH,
+        max_headers: int = defaults.MAX_HEADERS,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.origins = origins
+        self.available_subprotocols = subprotocols
+        self.server_header = server_header
+        self.max_line_length = max_line_length
+        self.max_headers = max_headers
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        super().__init__(
+            Side.SERVER,
+            state=State.CONNECTING,
+            max_size=max_size,
+            random_bytes=random_bytes,
+            logger=logger,
+        )
+
+    def _parse_handshake(self) -> _Parser:
+        try:
+            request = yield from parse_request(
+                self._reader, max_line_length=self.max_line_length, max_headers=self.max_headers
+            )
+        except EOFError as exc:
+            self.handshake_exc = InvalidMessage("connection closed during opening handshake")
+            self.handshake_exc.__cause__ = exc
+            self.state = State.CLOSED
+            yield from self._discard()
+        except (InvalidMessage, SecurityError) as exc:
+            self.handshake_exc = exc
+            self.send_response(build_rejection(exc, server_header=self.server_header))
+            yield from self._discard()
+        self.request = request
+        self._events.append(RequestReceived(request))
+        while self.state is State.CONNECTING:
+            yield
+        if self.state is not State.OPEN:
+            yield from self._discard()
+        yield from self._parse()
+
+    def accept(self, request: Request) -> Response:
+        """Check ``request`` and build the answer: a 101, or the rejection that the failure
+        calls for (400, 403, 405, 426, 505), recorded in :attr:`handshake_exc`."""
+        try:
+            key = check_request(request)
+            if self.origins is not None:
+                check_origin(request, self.origins)
+            subprotocol = select_subprotocol(request, self.available_subprotocols)
+        except InvalidHandshake as exc:
+            self.handshake_exc = exc
+            return build_rejection(exc, server_header=self.server_header)
+        return build_accept(key, subprotocol=subprotocol, server_header=self.server_header)
+
+    def reject(self, status: HTTPStatus | int, text: str) -> Response:
+        """A plain-text HTTP answer that refuses the upgrade and closes the connection."""
+        headers = Headers()
+        if self.server_header is not None:
+            headers["Server"] = self.server_header
+        return build_response(status, text, headers)
+
+    def send_response(self, response: Response) -> None:
+        """Send the answer; a 101 opens the connection, anything else closes it."""
+        if self.state is not State.CONNECTING:
+            raise InvalidState("the opening handshake is over")
+        self.response = response
+        self._writes.append(response.serialize())
+        if response.status_code == 101:
+            self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
+            self.state = State.OPEN
+        else:
+            if self.handshake_exc is None:
+                self.handshake_exc = InvalidHandshake(
+                    f"handshake rejected with HTTP {response.status_code}"
+                )
+            # Nothing the client sends afterwards is read: no request smuggling.
+            self._send_eof()
+            self.state = State.CLOSED
+        self._advance()
+
+
+class ClientProtocol(Protocol):
+    """The client side: sends the opening handshake request, checks the answer, then
+    exchanges frames.
+
+    The I/O layer calls :meth:`connect` and :meth:`send_request`, then feeds the answer;
+    a :class:`ResponseReceived` event tells that it is complete, and
+    :attr:`handshake_exc` whether it failed.
+    """
+
+    def __init__(
+        self,
+        uri: WebSocketURI,
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = defaults.USER_AGENT,
+        max_size: int | None = defaults.MAX_SIZE,
+        max_line_length: int = defaults.MAX_LINE_LENGTH,
+        max_headers: int = defaults.MAX_HEADERS,
+        max_body_size: int = defaults.MAX_BODY_SIZE,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.origin = origin
+        self.available_subprotocols = subprotocols
+        self.additional_headers = additional_headers
+        self.user_agent_header = user_agent_header
+        self.max_line_length = max_line_length
+        self.max_headers = max_headers
+        self.max_body_size = max_body_size
+        self.request: Request | None = None
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        self.key = generate_key(random_bytes)
+        super().__init__(
+            Side.CLIENT,
+            state=State.CONNECTING,
+            max_size=max_size,
+            random_bytes=random_bytes,
+            logger=logger,
+        )
+
+    def connect(self) -> Request:
+        """The opening handshake request, to edit if needed before :meth:`send_request`."""
+        return build_request(
+            self.uri,
+            self.key,
+            origin=self.origin,
+            subprotocols=self.available_subprotocols,
+            additional_headers=self.additional_headers,
+            user_agent=self.user_agent_header,
+        )
+
+    def send_request(self, request: Request) -> None:
+        """Send the opening handshake request."""
+        if self.request is not None:
+            raise InvalidState("the opening handshake request was already sent")
+        self.request = request
+        self._writes.append(request.serialize())
+
+    def _parse_handshake(self) -> _Parser:
+        try:
+            response = yield from parse_response(
+                self._reader,
+                max_line_length=self.max_line_length,
+                max_headers=self.max_headers,
+                max_body_size=self.max_body_size,
+            )
+        except EOFError as exc:
+            self.handshake_exc = InvalidMessage("connection closed during opening handshake")
+            self.handshake_exc.__cause__ = exc
+            self.state = State.CLOSED
+            self._send_eof()
+            yield from self._discard()
+        except InvalidHandshake as exc:
+            self.handshake_exc = exc
+            self.state = State.CLOSED
+            self._send_eof()
+            yield from self._discard()
+        self.response = response
+        try:
+            self.subprotocol = check_response(response, self.key, self.available_subprotocols)
+        except InvalidHandshake as exc:
+            self.handshake_exc = exc
+            self.state = State.CLOSED
+            self._send_eof()
+            self._events.append(ResponseReceived(response))
+            yield from self._discard()
+        self.state = State.OPEN
+        self._events.append(ResponseReceived(response))
+        yield from self._parse()

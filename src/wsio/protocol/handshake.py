@@ -1,0 +1,282 @@
+"""The opening handshake (RFC 6455 §4): building and checking requests and responses.
+
+These functions hold every rule of the handshake; the client and server protocols of
+:mod:`wsio.protocol.connection` call them, and so could any other integration of the core.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from http import HTTPStatus
+from typing import TypeAlias
+
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidHeaderValue,
+    InvalidMessage,
+    InvalidOrigin,
+    InvalidStatus,
+    InvalidUpgrade,
+    NegotiationError,
+)
+from .http11 import Headers, HeadersLike, MultipleValuesError, Request, Response, build_response
+from .uri import WebSocketURI
+
+__all__ = [
+    "GUID",
+    "Origin",
+    "accept_key",
+    "build_accept",
+    "build_rejection",
+    "build_request",
+    "check_origin",
+    "check_request",
+    "check_response",
+    "generate_key",
+    "parse_token_list",
+    "select_subprotocol",
+]
+
+#: The GUID that RFC 6455 §1.3 concatenates to the key to compute the accept value.
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+#: An allowed origin for ``origins``: an exact string, a pattern, or ``None`` for requests
+#: without an ``Origin`` header.
+Origin: TypeAlias = "str | re.Pattern[str] | None"
+
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+
+
+def generate_key(random_bytes: Callable[[int], bytes]) -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64-encoded (§4.1)."""
+    return base64.b64encode(random_bytes(16)).decode()
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value matching ``key`` (§4.2.2 step 5.4)."""
+    digest = hashlib.sha1((key + GUID).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def parse_token_list(values: Iterable[str], header: str) -> list[str]:
+    """Parse comma-separated tokens from one or more header values (RFC 9110 §5.6.1).
+
+    Empty elements are allowed and skipped, as the list syntax requires.
+
+    :raises InvalidHeaderValue: an element isn't a token.
+    """
+    tokens = []
+    for value in values:
+        for element in value.split(","):
+            element = element.strip(" \t")
+            if not element:
+                continue
+            if not _TOKEN.fullmatch(element):
+                raise InvalidHeaderValue(header, value)
+            tokens.append(element)
+    return tokens
+
+
+def _single(headers: Headers, name: str) -> str:
+    """The value of a header that must appear exactly once."""
+    values = headers.get_all(name)
+    if not values:
+        raise InvalidHeader(name)
+    if len(values) > 1:
+        raise InvalidHeaderValue(name, "more than one " + name + " header")
+    return values[0]
+
+
+def build_request(
+    uri: WebSocketURI,
+    key: str,
+    *,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
+    additional_headers: HeadersLike | None = None,
+    user_agent: str | None = None,
+) -> Request:
+    """The client's opening handshake request (§4.1)."""
+    headers = Headers()
+    headers["Host"] = uri.host_header
+    headers["Upgrade"] = "websocket"
+    headers["Connection"] = "Upgrade"
+    headers["Sec-WebSocket-Key"] = key
+    headers["Sec-WebSocket-Version"] = "13"
+    if origin is not None:
+        headers["Origin"] = origin
+    if subprotocols:
+        headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+    if user_agent is not None:
+        headers["User-Agent"] = user_agent
+    if additional_headers is not None:
+        extra = Headers(additional_headers)
+        for name in extra:
+            # Extra headers override the defaults of the same name rather than repeat them.
+            if name in headers:
+                del headers[name]
+        headers.update(extra)
+    return Request(uri.resource_name, headers)
+
+
+def check_response(
+    response: Response, key: str, subprotocols: Sequence[str] | None
+) -> str | None:
+    """Check the server's answer (§4.1, client requirements 1–6); return the subprotocol.
+
+    Only the status code matters: the reason phrase is free text and is never examined.
+
+    :raises InvalidStatus: the status isn't 101.
+    :raises InvalidUpgrade: ``Upgrade`` or ``Connection`` doesn't confirm the upgrade.
+    :raises InvalidHeader: ``Sec-WebSocket-Accept`` is missing or wrong.
+    :raises NegotiationError: a subprotocol or extension that wasn't offered.
+    """
+    if response.status_code != 101:
+        raise InvalidStatus(response)
+    headers = response.headers
+    try:
+        upgrade = parse_token_list(headers.get_all("Upgrade"), "Upgrade")
+        if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
+            raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
+        connection = parse_token_list(headers.get_all("Connection"), "Connection")
+        if not any(token.lower() == "upgrade" for token in connection):
+            raise InvalidUpgrade("Connection", ", ".join(connection) or None)
+        accept = _single(headers, "Sec-WebSocket-Accept")
+        if accept != accept_key(key):
+            raise InvalidHeaderValue("Sec-WebSocket-Accept", accept)
+    except MultipleValuesError as exc:  # pragma: no cover - _single reports repeats
+        raise InvalidHeaderValue("Sec-WebSocket-Accept", str(exc)) from exc
+    if headers.get_all("Sec-WebSocket-Extensions"):
+        raise NegotiationError(
+            "server accepted an extension that wasn't offered: "
+            + ", ".join(headers.get_all("Sec-WebSocket-Extensions"))
+        )
+    protocols = parse_token_list(
+        headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+    )
+    if not protocols:
+        return None
+    if len(protocols) > 1:
+        raise NegotiationError(f"server selected several subprotocols: {', '.join(protocols)}")
+    if protocols[0] not in (subprotocols or ()):
+        raise NegotiationError(f"server selected a subprotocol not offered: {protocols[0]}")
+    return protocols[0]
+
+
+def check_request(request: Request) -> str:
+    """Check a client's opening handshake request (§4.2.1); return its key.
+
+    Each failure carries the HTTP status that the server answers with
+    (:attr:`InvalidHandshake.http_status`).
+    """
+    if request.version != "HTTP/1.1":
+        raise InvalidMessage(
+            f"WebSocket needs HTTP/1.1, not {request.version}",
+            HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+        )
+    if request.method != "GET":
+        raise InvalidMessage(
+            f"WebSocket needs a GET request, not {request.method}",
+            HTTPStatus.METHOD_NOT_ALLOWED,
+        )
+    headers = request.headers
+    # A body would be read as WebSocket frames: refuse it rather than smuggle it.
+    if "Transfer-Encoding" in headers or any(
+        value.strip() != "0" for value in headers.get_all("Content-Length")
+    ):
+        raise InvalidMessage("WebSocket handshake request must not have a body")
+    _single(headers, "Host")
+    upgrade = parse_token_list(headers.get_all("Upgrade"), "Upgrade")
+    if not any(token.lower() == "websocket" for token in upgrade):
+        raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
+    connection = parse_token_list(headers.get_all("Connection"), "Connection")
+    if not any(token.lower() == "upgrade" for token in connection):
+        raise InvalidUpgrade("Connection", ", ".join(connection) or None)
+    version = headers.get_all("Sec-WebSocket-Version")
+    if version != ["13"]:
+        exc = InvalidHeaderValue("Sec-WebSocket-Version", ", ".join(version) or None)
+        exc.http_status = HTTPStatus.UPGRADE_REQUIRED
+        raise exc
+    key = _single(headers, "Sec-WebSocket-Key")
+    try:
+        raw_key = base64.b64decode(key.encode(), validate=True)
+    except binascii.Error as exc:
+        raise InvalidHeaderValue("Sec-WebSocket-Key", key) from exc
+    if len(raw_key) != 16:
+        raise InvalidHeaderValue("Sec-WebSocket-Key", key)
+    return key
+
+
+def check_origin(request: Request, origins: Sequence[Origin]) -> str | None:
+    """Check the ``Origin`` header against the allowed ``origins`` (§4.2.1 step 8, §10.2).
+
+    Strings match exactly (scheme, host and port), patterns must match the whole value,
+    ``None`` allows requests without ``Origin``.
+
+    :raises InvalidOrigin: not allowed (HTTP 403).
+    :raises InvalidHeader: repeated (HTTP 400).
+    """
+    values = request.headers.get_all("Origin")
+    if len(values) > 1:
+        raise InvalidHeaderValue("Origin", "more than one Origin header")
+    origin = values[0] if values else None
+    for allowed in origins:
+        if allowed is None or isinstance(allowed, str):
+            if origin == allowed:
+                return origin
+        elif origin is not None and allowed.fullmatch(origin):
+            return origin
+    raise InvalidOrigin(origin)
+
+
+def select_subprotocol(request: Request, subprotocols: Sequence[str] | None) -> str | None:
+    """The first subprotocol the client offers that the server supports, if any (§4.2.2)."""
+    if not subprotocols:
+        return None
+    offered = parse_token_list(
+        request.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+    )
+    for protocol in offered:
+        if protocol in subprotocols:
+            return protocol
+    return None
+
+
+def build_accept(
+    key: str, *, subprotocol: str | None = None, server_header: str | None = None
+) -> Response:
+    """The server's 101 answer (§4.2.2 step 5)."""
+    headers = Headers()
+    headers["Upgrade"] = "websocket"
+    headers["Connection"] = "Upgrade"
+    headers["Sec-WebSocket-Accept"] = accept_key(key)
+    if subprotocol is not None:
+        headers["Sec-WebSocket-Protocol"] = subprotocol
+    if server_header is not None:
+        headers["Server"] = server_header
+    return Response(101, "Switching Protocols", headers)
+
+
+def build_rejection(exc: InvalidHandshake, *, server_header: str | None = None) -> Response:
+    """The server's answer to a request that fails the handshake, from the failure.
+
+    426 tells the client what to upgrade to (RFC 9110 §15.5.22, RFC 6455 §4.4), 405 what
+    method to use; every rejection closes the connection.
+    """
+    headers = Headers()
+    status = exc.http_status
+    if status == HTTPStatus.UPGRADE_REQUIRED:
+        if isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version":
+            headers["Sec-WebSocket-Version"] = "13"
+        else:
+            headers["Upgrade"] = "websocket"
+    elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+        headers["Allow"] = "GET"
+    if server_header is not None:
+        headers["Server"] = server_header
+    return build_response(status, f"Failed to open a WebSocket connection: {exc}.\n", headers)

@@ -1,0 +1,360 @@
+"""The part of HTTP/1.1 that the opening handshake needs (RFC 9110, RFC 9112).
+
+Requests and responses are parsed with limits on line length, header count and body size,
+so that a hostile peer cannot make the core buffer without bound. Only what a WebSocket
+handshake can contain is supported: a request has no body; a response that isn't 101 may
+have one (``Content-Length``, chunked, or up to the end of the stream), which is kept for
+the caller up to a limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from http import HTTPStatus
+from typing import TypeAlias
+
+from .. import defaults
+from ..exceptions import InvalidMessage, SecurityError
+from .streams import StreamReader
+
+__all__ = [
+    "Headers",
+    "HeadersLike",
+    "MultipleValuesError",
+    "Request",
+    "Response",
+    "parse_request",
+    "parse_response",
+]
+
+
+class MultipleValuesError(LookupError):
+    """A header that must appear once appears several times."""
+
+
+class Headers:
+    """HTTP header fields: an ordered list of (name, value), names case-insensitive.
+
+    ``headers[name]`` returns the single value of a field, raising :class:`KeyError` when
+    it is absent and :class:`MultipleValuesError` when it is repeated; :meth:`get_all`
+    returns every value.
+    """
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(self, items: HeadersLike | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        if items is not None:
+            self.update(items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name for name, _ in self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __getitem__(self, name: str) -> str:
+        values = self._index[name.lower()]
+        if len(values) > 1:
+            raise MultipleValuesError(f"{name} header appears {len(values)} times")
+        return values[0]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """Append a field; use :meth:`replace` to set a single value."""
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def __delitem__(self, name: str) -> None:
+        key = name.lower()
+        del self._index[key]
+        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self._items!r})"
+
+    def __str__(self) -> str:
+        return "".join(f"{name}: {value}\r\n" for name, value in self._items) + "\r\n"
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The single value of ``name``, or ``default`` when absent; see ``[]`` for repeats."""
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order; an empty list when absent."""
+        return list(self._index.get(name.lower(), ()))
+
+    def replace(self, name: str, value: str) -> None:
+        """Set ``name`` to a single value, dropping earlier ones."""
+        if name in self:
+            del self[name]
+        self[name] = value
+
+    def update(self, items: HeadersLike) -> None:
+        """Append fields from another :class:`Headers`, a mapping or (name, value) pairs."""
+        pairs: Iterable[tuple[str, str]]
+        if isinstance(items, Headers) or isinstance(items, Mapping):
+            pairs = items.items()
+        else:
+            pairs = items
+        for name, value in pairs:
+            self[name] = value
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every (name, value), in order, repeats included."""
+        return list(self._items)
+
+    def copy(self) -> Headers:
+        return Headers(self._items)
+
+
+HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+@dataclasses.dataclass(slots=True)
+class Request:
+    """An HTTP request of the opening handshake. ``path`` is the request target."""
+
+    path: str
+    headers: Headers
+    method: str = "GET"
+    version: str = "HTTP/1.1"
+
+    def serialize(self) -> bytes:
+        return f"{self.method} {self.path} {self.version}\r\n{self.headers}".encode()
+
+
+@dataclasses.dataclass(slots=True)
+class Response:
+    """An HTTP response of the opening handshake.
+
+    ``reason_phrase`` is kept verbatim, possibly empty: it is free text and never examined
+    (RFC 9112 §4). ``body_truncated`` tells that the body was longer than the limit and was
+    cut to it.
+    """
+
+    status_code: int
+    reason_phrase: str
+    headers: Headers
+    body: bytes = b""
+    body_truncated: bool = False
+    version: str = "HTTP/1.1"
+
+    def serialize(self) -> bytes:
+        if self.reason_phrase:
+            status_line = f"{self.version} {self.status_code} {self.reason_phrase}"
+        else:
+            status_line = f"{self.version} {self.status_code}"
+        return f"{status_line}\r\n{self.headers}".encode() + self.body
+
+
+def build_response(
+    status: HTTPStatus | int,
+    text: str = "",
+    headers: HeadersLike | None = None,
+) -> Response:
+    """A response with a plain-text body, a ``Content-Length`` and ``Connection: close``.
+
+    Used for every handshake a server refuses: the connection is closed after it, so no
+    second request can ride on it.
+    """
+    status = HTTPStatus(status)
+    body = text.encode()
+    response_headers = Headers(headers)
+    response_headers.replace("Connection", "close")
+    response_headers.replace("Content-Type", "text/plain; charset=utf-8")
+    response_headers.replace("Content-Length", str(len(body)))
+    return Response(status.value, status.phrase, response_headers, body)
+
+
+# RFC 9110 §5.1: field-name = token; §5.6.2: tchar.
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+# RFC 9110 §5.5: field-value = *field-content, visible characters, spaces, tabs, obs-text.
+_FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+_REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
+_STATUS_CODE = re.compile(rb"[0-9]{3}")
+
+
+def _read_line(
+    reader: StreamReader, max_length: int, what: str, status: HTTPStatus
+) -> Generator[None, None, bytes]:
+    try:
+        return (yield from reader.read_line(max_length))
+    except ValueError as exc:
+        if str(exc).startswith("line longer"):
+            raise SecurityError(f"{what} longer than {max_length} bytes", status) from exc
+        raise InvalidMessage(f"{what} doesn't end with CRLF", HTTPStatus.BAD_REQUEST) from exc
+    except EOFError as exc:
+        raise EOFError(f"connection closed while reading {what}") from exc
+
+
+def _parse_headers(
+    reader: StreamReader, max_line_length: int, max_headers: int
+) -> Generator[None, None, Headers]:
+    """Header fields up to the empty line (RFC 9112 §5)."""
+    headers = Headers()
+    while True:
+        line = yield from _read_line(
+            reader, max_line_length, "header line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        )
+        if line == b"":
+            return headers
+        if len(headers) >= max_headers:
+            raise SecurityError(
+                f"more than {max_headers} header fields",
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+            )
+        name, colon, raw_value = line.partition(b":")
+        # No whitespace may precede the colon and obsolete line folding is refused
+        # (RFC 9112 §5.1, §5.2): both have been used to smuggle requests.
+        if not colon or not _TOKEN.fullmatch(name):
+            raise InvalidMessage(f"invalid header line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
+        value = raw_value.strip(b" \t")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise InvalidMessage(
+                f"invalid value in {name.decode()} header", HTTPStatus.BAD_REQUEST
+            )
+        headers[name.decode()] = value.decode("iso-8859-1")
+
+
+def parse_request(
+    reader: StreamReader,
+    *,
+    max_line_length: int = defaults.MAX_LINE_LENGTH,
+    max_headers: int = defaults.MAX_HEADERS,
+) -> Generator[None, None, Request]:
+    """Parse the head of an HTTP request (RFC 9112 §3).
+
+    Any method and any HTTP/1.x version are parsed; whether they are acceptable for a
+    WebSocket upgrade is the handshake's decision. Bodies are never read here.
+
+    :raises InvalidMessage: malformed request (``http_status`` 400).
+    :raises SecurityError: a limit was exceeded (``http_status`` 414 or 431).
+    :raises EOFError: the stream ended before the end of the head.
+    """
+    line = yield from _read_line(
+        reader, max_line_length, "request line", HTTPStatus.REQUEST_URI_TOO_LONG
+    )
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        raise InvalidMessage(f"invalid request line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
+    method, target, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise InvalidMessage(f"invalid method: {method[:80]!r}", HTTPStatus.BAD_REQUEST)
+    if not _REQUEST_TARGET.fullmatch(target):
+        raise InvalidMessage(f"invalid request target: {target[:80]!r}", HTTPStatus.BAD_REQUEST)
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise InvalidMessage(
+            f"unsupported protocol version: {version[:80]!r}",
+            HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
+        )
+    headers = yield from _parse_headers(reader, max_line_length, max_headers)
+    return Request(target.decode("ascii"), headers, method.decode(), version.decode())
+
+
+def parse_response(
+    reader: StreamReader,
+    *,
+    max_line_length: int = defaults.MAX_LINE_LENGTH,
+    max_headers: int = defaults.MAX_HEADERS,
+    max_body_size: int = defaults.MAX_BODY_SIZE,
+) -> Generator[None, None, Response]:
+    """Parse an HTTP response (RFC 9112 §4, §6); read its body unless it is a 101.
+
+    The reason phrase is kept verbatim and may be absent altogether: ``HTTP/1.1 101`` is a
+    complete status line. A body longer than ``max_body_size`` is cut to it.
+
+    :raises InvalidMessage: malformed response.
+    :raises SecurityError: a line or the header count exceeds its limit.
+    :raises EOFError: the stream ended before the end of the head.
+    """
+    line = yield from _read_line(
+        reader, max_line_length, "status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+    )
+    version, _, rest = line.partition(b" ")
+    status, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise InvalidMessage(f"unsupported protocol version: {version[:80]!r}")
+    if not _STATUS_CODE.fullmatch(status):
+        raise InvalidMessage(f"invalid status code: {status[:80]!r}")
+    if not _FIELD_VALUE.fullmatch(reason):
+        raise InvalidMessage(f"invalid reason phrase: {reason[:80]!r}")
+    status_code = int(status)
+    headers = yield from _parse_headers(reader, max_line_length, max_headers)
+    response = Response(
+        status_code, reason.decode("iso-8859-1"), headers, version=version.decode()
+    )
+    if status_code == 101:
+        # The bytes after the head belong to the WebSocket connection.
+        return response
+    response.body, response.body_truncated = yield from _read_body(
+        reader, response, max_line_length, max_body_size
+    )
+    return response
+
+
+def _read_body(
+    reader: StreamReader, response: Response, max_line_length: int, max_body_size: int
+) -> Generator[None, None, tuple[bytes, bool]]:
+    """The body of a response, cut to ``max_body_size`` (RFC 9112 §6.3)."""
+    if 100 <= response.status_code < 200 or response.status_code in (204, 304):
+        return b"", False
+    headers = response.headers
+    try:
+        if "Transfer-Encoding" in headers:
+            encodings = ",".join(headers.get_all("Transfer-Encoding"))
+            if encodings.strip().lower() != "chunked":
+                raise InvalidMessage(f"unsupported transfer encoding: {encodings}")
+            return (yield from _read_chunked(reader, max_line_length, max_body_size))
+        if "Content-Length" in headers:
+            raw_length = headers["Content-Length"]
+            if not raw_length.isdigit():
+                raise InvalidMessage(f"invalid Content-Length: {raw_length}")
+            length = int(raw_length)
+            data = yield from reader.read_exact(min(length, max_body_size))
+            return data, length > max_body_size
+        return (yield from reader.read_to_eof(max_body_size))
+    except EOFError:
+        # A body cut by the end of the stream is still worth showing to the caller.
+        data = bytes(reader.buffer[:max_body_size])
+        reader.discard()
+        return data, True
+    except MultipleValuesError as exc:
+        raise InvalidMessage(str(exc)) from exc
+
+
+def _read_chunked(
+    reader: StreamReader, max_line_length: int, max_body_size: int
+) -> Generator[None, None, tuple[bytes, bool]]:
+    """A chunked body (RFC 9112 §7.1), stopping once ``max_body_size`` is exceeded."""
+    body = bytearray()
+    while True:
+        line = yield from _read_line(
+            reader, max_line_length, "chunk size line", HTTPStatus.BAD_REQUEST
+        )
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError as exc:
+            raise InvalidMessage(f"invalid chunk size: {size_text[:80]!r}") from exc
+        if size == 0:
+            return bytes(body), False
+        wanted = min(size, max_body_size + 1 - len(body))
+        body += yield from reader.read_exact(wanted)
+        if len(body) > max_body_size:
+            return bytes(body[:max_body_size]), True
+        if (yield from reader.read_exact(2)) != b"\r\n":
+            raise InvalidMessage("chunk doesn't end with CRLF")

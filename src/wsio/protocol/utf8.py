@@ -1,0 +1,30 @@
+"""UTF-8 validation of text payloads and close reasons (RFC 6455 §5.6, §8.1).
+
+Validation is incremental so that a text message made of many fragments, or a frame that
+arrives in many TCP segments, fails as soon as an invalid byte arrives rather than when the
+message is complete. CPython's UTF-8 decoder already rejects overlong forms, surrogates and
+code points above U+10FFFF at the first byte that rules the sequence out.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+__all__ = ["IncrementalValidator"]
+
+_Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class IncrementalValidator:
+    """Checks that a byte stream, fed in pieces, is valid UTF-8."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = _Decoder("strict")
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        """Validate the next piece; raise :class:`UnicodeDecodeError` as soon as the bytes
+        seen so far cannot start valid UTF-8. With ``final``, a sequence cut at the end is
+        an error too."""
+        self._decoder.decode(data, final)

@@ -1,0 +1,161 @@
+"""Autobahn-style conformance (sections 1-10) of a wsio client, driven by a scripted raw server.
+
+The client application echoes every message with its type. The raw server plays the same
+scenarios as in test_server_conformance.py, unmasked, and asserts on what the client sends:
+exact echoes and pongs (masked), failures with the right close code right away, the close
+code echoed. After the closing handshake the raw server closes TCP (RFC 6455 §7.1.1) and the
+client must then finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+from conformance_cases import (
+    CLOSING,
+    FAIL_FAST,
+    FRAGMENTATION,
+    FRAMING,
+    LIMITS,
+    MISC,
+    OPCODES,
+    PINGS,
+    RESERVED_BITS,
+    ROUND_TRIP_COUNT,
+    ROUND_TRIPS,
+    UTF8,
+    UTF8_SEQUENCES,
+    Case,
+    MiB,
+    ids,
+)
+from conformance_peer import (
+    run_case,
+    run_close_after_big_message,
+    run_fail_fast,
+    run_round_trips,
+)
+
+import wsio
+from rawpeer import RawServer, ServerConn
+
+MAX_SIZE = 32 * MiB
+CLIENT_EXIT = 5.0
+"""Seconds the wsio client gets to finish once the raw server closed TCP."""
+
+
+async def echo_client(url: str) -> None:
+    async with wsio.connect(url, max_size=MAX_SIZE, open_timeout=5, close_timeout=3) as ws:
+        with contextlib.suppress(wsio.ConnectionClosed):
+            async for message in ws:
+                await ws.send(message)
+
+
+async def against_client(body: Callable[[ServerConn], Awaitable[None]], timeout: float) -> None:
+    """Run ``body`` in a raw server (after a correct handshake) against an echoing wsio client."""
+
+    async def script(conn: ServerConn) -> None:
+        request = await conn.handshake()
+        assert request.method == "GET"
+        assert request.has_token("Upgrade", "websocket")
+        await body(conn)
+
+    async with RawServer(script, exit_timeout=timeout) as server:
+        client = asyncio.create_task(echo_client(server.url + "/"))
+        try:
+            await server.wait_connection(5.0)
+            await server.wait_scripts(timeout)
+            if server.errors:
+                raise server.errors[0]
+            async with asyncio.timeout(CLIENT_EXIT):
+                await client
+        finally:
+            if not client.done():
+                client.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await client
+
+
+async def play(case: Case) -> None:
+    async def body(conn: ServerConn) -> None:
+        await run_case(conn, case, peer_is_client=True)
+
+    await against_client(body, timeout=case.timeout + 10)
+
+
+@pytest.mark.parametrize("case", FRAMING, ids=ids(FRAMING))
+async def test_framing(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize("case", PINGS, ids=ids(PINGS))
+async def test_pings(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize("case", RESERVED_BITS, ids=ids(RESERVED_BITS))
+async def test_reserved_bits(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize("case", OPCODES, ids=ids(OPCODES))
+async def test_opcodes(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize("case", FRAGMENTATION, ids=ids(FRAGMENTATION))
+async def test_fragmentation(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize("case", UTF8, ids=ids(UTF8))
+async def test_utf8(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize(("case_id", "how", "parts"), FAIL_FAST, ids=[c[0] for c in FAIL_FAST])
+async def test_utf8_fail_fast(case_id: str, how: str, parts: tuple[bytes, bytes, bytes]) -> None:
+    async def body(conn: ServerConn) -> None:
+        await run_fail_fast(conn, case_id, how, parts, peer_is_client=True)
+
+    await against_client(body, timeout=15)
+
+
+@pytest.mark.parametrize("case", UTF8_SEQUENCES, ids=ids(UTF8_SEQUENCES))
+async def test_utf8_sequences(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize("case", CLOSING, ids=ids(CLOSING))
+async def test_closing(case: Case) -> None:
+    await play(case)
+
+
+async def test_close_after_big_message() -> None:
+    async def body(conn: ServerConn) -> None:
+        await run_close_after_big_message(conn, peer_is_client=True)
+
+    await against_client(body, timeout=20)
+
+
+@pytest.mark.parametrize("case", LIMITS, ids=ids(LIMITS))
+async def test_limits(case: Case) -> None:
+    await play(case)
+
+
+@pytest.mark.parametrize(
+    ("case_id", "opcode", "size"), ROUND_TRIPS, ids=[c[0] for c in ROUND_TRIPS]
+)
+async def test_round_trips(case_id: str, opcode: int, size: int) -> None:
+    async def body(conn: ServerConn) -> None:
+        await run_round_trips(conn, case_id, opcode, size, ROUND_TRIP_COUNT, peer_is_client=True)
+
+    await against_client(body, timeout=40)
+
+
+@pytest.mark.parametrize("case", MISC, ids=ids(MISC))
+async def test_auto_fragmentation(case: Case) -> None:
+    await play(case)

@@ -1,0 +1,186 @@
+"""Shared fixtures: TLS certificates from a throw-away CA, a wsio echo server factory, and
+a factory of connected (wsio connection, raw peer) pairs in either role.
+
+``wsio`` is imported inside the fixtures only, so tests that do not need it (for example the
+raw peer's self-tests) still collect while the library is being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import trustme
+
+# Make ``import rawpeer`` work from any test directory.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from rawpeer import RawClient, RawConnection, RawServer, ServerConn
+
+EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A throw-away certificate authority."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_server_cert(tls_ca: trustme.CA) -> trustme.LeafCert:
+    """A server certificate for ``localhost`` and ``127.0.0.1``, signed by :func:`tls_ca`."""
+    return tls_ca.issue_cert("localhost", "127.0.0.1")
+
+
+@pytest.fixture
+def server_ssl_context(tls_server_cert: trustme.LeafCert) -> ssl.SSLContext:
+    """A server-side context presenting :func:`tls_server_cert` (pass as ``ssl=``)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_server_cert.configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture
+def client_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
+    """A client-side context trusting :func:`tls_ca` (with hostname checks on)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    tls_ca.configure_trust(ctx)
+    return ctx
+
+
+async def echo_handler(ws: Any) -> None:
+    """Send every message received back, unchanged."""
+    async for message in ws:
+        await ws.send(message)
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[EchoServerFactory]:
+    """A factory starting ``wsio.serve(handler, "127.0.0.1", 0, **kwargs)``.
+
+    ``server, port = await echo_server(**kwargs)``; ``handler=`` replaces the echo handler.
+    Every server started is closed when the test ends.
+    """
+    import wsio
+
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(handler: Any = echo_handler, **kwargs: Any) -> tuple[Any, int]:
+            server = await stack.enter_async_context(wsio.serve(handler, "127.0.0.1", 0, **kwargs))
+            port: int = server.sockets[0].getsockname()[1]
+            return server, port
+
+        yield start
+
+
+Role = Literal["server", "client"]
+
+
+@dataclass
+class WsPair:
+    """An open WebSocket connection between wsio (``ws``) and a raw peer (``peer``).
+
+    ``role`` is wsio's role: ``"server"`` (wsio.serve, the peer is a :class:`RawClient` whose
+    frames are masked by default) or ``"client"`` (wsio.connect, the peer is a
+    :class:`ServerConn` whose frames are unmasked by default). With role ``"server"`` the
+    wsio handler just waits, so the test drives ``ws`` directly; it returns at teardown.
+    """
+
+    role: Role
+    ws: Any
+    peer: RawConnection
+    server: Any = None
+
+    @property
+    def wrong_mask(self) -> bytes | None:
+        """The masking the peer must NOT use (RFC 6455 §5.1): unmasked from a client..."""
+        return None if self.role == "server" else b"\x01\x02\x03\x04"
+
+    @property
+    def wsio_masks(self) -> bool:
+        """Whether wsio's frames must be masked (it is the client)."""
+        return self.role == "client"
+
+
+WsPairFactory = Callable[..., Awaitable[WsPair]]
+
+
+@pytest.fixture
+async def ws_pair(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> AsyncIterator[WsPairFactory]:
+    """A factory of open :class:`WsPair`: ``pair = await ws_pair(role, tls=False, **kwargs)``.
+
+    ``kwargs`` go to ``wsio.serve`` or ``wsio.connect``. Everything is torn down at the end
+    of the test: the raw peer is aborted, the server or client closed.
+    """
+    import wsio
+
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(role: Role, *, tls: bool = False, **kwargs: Any) -> WsPair:
+            loop = asyncio.get_running_loop()
+            release = asyncio.Event()
+            if role == "server":
+                got: asyncio.Future[Any] = loop.create_future()
+
+                async def handler(ws: Any) -> None:
+                    if not got.done():
+                        got.set_result(ws)
+                    await release.wait()
+
+                server = await stack.enter_async_context(
+                    wsio.serve(
+                        handler,
+                        "127.0.0.1",
+                        0,
+                        ssl=server_ssl_context if tls else None,
+                        **kwargs,
+                    )
+                )
+                port = server.sockets[0].getsockname()[1]
+                client = await RawClient.open(
+                    "127.0.0.1",
+                    port,
+                    ssl=client_ssl_context if tls else None,
+                    server_hostname="localhost",
+                )
+                stack.callback(client.abort)
+                response = await client.handshake()
+                assert response.status_code == 101, response.raw
+                ws = await asyncio.wait_for(got, 5)
+                stack.callback(release.set)
+                return WsPair(role, ws, client, server)
+
+            conn_got: asyncio.Future[ServerConn] = loop.create_future()
+
+            async def script(conn: ServerConn) -> None:
+                await conn.handshake()
+                conn_got.set_result(conn)
+                await release.wait()
+
+            srv = await stack.enter_async_context(
+                RawServer(script, ssl=server_ssl_context if tls else None)
+            )
+            ws = await asyncio.wait_for(
+                wsio.connect(f"{srv.url}/", ssl=client_ssl_context if tls else None, **kwargs),
+                5,
+            )
+            stack.push_async_callback(_close_quietly, ws)
+            peer = await asyncio.wait_for(conn_got, 5)
+            stack.callback(release.set)
+            return WsPair(role, ws, peer)
+
+        yield make
+
+
+async def _close_quietly(ws: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(), 5)
