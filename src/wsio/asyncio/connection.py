@@ -164,9 +164,7 @@ class Connection(asyncio.Protocol):
         except ConnectionClosedOK:
             return
 
-    async def send(
-        self, message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike]
-    ) -> None:
+    async def send(self, message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike]) -> None:
         """Send a message: ``str`` as text, bytes-like as binary, an iterable or async
         iterable of either as one fragmented message (every fragment of the same type).
 
@@ -381,8 +379,10 @@ class Connection(asyncio.Protocol):
 
     def _wake_receiver(self) -> None:
         waiter = self._message_waiter
-        if waiter is not None and not waiter.done() and (
-            self._messages or not self.protocol.receiving
+        if (
+            waiter is not None
+            and not waiter.done()
+            and (self._messages or not self.protocol.receiving)
         ):
             waiter.set_result(None)
 

@@ -84,9 +84,7 @@ class ServerConnection(Connection):
         assert self.transport is not None
         self._writes_held = True
         try:
-            transport = await self.loop.start_tls(
-                self.transport, self, context, server_side=True
-            )
+            transport = await self.loop.start_tls(self.transport, self, context, server_side=True)
         finally:
             self._writes_held = False
         assert isinstance(transport, asyncio.Transport)

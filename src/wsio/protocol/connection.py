@@ -474,10 +474,14 @@ class Protocol:
                 raise ProtocolError(f"invalid opcode {opcode:#x}")
             # §5.1: a server MUST close on an unmasked frame, a client on a masked one.
             if bool(second & _MASK) is not mask_expected:
-                raise ProtocolError("incorrect masking: " + (
-                    "client frames must be masked" if mask_expected
-                    else "server frames must not be masked"
-                ))
+                raise ProtocolError(
+                    "incorrect masking: "
+                    + (
+                        "client frames must be masked"
+                        if mask_expected
+                        else "server frames must not be masked"
+                    )
+                )
             if opcode >= Opcode.CLOSE:
                 # §5.5: control frames are 125 bytes at most and are never fragmented.
                 if not fin:

@@ -124,9 +124,7 @@ def build_request(
     return Request(uri.resource_name, headers)
 
 
-def check_response(
-    response: Response, key: str, subprotocols: Sequence[str] | None
-) -> str | None:
+def check_response(response: Response, key: str, subprotocols: Sequence[str] | None) -> str | None:
     """Check the server's answer (§4.1, client requirements 1–6); return the subprotocol.
 
     Only the status code matters: the reason phrase is free text and is never examined.

@@ -105,11 +105,7 @@ class Headers:
 
     def update(self, items: HeadersLike) -> None:
         """Append fields from another :class:`Headers`, a mapping or (name, value) pairs."""
-        pairs: Iterable[tuple[str, str]]
-        if isinstance(items, Headers) or isinstance(items, Mapping):
-            pairs = items.items()
-        else:
-            pairs = items
+        pairs = items.items() if isinstance(items, Headers | Mapping) else items
         for name, value in pairs:
             self[name] = value
 
