@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import defaults
+from ..exceptions import ConnectionClosed
 from ..protocol.connection import ServerProtocol, State
 from ..protocol.handshake import Origin
 from .connection import Connection
@@ -73,6 +74,9 @@ class ServerConnection(Connection):
         self._start_keepalive()
         try:
             await server.handler(self)
+        except ConnectionClosed:
+            # The peer closed while the handler was sending or receiving: not a bug.
+            self.logger.debug("connection closed during handler", exc_info=True)
         except Exception:
             self.logger.error("connection handler failed", exc_info=True)
             await self.close(1011)

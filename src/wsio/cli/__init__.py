@@ -1,0 +1,187 @@
+"""The ``wsio`` command: ``wsio echo`` (a server) and ``wsio connect`` (an interactive client)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from .. import defaults
+from ..asyncio.client import connect
+from ..asyncio.server import ServerConnection, serve
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from ..protocol.http11 import Headers
+
+__all__ = ["main"]
+
+
+def _size(text: str) -> int | None:
+    """``--max-size``: a number of bytes, or ``none`` for no limit."""
+    if text.lower() == "none":
+        return None
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of bytes, or none")
+    return value
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsio", description="WebSocket tools (RFC 6455).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    echo = commands.add_parser("echo", help="run a server that sends every message back")
+    echo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    echo.add_argument("--port", type=int, default=9001, help="port to listen on")
+    echo.add_argument(
+        "--max-size",
+        type=_size,
+        default=defaults.MAX_SIZE,
+        metavar="BYTES",
+        help=f"largest message accepted (default {defaults.MAX_SIZE}; 'none' for no limit)",
+    )
+
+    client = commands.add_parser("connect", help="an interactive client")
+    client.add_argument("uri", help="ws:// or wss:// URI")
+    client.add_argument(
+        "-H",
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header (repeatable)",
+    )
+    client.add_argument(
+        "--max-size",
+        type=_size,
+        default=defaults.MAX_SIZE,
+        metavar="BYTES",
+        help=f"largest message accepted (default {defaults.MAX_SIZE}; 'none' for no limit)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``wsio`` command; return its exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    try:
+        if args.command == "echo":
+            return asyncio.run(_echo(args.host, args.port, args.max_size))
+        return asyncio.run(_connect(args.uri, args.header, args.max_size))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _echo_handler(ws: ServerConnection) -> None:
+    """Send every message back, text as text and binary as binary."""
+    async for message in ws:
+        await ws.send(message)
+
+
+async def _echo(host: str, port: int, max_size: int | None) -> int:
+    stop = _stop_on_signals()
+    async with serve(_echo_handler, host, port, max_size=max_size) as server:
+        address = server.sockets[0].getsockname()
+        print(f"wsio echo server listening on ws://{address[0]}:{address[1]}/", flush=True)
+        await stop
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Future[None]:
+    """A future resolved by SIGINT or SIGTERM, so that servers close cleanly (1001)."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def set_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, set_stop)
+    return stop
+
+
+def _describe_rejection(exc: InvalidHandshake) -> str:
+    if not isinstance(exc, InvalidStatus):
+        return f"handshake failed: {exc}"
+    response = exc.response
+    lines = [f"handshake failed: HTTP {response.status_code} {response.reason_phrase}".rstrip()]
+    lines.extend(f"{name}: {value}" for name, value in response.headers.items())
+    if response.body:
+        lines.append("")
+        lines.append(response.body.decode("utf-8", "replace"))
+        if response.body_truncated:
+            lines.append(f"[body cut at {len(response.body)} bytes]")
+    return "\n".join(lines)
+
+
+async def _connect(uri: str, header: list[tuple[str, str]], max_size: int | None) -> int:
+    try:
+        ws = await connect(uri, additional_headers=Headers(header), max_size=max_size)
+    except InvalidURI as exc:
+        print(f"wsio: {exc}", file=sys.stderr)
+        return 2
+    except InvalidHandshake as exc:
+        print(_describe_rejection(exc), file=sys.stderr)
+        return 1
+    except (OSError, TimeoutError) as exc:
+        print(f"wsio: couldn't connect to {uri}: {exc or 'timed out'}", file=sys.stderr)
+        return 1
+    print(f"connected to {uri}", file=sys.stderr)
+
+    lines = _read_lines()
+    stop = _stop_on_signals()
+
+    async def receive() -> None:
+        async for message in ws:
+            if isinstance(message, str):
+                print(message, flush=True)
+            else:
+                print(f"[binary, {len(message)} bytes] {message.hex()}", flush=True)
+
+    async def send() -> None:
+        while (line := await lines.get()) is not None:
+            await ws.send(line)
+
+    receiving = asyncio.ensure_future(receive())
+    sending = asyncio.ensure_future(send())
+    await asyncio.wait([receiving, sending, stop], return_when=asyncio.FIRST_COMPLETED)
+    sending.cancel()
+    # Messages that arrive during the closing handshake are still printed.
+    await ws.close()
+    with contextlib.suppress(ConnectionClosed):
+        await receiving
+    code, reason = ws.close_code, ws.close_reason
+    print(f"connection closed: {code} {reason}".rstrip(), file=sys.stderr)
+    return 0 if code in (1000, 1001, 1005) else 1
+
+
+def _read_lines() -> asyncio.Queue[str | None]:
+    """Lines typed on standard input, without their end; ``None`` at end of input.
+
+    A thread reads, since a terminal, a pipe and a file can't all be read by asyncio.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def run() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=run, daemon=True).start()
+    return queue
