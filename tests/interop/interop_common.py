@@ -17,8 +17,14 @@ STEP = 10.0
 LARGE = 2**20 + 1024
 MAX_SIZE = 4 * 2**20
 
-TEXTS = ["hello", "héllo wörld ✓ — 你好 — 🎉🚀", "a" * 300, "\x00 nul and \u2028 separator"]
-BINARIES = [b"\x00\x01\x02\xff", bytes(range(256)), b"\xc3\x28 not utf-8"]
+TEXTS: list[str] = [
+    "hello",
+    "héllo wörld ✓ — 你好 — 🎉🚀",
+    "a" * 300,
+    "\x00 nul and \u2028 separator",
+]
+BINARIES: list[bytes] = [b"\x00\x01\x02\xff", bytes(range(256)), b"\xc3\x28 not utf-8"]
+SAMPLES: list[str | bytes] = [*TEXTS, *BINARIES]
 
 
 def large_binary() -> bytes:

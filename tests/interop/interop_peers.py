@@ -35,6 +35,8 @@ STOP_TIMEOUT = 5.0
 LINE_LIMIT = 8 * 1024 * 1024
 
 Event = dict[str, Any]
+# One step of a client.js script, e.g. {"op": "send", "text": "hi"}.
+Step = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ class NodeClientResult:
 async def run_node_client(
     setup: NodeSetup,
     url: str,
-    steps: Sequence[Mapping[str, Any]],
+    steps: Sequence[Step],
     *,
     options: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,

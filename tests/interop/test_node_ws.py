@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import urllib.parse
-from typing import Any
 
 import pytest
 from interop_common import (
     BINARIES,
     LARGE,
     MAX_SIZE,
+    SAMPLES,
     STEP,
     TEXTS,
     closing_4000,
@@ -28,6 +28,7 @@ from interop_peers import (
     NodeClientResult,
     NodeSetup,
     StartNodeServer,
+    Step,
     TLSFiles,
     b64,
     run_node_client,
@@ -216,7 +217,7 @@ async def test_client_wss(node_server: StartNodeServer, tls_files: TLSFiles) -> 
         asyncio.timeout(STEP),
         wsio.connect(server.url(), ssl=tls_files.client_context, max_size=MAX_SIZE) as ws,
     ):
-        for message in [*TEXTS, *BINARIES]:
+        for message in SAMPLES:
             await ws.send(message)
             assert await ws.recv() == message
         data = large_binary()
@@ -233,7 +234,7 @@ async def test_client_wss(node_server: StartNodeServer, tls_files: TLSFiles) -> 
 
 async def test_node_client_round_trips(node_setup: NodeSetup) -> None:
     messages: list[str | bytes] = [*TEXTS, "", *BINARIES, b""]
-    steps: list[dict[str, Any]] = [
+    steps: list[Step] = [
         {"op": "send", "text": m} if isinstance(m, str) else {"op": "send", "binary": b64(m)}
         for m in messages
     ]
@@ -261,7 +262,7 @@ async def test_node_client_sends_fragmented(node_setup: NodeSetup) -> None:
     # "é€🎉" as raw bytes, cut inside each multi-byte sequence.
     raw = "é€🎉".encode()
     raw_parts = [raw[:1], raw[1:3], raw[3:8], raw[8:]]
-    steps = [
+    steps: list[Step] = [
         {"op": "send_fragments", "text": text_parts},
         {"op": "send_fragments", "binary": [b64(p) for p in binary_parts]},
         {"op": "send_fragments", "type": "text", "raw": [b64(p) for p in raw_parts]},
@@ -282,7 +283,7 @@ async def test_node_client_sends_fragmented(node_setup: NodeSetup) -> None:
 
 async def test_wsio_server_sends_fragmented(node_setup: NodeSetup) -> None:
     messages: list[str | bytes] = [*TEXTS, *BINARIES, "€" * 10]
-    steps: list[dict[str, Any]] = [
+    steps: list[Step] = [
         {"op": "send", "text": m} if isinstance(m, str) else {"op": "send", "binary": b64(m)}
         for m in messages
     ]
@@ -298,7 +299,7 @@ async def test_wsio_server_sends_fragmented(node_setup: NodeSetup) -> None:
 
 
 async def test_node_client_large_messages(node_setup: NodeSetup) -> None:
-    steps = [
+    steps: list[Step] = [
         {"op": "send", "type": "binary", "repeat": b64(bytes(range(256))), "count": LARGE // 256},
         {"op": "send", "type": "text", "repeat": b64("€✓ab".encode()), "count": LARGE // 8},
         {"op": "recv", "count": 2},
@@ -319,7 +320,7 @@ async def test_node_client_large_messages(node_setup: NodeSetup) -> None:
 
 
 async def test_node_client_ping(node_setup: NodeSetup) -> None:
-    steps = [
+    steps: list[Step] = [
         {"op": "ping", "data": b64(b"node ping")},
         {"op": "ping", "data": ""},
         {"op": "send", "text": "still open"},
@@ -335,7 +336,11 @@ async def test_node_client_ping(node_setup: NodeSetup) -> None:
 
 
 async def test_wsio_server_ping(node_setup: NodeSetup) -> None:
-    steps = [{"op": "send", "text": "go"}, {"op": "recv"}, {"op": "close", "code": 1000}]
+    steps: list[Step] = [
+        {"op": "send", "text": "go"},
+        {"op": "recv"},
+        {"op": "close", "code": 1000},
+    ]
     async with wsio_server(pinging) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
@@ -348,7 +353,7 @@ async def test_wsio_server_ping(node_setup: NodeSetup) -> None:
 
 async def test_node_client_close_custom_code(node_setup: NodeSetup) -> None:
     reason = "node says bye ✓"
-    steps = [
+    steps: list[Step] = [
         {"op": "send", "text": "hi"},
         {"op": "recv"},
         {"op": "close", "code": 4000, "reason": reason},
@@ -366,7 +371,7 @@ async def test_node_client_close_custom_code(node_setup: NodeSetup) -> None:
 
 
 async def test_wsio_server_close_custom_code(node_setup: NodeSetup) -> None:
-    steps = [{"op": "send", "text": "hi"}, {"op": "wait_close"}]
+    steps: list[Step] = [{"op": "send", "text": "hi"}, {"op": "wait_close"}]
     async with wsio_server(closing_4000) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
@@ -376,7 +381,7 @@ async def test_wsio_server_close_custom_code(node_setup: NodeSetup) -> None:
 
 
 async def test_handler_return_closes_1000(node_setup: NodeSetup) -> None:
-    steps = [{"op": "send", "text": "hi"}, {"op": "wait_close"}]
+    steps: list[Step] = [{"op": "send", "text": "hi"}, {"op": "wait_close"}]
     async with wsio_server(returning, wait_closed=False) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
@@ -388,7 +393,7 @@ async def test_handler_return_closes_1000(node_setup: NodeSetup) -> None:
 
 
 async def test_wsio_server_shutdown_sends_1001(node_setup: NodeSetup) -> None:
-    steps = [{"op": "send", "text": "ready"}, {"op": "recv"}, {"op": "wait_close"}]
+    steps: list[Step] = [{"op": "send", "text": "ready"}, {"op": "recv"}, {"op": "wait_close"}]
     client: asyncio.Task[NodeClientResult] | None = None
     try:
         async with wsio_server(echo) as (url, log):
@@ -408,7 +413,7 @@ async def test_wsio_server_shutdown_sends_1001(node_setup: NodeSetup) -> None:
 
 @pytest.mark.parametrize("ca_via", ["env", "option"])
 async def test_node_client_wss(node_setup: NodeSetup, tls_files: TLSFiles, ca_via: str) -> None:
-    steps = [
+    steps: list[Step] = [
         {"op": "send", "text": TEXTS[1]},
         {"op": "send", "binary": b64(BINARIES[1])},
         {"op": "recv", "count": 2},

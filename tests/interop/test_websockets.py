@@ -15,6 +15,7 @@ from interop_common import (
     BINARIES,
     LARGE,
     MAX_SIZE,
+    SAMPLES,
     STEP,
     TEXTS,
     closing_4000,
@@ -254,7 +255,7 @@ async def test_client_wss(tls_files: TLSFiles) -> None:
             asyncio.timeout(STEP),
             wsio.connect(f"{base}/echo", ssl=tls_files.client_context, max_size=MAX_SIZE) as ws,
         ):
-            for message in [*TEXTS, *BINARIES, large_binary()]:
+            for message in [*SAMPLES, large_binary()]:
                 await ws.send(message)
                 assert await ws.recv() == message
             await ws.close(4000, "tls bye")
@@ -418,7 +419,7 @@ async def test_server_wss(tls_files: TLSFiles) -> None:
     kwargs: dict[str, Any] = {"ssl": tls_files.server_context, "max_size": MAX_SIZE}
     async with wsio_server(echo, scheme="wss", **kwargs) as (url, log), asyncio.timeout(STEP):
         async with ws_connect(url, ssl=tls_files.client_context, max_size=MAX_SIZE) as client:
-            for message in [*TEXTS, *BINARIES, large_binary()]:
+            for message in [*SAMPLES, large_binary()]:
                 await client.send(message)
                 assert await client.recv() == message
             await client.close(4000, "tls bye")

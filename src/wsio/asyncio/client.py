@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import defaults
-from ..protocol.connection import ClientProtocol, State
+from ..protocol.connection import ClientProtocol
 from ..protocol.http11 import HeadersLike
 from ..protocol.uri import parse_uri
 from .connection import Connection
@@ -33,9 +33,11 @@ class ClientConnection(Connection):
         if self.protocol.handshake_exc is not None:
             self._abort()
             raise self.protocol.handshake_exc
-        if self.protocol.state is not State.OPEN:
-            # The connection ended before the handshake completed.
+        if self.protocol.response is None:
+            # The connection ended before the answer arrived.
             raise self.protocol.close_exc
+        # Open, or already closing if the server closed right after the 101: either way
+        # the handshake succeeded, and recv() tells the rest.
         self._start_keepalive()
 
 
@@ -88,6 +90,7 @@ class connect:
             additional_headers=additional_headers,
             user_agent_header=user_agent_header,
             max_size=max_size,
+            hold_failures=True,
             logger=logger if logger is not None else _logger,
         )
         self._connection_kwargs: dict[str, Any] = dict(

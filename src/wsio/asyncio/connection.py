@@ -77,6 +77,7 @@ class Connection(asyncio.Protocol):
         self._fragmented_send: asyncio.Future[None] | None = None
         self._pong_waiters: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
+        self._failure_timer: asyncio.TimerHandle | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
         # Resolved once the opening handshake is over, whatever its outcome.
         self._handshake_done: asyncio.Future[None] = self.loop.create_future()
@@ -148,6 +149,8 @@ class Connection(asyncio.Protocol):
             finally:
                 self._recv_in_progress = False
             if not self._messages:
+                # The application took every message before a violation: fail now.
+                self._release_failure()
                 raise self.protocol.close_exc
         message = self._messages.popleft()
         if self._reading_paused and len(self._messages) <= self.max_queue // 4:
@@ -277,7 +280,9 @@ class Connection(asyncio.Protocol):
 
         :raises InvalidArgument: a code that may not be sent or a reason over 123 bytes.
         """
-        if self.protocol.state is State.OPEN:
+        if self.protocol.failure_held:
+            self._release_failure()
+        elif self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
         elif self.protocol.state is State.CONNECTING:
@@ -343,6 +348,14 @@ class Connection(asyncio.Protocol):
         ):
             self._close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
 
+    def _release_failure(self) -> None:
+        if self._failure_timer is not None:
+            self._failure_timer.cancel()
+            self._failure_timer = None
+        if self.protocol.failure_held:
+            self.protocol.release_failure()
+            self._flush()
+
     def _close_timed_out(self) -> None:
         self.protocol.close_timeout_expired()
         self._abort()
@@ -369,6 +382,14 @@ class Connection(asyncio.Protocol):
                         waiter.set_result(self.latency)
             elif isinstance(event, RequestReceived | ResponseReceived):
                 self._handshake_event(event)
+        if self.protocol.failure_held:
+            if not self._messages:
+                self.protocol.release_failure()
+            elif self._failure_timer is None:
+                # Don't wait forever for an application that doesn't read.
+                self._failure_timer = self.loop.call_later(
+                    self.close_timeout or 0, self._release_failure
+                )
         self._flush()
         if self.protocol.state is not State.CONNECTING and not self._handshake_done.done():
             self._handshake_done.set_result(None)
@@ -433,9 +454,10 @@ class Connection(asyncio.Protocol):
         self.protocol.receive_eof()
         self.protocol.data_to_send()  # nowhere to write them anymore
         self._process_events()
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
+        for timer in (self._close_timer, self._failure_timer):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._failure_timer = None
         if self._keepalive_task is not None:
             self._keepalive_task.cancel()
         if not self._handshake_done.done():

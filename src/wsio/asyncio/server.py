@@ -247,6 +247,7 @@ class serve:
                 subprotocols=subprotocols,
                 server_header=server_header,
                 max_size=max_size,
+                hold_failures=True,
                 logger=logger,
             )
             return ServerConnection(

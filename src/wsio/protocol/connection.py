@@ -48,7 +48,14 @@ from ..exceptions import (
     ProtocolError,
     SecurityError,
 )
-from .frames import MAX_CONTROL_PAYLOAD, Close, CloseCode, Opcode, serialize_frame
+from .frames import (
+    MAX_CLOSE_REASON,
+    MAX_CONTROL_PAYLOAD,
+    Close,
+    CloseCode,
+    Opcode,
+    serialize_frame,
+)
 from .handshake import (
     Origin,
     build_accept,
@@ -178,6 +185,10 @@ class Protocol:
     :param max_size: largest message accepted, in bytes; ``None`` disables the limit.
     :param random_bytes: source of masking keys and handshake keys; tests pass a
         deterministic one. RFC 6455 §10.3 requires unpredictable masks otherwise.
+    :param hold_failures: when the peer breaks a rule, stop reading at once but hold the
+        close frame until :meth:`release_failure`, so that the application can first handle
+        (and answer) the valid messages that arrived before the violation. The I/O layer
+        releases it when the application has taken those messages, or after a timeout.
     """
 
     def __init__(
@@ -187,9 +198,11 @@ class Protocol:
         state: State = State.OPEN,
         max_size: int | None = defaults.MAX_SIZE,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.side = side
+        self.hold_failures = hold_failures
         self.state = state
         self.max_size = max_size
         self.random_bytes = random_bytes
@@ -215,6 +228,7 @@ class Protocol:
         # Size of the message being received, for the size limit.
         self._message_size = 0
         self._receiving = True
+        self._held_failure: Close | None = None
 
         self._parser = self._parse() if state is State.OPEN else self._parse_handshake()
         next(self._parser)
@@ -380,12 +394,26 @@ class Protocol:
         arrived, the connection failed or the stream ended."""
         return self._receiving
 
+    @property
+    def failure_held(self) -> bool:
+        """Whether a failure was detected and its close frame awaits :meth:`release_failure`."""
+        return self._held_failure is not None and self.state is State.OPEN
+
+    def release_failure(self) -> None:
+        """Send the close frame of a held failure (see ``hold_failures``); no-op otherwise."""
+        held, self._held_failure = self._held_failure, None
+        if held is not None:
+            self.fail(held.code, held.reason)
+
     def fail(self, code: int, reason: str = "") -> None:
         """Fail the connection (§7.1.7): send a close frame if still open, then stop
         processing input. A server then closes TCP at once; a client waits for the server
         to do it. The I/O layer calls this when a timer it owns fires (keepalive: 1011)."""
+        self._held_failure = None
         if self.state is State.OPEN:
-            close = Close(code, reason)
+            # The reason is informative: cut it to fit in a control frame (§5.5).
+            encoded = reason.encode()[:MAX_CLOSE_REASON]
+            close = Close(code, encoded.decode(errors="ignore"))
             self._send_frame(Opcode.CLOSE, close.serialize())
             self.close_sent = close
             self.state = State.CLOSING
@@ -428,7 +456,14 @@ class Protocol:
             pass
         except ProtocolError as exc:
             self.failure = exc
-            self.fail(exc.close_code, str(exc))
+            if self.hold_failures and self.state is State.OPEN:
+                # Stop reading now; send the close frame once the application has handled
+                # the messages that came before the violation (see release_failure).
+                self._held_failure = Close(exc.close_code, str(exc))
+                self._parser = self._discard()
+                next(self._parser)
+            else:
+                self.fail(exc.close_code, str(exc))
         except EOFError as exc:
             # The stream ended in the middle of a frame or before the closing handshake.
             if self.failure is None:
@@ -588,9 +623,10 @@ class Protocol:
         close = Close.parse(payload)
         self.close_rcvd = close
         if self.state is State.OPEN:
-            # §5.5.1: echo the status code received; the reason is ours to choose.
+            # §5.5.1: "the endpoint typically echos the status code it received"; the
+            # reason is echoed too, as browsers and most libraries do.
             self.close_rcvd_then_sent = True
-            echo = Close(close.code)
+            echo = close
             self._send_frame(Opcode.CLOSE, echo.serialize())
             self.close_sent = echo
             self.state = State.CLOSING
@@ -618,6 +654,7 @@ class ServerProtocol(Protocol):
         max_line_length: int = defaults.MAX_LINE_LENGTH,
         max_headers: int = defaults.MAX_HEADERS,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.origins = origins
@@ -633,6 +670,7 @@ class ServerProtocol(Protocol):
             state=State.CONNECTING,
             max_size=max_size,
             random_bytes=random_bytes,
+            hold_failures=hold_failures,
             logger=logger,
         )
 
@@ -648,7 +686,7 @@ class ServerProtocol(Protocol):
             yield from self._discard()
         except (InvalidMessage, SecurityError) as exc:
             self.handshake_exc = exc
-            self.send_response(build_rejection(exc, server_header=self.server_header))
+            self._queue_response(build_rejection(exc, server_header=self.server_header))
             yield from self._discard()
         self.request = request
         self._events.append(RequestReceived(request))
@@ -682,6 +720,11 @@ class ServerProtocol(Protocol):
         """Send the answer; a 101 opens the connection, anything else closes it."""
         if self.state is not State.CONNECTING:
             raise InvalidState("the opening handshake is over")
+        self._queue_response(response)
+        # Frames that arrived right behind the request can be parsed now.
+        self._advance()
+
+    def _queue_response(self, response: Response) -> None:
         self.response = response
         self._writes.append(response.serialize())
         if response.status_code == 101:
@@ -695,7 +738,6 @@ class ServerProtocol(Protocol):
             # Nothing the client sends afterwards is read: no request smuggling.
             self._send_eof()
             self.state = State.CLOSED
-        self._advance()
 
 
 class ClientProtocol(Protocol):
@@ -720,6 +762,7 @@ class ClientProtocol(Protocol):
         max_headers: int = defaults.MAX_HEADERS,
         max_body_size: int = defaults.MAX_BODY_SIZE,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.uri = uri
@@ -739,6 +782,7 @@ class ClientProtocol(Protocol):
             state=State.CONNECTING,
             max_size=max_size,
             random_bytes=random_bytes,
+            hold_failures=hold_failures,
             logger=logger,
         )
 
