@@ -50,6 +50,7 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 Origin: TypeAlias = "str | re.Pattern[str] | None"
 
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_PROTOCOL = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+(/[-!#$%&'*+.^_`|~0-9a-zA-Z]+)?")
 
 
 def generate_key(random_bytes: Callable[[int], bytes]) -> str:
@@ -63,23 +64,34 @@ def accept_key(key: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-def parse_token_list(values: Iterable[str], header: str) -> list[str]:
+def parse_token_list(
+    values: Iterable[str], header: str, element: re.Pattern[str] = _TOKEN
+) -> list[str]:
     """Parse comma-separated tokens from one or more header values (RFC 9110 §5.6.1).
 
-    Empty elements are allowed and skipped, as the list syntax requires.
+    Empty elements are allowed and skipped, as the list syntax requires. ``element`` is
+    the grammar of one element: a token by default.
 
-    :raises InvalidHeaderValue: an element isn't a token.
+    :raises InvalidHeaderValue: an element doesn't match it.
     """
     tokens = []
     for value in values:
-        for element in value.split(","):
-            element = element.strip(" \t")
-            if not element:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if not item:
                 continue
-            if not _TOKEN.fullmatch(element):
+            if not element.fullmatch(item):
                 raise InvalidHeaderValue(header, value)
-            tokens.append(element)
+            tokens.append(item)
     return tokens
+
+
+def _upgrade_protocols(headers: Headers) -> list[str]:
+    """The protocols of the ``Upgrade`` header: ``name["/" version]`` (RFC 9110 §7.8)."""
+    try:
+        return parse_token_list(headers.get_all("Upgrade"), "Upgrade", _PROTOCOL)
+    except InvalidHeaderValue as exc:
+        raise InvalidUpgrade("Upgrade", exc.value) from exc
 
 
 def _single(headers: Headers, name: str) -> str:
@@ -138,7 +150,7 @@ def check_response(response: Response, key: str, subprotocols: Sequence[str] | N
         raise InvalidStatus(response)
     headers = response.headers
     try:
-        upgrade = parse_token_list(headers.get_all("Upgrade"), "Upgrade")
+        upgrade = _upgrade_protocols(headers)
         if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
             raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
         connection = parse_token_list(headers.get_all("Connection"), "Connection")
@@ -189,7 +201,7 @@ def check_request(request: Request) -> str:
     ):
         raise InvalidMessage("WebSocket handshake request must not have a body")
     _single(headers, "Host")
-    upgrade = parse_token_list(headers.get_all("Upgrade"), "Upgrade")
+    upgrade = _upgrade_protocols(headers)
     if not any(token.lower() == "websocket" for token in upgrade):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
     connection = parse_token_list(headers.get_all("Connection"), "Connection")
