@@ -19,6 +19,7 @@ from conformance_cases import (
     FAIL_FAST,
     FRAGMENTATION,
     FRAMING,
+    HELLO,
     LIMITS,
     MISC,
     OPCODES,
@@ -33,6 +34,7 @@ from conformance_cases import (
     ids,
 )
 from conformance_peer import (
+    CLOSE_WAIT,
     run_case,
     run_close_after_big_message,
     run_fail_fast,
@@ -40,7 +42,15 @@ from conformance_peer import (
 )
 
 import wsio
-from rawpeer import RawServer, ServerConn
+from rawpeer import (
+    OP_CLOSE,
+    OP_TEXT,
+    RawServer,
+    ServerConn,
+    build_frame,
+    build_response,
+    close_payload,
+)
 
 MAX_SIZE = 32 * MiB
 CLIENT_EXIT = 5.0
@@ -48,8 +58,10 @@ CLIENT_EXIT = 5.0
 
 
 async def echo_client(url: str) -> None:
-    async with wsio.connect(url, max_size=MAX_SIZE, open_timeout=5, close_timeout=3) as ws:
-        with contextlib.suppress(wsio.ConnectionClosed):
+    # The wire is judged by the raw server; here, a connection that ends (even failed
+    # while connect() was still returning) is a normal outcome for the application.
+    with contextlib.suppress(wsio.ConnectionClosed):
+        async with wsio.connect(url, max_size=MAX_SIZE, open_timeout=5, close_timeout=3) as ws:
             async for message in ws:
                 await ws.send(message)
 
@@ -159,3 +171,49 @@ async def test_round_trips(case_id: str, opcode: int, size: int) -> None:
 @pytest.mark.parametrize("case", MISC, ids=ids(MISC))
 async def test_auto_fragmentation(case: Case) -> None:
     await play(case)
+
+
+@pytest.mark.parametrize("then_close", [False, True], ids=["message", "message+close"])
+async def test_frames_in_the_handshake_write(then_close: bool) -> None:
+    """Like Autobahn's fuzzing server, send the first frames in the same write as the 101
+    response: a text message (then, optionally, a close 1000). The message must reach the
+    application: echoed on the wire, or, when the close follows at once (so no echo can be
+    sent any more), at least received by recv() before the connection reports its end."""
+    received: list[str | bytes] = []
+    outcome: list[BaseException] = []
+
+    async def script(conn: ServerConn) -> None:
+        request = await conn.read_request()
+        key = request.get_all("Sec-WebSocket-Key")[0]
+        data = build_response(key) + build_frame(OP_TEXT, HELLO, mask=None)
+        if then_close:
+            data += build_frame(OP_CLOSE, close_payload(1000), mask=None)
+        await conn.send(data)
+        if not then_close:
+            echo = await conn.recv_frame(CLOSE_WAIT)
+            assert echo is not None and (echo.opcode, echo.payload) == (OP_TEXT, HELLO), echo
+            await conn.send_close(1000)
+        frames = await conn.recv_frames_until_close(CLOSE_WAIT)
+        assert frames and frames[-1].opcode == OP_CLOSE, frames
+        assert frames[-1].close_code == 1000, frames[-1]
+        conn.close()
+
+    async def client(url: str) -> None:
+        try:
+            async with wsio.connect(url, open_timeout=5, close_timeout=3) as ws:
+                async for message in ws:
+                    received.append(message)
+                    if not then_close:
+                        await ws.send(message)
+        except wsio.ConnectionClosed as exc:
+            outcome.append(exc)
+
+    async with RawServer(script, exit_timeout=10) as server:
+        task = asyncio.create_task(client(server.url + "/"))
+        await server.wait_connection(5.0)
+        await server.wait_scripts(10)
+        async with asyncio.timeout(CLIENT_EXIT):
+            await task
+    assert received == [HELLO.decode()], (
+        f"the application got {received!r}; the connection ended with {outcome!r}"
+    )
