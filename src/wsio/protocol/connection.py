@@ -605,8 +605,11 @@ class Protocol:
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.PING:
-            # §5.5.2: answer with a pong carrying the same payload, unless closing.
-            if self.state is State.OPEN:
+            # §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+            # response, unless it already received a Close frame" -- or failed.
+            if self.state is State.OPEN or (
+                self.state is State.CLOSING and self.close_rcvd is None
+            ):
                 self._send_frame(Opcode.PONG, payload)
             self._events.append(Ping(payload))
         else:

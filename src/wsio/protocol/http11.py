@@ -182,6 +182,8 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
+_DIGITS = re.compile(r"[0-9]+")
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]+")
 
 
 def _read_line(
@@ -317,7 +319,7 @@ def _read_body(
             return (yield from _read_chunked(reader, max_line_length, max_body_size))
         if "Content-Length" in headers:
             raw_length = headers["Content-Length"]
-            if not raw_length.isdigit():
+            if not _DIGITS.fullmatch(raw_length):
                 raise InvalidMessage(f"invalid Content-Length: {raw_length}")
             length = int(raw_length)
             data = yield from reader.read_exact(min(length, max_body_size))
@@ -337,20 +339,26 @@ def _read_chunked(
 ) -> Generator[None, None, tuple[bytes, bool]]:
     """A chunked body (RFC 9112 §7.1), stopping once ``max_body_size`` is exceeded."""
     body = bytearray()
-    while True:
-        line = yield from _read_line(
-            reader, max_line_length, "chunk size line", HTTPStatus.BAD_REQUEST
-        )
-        size_text = line.split(b";", 1)[0].strip()
-        try:
+    try:
+        while True:
+            line = yield from _read_line(
+                reader, max_line_length, "chunk size line", HTTPStatus.BAD_REQUEST
+            )
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise InvalidMessage(f"invalid chunk size: {size_text[:80]!r}")
             size = int(size_text, 16)
-        except ValueError as exc:
-            raise InvalidMessage(f"invalid chunk size: {size_text[:80]!r}") from exc
-        if size == 0:
-            return bytes(body), False
-        wanted = min(size, max_body_size + 1 - len(body))
-        body += yield from reader.read_exact(wanted)
-        if len(body) > max_body_size:
-            return bytes(body[:max_body_size]), True
-        if (yield from reader.read_exact(2)) != b"\r\n":
-            raise InvalidMessage("chunk doesn't end with CRLF")
+            if size == 0:
+                return bytes(body), False
+            wanted = min(size, max_body_size + 1 - len(body))
+            while wanted > 0:
+                # Keep what arrives, so that a body cut by the end of the stream is kept.
+                piece = yield from reader.read_some(wanted)
+                body += piece
+                wanted -= len(piece)
+            if len(body) > max_body_size:
+                return bytes(body[:max_body_size]), True
+            if (yield from reader.read_exact(2)) != b"\r\n":
+                raise InvalidMessage("chunk doesn't end with CRLF")
+    except EOFError:
+        return bytes(body[:max_body_size]), True

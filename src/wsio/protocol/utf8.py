@@ -2,8 +2,9 @@
 
 Validation is incremental so that a text message made of many fragments, or a frame that
 arrives in many TCP segments, fails as soon as an invalid byte arrives rather than when the
-message is complete. CPython's UTF-8 decoder already rejects overlong forms, surrogates and
-code points above U+10FFFF at the first byte that rules the sequence out.
+message is complete. CPython's UTF-8 decoder rejects overlong forms, surrogates and code
+points above U+10FFFF within the sequence that breaks the rules: at its second byte, or for
+a surrogate (``ED A0``–``ED BF``) at its third.
 """
 
 from __future__ import annotations

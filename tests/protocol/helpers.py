@@ -1,0 +1,215 @@
+"""Helpers shared by the unit tests of the sans-I/O core: a frame builder written
+independently of :func:`wsio.protocol.frames.serialize_frame`, deterministic randomness,
+and shortcuts to feed a :class:`Protocol` and collect what it produced."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Generator, Iterable
+from typing import TypeVar
+
+from wsio.protocol.connection import Event, Protocol, Side
+from wsio.protocol.streams import StreamReader
+
+T = TypeVar("T")
+
+#: The masking key used by every client in these tests.
+MASK = b"\x37\xfa\x21\x3d"
+#: Another key, to check that the receiver uses the key of each frame.
+OTHER_MASK = b"\xa5\x5a\x0f\xf0"
+#: The 16 bytes whose base64 is the example key of RFC 6455 §1.3 and §4.2.2.
+RFC_NONCE = b"the sample nonce"
+RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+# Opcodes, spelled as plain integers so that the tests don't depend on the enum.
+CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def fixed_random(n: int) -> bytes:
+    """Deterministic ``random_bytes``: the RFC nonce for keys, :data:`MASK` for masks."""
+    if n == 16:
+        return RFC_NONCE
+    if n == 4:
+        return MASK
+    return bytes(i & 0xFF for i in range(n))
+
+
+def xor(payload: bytes, mask: bytes) -> bytes:
+    """Mask ``payload`` byte by byte (RFC 6455 §5.3), the slow and obvious way."""
+    return bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes | None = None,
+    length: int | None = None,
+    encoding: int | None = None,
+) -> bytes:
+    """Build one frame by hand (RFC 6455 §5.2).
+
+    :param rsv: raw RSV bits, already shifted (0x40, 0x20, 0x10).
+    :param length: declared payload length, when it must differ from ``len(payload)``.
+    :param encoding: 7, 16 or 64 to force a length encoding, minimal or not.
+    """
+    declared = len(payload) if length is None else length
+    if encoding is None:
+        encoding = 7 if declared < 126 else 16 if declared < 65536 else 64
+    first = (0x80 if fin else 0) | rsv | opcode
+    mask_bit = 0x80 if mask is not None else 0
+    if encoding == 7:
+        head = bytes([first, mask_bit | declared])
+    elif encoding == 16:
+        head = bytes([first, mask_bit | 126]) + declared.to_bytes(2, "big")
+    else:
+        head = bytes([first, mask_bit | 127]) + declared.to_bytes(8, "big")
+    if mask is None:
+        return head + payload
+    return head + mask + xor(payload, mask)
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    return code.to_bytes(2, "big") + reason
+
+
+def to(receiver: Side, opcode: int, payload: bytes = b"", **kwargs: object) -> bytes:
+    """A frame as the peer of ``receiver`` sends it: masked towards a server only."""
+    mask = MASK if receiver is Side.SERVER else None
+    return frame(opcode, payload, mask=mask, **kwargs)  # type: ignore[arg-type]
+
+
+def sent_by(sender: Side, opcode: int, payload: bytes = b"", **kwargs: object) -> bytes:
+    """A frame exactly as ``sender`` serializes it with :func:`fixed_random` masks."""
+    mask = MASK if sender is Side.CLIENT else None
+    return frame(opcode, payload, mask=mask, **kwargs)  # type: ignore[arg-type]
+
+
+def other(side: Side) -> Side:
+    return Side.CLIENT if side is Side.SERVER else Side.SERVER
+
+
+def make(side: Side, **kwargs: object) -> Protocol:
+    """An open connection with deterministic masks."""
+    return Protocol(side, random_bytes=fixed_random, **kwargs)  # type: ignore[arg-type]
+
+
+def feed(protocol: Protocol, data: bytes, chunk: int | None = None) -> None:
+    """Feed ``data``, all at once or ``chunk`` bytes at a time."""
+    if chunk is None:
+        protocol.receive_data(data)
+        return
+    for i in range(0, len(data), chunk):
+        protocol.receive_data(data[i : i + chunk])
+
+
+def chop(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """Split ``data`` at the given offsets (any order, out-of-range ones ignored)."""
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    bounds = [0, *points, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def exchange(protocol: Protocol, data: bytes) -> tuple[list[Event], list[bytes]]:
+    """Feed ``data``; return the events and the writes it caused."""
+    protocol.receive_data(data)
+    return protocol.events_received(), protocol.data_to_send()
+
+
+Parser = Callable[[StreamReader], Generator[None, None, T]]
+
+
+def parse_all(parser: Parser[T], data: bytes, *, eof: bool = True) -> T:
+    """Run ``parser`` over a reader that already holds ``data``, then EOF if ``eof``.
+
+    :raises BlockingIOError: the parser still waits for more bytes.
+    """
+    reader = StreamReader()
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    gen = parser(reader)
+    try:
+        next(gen)
+    except StopIteration as exc:
+        return exc.value  # type: ignore[no-any-return]
+    raise BlockingIOError("parser waits for more data")
+
+
+def parse_pieces(parser: Parser[T], pieces: Iterable[bytes], *, eof: bool = True) -> T:
+    """Run ``parser`` while feeding ``pieces`` one at a time, then EOF if ``eof``.
+
+    :raises BlockingIOError: the parser still waits for more bytes.
+    """
+    reader = StreamReader()
+    gen = parser(reader)
+    try:
+        next(gen)
+        for piece in pieces:
+            reader.feed_data(piece)
+            gen.send(None)
+        if eof:
+            reader.feed_eof()
+            gen.send(None)
+    except StopIteration as exc:
+        return exc.value  # type: ignore[no-any-return]
+    raise BlockingIOError("parser waits for more data")
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """A frame decoded from what a protocol wrote, payload already unmasked."""
+
+    fin: bool
+    rsv: int
+    opcode: int
+    payload: bytes
+    mask: bytes | None
+
+
+def decode_frames(data: bytes) -> list[Frame]:
+    """Decode a sequence of complete frames (RFC 6455 §5.2), independently of the core."""
+    frames = []
+    i = 0
+    while i < len(data):
+        first, second = data[i], data[i + 1]
+        i += 2
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(data[i : i + 2], "big")
+            i += 2
+        elif length == 127:
+            length = int.from_bytes(data[i : i + 8], "big")
+            i += 8
+        mask = None
+        if second & 0x80:
+            mask = data[i : i + 4]
+            i += 4
+        payload = data[i : i + length]
+        assert len(payload) == length, "truncated frame"
+        i += length
+        if mask is not None:
+            payload = xor(payload, mask)
+        frames.append(Frame(bool(first & 0x80), first & 0x70, first & 0x0F, payload, mask))
+    return frames
+
+
+def output(protocol: Protocol) -> tuple[list[Frame], bool]:
+    """The frames ``protocol`` wrote since the last call, and whether it half-closed TCP.
+
+    Checks on the way that EOF comes last and that frames are masked with :data:`MASK` by a
+    client and unmasked by a server (§5.1).
+    """
+    writes = protocol.data_to_send()
+    eof = b"" in writes
+    if eof:
+        assert writes.index(b"") == len(writes) - 1, f"data after EOF: {writes!r}"
+    frames = decode_frames(b"".join(writes))
+    expected_mask = MASK if protocol.side is Side.CLIENT else None
+    for item in frames:
+        assert item.mask == expected_mask
+    return frames, eof

@@ -1,0 +1,610 @@
+"""The HTTP/1.1 subset of the opening handshake (RFC 9110, RFC 9112)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator
+from functools import partial
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wsio.exceptions import InvalidHandshake, InvalidMessage, SecurityError
+from wsio.protocol.http11 import (
+    Headers,
+    MultipleValuesError,
+    Request,
+    Response,
+    build_response,
+    parse_request,
+    parse_response,
+)
+from wsio.protocol.streams import StreamReader
+
+from .helpers import chop, parse_all, parse_pieces
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+REQUEST = (
+    b"GET /chat HTTP/1.1\r\n"
+    b"Host: server.example.com\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Origin: http://example.com\r\n"
+    b"Sec-WebSocket-Protocol: chat, superchat\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"\r\n"
+)
+
+RESPONSE = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+    b"Sec-WebSocket-Protocol: chat\r\n"
+    b"\r\n"
+)
+
+
+def request(**kwargs: Any) -> Callable[[StreamReader], Generator[None, None, Request]]:
+    return partial(parse_request, **kwargs)
+
+
+def response(**kwargs: Any) -> Callable[[StreamReader], Generator[None, None, Response]]:
+    return partial(parse_response, **kwargs)
+
+
+# Headers
+
+
+def test_headers_case_insensitive() -> None:
+    headers = Headers([("Content-Type", "text/plain")])
+    assert headers["content-type"] == "text/plain"
+    assert "CONTENT-TYPE" in headers
+    assert "Other" not in headers
+    assert 42 not in headers
+
+
+def test_headers_missing() -> None:
+    with pytest.raises(KeyError):
+        Headers()["Host"]
+    assert Headers().get("Host") is None
+    assert Headers().get("Host", "default") == "default"
+    assert Headers().get_all("Host") == []
+
+
+def test_headers_repeated() -> None:
+    headers = Headers([("Via", "a"), ("Other", "x"), ("via", "b")])
+    with pytest.raises(MultipleValuesError):
+        headers["Via"]
+    with pytest.raises(MultipleValuesError):
+        headers.get("Via")
+    assert headers.get_all("VIA") == ["a", "b"]
+    assert len(headers) == 3
+    assert list(headers) == ["Via", "Other", "via"]
+
+
+def test_headers_set_appends_and_replace_replaces() -> None:
+    headers = Headers()
+    headers["A"] = "1"
+    headers["a"] = "2"
+    assert headers.get_all("A") == ["1", "2"]
+    headers.replace("A", "3")
+    assert headers.items() == [("A", "3")]
+
+
+def test_headers_delete() -> None:
+    headers = Headers([("A", "1"), ("B", "2"), ("a", "3")])
+    del headers["A"]
+    assert headers.items() == [("B", "2")]
+    with pytest.raises(KeyError):
+        del headers["A"]
+
+
+def test_headers_constructors_and_equality() -> None:
+    pairs = [("A", "1"), ("B", "2")]
+    assert Headers(pairs) == Headers({"A": "1", "B": "2"}) == Headers(Headers(pairs))
+    assert Headers(pairs) != Headers(reversed(pairs))
+    assert Headers(pairs).copy() == Headers(pairs)
+    assert Headers(pairs) != pairs
+
+
+def test_headers_copy_is_independent() -> None:
+    headers = Headers([("A", "1")])
+    copy = headers.copy()
+    copy["B"] = "2"
+    assert "B" not in headers
+
+
+def test_headers_str() -> None:
+    assert str(Headers([("A", "1"), ("B", "2")])) == "A: 1\r\nB: 2\r\n\r\n"
+    assert str(Headers()) == "\r\n"
+
+
+# Request / Response serialization
+
+
+def test_request_serialize() -> None:
+    req = Request("/chat", Headers([("Host", "example.com")]))
+    assert req.serialize() == b"GET /chat HTTP/1.1\r\nHost: example.com\r\n\r\n"
+
+
+def test_response_serialize() -> None:
+    resp = Response(404, "Not Found", Headers([("Content-Length", "2")]), b"no")
+    assert resp.serialize() == b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+
+
+def test_response_serialize_without_reason() -> None:
+    assert Response(101, "", Headers()).serialize() == b"HTTP/1.1 101\r\n\r\n"
+
+
+def test_build_response() -> None:
+    resp = build_response(HTTPStatus.FORBIDDEN, "Nope.\n", {"Server": "test"})
+    assert resp.status_code == 403
+    assert resp.reason_phrase == "Forbidden"
+    assert resp.body == b"Nope.\n"
+    assert resp.serialize() == (
+        b"HTTP/1.1 403 Forbidden\r\n"
+        b"Server: test\r\n"
+        b"Connection: close\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 6\r\n"
+        b"\r\n"
+        b"Nope.\n"
+    )
+
+
+def test_build_response_counts_bytes() -> None:
+    resp = build_response(400, "é")
+    assert resp.headers["Content-Length"] == "2"
+    assert resp.body == "é".encode()
+
+
+def test_build_response_overrides_connection() -> None:
+    resp = build_response(400, "", {"Connection": "keep-alive"})
+    assert resp.headers.get_all("Connection") == ["close"]
+
+
+# parse_request
+
+
+def test_parse_request_rfc_example() -> None:
+    req = parse_all(request(), REQUEST, eof=False)
+    assert req.method == "GET"
+    assert req.path == "/chat"
+    assert req.version == "HTTP/1.1"
+    assert req.headers["Host"] == "server.example.com"
+    assert req.headers["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+    assert req.headers["Sec-WebSocket-Protocol"] == "chat, superchat"
+    assert len(req.headers) == 7
+
+
+def test_parse_request_round_trip() -> None:
+    assert parse_all(request(), REQUEST).serialize() == REQUEST
+
+
+def test_parse_request_one_byte_at_a_time() -> None:
+    pieces = [REQUEST[i : i + 1] for i in range(len(REQUEST))]
+    assert parse_pieces(request(), pieces, eof=False) == parse_all(request(), REQUEST)
+
+
+def test_parse_request_leaves_following_bytes() -> None:
+    reader = StreamReader()
+    reader.feed_data(REQUEST + b"\x81\x80abcd")
+    gen = parse_request(reader)
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert reader.buffer == b"\x81\x80abcd"
+
+
+@pytest.mark.parametrize("method", [b"POST", b"get", b"CONNECT", b"PRI"])
+def test_parse_request_any_method(method: bytes) -> None:
+    """The parser accepts any token; the handshake decides (405)."""
+    req = parse_all(request(), method + b" / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert req.method == method.decode()
+
+
+def test_parse_request_http_1_0() -> None:
+    """HTTP/1.0 parses; the handshake answers 505 (RFC 6455 §4.1 needs HTTP/1.1)."""
+    assert parse_all(request(), b"GET / HTTP/1.0\r\n\r\n").version == "HTTP/1.0"
+
+
+def test_parse_request_header_value_whitespace_is_trimmed() -> None:
+    req = parse_all(request(), b"GET / HTTP/1.1\r\nA:  x y \t\r\nB:\r\nC:z\r\n\r\n")
+    assert req.headers.items() == [("A", "x y"), ("B", ""), ("C", "z")]
+
+
+def test_parse_request_obs_text_value() -> None:
+    req = parse_all(request(), b"GET / HTTP/1.1\r\nA: caf\xe9\r\n\r\n")
+    assert req.headers["A"] == "café"
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /\r\n\r\n", 400),
+        (b"GET  / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1 \r\n\r\n", 400),
+        (b"GET / / HTTP/1.1\r\n\r\n", 400),
+        (b"G(T / HTTP/1.1\r\n\r\n", 400),
+        (b"GET /\x7f HTTP/1.1\r\n\r\n", 400),
+        (b"GET /\xe9 HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/2.0\r\n\r\n", 505),
+        (b"GET / HTTP/1.2\r\n\r\n", 505),
+        (b"GET / http/1.1\r\n\r\n", 505),
+        (b"GET / HTTP/1.1\n\r\n", 400),  # bare LF
+        (b"GET / HTTP/1.1\r\nHost: a\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost a\r\n\r\n", 400),  # no colon
+        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),  # whitespace before the colon
+        (b"GET / HTTP/1.1\r\n: a\r\n\r\n", 400),  # empty name
+        (b"GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n", 400),  # obsolete line folding
+        (b"GET / HTTP/1.1\r\nA: x\x00y\r\n\r\n", 400),  # control character
+        (b"GET / HTTP/1.1\r\nA: x\ry\r\n\r\n", 400),
+    ],
+)
+def test_parse_request_invalid(data: bytes, status: int) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_all(request(), data)
+    assert info.value.http_status == status
+
+
+def test_parse_request_line_too_long() -> None:
+    """RFC 9112 §3: a request line over the limit gets 414."""
+    data = b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n"
+    with pytest.raises(SecurityError) as info:
+        parse_all(request(max_line_length=100), data)
+    assert info.value.http_status == 414
+
+
+def test_parse_request_line_too_long_fails_without_waiting() -> None:
+    with pytest.raises(SecurityError) as info:
+        parse_all(request(max_line_length=100), b"GET /" + b"a" * 200, eof=False)
+    assert info.value.http_status == 414
+
+
+def test_parse_request_header_too_long() -> None:
+    """RFC 6585 §5: header fields too large gets 431."""
+    data = b"GET / HTTP/1.1\r\nA: " + b"a" * 100 + b"\r\n\r\n"
+    with pytest.raises(SecurityError) as info:
+        parse_all(request(max_line_length=100), data)
+    assert info.value.http_status == 431
+
+
+def test_parse_request_header_at_the_limit() -> None:
+    data = b"GET / HTTP/1.1\r\nA: " + b"a" * 95 + b"\r\n\r\n"  # 100 bytes with CRLF
+    assert parse_all(request(max_line_length=100), data).headers["A"] == "a" * 95
+
+
+def test_parse_request_too_many_headers() -> None:
+    data = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 4 + b"\r\n"
+    assert len(parse_all(request(max_headers=4), data).headers) == 4
+    data = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 5 + b"\r\n"
+    with pytest.raises(SecurityError) as info:
+        parse_all(request(max_headers=4), data)
+    assert info.value.http_status == 431
+
+
+def test_parse_request_too_many_headers_fails_without_waiting() -> None:
+    data = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 5
+    with pytest.raises(SecurityError):
+        parse_all(request(max_headers=4), data, eof=False)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"GET / HTTP/1.1", b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: a\r\n"]
+)
+def test_parse_request_eof(data: bytes) -> None:
+    with pytest.raises(EOFError):
+        parse_all(request(), data)
+
+
+def test_parse_request_never_reads_a_body() -> None:
+    data = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+    reader = StreamReader()
+    reader.feed_data(data)
+    with pytest.raises(StopIteration):
+        next(parse_request(reader))
+    assert reader.buffer == b"hello"
+
+
+# parse_response
+
+
+def test_parse_response_rfc_example() -> None:
+    resp = parse_all(response(), RESPONSE, eof=False)
+    assert resp.status_code == 101
+    assert resp.reason_phrase == "Switching Protocols"
+    assert resp.headers["Sec-WebSocket-Accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert resp.body == b""
+    assert not resp.body_truncated
+
+
+def test_parse_response_101_leaves_frames_in_the_buffer() -> None:
+    reader = StreamReader()
+    reader.feed_data(RESPONSE + b"\x81\x02hi")
+    with pytest.raises(StopIteration):
+        next(parse_response(reader))
+    assert reader.buffer == b"\x81\x02hi"
+
+
+def test_parse_response_one_byte_at_a_time() -> None:
+    pieces = [RESPONSE[i : i + 1] for i in range(len(RESPONSE))]
+    assert parse_pieces(response(), pieces, eof=False) == parse_all(response(), RESPONSE)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"HTTP/1.1 101 Switching Protocols", "Switching Protocols"),
+        (b"HTTP/1.1 101 OK", "OK"),
+        (b"HTTP/1.1 101 Web Socket Protocol Handshake", "Web Socket Protocol Handshake"),
+        (b"HTTP/1.1 101 ", ""),
+        (b"HTTP/1.1 101", ""),
+        (b"HTTP/1.1 101 \xc7a marche", "\xc7a marche"),
+        (b"HTTP/1.0 101 Switching Protocols", "Switching Protocols"),
+    ],
+)
+def test_parse_response_any_reason_phrase(line: bytes, reason: str) -> None:
+    """RFC 9112 §4: the reason phrase is optional free text."""
+    resp = parse_all(response(), line + b"\r\n\r\n", eof=False)
+    assert resp.status_code == 101
+    assert resp.reason_phrase == reason
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/2 101 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 1011 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 10 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 abc Switching Protocols\r\n\r\n",
+        b"HTTP/1.1  101 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 101 Switching\x00Protocols\r\n\r\n",
+        b"ICY 200 OK\r\n\r\n",
+        b"HTTP/1.1 101 OK\n\r\n",
+        b"HTTP/1.1 101 OK\r\nUpgrade websocket\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nUpgrade : websocket\r\n\r\n",
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n folded\r\n\r\n",
+    ],
+)
+def test_parse_response_invalid(data: bytes) -> None:
+    with pytest.raises(InvalidMessage):
+        parse_all(response(), data)
+
+
+def test_parse_response_status_line_too_long() -> None:
+    with pytest.raises(SecurityError):
+        parse_all(response(max_line_length=50), b"HTTP/1.1 101 " + b"x" * 50 + b"\r\n\r\n")
+
+
+def test_parse_response_header_too_long() -> None:
+    with pytest.raises(SecurityError):
+        parse_all(response(max_line_length=50), b"HTTP/1.1 101 OK\r\nA: " + b"x" * 50 + b"\r\n")
+
+
+def test_parse_response_too_many_headers() -> None:
+    with pytest.raises(SecurityError):
+        parse_all(response(max_headers=2), b"HTTP/1.1 101 OK\r\n" + b"A: b\r\n" * 3 + b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"HTTP/1.1 101 OK", b"HTTP/1.1 101 OK\r\n", b"HTTP/1.1 101 OK\r\nA: b\r\n"]
+)
+def test_parse_response_eof_in_head(data: bytes) -> None:
+    with pytest.raises(EOFError):
+        parse_all(response(), data)
+
+
+# parse_response: bodies of refusals (RFC 9112 §6.3)
+
+
+def test_body_content_length() -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nhello"
+    resp = parse_all(response(), data, eof=False)
+    assert (resp.status_code, resp.reason_phrase) == (403, "Forbidden")
+    assert resp.headers["Content-Length"] == "5"
+    assert (resp.body, resp.body_truncated) == (b"hello", False)
+
+
+def test_body_content_length_leaves_the_rest() -> None:
+    reader = StreamReader()
+    reader.feed_data(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nhello")
+    with pytest.raises(StopIteration):
+        next(parse_response(reader))
+    assert reader.buffer == b"llo"
+
+
+def test_body_content_length_zero() -> None:
+    data = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    assert parse_all(response(), data, eof=False).body == b""
+
+
+def test_body_content_length_over_the_limit() -> None:
+    data = b"HTTP/1.1 500 Oops\r\nContent-Length: 10\r\n\r\n0123456789"
+    resp = parse_all(response(max_body_size=4), data, eof=False)
+    assert (resp.body, resp.body_truncated) == (b"0123", True)
+
+
+def test_body_content_length_exactly_the_limit() -> None:
+    data = b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\n0123"
+    resp = parse_all(response(max_body_size=4), data, eof=False)
+    assert (resp.body, resp.body_truncated) == (b"0123", False)
+
+
+def test_body_content_length_cut_by_eof() -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 10\r\n\r\nhel"
+    resp = parse_all(response(), data)
+    assert (resp.body, resp.body_truncated) == (b"hel", True)
+
+
+def test_body_chunked() -> None:
+    data = (
+        b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n7;ext=1\r\n, world\r\nA\r\n0123456789\r\n0\r\n\r\n"
+    )
+    resp = parse_all(response(), data, eof=False)
+    assert (resp.body, resp.body_truncated) == (b"hello, world0123456789", False)
+
+
+def test_body_chunked_one_byte_at_a_time() -> None:
+    data = (
+        b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: Chunked\r\n\r\n"
+        b"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n"
+    )
+    resp = parse_pieces(response(), [data[i : i + 1] for i in range(len(data))], eof=False)
+    assert resp.body == b"hello!"
+
+
+def test_body_chunked_over_the_limit() -> None:
+    data = (
+        b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"
+    )
+    resp = parse_all(response(max_body_size=7), data, eof=False)
+    assert (resp.body, resp.body_truncated) == (b"hellowo", True)
+
+
+def test_body_chunked_over_the_limit_stops_reading() -> None:
+    """A server streaming chunks forever cannot keep the client reading."""
+    data = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n" + b"5\r\nhello\r\n" * 3
+    resp = parse_all(response(max_body_size=7), data, eof=False)
+    assert (resp.body, resp.body_truncated) == (b"hellohe", True)
+
+
+def test_body_chunked_cut_by_eof_keeps_what_came() -> None:
+    """The chunks received before the end of the stream are part of the body."""
+    data = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n, wor"
+    resp = parse_all(response(), data)
+    assert resp.body_truncated
+    assert resp.body.startswith(b"hello")
+
+
+@pytest.mark.parametrize(
+    "chunks", [b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhelloXY0\r\n\r\n", b"\r\n\r\n"]
+)
+def test_body_chunked_invalid(chunks: bytes) -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    with pytest.raises(InvalidMessage):
+        parse_all(response(), data)
+
+
+def test_body_chunked_negative_size() -> None:
+    """RFC 9112 §7.1: chunk-size = 1*HEXDIG; a sign is not a hex digit."""
+    data = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n"
+    with pytest.raises(InvalidMessage):
+        parse_all(response(), data, eof=False)
+
+
+def test_body_unsupported_transfer_encoding() -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    with pytest.raises(InvalidMessage):
+        parse_all(response(), data)
+
+
+def test_body_until_eof() -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\n\r\nsome text"
+    with pytest.raises(BlockingIOError):
+        parse_all(response(), data, eof=False)
+    resp = parse_all(response(), data)
+    assert (resp.body, resp.body_truncated) == (b"some text", False)
+
+
+def test_body_until_eof_over_the_limit_without_eof() -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\n\r\nsome text"
+    resp = parse_all(response(max_body_size=4), data, eof=False)
+    assert (resp.body, resp.body_truncated) == (b"some", True)
+
+
+@pytest.mark.parametrize("status", [204, 304, 100, 199])
+def test_no_body(status: int) -> None:
+    data = b"HTTP/1.1 %d X\r\nContent-Length: 5\r\n\r\nhello" % status
+    resp = parse_all(response(), data, eof=False)
+    assert resp.body == b""
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"+5", b"5, 5", b"0x5", b"", b"1 2"])
+def test_invalid_content_length(value: bytes) -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\nContent-Length: " + value + b"\r\n\r\nhello"
+    with pytest.raises(InvalidMessage):
+        parse_all(response(), data)
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"\xb9", b"1\xb3"])
+def test_content_length_with_latin1_superscript_digits(value: bytes) -> None:
+    """RFC 9110 §8.6: Content-Length = 1*DIGIT, ASCII digits only. Header values are
+    decoded as ISO-8859-1 where "²", "³" and "¹" are digits for str.isdigit()."""
+    data = b"HTTP/1.1 403 Forbidden\r\nContent-Length: " + value + b"\r\n\r\nhello"
+    with pytest.raises(InvalidMessage):
+        parse_all(response(), data)
+
+
+def test_repeated_content_length() -> None:
+    data = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
+    with pytest.raises(InvalidMessage):
+        parse_all(response(), data)
+
+
+# Robustness: peer input only ever raises the documented exceptions.
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.booleans())
+def test_parse_request_random_bytes(data: bytes, eof: bool) -> None:
+    with contextlib.suppress(InvalidHandshake, EOFError, BlockingIOError):
+        parse_all(request(max_line_length=64, max_headers=4), data, eof=eof)
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.booleans())
+def test_parse_response_random_bytes(data: bytes, eof: bool) -> None:
+    with contextlib.suppress(InvalidHandshake, EOFError, BlockingIOError):
+        parse_all(response(max_line_length=64, max_headers=4, max_body_size=16), data, eof=eof)
+
+
+# Inputs that look like HTTP, so that the fuzzer reaches deep into the parsers.
+
+_field_bytes = st.binary(max_size=12) | st.sampled_from(
+    [b"", b" ", b"\t", b":", b"\r", b"\n", b"\r\n", b"0", b"5", b"-1", b"\xb2", b"\xff", b"ff"]
+)
+_names = st.sampled_from(
+    [b"Host", b"Upgrade", b"Connection", b"Content-Length", b"Transfer-Encoding", b"A", b""]
+) | st.binary(max_size=6)
+_values = st.sampled_from([b"chunked", b"5", b"0", b"websocket", b"Upgrade", b""]) | _field_bytes
+_headers = st.lists(
+    st.tuples(_names, _values).map(lambda nv: nv[0] + b": " + nv[1] + b"\r\n"), max_size=5
+).map(b"".join)
+_body = st.lists(
+    st.sampled_from([b"5\r\nhello\r\n", b"0\r\n\r\n", b"zz\r\n", b"\r\n"]) | _field_bytes,
+    max_size=5,
+).map(b"".join)
+_starts = st.sampled_from(
+    [b"GET / HTTP/1.1", b"HTTP/1.1 101", b"HTTP/1.1 403 Forbidden", b"HTTP/1.0 200 OK"]
+) | st.binary(max_size=20)
+_messages = st.tuples(_starts, _headers, _body).map(
+    lambda p: p[0] + b"\r\n" + p[1] + b"\r\n" + p[2]
+)
+
+
+@SETTINGS
+@given(_messages, st.lists(st.integers(0, 200), max_size=5), st.booleans())
+def test_parse_request_http_like(data: bytes, cuts: list[int], eof: bool) -> None:
+    with contextlib.suppress(InvalidHandshake, EOFError, BlockingIOError):
+        parse_pieces(request(max_line_length=64, max_headers=4), chop(data, cuts), eof=eof)
+
+
+@SETTINGS
+@given(_messages, st.lists(st.integers(0, 200), max_size=5), st.booleans())
+def test_parse_response_http_like(data: bytes, cuts: list[int], eof: bool) -> None:
+    try:
+        resp = parse_pieces(
+            response(max_line_length=64, max_headers=4, max_body_size=16),
+            chop(data, cuts),
+            eof=eof,
+        )
+    except (InvalidHandshake, EOFError, BlockingIOError):
+        return
+    assert len(resp.body) <= 16
