@@ -11,10 +11,12 @@ from typing import Final
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "FAILURE_GRACE",
     "MAX_BODY_SIZE",
     "MAX_HEADERS",
     "MAX_LINE_LENGTH",
     "MAX_QUEUE",
+    "MAX_REDIRECTS",
     "MAX_SIZE",
     "OPEN_TIMEOUT",
     "PING_INTERVAL",
@@ -43,6 +45,9 @@ MAX_HEADERS: Final[int] = 128
 #: Largest body of a non-101 handshake response kept for the caller, in bytes.
 MAX_BODY_SIZE: Final[int] = 2**20
 
+#: Redirects followed by a client before it gives up.
+MAX_REDIRECTS: Final[int] = 10
+
 #: Incoming messages queued before reading from the network pauses.
 MAX_QUEUE: Final[int] = 16
 
@@ -60,6 +65,10 @@ PING_INTERVAL: Final[float | None] = 20.0
 
 #: Seconds to wait for the pong answering a keepalive ping (``None``: wait forever).
 PING_TIMEOUT: Final[float | None] = 20.0
+
+#: Seconds a connection that the peer broke waits before sending its close frame, so that
+#: the application can first handle (and answer) the valid messages that came before.
+FAILURE_GRACE: Final[float] = 0.1
 
 #: Value of the ``User-Agent`` header sent by clients.
 USER_AGENT: Final[str] = f"wsio/{_VERSION}"

@@ -10,9 +10,11 @@ from types import TracebackType
 from typing import Any
 
 from .. import defaults
+from ..exceptions import InvalidStatus, SecurityError
 from ..protocol.connection import ClientProtocol
-from ..protocol.http11 import HeadersLike
-from ..protocol.uri import parse_uri
+from ..protocol.handshake import redirect_location
+from ..protocol.http11 import Headers, HeadersLike
+from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
 from .connection import Connection
 
 __all__ = ["ClientConnection", "connect"]
@@ -104,31 +106,52 @@ class connect:
         self.connection: ClientConnection | None = None
 
     async def _create(self) -> ClientConnection:
-        loop = asyncio.get_running_loop()
+        """Connect, following redirects, all within ``open_timeout``."""
         uri = self.uri
-        ssl: ssl_module.SSLContext | None = self.ssl
-        if uri.secure and ssl is None:
-            ssl = ssl_module.create_default_context()
+        protocol_kwargs = dict(self._protocol_kwargs)
+        async with asyncio.timeout(self.open_timeout):
+            for _ in range(defaults.MAX_REDIRECTS + 1):
+                try:
+                    self.connection = await self._connect_once(uri, protocol_kwargs)
+                    return self.connection
+                except InvalidStatus as exc:
+                    location = redirect_location(exc.response)
+                    if location is None:
+                        raise
+                    new_uri = resolve_redirect(uri, location)
+                    if not same_origin(uri, new_uri):
+                        protocol_kwargs["additional_headers"] = _without_credentials(
+                            protocol_kwargs["additional_headers"]
+                        )
+                    uri = new_uri
+        raise SecurityError(f"more than {defaults.MAX_REDIRECTS} redirects")
+
+    async def _connect_once(
+        self, uri: WebSocketURI, protocol_kwargs: dict[str, Any]
+    ) -> ClientConnection:
+        loop = asyncio.get_running_loop()
         kwargs = dict(self._create_connection_kwargs)
-        if ssl is not None:
-            kwargs["ssl"] = ssl
+        if uri.secure:
+            kwargs["ssl"] = (
+                self.ssl if self.ssl is not None else ssl_module.create_default_context()
+            )
             kwargs["server_hostname"] = self.server_hostname or uri.host
 
         def factory() -> ClientConnection:
             return ClientConnection(
-                ClientProtocol(uri, **self._protocol_kwargs), **self._connection_kwargs
+                ClientProtocol(uri, **protocol_kwargs), **self._connection_kwargs
             )
 
+        # With sock=..., asyncio wants neither host nor port.
+        address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
         connection: ClientConnection | None = None
         try:
-            async with asyncio.timeout(self.open_timeout):
-                _, connection = await loop.create_connection(factory, uri.host, uri.port, **kwargs)
-                await connection._handshake()
+            _, connection = await loop.create_connection(factory, *address, **kwargs)
+            await connection._handshake()
         except BaseException:
             if connection is not None:
                 connection._abort()
             raise
-        self.connection = connection
         return connection
 
     def __await__(self) -> Generator[Any, None, ClientConnection]:
@@ -145,3 +168,14 @@ class connect:
     ) -> None:
         assert self.connection is not None
         await self.connection.close()
+
+
+def _without_credentials(headers: HeadersLike | None) -> Headers | None:
+    """Extra headers minus those that carry credentials, for a redirect to another origin."""
+    if headers is None:
+        return None
+    kept = Headers(headers)
+    for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+        if name in kept:
+            del kept[name]
+    return kept

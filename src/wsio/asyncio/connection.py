@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeAlias
 
@@ -185,6 +185,9 @@ class Connection(asyncio.Protocol):
         elif isinstance(message, bytes | bytearray | memoryview):
             self._check_open()
             self.protocol.send_binary(bytes(message))
+        elif isinstance(message, Mapping):
+            # A dict is iterable, but sending its keys as fragments is never what's meant.
+            raise TypeError("message is a dict-like object: serialize it first")
         elif isinstance(message, Iterable):
             await self._send_fragments(_aiter_sync(message))
             return
@@ -331,6 +334,12 @@ class Connection(asyncio.Protocol):
             return
         transport = self.transport
         assert transport is not None
+        if self._reading_paused and self.protocol.state is not State.OPEN:
+            # The closing handshake needs the peer's close frame, wherever it is queued:
+            # read on, for close_timeout at most.
+            self._reading_paused = False
+            if not transport.is_closing():
+                transport.resume_reading()
         for data in self.protocol.data_to_send():
             if transport.is_closing():
                 continue
@@ -369,7 +378,11 @@ class Connection(asyncio.Protocol):
         for event in self.protocol.events_received():
             if isinstance(event, TextMessage | BinaryMessage):
                 self._messages.append(event.data)
-                if len(self._messages) >= self.max_queue and not self._reading_paused:
+                if (
+                    len(self._messages) >= self.max_queue
+                    and not self._reading_paused
+                    and self.protocol.state is State.OPEN
+                ):
                     self._reading_paused = True
                     assert self.transport is not None
                     self.transport.pause_reading()
@@ -383,12 +396,14 @@ class Connection(asyncio.Protocol):
             elif isinstance(event, RequestReceived | ResponseReceived):
                 self._handshake_event(event)
         if self.protocol.failure_held:
+            # Let the application handle the messages that came before the violation --
+            # an echo goes out before the close frame -- and fail when it comes back for
+            # more, or after a short grace if it doesn't.
             if not self._messages:
                 self.protocol.release_failure()
             elif self._failure_timer is None:
-                # Don't wait forever for an application that doesn't read.
                 self._failure_timer = self.loop.call_later(
-                    self.close_timeout or 0, self._release_failure
+                    defaults.FAILURE_GRACE, self._release_failure
                 )
         self._flush()
         if self.protocol.state is not State.CONNECTING and not self._handshake_done.done():

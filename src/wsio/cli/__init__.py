@@ -79,7 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     try:
         if args.command == "echo":
-            return asyncio.run(_echo(args.host, args.port, args.max_size))
+            try:
+                return asyncio.run(_echo(args.host, args.port, args.max_size))
+            except OSError as exc:
+                print(f"wsio: couldn't listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+                return 1
         return asyncio.run(_connect(args.uri, args.header, args.max_size))
     except KeyboardInterrupt:
         return 130

@@ -39,6 +39,7 @@ __all__ = [
     "check_response",
     "generate_key",
     "parse_token_list",
+    "redirect_location",
     "select_subprotocol",
 ]
 
@@ -126,6 +127,10 @@ def build_request(
         headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
     if user_agent is not None:
         headers["User-Agent"] = user_agent
+    if uri.user_info is not None:
+        # RFC 7617: credentials in the URI become HTTP Basic authentication.
+        credentials = ":".join(uri.user_info).encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
     if additional_headers is not None:
         extra = Headers(additional_headers)
         for name in extra:
@@ -134,6 +139,18 @@ def build_request(
                 del headers[name]
         headers.update(extra)
     return Request(uri.resource_name, headers)
+
+
+#: Statuses whose ``Location`` a client follows (RFC 9110 §15.4).
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def redirect_location(response: Response) -> str | None:
+    """The ``Location`` of a redirect response that the client should follow, else ``None``."""
+    if response.status_code not in REDIRECT_STATUSES:
+        return None
+    locations = response.headers.get_all("Location")
+    return locations[0] if len(locations) == 1 else None
 
 
 def check_response(response: Response, key: str, subprotocols: Sequence[str] | None) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import urllib.parse
 
-from ..exceptions import InvalidURI
+from ..exceptions import InvalidURI, SecurityError
 
-__all__ = ["WebSocketURI", "parse_uri"]
+__all__ = ["WebSocketURI", "parse_uri", "resolve_redirect", "same_origin"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,3 +70,39 @@ def parse_uri(uri: str) -> WebSocketURI:
     except UnicodeEncodeError:
         host = host.encode("idna").decode()
     return WebSocketURI(secure, host, port, resource_name, user_info)
+
+
+def _as_url(uri: WebSocketURI) -> str:
+    scheme = "wss" if uri.secure else "ws"
+    host = f"[{uri.host}]" if ":" in uri.host else uri.host
+    return f"{scheme}://{host}:{uri.port}{uri.resource_name}"
+
+
+def resolve_redirect(uri: WebSocketURI, location: str) -> WebSocketURI:
+    """The URI that a ``Location`` header redirects ``uri`` to (RFC 9110 §10.2.2).
+
+    ``Location`` may be relative; ``http``/``https`` map to ``ws``/``wss``, as the
+    WebSocket handshake is an HTTP request to the same resource.
+
+    :raises InvalidURI: the target isn't an HTTP or WebSocket URI.
+    :raises SecurityError: the redirect leaves TLS (``wss`` to ``ws``).
+    """
+    target = urllib.parse.urljoin(_as_url(uri).replace("ws", "http", 1), location.strip())
+    scheme, _, rest = target.partition(":")
+    scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
+    new_uri = parse_uri(f"{scheme}:{rest}")
+    if uri.secure and not new_uri.secure:
+        raise SecurityError(f"redirect from wss to ws refused: {location}")
+    # Credentials in the original URI aren't sent to another origin.
+    if new_uri.user_info is None and uri.user_info is not None and same_origin(uri, new_uri):
+        new_uri = dataclasses.replace(new_uri, user_info=uri.user_info)
+    return new_uri
+
+
+def same_origin(first: WebSocketURI, second: WebSocketURI) -> bool:
+    """Whether two URIs share scheme, host and port (RFC 6454 §5)."""
+    return (first.secure, first.host.lower(), first.port) == (
+        second.secure,
+        second.host.lower(),
+        second.port,
+    )
