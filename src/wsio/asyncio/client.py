@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from collections.abc import Generator, Sequence
-from types import TracebackType
+from collections.abc import Sequence
 from typing import Any
 
 from .. import defaults
@@ -15,7 +14,7 @@ from ..protocol.connection import ClientProtocol
 from ..protocol.handshake import redirect_location
 from ..protocol.http11 import Headers, HeadersLike
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
-from .connection import Connection
+from .connection import Connection, Opener
 
 __all__ = ["ClientConnection", "connect"]
 
@@ -43,7 +42,7 @@ class ClientConnection(Connection):
         self._start_keepalive()
 
 
-class connect:
+class connect(Opener[ClientConnection]):
     """Open a WebSocket connection: ``async with connect(uri) as ws:`` or
     ``ws = await connect(uri)``.
 
@@ -105,7 +104,7 @@ class connect:
         self._create_connection_kwargs = create_connection_kwargs
         self.connection: ClientConnection | None = None
 
-    async def _create(self) -> ClientConnection:
+    async def _open(self) -> ClientConnection:
         """Connect, following redirects, all within ``open_timeout``."""
         uri = self.uri
         protocol_kwargs = dict(self._protocol_kwargs)
@@ -153,21 +152,6 @@ class connect:
                 connection._abort()
             raise
         return connection
-
-    def __await__(self) -> Generator[Any, None, ClientConnection]:
-        return self._create().__await__()
-
-    async def __aenter__(self) -> ClientConnection:
-        return await self._create()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        assert self.connection is not None
-        await self.connection.close()
 
 
 def _without_credentials(headers: HeadersLike | None) -> Headers | None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Protocol as TypingProtocol
 
 from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
@@ -29,12 +30,24 @@ from ..protocol.connection import (
 )
 from ..protocol.http11 import Request, Response
 
-__all__ = ["Connection", "Data"]
+__all__ = ["Connection", "Data", "Opener"]
 
 Data: TypeAlias = str | bytes
 DataLike: TypeAlias = str | bytes | bytearray | memoryview
 
 _Address: TypeAlias = Any
+
+
+class _Closable(TypingProtocol):
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+
+_Opened = TypeVar("_Opened", bound=_Closable)
 
 
 class Connection(asyncio.Protocol):
@@ -500,6 +513,29 @@ class Connection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class Opener(Generic[_Opened]):
+    """What :func:`~wsio.connect` and :func:`~wsio.serve` return: ``await`` it for the opened
+    object, or use it as an async context manager that closes that object on exit."""
+
+    async def _open(self) -> _Opened:
+        raise NotImplementedError  # pragma: no cover - every opener defines it
+
+    def __await__(self) -> Generator[Any, None, _Opened]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> _Opened:
+        self._opened = await self._open()
+        return self._opened
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._opened.__aexit__(exc_type, exc_value, traceback)
 
 
 async def _aiter_sync(items: Iterable[DataLike]) -> AsyncIterator[DataLike]:

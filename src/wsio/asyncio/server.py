@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -15,7 +15,7 @@ from .. import defaults
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import ServerProtocol, State
 from ..protocol.handshake import Origin
-from .connection import Connection
+from .connection import Connection, Opener
 
 __all__ = ["Server", "ServerConnection", "serve"]
 
@@ -203,7 +203,7 @@ class Server:
         await self.wait_closed()
 
 
-class serve:
+class serve(Opener[Server]):
     """Start a WebSocket server: ``async with serve(handler, host, port) as server:``.
 
     ``await serve(...)`` works too and returns the :class:`Server`. ``handler`` is a
@@ -268,7 +268,7 @@ class serve:
         self._port: Any = port
         self._create_server_kwargs = create_server_kwargs
 
-    async def _start(self) -> Server:
+    async def _open(self) -> Server:
         loop = asyncio.get_running_loop()
         server = self.server
         server._server = await loop.create_server(
@@ -278,18 +278,3 @@ class serve:
             **self._create_server_kwargs,
         )
         return server
-
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self._start().__await__()
-
-    async def __aenter__(self) -> Server:
-        return await self._start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.server.close()
-        await self.server.wait_closed()

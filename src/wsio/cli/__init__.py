@@ -37,6 +37,16 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _add_max_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-size",
+        type=_size,
+        default=defaults.MAX_SIZE,
+        metavar="BYTES",
+        help=f"largest message accepted (default {defaults.MAX_SIZE}; 'none' for no limit)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsio", description="WebSocket tools (RFC 6455).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -44,13 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     echo = commands.add_parser("echo", help="run a server that sends every message back")
     echo.add_argument("--host", default="127.0.0.1", help="address to listen on")
     echo.add_argument("--port", type=int, default=9001, help="port to listen on")
-    echo.add_argument(
-        "--max-size",
-        type=_size,
-        default=defaults.MAX_SIZE,
-        metavar="BYTES",
-        help=f"largest message accepted (default {defaults.MAX_SIZE}; 'none' for no limit)",
-    )
+    _add_max_size(echo)
 
     client = commands.add_parser("connect", help="an interactive client")
     client.add_argument("uri", help="ws:// or wss:// URI")
@@ -63,13 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="extra request header (repeatable)",
     )
-    client.add_argument(
-        "--max-size",
-        type=_size,
-        default=defaults.MAX_SIZE,
-        metavar="BYTES",
-        help=f"largest message accepted (default {defaults.MAX_SIZE}; 'none' for no limit)",
-    )
+    _add_max_size(client)
     return parser
 
 
