@@ -8,7 +8,7 @@ The API mirrors the asyncio API of the ``websockets`` package::
 """
 
 from .asyncio.client import ClientConnection, connect
-from .asyncio.server import Server, ServerConnection, serve
+from .asyncio.server import Server, ServerConnection, basic_auth, serve
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -65,6 +65,7 @@ __all__ = [
     "ServerConnection",
     "State",
     "WebSocketError",
+    "basic_auth",
     "connect",
     "serve",
 ]

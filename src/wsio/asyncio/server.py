@@ -3,25 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import hmac
+import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import defaults
 from ..exceptions import ConnectionClosed
+from ..protocol.auth import basic_challenge, parse_basic_authorization
 from ..protocol.connection import ServerProtocol, State
 from ..protocol.handshake import Origin
+from ..protocol.http11 import MultipleValuesError, Request, Response
 from .connection import Connection, Opener
 
-__all__ = ["Server", "ServerConnection", "serve"]
+__all__ = ["Server", "ServerConnection", "basic_auth", "serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
+ProcessRequest = Callable[
+    ["ServerConnection", Request], "Response | Awaitable[Response | None] | None"
+]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response], "Response | Awaitable[Response | None] | None"
+]
+SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], "str | None"]
 
 _logger = logging.getLogger("wsio.server")
+
+_T = TypeVar("_T")
 
 
 class ServerConnection(Connection):
@@ -34,6 +48,10 @@ class ServerConnection(Connection):
         self.server = server
         self._handler_task: asyncio.Task[None] | None = None
         self._request_ready: asyncio.Future[None] = self.loop.create_future()
+        # Status of the answer that process_request gave instead of upgrading, if any.
+        self._answered_by_hook = 0
+        #: The user authenticated by :func:`basic_auth`, if any.
+        self.username: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -56,7 +74,7 @@ class ServerConnection(Connection):
                     [self._request_ready, self._handshake_done],
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-                self._answer_request()
+                await self._answer_request()
                 await asyncio.shield(self._handshake_done)
         except TimeoutError:
             self.logger.info("opening handshake timed out after %s s", server.open_timeout)
@@ -67,7 +85,9 @@ class ServerConnection(Connection):
             self._abort()
             return
         if self.protocol.state is not State.OPEN:
-            if self.protocol.handshake_exc is not None:
+            if self._answered_by_hook:
+                self.logger.debug("answered HTTP %d without upgrading", self._answered_by_hook)
+            elif self.protocol.handshake_exc is not None:
                 self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
             await self.wait_closed()
             return
@@ -93,21 +113,49 @@ class ServerConnection(Connection):
             self._writes_held = False
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(self.write_limit)
         self._flush()
 
     def _handshake_event(self, event: object) -> None:
         if not self._request_ready.done():
             self._request_ready.set_result(None)
 
-    def _answer_request(self) -> None:
-        if self.protocol.state is not State.CONNECTING or self.protocol.request is None:
+    def respond(self, status: HTTPStatus | int, text: str) -> Response:
+        """A plain-text HTTP response, for ``process_request`` to return instead of
+        upgrading (health checks, errors, challenges)."""
+        return self.protocol.reject(status, text)
+
+    async def _answer_request(self) -> None:
+        """Answer the opening handshake request: the ``process_request`` hook may answer
+        it, else the core checks it; ``process_response`` may then edit a 101."""
+        request = self.protocol.request
+        if self.protocol.state is not State.CONNECTING or request is None:
             return
-        if self.server.closing:
-            response = self.protocol.reject(
-                HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
+        server = self.server
+        response: Response | None = None
+        try:
+            if server.closing:
+                response = self.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
+                )
+            elif server.process_request is not None:
+                response = await _maybe_await(server.process_request(self, request))
+                if response is not None:
+                    self._answered_by_hook = response.status_code
+            if response is None:
+                response = self.protocol.accept(request)
+                if response.status_code == 101 and server.process_response is not None:
+                    edited = await _maybe_await(server.process_response(self, request, response))
+                    if edited is not None:
+                        response = edited
+        except Exception:
+            self.logger.error("opening handshake failed in a hook", exc_info=True)
+            response = self.respond(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                "Failed to open a WebSocket connection.\nSee server log for more information.\n",
             )
-        else:
-            response = self.protocol.accept(self.protocol.request)
+        if self.protocol.state is not State.CONNECTING:
+            return  # the connection ended while a hook ran
         self.protocol.send_response(response)
         self._process_events()
 
@@ -125,11 +173,15 @@ class Server:
         *,
         ssl: ssl_module.SSLContext | None,
         open_timeout: float | None,
+        process_request: ProcessRequest | None,
+        process_response: ProcessResponse | None,
         make_connection: Callable[[Server], ServerConnection],
     ) -> None:
         self.handler = handler
         self.ssl = ssl
         self.open_timeout = open_timeout
+        self.process_request = process_request
+        self.process_response = process_response
         self.closing = False
         self._make_connection = make_connection
         self._connections: set[ServerConnection] = set()
@@ -211,8 +263,16 @@ class serve(Opener[Server]):
     handshake succeeded; the connection is closed when it returns (1000) or raises (1011).
 
     :param origins: allowed values of the ``Origin`` header (strings, patterns, ``None``
-        for "no header"); ``None`` accepts every origin.
+        for "no header"); ``None`` accepts every origin. Others get 403.
     :param subprotocols: supported subprotocols, the client's preference deciding.
+    :param select_subprotocol: ``(connection, offered) -> str | None`` replaces that choice;
+        it must return one of ``offered`` or ``None``.
+    :param process_request: ``(connection, request) -> Response | None``, plain or
+        coroutine, called before the handshake is checked: a response returned is sent
+        instead of upgrading (health checks, pages, 401 challenges; see :func:`basic_auth`).
+    :param process_response: ``(connection, request, response) -> Response | None``, plain
+        or coroutine, called with the 101 before it is sent; edit it or return another.
+    :param server_header: value of the ``Server`` header; ``None`` leaves it out.
     :param max_size: largest incoming message in bytes; ``None`` disables the limit.
     :param open_timeout: seconds from the TCP accept to the end of the HTTP upgrade,
         TLS included.
@@ -227,6 +287,9 @@ class serve(Opener[Server]):
         ssl: ssl_module.SSLContext | None = None,
         origins: Sequence[Origin] | None = None,
         subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
         server_header: str | None = defaults.SERVER_HEADER,
         open_timeout: float | None = defaults.OPEN_TIMEOUT,
         ping_interval: float | None = defaults.PING_INTERVAL,
@@ -250,7 +313,7 @@ class serve(Opener[Server]):
                 hold_failures=True,
                 logger=logger,
             )
-            return ServerConnection(
+            connection = ServerConnection(
                 protocol,
                 server,
                 ping_interval=ping_interval,
@@ -259,9 +322,17 @@ class serve(Opener[Server]):
                 max_queue=max_queue,
                 write_limit=write_limit,
             )
+            if select_subprotocol is not None:
+                protocol.select_subprotocol = functools.partial(select_subprotocol, connection)
+            return connection
 
         self.server = Server(
-            handler, ssl=ssl, open_timeout=open_timeout, make_connection=make_connection
+            handler,
+            ssl=ssl,
+            open_timeout=open_timeout,
+            process_request=process_request,
+            process_response=process_response,
+            make_connection=make_connection,
         )
         self._host = host
         # None with sock=..., as asyncio's create_server wants it.
@@ -278,3 +349,65 @@ class serve(Opener[Server]):
             **self._create_server_kwargs,
         )
         return server
+
+
+async def _maybe_await(value: _T | Awaitable[_T]) -> _T:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def basic_auth(
+    realm: str = "",
+    credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
+    check_credentials: Callable[[str, str], bool | Awaitable[bool]] | None = None,
+) -> Callable[[ServerConnection, Request], Awaitable[Response | None]]:
+    """A ``process_request`` hook that requires HTTP Basic authentication (RFC 7617).
+
+    Give either ``credentials`` -- one ``(username, password)`` pair or several -- compared
+    in constant time, or ``check_credentials(username, password)``, plain or coroutine.
+    Requests without valid credentials get 401 with a ``WWW-Authenticate`` challenge; on
+    success, ``connection.username`` is set.
+    """
+    if (credentials is None) == (check_credentials is None):
+        raise TypeError("provide either credentials or check_credentials")
+    if credentials is not None:
+        pairs = [credentials] if isinstance(credentials, tuple) else list(credentials)
+        if not all(isinstance(p, tuple) and len(p) == 2 for p in pairs):
+            raise TypeError("credentials must be (username, password) pairs")
+        expected = {username.encode(): password.encode() for username, password in pairs}
+
+        def check_known(username: str, password: str) -> bool:
+            # The password is compared even for an unknown user, in constant time, so that
+            # timing tells nothing about which users exist or how much of a password fits.
+            known = expected.get(username.encode())
+            matches = hmac.compare_digest(known or b"\x00" * 32, password.encode())
+            return known is not None and matches
+
+        check_credentials = check_known
+
+    check = check_credentials
+    assert check is not None
+
+    def challenge(connection: ServerConnection, text: str) -> Response:
+        response = connection.respond(HTTPStatus.UNAUTHORIZED, text)
+        response.headers["WWW-Authenticate"] = basic_challenge(realm)
+        return response
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        try:
+            authorization = request.headers["Authorization"]
+        except KeyError:
+            return challenge(connection, "Missing credentials\n")
+        except MultipleValuesError:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "Too many credentials\n")
+        try:
+            username, password = parse_basic_authorization(authorization)
+        except ValueError:
+            return challenge(connection, "Unsupported credentials\n")
+        if not await _maybe_await(check(username, password)):
+            return challenge(connection, "Invalid credentials\n")
+        connection.username = username
+        return None
+
+    return process_request

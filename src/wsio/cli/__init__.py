@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -16,6 +15,8 @@ from ..asyncio.client import connect
 from ..asyncio.server import ServerConnection, serve
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from ..protocol.http11 import Headers
+from .common import stop_on_signals
+from .demo import serve_demo
 
 __all__ = ["main"]
 
@@ -56,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     echo.add_argument("--port", type=int, default=9001, help="port to listen on")
     _add_max_size(echo)
 
+    demo = commands.add_parser(
+        "serve", help="run the demo: a chat page at /, an echo endpoint at /echo, /healthz"
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=8765, help="port to listen on")
+    _add_max_size(demo)
+
     client = commands.add_parser("connect", help="an interactive client")
     client.add_argument("uri", help="ws:// or wss:// URI")
     client.add_argument(
@@ -76,9 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     try:
-        if args.command == "echo":
+        if args.command in ("echo", "serve"):
+            run_server = _echo if args.command == "echo" else serve_demo
             try:
-                return asyncio.run(_echo(args.host, args.port, args.max_size))
+                return asyncio.run(run_server(args.host, args.port, args.max_size))
             except OSError as exc:
                 print(f"wsio: couldn't listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
                 return 1
@@ -94,27 +103,12 @@ async def _echo_handler(ws: ServerConnection) -> None:
 
 
 async def _echo(host: str, port: int, max_size: int | None) -> int:
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with serve(_echo_handler, host, port, max_size=max_size) as server:
         address = server.sockets[0].getsockname()
         print(f"wsio echo server listening on ws://{address[0]}:{address[1]}/", flush=True)
         await stop
     return 0
-
-
-def _stop_on_signals() -> asyncio.Future[None]:
-    """A future resolved by SIGINT or SIGTERM, so that servers close cleanly (1001)."""
-    loop = asyncio.get_running_loop()
-    stop: asyncio.Future[None] = loop.create_future()
-
-    def set_stop() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, set_stop)
-    return stop
 
 
 def _describe_rejection(exc: InvalidHandshake) -> str:
@@ -146,7 +140,7 @@ async def _connect(uri: str, header: list[tuple[str, str]], max_size: int | None
     print(f"connected to {uri}", file=sys.stderr)
 
     lines = _read_lines()
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
 
     async def receive() -> None:
         async for message in ws:

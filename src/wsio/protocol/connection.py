@@ -65,6 +65,7 @@ from .handshake import (
     check_request,
     check_response,
     generate_key,
+    parse_token_list,
     select_subprotocol,
 )
 from .http11 import (
@@ -662,6 +663,8 @@ class ServerProtocol(Protocol):
     ) -> None:
         self.origins = origins
         self.available_subprotocols = subprotocols
+        #: Replaces the choice of subprotocol: called with those offered, returns one or None.
+        self.select_subprotocol: Callable[[Sequence[str]], str | None] | None = None
         self.server_header = server_header
         self.max_line_length = max_line_length
         self.max_headers = max_headers
@@ -706,7 +709,17 @@ class ServerProtocol(Protocol):
             key = check_request(request)
             if self.origins is not None:
                 check_origin(request, self.origins)
-            subprotocol = select_subprotocol(request, self.available_subprotocols)
+            if self.select_subprotocol is None:
+                subprotocol = select_subprotocol(request, self.available_subprotocols)
+            else:
+                offered = parse_token_list(
+                    request.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+                )
+                subprotocol = self.select_subprotocol(offered)
+                if subprotocol is not None and subprotocol not in offered:
+                    raise InvalidArgument(
+                        f"select_subprotocol returned {subprotocol!r}, which wasn't offered"
+                    )
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             return build_rejection(exc, server_header=self.server_header)

@@ -24,6 +24,7 @@ from ..exceptions import (
     InvalidUpgrade,
     NegotiationError,
 )
+from .auth import basic_authorization
 from .http11 import Headers, HeadersLike, MultipleValuesError, Request, Response, build_response
 from .uri import WebSocketURI
 
@@ -128,9 +129,8 @@ def build_request(
     if user_agent is not None:
         headers["User-Agent"] = user_agent
     if uri.user_info is not None:
-        # RFC 7617: credentials in the URI become HTTP Basic authentication.
-        credentials = ":".join(uri.user_info).encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        # Credentials in the URI become HTTP Basic authentication.
+        headers["Authorization"] = basic_authorization(*uri.user_info)
     if additional_headers is not None:
         extra = Headers(additional_headers)
         for name in extra:
