@@ -17,6 +17,7 @@ from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, Inva
 from ..protocol.http11 import Headers
 from .common import stop_on_signals
 from .demo import serve_demo
+from .probe import run_probe
 
 __all__ = ["main"]
 
@@ -48,6 +49,18 @@ def _add_max_size(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_header(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-H",
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="extra request header (repeatable)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsio", description="WebSocket tools (RFC 6455).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -64,17 +77,36 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8765, help="port to listen on")
     _add_max_size(demo)
 
-    client = commands.add_parser("connect", help="an interactive client")
-    client.add_argument("uri", help="ws:// or wss:// URI")
-    client.add_argument(
-        "-H",
-        "--header",
-        type=_header,
+    inspector = commands.add_parser(
+        "probe", help="open one connection and show the handshake, checked against RFC 6455"
+    )
+    inspector.add_argument("uri", help="ws:// or wss:// URI")
+    _add_header(inspector)
+    inspector.add_argument(
+        "-p",
+        "--subprotocol",
         action="append",
         default=[],
-        metavar="'NAME: VALUE'",
-        help="extra request header (repeatable)",
+        metavar="NAME",
+        help="subprotocol to offer (repeatable)",
     )
+    inspector.add_argument("--origin", help="value of the Origin header")
+    inspector.add_argument("--cafile", help="CA certificates to verify a wss:// server with")
+    inspector.add_argument(
+        "--insecure", action="store_true", help="don't verify the wss:// server's certificate"
+    )
+    inspector.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.OPEN_TIMEOUT,
+        metavar="SECONDS",
+        help=f"for the whole handshake (default {defaults.OPEN_TIMEOUT})",
+    )
+    inspector.add_argument("--json", action="store_true", help="print one JSON object")
+
+    client = commands.add_parser("connect", help="an interactive client")
+    client.add_argument("uri", help="ws:// or wss:// URI")
+    _add_header(client)
     _add_max_size(client)
     return parser
 
@@ -91,6 +123,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError as exc:
                 print(f"wsio: couldn't listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
                 return 1
+        if args.command == "probe":
+            return asyncio.run(
+                run_probe(
+                    args.uri,
+                    headers=args.header,
+                    subprotocols=args.subprotocol,
+                    origin=args.origin,
+                    cafile=args.cafile,
+                    insecure=args.insecure,
+                    as_json=args.json,
+                    timeout=args.timeout,
+                    out=sys.stdout,
+                    err=sys.stderr,
+                )
+            )
         return asyncio.run(_connect(args.uri, args.header, args.max_size))
     except KeyboardInterrupt:
         return 130

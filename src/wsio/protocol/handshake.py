@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -25,11 +26,13 @@ from ..exceptions import (
     NegotiationError,
 )
 from .auth import basic_authorization
-from .http11 import Headers, HeadersLike, MultipleValuesError, Request, Response, build_response
+from .http11 import Headers, HeadersLike, Request, Response, build_response
 from .uri import WebSocketURI
 
 __all__ = [
     "GUID",
+    "RESPONSE_RULES",
+    "Check",
     "Origin",
     "accept_key",
     "build_accept",
@@ -41,6 +44,7 @@ __all__ = [
     "generate_key",
     "parse_token_list",
     "redirect_location",
+    "response_checks",
     "select_subprotocol",
 ]
 
@@ -153,6 +157,80 @@ def redirect_location(response: Response) -> str | None:
     return locations[0] if len(locations) == 1 else None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Check:
+    """The verdict of one rule of the client's check of a handshake response (§4.1).
+
+    ``detail`` says what the response had, or why the rule failed.
+    """
+
+    rule: str
+    passed: bool
+    detail: str
+
+
+def _rule_status(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+    # §4.1: "If the status code received from the server is not 101, the client handles
+    # the response per HTTP procedures." The reason phrase is never looked at.
+    if response.status_code != 101:
+        raise InvalidStatus(response)
+    return "101"
+
+
+def _rule_upgrade(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+    upgrade = _upgrade_protocols(response.headers)
+    if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
+        raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
+    return upgrade[0]
+
+
+def _rule_connection(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+    connection = parse_token_list(response.headers.get_all("Connection"), "Connection")
+    if not any(token.lower() == "upgrade" for token in connection):
+        raise InvalidUpgrade("Connection", ", ".join(connection) or None)
+    return ", ".join(connection)
+
+
+def _rule_accept(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+    accept = _single(response.headers, "Sec-WebSocket-Accept")
+    if accept != accept_key(key):
+        raise InvalidHeaderValue("Sec-WebSocket-Accept", f"{accept}, expected {accept_key(key)}")
+    return accept
+
+
+def _rule_extensions(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+    # No extension is offered yet, so any in the answer wasn't requested (§4.1 item 5).
+    extensions = response.headers.get_all("Sec-WebSocket-Extensions")
+    if extensions:
+        raise NegotiationError(
+            "server accepted an extension that wasn't offered: " + ", ".join(extensions)
+        )
+    return "none"
+
+
+def _rule_subprotocol(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+    protocols = parse_token_list(
+        response.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+    )
+    if len(protocols) > 1:
+        raise NegotiationError(f"server selected several subprotocols: {', '.join(protocols)}")
+    if protocols and protocols[0] not in (subprotocols or ()):
+        raise NegotiationError(f"server selected a subprotocol not offered: {protocols[0]}")
+    return protocols[0] if protocols else "none"
+
+
+#: The rules a client checks on the server's answer (§4.1, client requirements 1–6), in
+#: order; each raises the matching :class:`InvalidHandshake` when broken.
+RESPONSE_RULES: tuple[tuple[str, Callable[[Response, str, Sequence[str] | None], str]], ...] = (
+    ("status code is 101", _rule_status),
+    ("Upgrade is websocket", _rule_upgrade),
+    ("Connection includes Upgrade", _rule_connection),
+    ("Sec-WebSocket-Accept matches the key", _rule_accept),
+    ("extensions were offered", _rule_extensions),
+    ("subprotocol was offered", _rule_subprotocol),
+)
+
+
 def check_response(response: Response, key: str, subprotocols: Sequence[str] | None) -> str | None:
     """Check the server's answer (§4.1, client requirements 1–6); return the subprotocol.
 
@@ -163,36 +241,28 @@ def check_response(response: Response, key: str, subprotocols: Sequence[str] | N
     :raises InvalidHeader: ``Sec-WebSocket-Accept`` is missing or wrong.
     :raises NegotiationError: a subprotocol or extension that wasn't offered.
     """
-    if response.status_code != 101:
-        raise InvalidStatus(response)
-    headers = response.headers
-    try:
-        upgrade = _upgrade_protocols(headers)
-        if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
-            raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
-        connection = parse_token_list(headers.get_all("Connection"), "Connection")
-        if not any(token.lower() == "upgrade" for token in connection):
-            raise InvalidUpgrade("Connection", ", ".join(connection) or None)
-        accept = _single(headers, "Sec-WebSocket-Accept")
-        if accept != accept_key(key):
-            raise InvalidHeaderValue("Sec-WebSocket-Accept", accept)
-    except MultipleValuesError as exc:  # pragma: no cover - _single reports repeats
-        raise InvalidHeaderValue("Sec-WebSocket-Accept", str(exc)) from exc
-    if headers.get_all("Sec-WebSocket-Extensions"):
-        raise NegotiationError(
-            "server accepted an extension that wasn't offered: "
-            + ", ".join(headers.get_all("Sec-WebSocket-Extensions"))
-        )
-    protocols = parse_token_list(
-        headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
-    )
-    if not protocols:
-        return None
-    if len(protocols) > 1:
-        raise NegotiationError(f"server selected several subprotocols: {', '.join(protocols)}")
-    if protocols[0] not in (subprotocols or ()):
-        raise NegotiationError(f"server selected a subprotocol not offered: {protocols[0]}")
-    return protocols[0]
+    for _, rule in RESPONSE_RULES:
+        rule(response, key, subprotocols)
+    protocols = response.headers.get_all("Sec-WebSocket-Protocol")
+    return protocols[0].strip() if protocols else None
+
+
+def response_checks(
+    response: Response, key: str, subprotocols: Sequence[str] | None
+) -> list[Check]:
+    """Every rule of :func:`check_response` with its verdict, for inspection (``wsio probe``).
+
+    After a status other than 101 the other rules don't apply and aren't listed.
+    """
+    checks = []
+    for name, rule in RESPONSE_RULES:
+        try:
+            checks.append(Check(name, True, rule(response, key, subprotocols)))
+        except InvalidStatus:
+            return [Check(name, False, f"status code is {response.status_code}")]
+        except InvalidHandshake as exc:
+            checks.append(Check(name, False, str(exc)))
+    return checks
 
 
 def check_request(request: Request) -> str:

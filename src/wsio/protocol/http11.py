@@ -128,6 +128,8 @@ class Request:
     headers: Headers
     method: str = "GET"
     version: str = "HTTP/1.1"
+    #: The request line and header lines exactly as received, for inspection.
+    head: bytes = b""
 
     def serialize(self) -> bytes:
         return f"{self.method} {self.path} {self.version}\r\n{self.headers}".encode()
@@ -138,7 +140,8 @@ class Response:
     """An HTTP response of the opening handshake.
 
     ``reason_phrase`` is kept verbatim, possibly empty: it is free text and never examined
-    (RFC 9112 §4). ``body_truncated`` tells that the body was longer than the limit and was
+    (RFC 9112 §4). ``head`` keeps the status line and headers verbatim, as received.
+    ``body_truncated`` tells that the body was longer than the limit and was
     cut to it.
     """
 
@@ -148,6 +151,8 @@ class Response:
     body: bytes = b""
     body_truncated: bool = False
     version: str = "HTTP/1.1"
+    #: The status line and header lines exactly as received, for inspection.
+    head: bytes = b""
 
     def serialize(self) -> bytes:
         if self.reason_phrase:
@@ -200,14 +205,15 @@ def _read_line(
 
 
 def _parse_headers(
-    reader: StreamReader, max_line_length: int, max_headers: int
+    reader: StreamReader, max_line_length: int, max_headers: int, head: list[bytes]
 ) -> Generator[None, None, Headers]:
-    """Header fields up to the empty line (RFC 9112 §5)."""
+    """Header fields up to the empty line (RFC 9112 §5); lines read are added to ``head``."""
     headers = Headers()
     while True:
         line = yield from _read_line(
             reader, max_line_length, "header line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
         )
+        head.append(line)
         if line == b"":
             return headers
         if len(headers) >= max_headers:
@@ -259,8 +265,11 @@ def parse_request(
             f"unsupported protocol version: {version[:80]!r}",
             HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
         )
-    headers = yield from _parse_headers(reader, max_line_length, max_headers)
-    return Request(target.decode("ascii"), headers, method.decode(), version.decode())
+    head = [line]
+    headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
+    request = Request(target.decode("ascii"), headers, method.decode(), version.decode())
+    request.head = b"\r\n".join(head) + b"\r\n"
+    return request
 
 
 def parse_response(
@@ -291,9 +300,14 @@ def parse_response(
     if not _FIELD_VALUE.fullmatch(reason):
         raise InvalidMessage(f"invalid reason phrase: {reason[:80]!r}")
     status_code = int(status)
-    headers = yield from _parse_headers(reader, max_line_length, max_headers)
+    head = [line]
+    headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
     response = Response(
-        status_code, reason.decode("iso-8859-1"), headers, version=version.decode()
+        status_code,
+        reason.decode("iso-8859-1"),
+        headers,
+        version=version.decode(),
+        head=b"\r\n".join(head) + b"\r\n",
     )
     if status_code == 101:
         # The bytes after the head belong to the WebSocket connection.
