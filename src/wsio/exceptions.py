@@ -7,6 +7,7 @@
     │   ├── ConnectionClosedOK
     │   └── ConnectionClosedError
     ├── InvalidURI
+    ├── InvalidProxy
     ├── InvalidHandshake
     │   ├── InvalidMessage
     │   ├── InvalidStatus
@@ -16,7 +17,10 @@
     │   │   ├── InvalidUpgrade
     │   │   └── InvalidOrigin
     │   ├── NegotiationError
-    │   └── SecurityError
+    │   ├── SecurityError
+    │   └── ProxyError
+    │       ├── InvalidProxyMessage
+    │       └── InvalidProxyStatus
     ├── ProtocolError
     │   └── PayloadTooBig
     ├── InvalidState
@@ -33,6 +37,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .protocol.frames import Close
     from .protocol.http11 import Response
 
@@ -48,6 +54,9 @@ __all__ = [
     "InvalidHeaderValue",
     "InvalidMessage",
     "InvalidOrigin",
+    "InvalidProxy",
+    "InvalidProxyMessage",
+    "InvalidProxyStatus",
     "InvalidState",
     "InvalidStatus",
     "InvalidURI",
@@ -55,6 +64,7 @@ __all__ = [
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
+    "ProxyError",
     "SecurityError",
     "WebSocketError",
 ]
@@ -139,14 +149,28 @@ class InvalidURI(WebSocketError):
         return f"{self.uri} isn't a valid URI: {self.msg}"
 
 
+class InvalidProxy(WebSocketError):
+    """A proxy URI is not a valid ``http``, ``https``, ``socks5`` or ``socks5h`` URI."""
+
+    def __init__(self, proxy: str, msg: str) -> None:
+        self.proxy = proxy
+        self.msg = msg
+        super().__init__(proxy, msg)
+
+    def __str__(self) -> str:
+        return f"{self.proxy} isn't a valid proxy: {self.msg}"
+
+
 class InvalidHandshake(WebSocketError):
     """The opening handshake failed.
 
     :attr:`http_status` is the status a server answers with when the failure is in the
-    client's request.
+    client's request. :attr:`redirects` lists the redirects a client followed before
+    this failure, as ``(uri, response)`` pairs.
     """
 
     http_status: int = 400
+    redirects: Sequence[tuple[str, Response]] = ()
 
 
 class InvalidMessage(InvalidHandshake):
@@ -223,6 +247,27 @@ class SecurityError(InvalidHandshake):
 
     def __init__(self, msg: str, http_status: int = 431) -> None:
         self.http_status = http_status
+        super().__init__(msg)
+
+
+class ProxyError(InvalidHandshake):
+    """The proxy didn't open a tunnel to the server."""
+
+
+class InvalidProxyMessage(ProxyError):
+    """The proxy's answer is malformed."""
+
+
+class InvalidProxyStatus(ProxyError):
+    """The proxy refused to open the tunnel.
+
+    For an HTTP proxy, :attr:`response` is its whole answer; for SOCKS5, :attr:`reply` is
+    the reply code (RFC 1928 §6).
+    """
+
+    def __init__(self, msg: str, response: Response | None = None, reply: int | None = None):
+        self.response = response
+        self.reply = reply
         super().__init__(msg)
 
 

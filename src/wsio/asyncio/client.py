@@ -6,13 +6,20 @@ import asyncio
 import logging
 import ssl as ssl_module
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .. import defaults
-from ..exceptions import InvalidStatus, SecurityError
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidProxyMessage,
+    InvalidStatus,
+    ProxyError,
+    SecurityError,
+)
 from ..protocol.connection import ClientProtocol
 from ..protocol.handshake import redirect_location
-from ..protocol.http11 import Headers, HeadersLike
+from ..protocol.http11 import Headers, HeadersLike, Response
+from ..protocol.proxy import Proxy, ProxyTunnel, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
 from .connection import Connection, Opener
 
@@ -22,9 +29,14 @@ _logger = logging.getLogger("wsio.client")
 
 
 class ClientConnection(Connection):
-    """The client's side of a WebSocket connection."""
+    """The client's side of a WebSocket connection.
+
+    :attr:`redirects` lists the redirects followed to reach the server, as ``(uri,
+    response)`` pairs.
+    """
 
     protocol: ClientProtocol
+    redirects: list[tuple[str, Response]] = []  # noqa: RUF012 - replaced, never mutated
 
     async def _handshake(self) -> None:
         """Send the opening handshake request and wait for the answer to be checked."""
@@ -54,6 +66,10 @@ class connect(Opener[ClientConnection]):
     :param additional_headers: extra request headers; they replace defaults of the same name.
     :param user_agent_header: value of ``User-Agent``; ``None`` leaves it out.
     :param max_size: largest incoming message in bytes; ``None`` disables the limit.
+    :param proxy: ``http://``, ``https://``, ``socks5://`` or ``socks5h://`` proxy URI;
+        ``True`` (default) takes it from ``https_proxy``/``http_proxy``/``all_proxy``
+        unless ``no_proxy`` exempts the host; ``None`` connects directly.
+    :param proxy_ssl: TLS context for an ``https://`` proxy.
     :raises InvalidURI: ``uri`` isn't a ``ws://`` or ``wss://`` URI.
     :raises InvalidHandshake: the handshake failed; :class:`~wsio.InvalidStatus` carries
         the server's whole answer when it wasn't 101.
@@ -76,10 +92,16 @@ class connect(Opener[ClientConnection]):
         max_size: int | None = defaults.MAX_SIZE,
         max_queue: int = defaults.MAX_QUEUE,
         write_limit: int = defaults.WRITE_LIMIT,
+        proxy: str | Literal[True] | None = True,
+        proxy_ssl: ssl_module.SSLContext | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_connection_kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        if isinstance(proxy, str):
+            parse_proxy(proxy)  # fail early on an invalid proxy
+        self.proxy = proxy
+        self.proxy_ssl = proxy_ssl
         if ssl is not None and not self.uri.secure:
             raise ValueError("ssl argument is incompatible with a ws:// URI")
         self.ssl = ssl
@@ -108,50 +130,144 @@ class connect(Opener[ClientConnection]):
         """Connect, following redirects, all within ``open_timeout``."""
         uri = self.uri
         protocol_kwargs = dict(self._protocol_kwargs)
-        async with asyncio.timeout(self.open_timeout):
-            for _ in range(defaults.MAX_REDIRECTS + 1):
-                try:
-                    self.connection = await self._connect_once(uri, protocol_kwargs)
-                    return self.connection
-                except InvalidStatus as exc:
-                    location = redirect_location(exc.response)
-                    if location is None:
-                        raise
-                    new_uri = resolve_redirect(uri, location)
-                    if not same_origin(uri, new_uri):
-                        protocol_kwargs["additional_headers"] = _without_credentials(
-                            protocol_kwargs["additional_headers"]
-                        )
-                    uri = new_uri
-        raise SecurityError(f"more than {defaults.MAX_REDIRECTS} redirects")
+        redirects: list[tuple[str, Response]] = []
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                for _ in range(defaults.MAX_REDIRECTS + 1):
+                    try:
+                        connection = await self._connect_once(uri, protocol_kwargs)
+                    except InvalidStatus as exc:
+                        location = redirect_location(exc.response)
+                        if location is None:
+                            raise
+                        redirects.append((uri.url, exc.response))
+                        new_uri = resolve_redirect(uri, location)
+                        if not same_origin(uri, new_uri):
+                            protocol_kwargs["additional_headers"] = _without_credentials(
+                                protocol_kwargs["additional_headers"]
+                            )
+                        uri = new_uri
+                    else:
+                        connection.redirects = redirects
+                        self.connection = connection
+                        return connection
+            raise SecurityError(f"more than {defaults.MAX_REDIRECTS} redirects")
+        except InvalidHandshake as exc:
+            if redirects:
+                exc.redirects = redirects
+            raise
+
+    def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
+        proxy = proxy_from_environment(uri) if self.proxy is True else self.proxy
+        return None if proxy is None else parse_proxy(proxy)
 
     async def _connect_once(
         self, uri: WebSocketURI, protocol_kwargs: dict[str, Any]
     ) -> ClientConnection:
+        """One attempt: TCP (through the proxy if any), TLS for wss, the HTTP upgrade."""
         loop = asyncio.get_running_loop()
+        connection = ClientConnection(
+            ClientProtocol(uri, **protocol_kwargs), **self._connection_kwargs
+        )
         kwargs = dict(self._create_connection_kwargs)
+        ssl = None
         if uri.secure:
-            kwargs["ssl"] = (
-                self.ssl if self.ssl is not None else ssl_module.create_default_context()
-            )
-            kwargs["server_hostname"] = self.server_hostname or uri.host
-
-        def factory() -> ClientConnection:
-            return ClientConnection(
-                ClientProtocol(uri, **protocol_kwargs), **self._connection_kwargs
-            )
-
-        # With sock=..., asyncio wants neither host nor port.
-        address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
-        connection: ClientConnection | None = None
+            ssl = self.ssl if self.ssl is not None else ssl_module.create_default_context()
+        server_hostname = self.server_hostname or uri.host
+        proxy = None if "sock" in kwargs else self._proxy_for(uri)
         try:
-            _, connection = await loop.create_connection(factory, *address, **kwargs)
+            if proxy is None:
+                if ssl is not None:
+                    kwargs.update(ssl=ssl, server_hostname=server_hostname)
+                # With sock=..., asyncio wants neither host nor port.
+                address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
+                await loop.create_connection(lambda: connection, *address, **kwargs)
+            else:
+                transport, leftover = await self._open_tunnel(proxy, uri, kwargs)
+                if ssl is not None:
+                    transport.set_protocol(connection)
+                    tls_transport = await loop.start_tls(
+                        transport, connection, ssl, server_hostname=server_hostname
+                    )
+                    assert isinstance(tls_transport, asyncio.Transport)
+                    transport = tls_transport
+                    if leftover:
+                        raise InvalidProxyMessage("proxy sent data before the TLS handshake")
+                transport.set_protocol(connection)
+                connection.connection_made(transport)
+                if leftover:
+                    connection.data_received(leftover)
+                transport.resume_reading()
             await connection._handshake()
         except BaseException:
-            if connection is not None:
-                connection._abort()
+            connection._abort()
             raise
         return connection
+
+    async def _open_tunnel(
+        self, proxy: Proxy, uri: WebSocketURI, kwargs: dict[str, Any]
+    ) -> tuple[asyncio.Transport, bytes]:
+        """Connect to the proxy and have it open a tunnel to the server; return the
+        transport, paused, and the bytes that already came through the tunnel."""
+        loop = asyncio.get_running_loop()
+        if proxy.secure:
+            kwargs.update(
+                ssl=self.proxy_ssl or ssl_module.create_default_context(),
+                server_hostname=proxy.host,
+            )
+        tunnel = ProxyTunnel(
+            proxy, uri.host, uri.port, user_agent=self._protocol_kwargs["user_agent_header"]
+        )
+        transport, opener = await loop.create_connection(
+            lambda: _TunnelOpener(tunnel), proxy.host, proxy.port, **kwargs
+        )
+        try:
+            await opener.opened
+        except BaseException:
+            transport.abort()
+            raise
+        assert isinstance(transport, asyncio.Transport)
+        return transport, tunnel.leftover()
+
+
+class _TunnelOpener(asyncio.Protocol):
+    """Moves the bytes of a :class:`ProxyTunnel` exchange, then hands the transport over."""
+
+    def __init__(self, tunnel: ProxyTunnel) -> None:
+        self.tunnel = tunnel
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.receive_data(data)
+        self._flush()
+
+    def eof_received(self) -> bool:
+        self.tunnel.receive_eof()
+        self._flush()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            error = ProxyError("proxy closed the connection")
+            error.__cause__ = exc
+            self.opened.set_exception(error)
+
+    def _flush(self) -> None:
+        for data in self.tunnel.data_to_send():
+            self.transport.write(data)
+        if self.opened.done():
+            return
+        if self.tunnel.error is not None:
+            self.opened.set_exception(self.tunnel.error)
+        elif self.tunnel.done:
+            # Nothing more is read until the WebSocket connection takes the transport.
+            self.transport.pause_reading()
+            self.opened.set_result(None)
 
 
 def _without_credentials(headers: HeadersLike | None) -> Headers | None:

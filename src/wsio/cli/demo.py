@@ -21,7 +21,9 @@ import asyncio
 import contextlib
 import importlib.resources
 import itertools
+from collections.abc import Callable
 from http import HTTPStatus
+from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from ..asyncio.server import ServerConnection, serve
@@ -35,6 +37,8 @@ __all__ = ["ChatRoom", "demo_server", "load_page", "serve_demo"]
 CHAT_QUEUE_SIZE = 100
 
 _WEBSOCKET_PATHS = ("/chat", "/echo")
+
+ProcessRequestHook: TypeAlias = Callable[[ServerConnection, Request], "Response | None"]
 
 
 def load_page() -> bytes:
@@ -190,9 +194,6 @@ def make_process_request(page: bytes) -> ProcessRequestHook:
         return response
 
     return process_request
-
-
-ProcessRequestHook = "Callable[[ServerConnection, Request], Response | None]"
 
 
 def demo_server(

@@ -278,11 +278,14 @@ def parse_response(
     max_line_length: int = defaults.MAX_LINE_LENGTH,
     max_headers: int = defaults.MAX_HEADERS,
     max_body_size: int = defaults.MAX_BODY_SIZE,
+    connect: bool = False,
 ) -> Generator[None, None, Response]:
     """Parse an HTTP response (RFC 9112 §4, §6); read its body unless it is a 101.
 
     The reason phrase is kept verbatim and may be absent altogether: ``HTTP/1.1 101`` is a
     complete status line. A body longer than ``max_body_size`` is cut to it.
+
+    With ``connect``, the response answers a ``CONNECT`` request: a 2xx has no body.
 
     :raises InvalidMessage: malformed response.
     :raises SecurityError: a line or the header count exceeds its limit.
@@ -309,8 +312,9 @@ def parse_response(
         version=version.decode(),
         head=b"\r\n".join(head) + b"\r\n",
     )
-    if status_code == 101:
-        # The bytes after the head belong to the WebSocket connection.
+    if status_code == 101 or (connect and 200 <= status_code < 300):
+        # The bytes after the head belong to the WebSocket connection (101) or to the
+        # tunnel that a proxy opened in answer to CONNECT (RFC 9110 §9.3.6).
         return response
     response.body, response.body_truncated = yield from _read_body(
         reader, response, max_line_length, max_body_size

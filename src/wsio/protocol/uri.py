@@ -25,6 +25,12 @@ class WebSocketURI:
     user_info: tuple[str, str] | None = None
 
     @property
+    def url(self) -> str:
+        """The URI as a string, without user info."""
+        scheme = "wss" if self.secure else "ws"
+        return f"{scheme}://{self.host_header}{self.resource_name}"
+
+    @property
     def host_header(self) -> str:
         """Value of the ``Host`` header: the port is left out when it is the default."""
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -72,12 +78,6 @@ def parse_uri(uri: str) -> WebSocketURI:
     return WebSocketURI(secure, host, port, resource_name, user_info)
 
 
-def _as_url(uri: WebSocketURI) -> str:
-    scheme = "wss" if uri.secure else "ws"
-    host = f"[{uri.host}]" if ":" in uri.host else uri.host
-    return f"{scheme}://{host}:{uri.port}{uri.resource_name}"
-
-
 def resolve_redirect(uri: WebSocketURI, location: str) -> WebSocketURI:
     """The URI that a ``Location`` header redirects ``uri`` to (RFC 9110 §10.2.2).
 
@@ -87,7 +87,7 @@ def resolve_redirect(uri: WebSocketURI, location: str) -> WebSocketURI:
     :raises InvalidURI: the target isn't an HTTP or WebSocket URI.
     :raises SecurityError: the redirect leaves TLS (``wss`` to ``ws``).
     """
-    target = urllib.parse.urljoin(_as_url(uri).replace("ws", "http", 1), location.strip())
+    target = urllib.parse.urljoin(uri.url.replace("ws", "http", 1), location.strip())
     scheme, _, rest = target.partition(":")
     scheme = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower())
     new_uri = parse_uri(f"{scheme}:{rest}")
