@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/interop/node
 
-.PHONY: run test lint typecheck venv clean
+.PHONY: run test lint venv chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json
 
 venv: $(VENV)/.installed
 
+# The browser test needs Debian's Chromium. Install it when missing and the machine allows
+# it (root with apt); otherwise that test is skipped and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+	      || echo "chromium could not be installed: the browser test will be skipped" >&2; \
+	  else \
+	    echo "chromium is missing and this user can't install it: the browser test will be skipped" >&2; \
+	  fi; }
+
 run: $(VENV)/.installed
-	$(BIN)/wsio echo --host 127.0.0.1 --port 9001
+	$(BIN)/wsio serve --host 127.0.0.1 --port 8765
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests
@@ -30,7 +43,7 @@ lint: $(VENV)/.installed
 
 # The suite runs under coverage (branches, subprocesses included); the report fails below
 # the threshold set in pyproject.toml.
-test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed lint
+test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium lint
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -q
 	$(BIN)/coverage combine -q
