@@ -11,6 +11,9 @@ from typing import Final
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "COMPRESSION_THRESHOLD",
+    "DEFLATE_MEM_LEVEL",
+    "DEFLATE_WINDOW_BITS",
     "FAILURE_GRACE",
     "MAX_BODY_SIZE",
     "MAX_HEADERS",
@@ -65,6 +68,17 @@ PING_INTERVAL: Final[float | None] = 20.0
 
 #: Seconds to wait for the pong answering a keepalive ping (``None``: wait forever).
 PING_TIMEOUT: Final[float | None] = 20.0
+
+#: Messages shorter than this many bytes are sent uncompressed even when permessage-deflate
+#: is negotiated: deflating them costs CPU for little gain (RFC 7692 §6 allows it).
+COMPRESSION_THRESHOLD: Final[int] = 128
+
+#: Window of 2**N bytes for what wsio compresses, and what its server asks of clients:
+#: 2**12 instead of zlib's 2**15 saves most of the memory for a small loss of ratio.
+DEFLATE_WINDOW_BITS: Final[int] = 12
+
+#: zlib memLevel for compression (1-9): 5 takes 16 KiB of hash tables instead of 128 KiB.
+DEFLATE_MEM_LEVEL: Final[int] = 5
 
 #: Seconds a connection that the peer broke waits before sending its close frame, so that
 #: the application can first handle (and answer) the valid messages that came before.

@@ -100,9 +100,7 @@ def health_and_challenge(connection: Any, request: wsio.Request) -> wsio.Respons
 @pytest.mark.parametrize("form", ["sync", "async"])
 async def test_process_request_health_check(echo_server: EchoServerFactory, form: str) -> None:
     capture = Capture()
-    _, port = await echo_server(
-        capture, process_request=sync_or_async(health_and_challenge, form)
-    )
+    _, port = await echo_server(capture, process_request=sync_or_async(health_and_challenge, form))
     response, eof = await raw_handshake(port, "/healthz")
     assert response.status_code == 200
     assert response.reason == "OK"
@@ -125,9 +123,7 @@ async def test_process_request_health_check(echo_server: EchoServerFactory, form
 @pytest.mark.parametrize("form", ["sync", "async"])
 async def test_process_request_challenge(echo_server: EchoServerFactory, form: str) -> None:
     capture = Capture()
-    _, port = await echo_server(
-        capture, process_request=sync_or_async(health_and_challenge, form)
-    )
+    _, port = await echo_server(capture, process_request=sync_or_async(health_and_challenge, form))
     body = b"Who are you?\nSay it.\n"
 
     raw, eof = await raw_handshake(port, "/private")
@@ -157,9 +153,7 @@ async def test_process_request_sees_request(echo_server: EchoServerFactory) -> N
 
     capture = Capture()
     _, port = await echo_server(capture, process_request=process_request)
-    async with await connect(
-        url(port, "/room?id=7"), additional_headers={"X-Token": "t0k"}
-    ) as ws:
+    async with await connect(url(port, "/room?id=7"), additional_headers={"X-Token": "t0k"}) as ws:
         await echo_once(ws)
     assert len(seen) == 1
     connection, request = seen[0]
@@ -246,16 +240,12 @@ async def test_process_request_runs_before_checks(echo_server: EchoServerFactory
 async def test_process_response_adds_header(echo_server: EchoServerFactory, form: str) -> None:
     calls: list[tuple[Any, wsio.Request, wsio.Response]] = []
 
-    def process_response(
-        connection: Any, request: wsio.Request, response: wsio.Response
-    ) -> None:
+    def process_response(connection: Any, request: wsio.Request, response: wsio.Response) -> None:
         calls.append((connection, request, response))
         response.headers["X-Hook"] = "added"
 
     capture = Capture()
-    _, port = await echo_server(
-        capture, process_response=sync_or_async(process_response, form)
-    )
+    _, port = await echo_server(capture, process_response=sync_or_async(process_response, form))
     async with await connect(url(port, "/x")) as ws:
         assert ws.response.status_code == 101
         assert ws.response.headers["X-Hook"] == "added"
@@ -295,9 +285,7 @@ async def test_process_response_replacement_refusal(
         return refusal
 
     capture = Capture()
-    _, port = await echo_server(
-        capture, process_response=sync_or_async(process_response, form)
-    )
+    _, port = await echo_server(capture, process_response=sync_or_async(process_response, form))
     response = await rejection(url(port))
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
@@ -313,9 +301,7 @@ async def test_process_response_not_called_for_rejections(
 ) -> None:
     calls: list[int] = []
 
-    def process_response(
-        connection: Any, request: wsio.Request, response: wsio.Response
-    ) -> None:
+    def process_response(connection: Any, request: wsio.Request, response: wsio.Response) -> None:
         calls.append(response.status_code)
 
     def process_request(connection: Any, request: wsio.Request) -> wsio.Response | None:
@@ -385,9 +371,7 @@ async def test_select_subprotocol_gets_offer(echo_server: EchoServerFactory) -> 
 
 async def test_select_subprotocol_none(echo_server: EchoServerFactory) -> None:
     capture = Capture()
-    _, port = await echo_server(
-        capture, subprotocols=["chat"], select_subprotocol=by_path
-    )
+    _, port = await echo_server(capture, subprotocols=["chat"], select_subprotocol=by_path)
     async with await connect(url(port, "/none"), subprotocols=["chat"]) as ws:
         assert ws.subprotocol is None
         assert "Sec-WebSocket-Protocol" not in ws.response.headers
@@ -486,8 +470,8 @@ async def test_basic_auth_header_given_directly(echo_server: EchoServerFactory) 
 async def test_basic_auth_utf8(echo_server: EchoServerFactory) -> None:
     # RFC 7617 §2.1: charset="UTF-8" means the server expects UTF-8 credentials.
     capture, port = await auth_server(echo_server, credentials=("jürgen", "pässwörd€"))
-    async with await connect(url(port, userinfo="j%C3%BCrgen:p%C3%A4ssw%C3%B6rd%E2%82%AC@")):
-        pass
+    async with await connect(url(port, userinfo="j%C3%BCrgen:p%C3%A4ssw%C3%B6rd%E2%82%AC@")) as ws:
+        await echo_once(ws)
     assert capture.connections[0].username == "jürgen"
     response = await rejection(url(port, userinfo="j%C3%BCrgen:passwort@"))
     assert response.status_code == 401
@@ -512,8 +496,8 @@ async def test_basic_auth_pairs_from_generator(echo_server: EchoServerFactory) -
     capture, port = await auth_server(echo_server, credentials=pairs)
     # Consumed once at set-up; works for every connection afterwards.
     for _ in range(2):
-        async with await connect(url(port, userinfo="y:2@")):
-            pass
+        async with await connect(url(port, userinfo="y:2@")) as ws:
+            await echo_once(ws)
     assert [c.username for c in capture.connections] == ["y", "y"]
 
 
@@ -583,9 +567,30 @@ def test_basic_auth_needs_one_source(kwargs: dict[str, Any]) -> None:
         wsio.basic_auth(**kwargs)
 
 
-def test_basic_auth_bad_credentials_shape() -> None:
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        [("u", "p"), ("only-one",)],
+        [("u", "p", "extra")],
+        ("u", 1234),
+        [("u", b"bytes")],
+        "u:p",
+    ],
+)
+def test_basic_auth_bad_credentials_shape(credentials: Any) -> None:
     with pytest.raises(TypeError):
-        wsio.basic_auth(credentials=[("u", "p"), ("only-one",)])  # type: ignore[list-item]
+        wsio.basic_auth(credentials=credentials)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+async def test_basic_auth_tuple_of_pairs(echo_server: EchoServerFactory, count: int) -> None:
+    """A tuple of pairs is an ``Iterable[tuple[str, str]]``, as the signature allows."""
+    pairs = tuple((f"user{i}", f"secret{i}") for i in range(count))
+    capture, port = await auth_server(echo_server, credentials=pairs)
+    async with await connect(url(port, userinfo=f"user{count - 1}:secret{count - 1}@")) as ws:
+        await echo_once(ws)
+    assert (await rejection(url(port, userinfo="user0:secret1@"))).status_code == 401
+    assert [c.username for c in capture.connections] == [f"user{count - 1}"]
 
 
 # --------------------------------------------------------------------------------------------

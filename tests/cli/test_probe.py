@@ -21,7 +21,6 @@ import pytest
 import trustme
 import websockets.asyncio.server
 
-import wsio
 from rawpeer import OP_CLOSE, RawServer, ServerConn
 from wsio.cli.probe import probe, run_probe
 
@@ -724,3 +723,16 @@ async def test_bad_header_option() -> None:
     status, out, err = await run_command("ws://127.0.0.1:1/", "-H", "no colon here")
     assert status == 2, (out, err)
     assert "Name: value" in err
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+async def test_unusable_cafile(tmp_path: Path, content: bytes | None) -> None:
+    """A CA file that is missing or holds no certificate is a usage error, said plainly."""
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    status, out, err = await run_command("wss://127.0.0.1:1/", "--cafile", str(path))
+    assert status in (1, 2), (out, err)
+    assert "Traceback" not in err
+    assert err.startswith("wsio: ")
+    assert str(path) in err or "certificate" in err.lower()

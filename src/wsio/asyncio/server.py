@@ -357,6 +357,14 @@ async def _maybe_await(value: _T | Awaitable[_T]) -> _T:
     return value
 
 
+def _is_credential_pair(value: object) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(item, str) for item in value)
+    )
+
+
 def basic_auth(
     realm: str = "",
     credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
@@ -372,9 +380,9 @@ def basic_auth(
     if (credentials is None) == (check_credentials is None):
         raise TypeError("provide either credentials or check_credentials")
     if credentials is not None:
-        pairs = [credentials] if isinstance(credentials, tuple) else list(credentials)
-        if not all(isinstance(p, tuple) and len(p) == 2 for p in pairs):
-            raise TypeError("credentials must be (username, password) pairs")
+        pairs: list[Any] = [credentials] if _is_credential_pair(credentials) else list(credentials)
+        if not all(_is_credential_pair(pair) for pair in pairs):
+            raise TypeError("credentials must be (username, password) pairs of strings")
         expected = {username.encode(): password.encode() for username, password in pairs}
 
         def check_known(username: str, password: str) -> bool:

@@ -32,9 +32,16 @@ def _size(text: str) -> int | None:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
 def _header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
-    if not colon or not name.strip():
+    if not colon or not name.strip() or any(c in text for c in "\r\n\x00"):
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
     return name.strip(), value.strip()
 
@@ -97,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspector.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=defaults.OPEN_TIMEOUT,
         metavar="SECONDS",
         help=f"for the whole handshake (default {defaults.OPEN_TIMEOUT})",

@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import importlib.resources
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
-from ..asyncio.server import ServerConnection, serve
+from ..asyncio.server import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
+from ..protocol.connection import State
 from ..protocol.http11 import Request, Response
 from .common import stop_on_signals
 
@@ -138,6 +139,12 @@ async def echo_handler(ws: ServerConnection) -> None:
         await ws.send(message)
 
 
+def _path(request: Request) -> str:
+    """The request target without its query. (Not ``urlsplit``: it would read a target
+    such as ``//host/chat`` as a host and the path ``/chat``.)"""
+    return request.path.partition("?")[0]
+
+
 def _is_upgrade(request: Request) -> bool:
     """Whether the request asks for a WebSocket upgrade (RFC 6455 §4.1, RFC 9110 §7.8)."""
     values = request.headers.get_all("Upgrade")
@@ -166,7 +173,7 @@ def make_process_request(page: bytes) -> ProcessRequestHook:
     ``/echo`` through to the handshake."""
 
     def process_request(ws: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
+        path = _path(request)
         if path in _WEBSOCKET_PATHS:
             if not _same_origin(request):
                 return ws.respond(HTTPStatus.FORBIDDEN, "Cross-origin WebSocket refused.\n")
@@ -196,27 +203,45 @@ def make_process_request(page: bytes) -> ProcessRequestHook:
     return process_request
 
 
-def demo_server(
+@contextlib.asynccontextmanager
+async def demo_server(
     host: str | None, port: int, max_size: int | None, *, room: ChatRoom | None = None
-) -> serve:
-    """The demo's server, not started yet: ``async with demo_server(...) as server:``.
+) -> AsyncIterator[Server]:
+    """Run the demo's server for the duration of an ``async with`` block.
 
     Tests run it in-process with this; ``room`` replaces the chat room (to shrink its
-    queues, for example).
+    queues, for example). Leaving the block closes the server: open connections get 1001.
     """
     chat = ChatRoom() if room is None else room
     page = load_page()
 
     async def handler(ws: ServerConnection) -> None:
         assert ws.request is not None
-        if urlsplit(ws.request.path).path == "/chat":
+        if _path(ws.request) == "/chat":
             await chat.handler(ws)
         else:
             await echo_handler(ws)
 
-    return serve(
+    server = await serve(
         handler, host, port, max_size=max_size, process_request=make_process_request(page)
     )
+    try:
+        yield server
+    finally:
+        server.close()
+        # Browsers open spare connections ahead of need (Chromium's preconnect) and may
+        # never send a request on them. The server's close waits for every connection,
+        # and one that sent nothing would hold it until open_timeout (10 s): close those
+        # now -- there is nothing to answer on them.
+        await asyncio.gather(
+            *(
+                ws.close()
+                for ws in server.connections
+                if ws.state is State.CONNECTING and ws.request is None
+            ),
+            return_exceptions=True,
+        )
+        await server.wait_closed()
 
 
 def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:

@@ -9,6 +9,7 @@ the sans-I/O core directly, so that it sees every byte and every verdict.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import ssl as ssl_module
@@ -24,6 +25,9 @@ from ..protocol.http11 import Headers, Request, Response
 from ..protocol.uri import WebSocketURI, parse_uri
 
 __all__ = ["ProbeReport", "probe", "run_probe"]
+
+# Seconds to wait for the server's answer to the probe's close frame.
+_CLOSE_WAIT = 1.0
 
 
 @dataclasses.dataclass
@@ -144,11 +148,16 @@ async def _exchange(
         protocol.send_request(request)
         await _pump(protocol, reader, writer, until=lambda: protocol.state is not State.CONNECTING)
         report.timing["response"] = time.perf_counter() - step
-        if protocol.state is State.OPEN:
-            # Be polite: complete the closing handshake.
-            protocol.send_close(1000, "probe done")
-            await _pump(protocol, reader, writer, until=lambda: protocol.close_rcvd is not None)
         report.timing["total"] = time.perf_counter() - start
+        if protocol.state is State.OPEN:
+            # Be polite: start the closing handshake, and wait a little for the answer. The
+            # verdict is in already: a server that doesn't answer doesn't change it.
+            protocol.send_close(1000, "probe done")
+            with contextlib.suppress(TimeoutError, OSError):
+                async with asyncio.timeout(_CLOSE_WAIT):
+                    await _pump(
+                        protocol, reader, writer, until=lambda: protocol.close_rcvd is not None
+                    )
     finally:
         writer.close()
 
@@ -237,7 +246,11 @@ async def run_probe(
     """``wsio probe``: 0 when the handshake succeeded, 1 when it failed, 2 for a bad URI."""
     context: ssl_module.SSLContext | None = None
     if cafile is not None or insecure:
-        context = ssl_module.create_default_context(cafile=cafile)
+        try:
+            context = ssl_module.create_default_context(cafile=cafile)
+        except (OSError, ssl_module.SSLError) as exc:
+            print(f"wsio: can't use {cafile} as CA certificates: {exc}", file=err)
+            return 2
         if insecure:
             context.check_hostname = False
             context.verify_mode = ssl_module.CERT_NONE

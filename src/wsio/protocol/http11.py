@@ -16,7 +16,7 @@ from http import HTTPStatus
 from typing import TypeAlias
 
 from .. import defaults
-from ..exceptions import InvalidMessage, SecurityError
+from ..exceptions import InvalidArgument, InvalidMessage, SecurityError
 from .streams import StreamReader
 
 __all__ = [
@@ -66,7 +66,15 @@ class Headers:
         return values[0]
 
     def __setitem__(self, name: str, value: str) -> None:
-        """Append a field; use :meth:`replace` to set a single value."""
+        """Append a field; use :meth:`replace` to set a single value.
+
+        :raises InvalidArgument: a name that isn't a token, or a value with CR, LF or NUL,
+            which would let a header smuggle others in (RFC 9110 §5.5).
+        """
+        if not _TOKEN_TEXT.fullmatch(name):
+            raise InvalidArgument(f"invalid header name: {name!r}")
+        if not _VALUE_TEXT.fullmatch(value):
+            raise InvalidArgument(f"invalid value for header {name}: {value!r}")
         self._items.append((name, value))
         self._index.setdefault(name.lower(), []).append(value)
 
@@ -187,6 +195,8 @@ _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
+_TOKEN_TEXT = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_VALUE_TEXT = re.compile(r"[^\x00\r\n]*")
 _DIGITS = re.compile(r"[0-9]+")
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]+")
 

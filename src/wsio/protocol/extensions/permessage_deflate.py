@@ -1,0 +1,330 @@
+"""permessage-deflate (RFC 7692): compression of messages with DEFLATE.
+
+Memory per connection, with wsio's defaults (window of 2**12 bytes for what wsio
+compresses, zlib ``memLevel`` 5): about 40 KiB to compress (window and hash chains) and
+about 40 KiB to decompress at the peer's largest window (2**15), more precisely
+``2**(bits + 2) + 2**(mem_level + 9)`` bytes for a compressor and ``2**bits`` plus about
+7 KiB for a decompressor.
+
+Decompression is bounded: each piece of payload is inflated with the room left under the
+message size limit, so a small message that would inflate to gigabytes fails with 1009
+once it passes the limit, having used no more memory than the limit plus the window.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+
+from ... import defaults
+from ...exceptions import NegotiationError, PayloadTooBig, ProtocolError
+from .base import ClientExtensionFactory, Extension, ExtensionParameter, ServerExtensionFactory
+
+__all__ = [
+    "ClientPerMessageDeflateFactory",
+    "PerMessageDeflate",
+    "ServerPerMessageDeflateFactory",
+]
+
+_NAME = "permessage-deflate"
+# §7.1.2: a window size is a decimal integer from 8 to 15, without leading zeros.
+_WINDOW_BITS = re.compile(r"[89]|1[0-5]")
+# §7.2.1: the tail removed from, and §7.2.2 appended back to, every compressed message.
+_EMPTY_BLOCK = b"\x00\x00\xff\xff"
+_RSV1 = 0x40
+
+
+def _window_bits(name: str, value: str | None) -> int:
+    if value is None or not _WINDOW_BITS.fullmatch(value):
+        raise NegotiationError(f"invalid {name}: {value}")
+    return int(value)
+
+
+class PerMessageDeflate(Extension):
+    """The negotiated permessage-deflate extension of one connection.
+
+    "local" is this endpoint's sending side, "remote" the peer's. A window of 8 bits can't
+    be produced by zlib; when the peer demands it, messages are sent uncompressed, which
+    RFC 7692 always allows (§6).
+    """
+
+    name = _NAME
+    rsv_bits = _RSV1
+
+    def __init__(
+        self,
+        *,
+        remote_no_context_takeover: bool,
+        local_no_context_takeover: bool,
+        remote_max_window_bits: int,
+        local_max_window_bits: int,
+        compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
+        window_bits: int = defaults.DEFLATE_WINDOW_BITS,
+        mem_level: int = defaults.DEFLATE_MEM_LEVEL,
+    ) -> None:
+        self.remote_no_context_takeover = remote_no_context_takeover
+        self.local_no_context_takeover = local_no_context_takeover
+        self.remote_max_window_bits = remote_max_window_bits
+        self.local_max_window_bits = local_max_window_bits
+        self.compression_threshold = compression_threshold
+        self._compress_bits = min(local_max_window_bits, window_bits)
+        self._mem_level = mem_level
+        # zlib can't inflate with 8 bits a raw stream; 9 reads a stream made with 8.
+        self._decoder = self._new_decoder()
+        self._encoder = self._new_encoder()
+        self._encoding = False
+
+    def __repr__(self) -> str:
+        return (
+            f"PerMessageDeflate(remote_no_context_takeover={self.remote_no_context_takeover}, "
+            f"local_no_context_takeover={self.local_no_context_takeover}, "
+            f"remote_max_window_bits={self.remote_max_window_bits}, "
+            f"local_max_window_bits={self.local_max_window_bits})"
+        )
+
+    def _new_decoder(self) -> zlib._Decompress:
+        return zlib.decompressobj(wbits=-max(self.remote_max_window_bits, 9))
+
+    def _new_encoder(self) -> zlib._Compress | None:
+        if self._compress_bits < 9:
+            return None
+        return zlib.compressobj(
+            zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self._compress_bits, self._mem_level
+        )
+
+    # Incoming ---------------------------------------------------------------------------
+
+    def begin_incoming(self, rsv: int) -> bool:
+        """Whether this message is compressed: RSV1 on its first frame (§6)."""
+        return bool(rsv & _RSV1)
+
+    def decode(self, data: bytes, max_length: int | None) -> bytes:
+        try:
+            # Ask for one byte more than allowed: getting it means the limit is crossed.
+            output = self._decoder.decompress(data, 0 if max_length is None else max_length + 1)
+        except zlib.error as exc:
+            raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
+        if max_length is not None and len(output) > max_length:
+            raise PayloadTooBig("decompressed message exceeds the size limit")
+        if self._decoder.unused_data:
+            raise ProtocolError("compressed data after the end of the stream", 1007)
+        return output
+
+    def end_incoming(self, max_length: int | None) -> bytes:
+        output = self.decode(_EMPTY_BLOCK, max_length)
+        # A sender that doesn't keep context, or ended its stream (BFINAL), starts afresh.
+        if self.remote_no_context_takeover or self._decoder.eof:
+            self._decoder = self._new_decoder()
+        return output
+
+    # Outgoing ---------------------------------------------------------------------------
+
+    def encode(
+        self, data: bytes, *, first: bool, fin: bool, transform: bool | None
+    ) -> tuple[bytes, int]:
+        if first:
+            if transform is None:
+                # A fragmented message's size isn't known: compress it.
+                transform = not fin or len(data) >= self.compression_threshold
+            self._encoding = transform and self._encoder is not None
+        if not self._encoding:
+            return data, 0
+        encoder = self._encoder
+        assert encoder is not None
+        payload = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        if fin:
+            # §7.2.1: drop the empty stored block that ends a sync flush.
+            payload = payload[: -len(_EMPTY_BLOCK)]
+            if self.local_no_context_takeover:
+                self._encoder = self._new_encoder()
+        return payload, (_RSV1 if first else 0)
+
+
+def _parse_parameters(
+    parameters: Sequence[ExtensionParameter],
+) -> dict[str, str | None]:
+    """Parameters by name; refuses unknown and repeated ones and bad values (§7)."""
+    found: dict[str, str | None] = {}
+    for name, value in parameters:
+        if name in found:
+            raise NegotiationError(f"duplicate {name}")
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if value is not None:
+                raise NegotiationError(f"{name} takes no value: {value}")
+        elif name == "server_max_window_bits":
+            _window_bits(name, value)
+        elif name == "client_max_window_bits":
+            if value is not None:
+                _window_bits(name, value)
+        else:
+            raise NegotiationError(f"unknown permessage-deflate parameter: {name}")
+        found[name] = value
+    return found
+
+
+class ClientPerMessageDeflateFactory(ClientExtensionFactory):
+    """A client's offer of permessage-deflate.
+
+    :param server_no_context_takeover: ask the server not to keep context across messages.
+    :param client_no_context_takeover: announce that this client won't keep context.
+    :param server_max_window_bits: ask the server for a window of at most 2**N bytes.
+    :param client_max_window_bits: ``True`` lets the server choose this client's window;
+        a number announces one; ``None`` leaves the parameter out.
+    """
+
+    name = _NAME
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = None,
+        client_max_window_bits: int | bool | None = True,
+        compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
+    ) -> None:
+        for bits in (server_max_window_bits, client_max_window_bits):
+            if not isinstance(bits, bool) and bits is not None and not 8 <= bits <= 15:
+                raise ValueError("max_window_bits must be between 8 and 15")
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.compression_threshold = compression_threshold
+
+    def offer(self) -> list[ExtensionParameter]:
+        parameters: list[ExtensionParameter] = []
+        if self.server_no_context_takeover:
+            parameters.append(("server_no_context_takeover", None))
+        if self.client_no_context_takeover:
+            parameters.append(("client_no_context_takeover", None))
+        if self.server_max_window_bits is not None:
+            parameters.append(("server_max_window_bits", str(self.server_max_window_bits)))
+        if self.client_max_window_bits is True:
+            parameters.append(("client_max_window_bits", None))
+        elif self.client_max_window_bits:
+            parameters.append(("client_max_window_bits", str(self.client_max_window_bits)))
+        return parameters
+
+    def accept(self, parameters: Sequence[ExtensionParameter]) -> PerMessageDeflate:
+        """Check the server's answer against this offer (§5.1, §7.1)."""
+        found = _parse_parameters(parameters)
+        if "server_no_context_takeover" not in found and self.server_no_context_takeover:
+            raise NegotiationError("server ignored server_no_context_takeover")
+        server_bits = found.get("server_max_window_bits")
+        if self.server_max_window_bits is not None:
+            if server_bits is None:
+                raise NegotiationError("server ignored server_max_window_bits")
+            if int(server_bits) > self.server_max_window_bits:
+                raise NegotiationError(f"server_max_window_bits={server_bits} is too large")
+        client_bits: int | None = None
+        if "client_max_window_bits" in found:
+            if self.client_max_window_bits is None:
+                raise NegotiationError("client_max_window_bits wasn't offered")
+            # §7.1.2.2: in an answer, the parameter has a value.
+            client_bits = _window_bits("client_max_window_bits", found["client_max_window_bits"])
+            offered = self.client_max_window_bits
+            if not isinstance(offered, bool) and client_bits > offered:
+                raise NegotiationError(f"client_max_window_bits={client_bits} is too large")
+        elif not isinstance(self.client_max_window_bits, bool | None):
+            client_bits = self.client_max_window_bits
+        return PerMessageDeflate(
+            remote_no_context_takeover="server_no_context_takeover" in found,
+            local_no_context_takeover=(
+                "client_no_context_takeover" in found or self.client_no_context_takeover
+            ),
+            remote_max_window_bits=int(server_bits) if server_bits is not None else 15,
+            local_max_window_bits=client_bits if client_bits is not None else 15,
+            compression_threshold=self.compression_threshold,
+        )
+
+
+class ServerPerMessageDeflateFactory(ServerExtensionFactory):
+    """A server's answer to offers of permessage-deflate.
+
+    :param server_no_context_takeover: don't keep context across the server's messages.
+    :param client_no_context_takeover: ask clients not to keep context.
+    :param server_max_window_bits: largest window for the server's messages; announced.
+    :param client_max_window_bits: ask clients that allow it for at most 2**N bytes.
+    :param require_client_max_window_bits: decline offers that don't allow the former.
+    """
+
+    name = _NAME
+
+    def __init__(
+        self,
+        *,
+        server_no_context_takeover: bool = False,
+        client_no_context_takeover: bool = False,
+        server_max_window_bits: int | None = defaults.DEFLATE_WINDOW_BITS,
+        client_max_window_bits: int | None = defaults.DEFLATE_WINDOW_BITS,
+        require_client_max_window_bits: bool = False,
+        compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
+    ) -> None:
+        for bits in (server_max_window_bits, client_max_window_bits):
+            if bits is not None and not 8 <= bits <= 15:
+                raise ValueError("max_window_bits must be between 8 and 15")
+        if require_client_max_window_bits and client_max_window_bits is None:
+            raise ValueError("require_client_max_window_bits needs client_max_window_bits")
+        self.server_no_context_takeover = server_no_context_takeover
+        self.client_no_context_takeover = client_no_context_takeover
+        self.server_max_window_bits = server_max_window_bits
+        self.client_max_window_bits = client_max_window_bits
+        self.require_client_max_window_bits = require_client_max_window_bits
+        self.compression_threshold = compression_threshold
+
+    def negotiate(
+        self, offers: Sequence[Sequence[ExtensionParameter]]
+    ) -> tuple[list[ExtensionParameter], PerMessageDeflate] | None:
+        for parameters in offers:
+            try:
+                return self._answer(_parse_parameters(parameters))
+            except NegotiationError:
+                # §7: an invalid or unsupported offer is declined; try the next one.
+                continue
+        return None
+
+    def _answer(
+        self, offer: dict[str, str | None]
+    ) -> tuple[list[ExtensionParameter], PerMessageDeflate]:
+        answer: list[ExtensionParameter] = []
+        # §7.1.1.1: honour the client's request; §7.1.1.2: ask for it at will.
+        server_no_context = (
+            "server_no_context_takeover" in offer or self.server_no_context_takeover
+        )
+        if server_no_context:
+            answer.append(("server_no_context_takeover", None))
+        client_no_context = (
+            self.client_no_context_takeover or "client_no_context_takeover" in offer
+        )
+        if client_no_context:
+            answer.append(("client_no_context_takeover", None))
+        # §7.1.2.1: at most what the client asked for.
+        server_bits = self.server_max_window_bits
+        if offer.get("server_max_window_bits") is not None:
+            asked = int(offer["server_max_window_bits"] or 15)
+            server_bits = asked if server_bits is None else min(server_bits, asked)
+        if server_bits is not None:
+            answer.append(("server_max_window_bits", str(server_bits)))
+        # §7.1.2.2: only when the client allows it, and at most its value if it gave one.
+        client_bits: int | None = None
+        if "client_max_window_bits" in offer:
+            announced = offer["client_max_window_bits"]
+            client_bits = self.client_max_window_bits
+            if announced is not None:
+                client_bits = (
+                    int(announced) if client_bits is None else min(client_bits, int(announced))
+                )
+            if client_bits is not None:
+                answer.append(("client_max_window_bits", str(client_bits)))
+        elif self.require_client_max_window_bits:
+            raise NegotiationError("client_max_window_bits required")
+        extension = PerMessageDeflate(
+            remote_no_context_takeover=client_no_context,
+            local_no_context_takeover=server_no_context,
+            remote_max_window_bits=client_bits if client_bits is not None else 15,
+            local_max_window_bits=server_bits if server_bits is not None else 15,
+            compression_threshold=self.compression_threshold,
+        )
+        return answer, extension
