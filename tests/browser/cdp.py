@@ -298,13 +298,17 @@ class Chromium:
     async def _stop(self) -> None:
         """Ask the browser to quit, then kill its process group whatever happened, and
         remove the profile."""
+        asked_to_quit = False
         if self._cdp is not None:
-            with contextlib.suppress(Exception):
-                await self._cdp.send("Browser.close", timeout=2)
+            if self._cdp.ws.state is wsio.State.OPEN:
+                asked_to_quit = True
+                # The browser may close the connection before it answers.
+                with contextlib.suppress(CDPError, wsio.ConnectionClosed, TimeoutError):
+                    await self._cdp.send("Browser.close", timeout=2)
             await self._cdp.close()
             self._cdp = None
         if self.proc is not None:
-            if self.proc.returncode is None:
+            if self.proc.returncode is None and asked_to_quit:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.proc.wait(), 2)
             # Children may outlive the main process: kill the group in every case.

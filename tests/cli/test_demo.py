@@ -10,11 +10,12 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 import wsio
-from wsio.cli.demo import ChatRoom, demo_server, load_page
+from wsio.cli.demo import ChatRoom, _url, demo_server, load_page
 
 T = 10.0  # a bound on every wait, subprocess start-up included
 
@@ -106,9 +107,9 @@ async def http(port: int, request: str) -> tuple[int, dict[str, str], bytes]:
 
 
 def get(path: str, *extra: str, method: str = "GET") -> str:
-    return "".join(
-        [f"{method} {path} HTTP/1.1\r\n", "Host: 127.0.0.1\r\n", *(f"{h}\r\n" for h in extra)]
-    ) + "\r\n"
+    """A request head: ``method path``, a Host header and ``extra`` header lines."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *extra]
+    return "".join(f"{line}\r\n" for line in lines) + "\r\n"
 
 
 async def recv(ws: wsio.ClientConnection) -> str | bytes:
@@ -122,11 +123,11 @@ async def recv_text(ws: wsio.ClientConnection) -> str:
     return message
 
 
-async def join(url: str, **kwargs: object) -> tuple[wsio.ClientConnection, str]:
+async def join(url: str, **kwargs: Any) -> tuple[wsio.ClientConnection, str]:
     """Connect to the chat; return the connection and the name it was given, after
     checking that it is greeted with its name, then its own join line."""
     async with asyncio.timeout(T):
-        ws = await wsio.connect(url, **kwargs)  # type: ignore[arg-type]
+        ws = await wsio.connect(url, **kwargs)
     greeting = await recv_text(ws)
     match = re.fullmatch(r"you are (guest-\d+)", greeting)
     assert match, greeting
@@ -161,7 +162,7 @@ async def test_healthz(demo: Demo) -> None:
     assert (status, body) == (200, b"OK\n")
 
 
-@pytest.mark.parametrize("path", ["/nope", "/chat/more", "/index.html", "//"])
+@pytest.mark.parametrize("path", ["/nope", "/chat/more", "/index.html", "//", "//x/healthz"])
 async def test_unknown_path_is_404(demo: Demo, path: str) -> None:
     status, headers, _ = await http(demo.port, get(path))
     assert status == 404
@@ -185,7 +186,7 @@ async def test_websocket_paths_without_upgrade_get_426(demo: Demo) -> None:
 
 
 async def test_no_websocket_at_page_or_unknown_path(demo: Demo) -> None:
-    for path in ("/", "/healthz", "/nope"):
+    for path in ("/", "/healthz", "/nope", "//x/chat"):
         with pytest.raises(wsio.InvalidStatus) as excinfo:
             async with asyncio.timeout(T):
                 await wsio.connect(f"{demo.ws}{path}")
@@ -249,7 +250,8 @@ async def test_chat_takes_text_only(demo: Demo) -> None:
 
 async def test_echo_text_and_binary(demo: Demo) -> None:
     async with asyncio.timeout(T), wsio.connect(f"{demo.ws}/echo") as ws:
-        for message in ["hello", "héllo ☕", "", b"\x00\x01\xfe\xff", b"", b"x" * 100_000]:
+        messages: list[str | bytes] = ["hello", "héllo ☕", "", b"\x00\xfe\xff", b"", b"x" * 10**5]
+        for message in messages:
             await ws.send(message)
             reply = await ws.recv()
             assert type(reply) is type(message)
@@ -291,6 +293,32 @@ async def test_signal_stops_cleanly_with_1001(demo: Demo, signum: int) -> None:
         with pytest.raises(wsio.ConnectionClosedOK):
             await recv(ws)
         assert ws.close_code == 1001
+
+
+async def test_idle_connection_does_not_delay_exit(demo: Demo) -> None:
+    """Browsers open connections ahead of need and may send nothing on them (Chromium's
+    preconnect): stopping mustn't wait open_timeout (10 s) for those."""
+    async with asyncio.timeout(T):
+        reader, writer = await asyncio.open_connection("127.0.0.1", demo.port)
+    try:
+        ws, _ = await join(f"{demo.ws}/chat")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, _, err = await demo.stop()
+        assert status == 0, err
+        assert loop.time() - started < 3
+        assert ws.close_code == 1001
+        async with asyncio.timeout(T):
+            # Answered 503 at once, then closed: a request sent late reads that answer.
+            answer = await reader.read()
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+    finally:
+        writer.close()
+
+
+def test_printed_url_brackets_ipv6() -> None:
+    assert _url(("127.0.0.1", 8765)) == "http://127.0.0.1:8765/"
+    assert _url(("::1", 8765, 0, 0)) == "http://[::1]:8765/"
 
 
 async def test_port_in_use(demo: Demo) -> None:

@@ -135,7 +135,7 @@ def test_first_byte(opcode: Opcode, fin: bool) -> None:
 
 
 def test_rsv1() -> None:
-    assert serialize_frame(Opcode.TEXT, b"", rsv1=True)[0] == 0xC1
+    assert serialize_frame(Opcode.TEXT, b"", rsv=0x40)[0] == 0xC1
 
 
 def test_mask_bit_only_with_a_mask() -> None:

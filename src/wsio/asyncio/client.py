@@ -184,6 +184,8 @@ class connect(Opener[ClientConnection]):
                 await loop.create_connection(lambda: connection, *address, **kwargs)
             else:
                 transport, leftover = await self._open_tunnel(proxy, uri, kwargs)
+                if ssl is not None and leftover:
+                    raise InvalidProxyMessage("proxy sent data before the TLS handshake")
                 if ssl is not None:
                     transport.set_protocol(connection)
                     tls_transport = await loop.start_tls(
@@ -191,8 +193,6 @@ class connect(Opener[ClientConnection]):
                     )
                     assert isinstance(tls_transport, asyncio.Transport)
                     transport = tls_transport
-                    if leftover:
-                        raise InvalidProxyMessage("proxy sent data before the TLS handshake")
                 transport.set_protocol(connection)
                 connection.connection_made(transport)
                 if leftover:

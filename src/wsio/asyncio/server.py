@@ -37,6 +37,8 @@ _logger = logging.getLogger("wsio.server")
 
 _T = TypeVar("_T")
 
+_SHUTTING_DOWN = "Server is shutting down.\n"
+
 
 class ServerConnection(Connection):
     """The server's side of one WebSocket connection, passed to the handler."""
@@ -48,6 +50,8 @@ class ServerConnection(Connection):
         self.server = server
         self._handler_task: asyncio.Task[None] | None = None
         self._request_ready: asyncio.Future[None] = self.loop.create_future()
+        # Whether the client sent anything yet (a request, or part of one).
+        self._received_data = False
         # Status of the answer that process_request gave instead of upgrading, if any.
         self._answered_by_hook = 0
         #: The user authenticated by :func:`basic_auth`, if any.
@@ -57,6 +61,10 @@ class ServerConnection(Connection):
         super().connection_made(transport)
         self.server._connections.add(self)
         self._handler_task = self.loop.create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self._received_data = True
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -120,6 +128,25 @@ class ServerConnection(Connection):
         if not self._request_ready.done():
             self._request_ready.set_result(None)
 
+    def _refuse_while_closing(self) -> None:
+        """The server is closing: answer 503 now, rather than when the request arrives.
+
+        Browsers open spare connections ahead of need and may never send a request on
+        them; waiting for one would hold the shutdown until open_timeout. A client that
+        sends its request afterwards reads the 503 as the answer. A connection that
+        started a request, or is still in its TLS handshake, is left to finish it.
+        """
+        if self._writes_held:
+            self._abort()
+        elif not self._received_data:
+            self.protocol.send_response(
+                self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
+            )
+            self._process_events()
+            # Nothing was read, so nothing is left to wait for: close once it's written.
+            assert self.transport is not None
+            self.transport.close()
+
     def respond(self, status: HTTPStatus | int, text: str) -> Response:
         """A plain-text HTTP response, for ``process_request`` to return instead of
         upgrading (health checks, errors, challenges)."""
@@ -135,9 +162,7 @@ class ServerConnection(Connection):
         response: Response | None = None
         try:
             if server.closing:
-                response = self.respond(
-                    HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n"
-                )
+                response = self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
             elif server.process_request is not None:
                 response = await _maybe_await(server.process_request(self, request))
                 if response is not None:
@@ -214,6 +239,9 @@ class Server:
         assert self._server is not None
         self._server.close()
         connections = list(self._connections)
+        for connection in connections:
+            if connection.state is State.CONNECTING:
+                connection._refuse_while_closing()
         if close_connections:
             await asyncio.gather(
                 *(c.close(1001) for c in connections if c.state is State.OPEN),

@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 from ..asyncio.server import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
-from ..protocol.connection import State
 from ..protocol.http11 import Request, Response
 from .common import stop_on_signals
 
@@ -229,18 +228,6 @@ async def demo_server(
         yield server
     finally:
         server.close()
-        # Browsers open spare connections ahead of need (Chromium's preconnect) and may
-        # never send a request on them. The server's close waits for every connection,
-        # and one that sent nothing would hold it until open_timeout (10 s): close those
-        # now -- there is nothing to answer on them.
-        await asyncio.gather(
-            *(
-                ws.close()
-                for ws in server.connections
-                if ws.state is State.CONNECTING and ws.request is None
-            ),
-            return_exceptions=True,
-        )
         await server.wait_closed()
 
 

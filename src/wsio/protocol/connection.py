@@ -48,6 +48,7 @@ from ..exceptions import (
     ProtocolError,
     SecurityError,
 )
+from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from .frames import (
     MAX_CLOSE_REASON,
     MAX_CONTROL_PAYLOAD,
@@ -58,6 +59,7 @@ from .frames import (
 )
 from .handshake import (
     Origin,
+    accept_extensions,
     build_accept,
     build_rejection,
     build_request,
@@ -65,6 +67,7 @@ from .handshake import (
     check_request,
     check_response,
     generate_key,
+    negotiate_extensions,
     parse_token_list,
     select_subprotocol,
 )
@@ -230,6 +233,10 @@ class Protocol:
         self._message_size = 0
         self._receiving = True
         self._held_failure: Close | None = None
+        #: Extensions in use, negotiated during the opening handshake (§9).
+        self.extensions: list[Extension] = []
+        # RSV bits that the extensions in use define.
+        self._extension_rsv = 0
 
         self._parser = self._parse() if state is State.OPEN else self._parse_handshake()
         next(self._parser)
@@ -314,27 +321,38 @@ class Protocol:
 
     # Commands ---------------------------------------------------------------------------
 
-    def send_text(self, data: bytes, fin: bool = True) -> None:
-        """Send a text frame starting a message; ``data`` is UTF-8 (§5.6)."""
-        self._send_data(Opcode.TEXT, data, fin)
+    def send_text(self, data: bytes, fin: bool = True, compress: bool | None = None) -> None:
+        """Send a text frame starting a message; ``data`` is UTF-8 (§5.6).
 
-    def send_binary(self, data: bytes, fin: bool = True) -> None:
-        """Send a binary frame starting a message."""
-        self._send_data(Opcode.BINARY, data, fin)
+        ``compress`` asks negotiated extensions to transform the message (``True``) or
+        not (``False``); ``None`` lets them decide, e.g. by size (RFC 7692 §6).
+        """
+        self._send_data(Opcode.TEXT, data, fin, compress)
+
+    def send_binary(self, data: bytes, fin: bool = True, compress: bool | None = None) -> None:
+        """Send a binary frame starting a message; see :meth:`send_text` for ``compress``."""
+        self._send_data(Opcode.BINARY, data, fin, compress)
 
     def send_continuation(self, data: bytes, fin: bool) -> None:
         """Send the next fragment of the message started by ``send_text``/``send_binary``
         with ``fin=False`` (§5.4)."""
         self._send_data(Opcode.CONTINUATION, data, fin)
 
-    def _send_data(self, opcode: Opcode, data: bytes, fin: bool) -> None:
+    def _send_data(
+        self, opcode: Opcode, data: bytes, fin: bool, compress: bool | None = None
+    ) -> None:
         self._check_open()
         if (opcode is Opcode.CONTINUATION) != self._sending_fragments:
             if self._sending_fragments:
                 raise InvalidState("a fragmented message is being sent: send a continuation")
             raise InvalidState("no fragmented message is being sent")
         self._sending_fragments = not fin
-        self._send_frame(opcode, data, fin)
+        rsv = 0
+        first = opcode is not Opcode.CONTINUATION
+        for extension in self.extensions:
+            data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
+            rsv |= bits
+        self._send_frame(opcode, data, fin, rsv)
 
     def send_ping(self, data: bytes) -> None:
         """Send a ping (§5.5.2); the :class:`Pong` event that answers it lists ``data``.
@@ -427,6 +445,12 @@ class Protocol:
         self._parser = self._discard()
         next(self._parser)
 
+    def _use_extensions(self, extensions: list[Extension]) -> None:
+        self.extensions = extensions
+        self._extension_rsv = 0
+        for extension in extensions:
+            self._extension_rsv |= extension.rsv_bits
+
     def _check_open(self) -> None:
         if self.state is not State.OPEN:
             raise InvalidState(f"connection is {self.state.name.lower()}")
@@ -438,9 +462,9 @@ class Protocol:
                 f"{kind} payload is {len(data)} bytes long; at most {MAX_CONTROL_PAYLOAD} fit"
             )
 
-    def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True) -> None:
+    def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True, rsv: int = 0) -> None:
         mask = self.random_bytes(4) if self.side is Side.CLIENT else None
-        self._writes.append(serialize_frame(opcode, data, fin=fin, mask=mask))
+        self._writes.append(serialize_frame(opcode, data, fin=fin, rsv=rsv, mask=mask))
 
     def _send_eof(self) -> None:
         if not self._eof_sent:
@@ -495,17 +519,26 @@ class Protocol:
         message_opcode: int | None = None
         message = bytearray()
         validator: IncrementalValidator | None = None
+        # The extensions that transform the message being received, in decoding order.
+        decoders: list[Extension] = []
         while True:
             head = yield from reader.read_exact(2)
             first, second = head[0], head[1]
             fin = bool(first & _FIN)
             opcode = first & _OPCODE
             length = second & _LENGTH
+            rsv = first & _RSV
             # §5.2: "If a nonzero value is received and none of the negotiated extensions
             # defines the meaning of such a nonzero value, the receiving endpoint MUST
-            # _Fail the WebSocket Connection_."
-            if first & _RSV:
-                raise ProtocolError("reserved bits must be 0")
+            # _Fail the WebSocket Connection_." Extensions here define bits on the first
+            # frame of data messages only (RFC 7692 §6: not on continuations or control).
+            if rsv:
+                if rsv & ~self._extension_rsv:
+                    raise ProtocolError("reserved bits must be 0")
+                if opcode == Opcode.CONTINUATION:
+                    raise ProtocolError("reserved bits set on a continuation frame")
+                if opcode >= Opcode.CLOSE:
+                    raise ProtocolError("reserved bits set on a control frame")
             if opcode not in _KNOWN_OPCODES:
                 raise ProtocolError(f"invalid opcode {opcode:#x}")
             # §5.1: a server MUST close on an unmasked frame, a client on a masked one.
@@ -529,6 +562,8 @@ class Protocol:
                     raise ProtocolError("continuation frame outside a fragmented message")
             elif message_opcode is not None:
                 raise ProtocolError("expected a continuation frame")
+            else:
+                decoders = [ext for ext in reversed(self.extensions) if ext.begin_incoming(rsv)]
             if length == 126:
                 (length,) = struct.unpack("!H", (yield from reader.read_exact(2)))
             elif length == 127:
@@ -536,9 +571,12 @@ class Protocol:
                 # §5.2: "the most significant bit MUST be 0".
                 if length >> 63:
                     raise ProtocolError("64-bit payload length with the top bit set")
+            # The limit applies to what the application gets: for a message that an
+            # extension transforms (decompresses), it is checked while decoding.
             if (
                 opcode < Opcode.CLOSE
                 and self.max_size is not None
+                and not decoders
                 and self._message_size + length > self.max_size
             ):
                 raise PayloadTooBig(
@@ -559,7 +597,7 @@ class Protocol:
                 continue
 
             # Fast path: a whole unfragmented message already buffered is decoded once.
-            if fin and message_opcode is None and len(reader.buffer) >= length:
+            if fin and message_opcode is None and not decoders and len(reader.buffer) >= length:
                 payload = yield from reader.read_exact(length)
                 if mask is not None:
                     payload = apply_mask(payload, mask)
@@ -582,15 +620,18 @@ class Protocol:
                 if mask is not None:
                     chunk = apply_mask(chunk, mask, offset)
                 offset += len(chunk)
-                if validator is not None:
-                    try:
-                        validator.feed(chunk)
-                    except UnicodeDecodeError as exc:
-                        raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
-                message += chunk
-                self._message_size += len(chunk)
+                for decoder in decoders:
+                    chunk = decoder.decode(chunk, self._room())
+                self._append(message, chunk, validator)
             if not fin:
                 continue
+            for index, decoder in enumerate(decoders):
+                # The end of the message flushes each decoder, the next ones decoding it.
+                tail = decoder.end_incoming(self._room())
+                for later in decoders[index + 1 :]:
+                    tail = later.decode(tail, self._room())
+                self._append(message, tail, validator)
+            decoders = []
             if validator is not None:
                 try:
                     validator.feed(b"", final=True)
@@ -603,6 +644,22 @@ class Protocol:
             validator = None
             message = bytearray()
             self._message_size = 0
+
+    def _room(self) -> int | None:
+        """Bytes that the message being received may still grow by, under the limit."""
+        return None if self.max_size is None else self.max_size - self._message_size
+
+    def _append(
+        self, message: bytearray, data: bytes, validator: IncrementalValidator | None
+    ) -> None:
+        """Add a piece of payload to the message being received; validate text at once."""
+        if validator is not None:
+            try:
+                validator.feed(data)
+            except UnicodeDecodeError as exc:
+                raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
+        message += data
+        self._message_size += len(data)
 
     def _receive_control(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.PING:
@@ -653,6 +710,7 @@ class ServerProtocol(Protocol):
         *,
         origins: Sequence[Origin] | None = None,
         subprotocols: Sequence[str] | None = None,
+        extensions: Sequence[ServerExtensionFactory] = (),
         server_header: str | None = defaults.SERVER_HEADER,
         max_size: int | None = defaults.MAX_SIZE,
         max_line_length: int = defaults.MAX_LINE_LENGTH,
@@ -662,6 +720,8 @@ class ServerProtocol(Protocol):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.origins = origins
+        self.available_extensions = extensions
+        self._negotiated: list[Extension] = []
         self.available_subprotocols = subprotocols
         #: Replaces the choice of subprotocol: called with those offered, returns one or None.
         self.select_subprotocol: Callable[[Sequence[str]], str | None] | None = None
@@ -720,10 +780,18 @@ class ServerProtocol(Protocol):
                     raise InvalidArgument(
                         f"select_subprotocol returned {subprotocol!r}, which wasn't offered"
                     )
+            extensions_header, self._negotiated = negotiate_extensions(
+                request, self.available_extensions
+            )
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             return build_rejection(exc, server_header=self.server_header)
-        return build_accept(key, subprotocol=subprotocol, server_header=self.server_header)
+        return build_accept(
+            key,
+            subprotocol=subprotocol,
+            extensions=extensions_header,
+            server_header=self.server_header,
+        )
 
     def reject(self, status: HTTPStatus | int, text: str) -> Response:
         """A plain-text HTTP answer that refuses the upgrade and closes the connection."""
@@ -745,6 +813,9 @@ class ServerProtocol(Protocol):
         self._writes.append(response.serialize())
         if response.status_code == 101:
             self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
+            # The extensions that accept() negotiated, unless a hook took them out.
+            if "Sec-WebSocket-Extensions" in response.headers:
+                self._use_extensions(self._negotiated)
             self.state = State.OPEN
         else:
             if self.handshake_exc is None:
@@ -771,6 +842,7 @@ class ClientProtocol(Protocol):
         *,
         origin: str | None = None,
         subprotocols: Sequence[str] | None = None,
+        extensions: Sequence[ClientExtensionFactory] = (),
         additional_headers: HeadersLike | None = None,
         user_agent_header: str | None = defaults.USER_AGENT,
         max_size: int | None = defaults.MAX_SIZE,
@@ -782,6 +854,7 @@ class ClientProtocol(Protocol):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.uri = uri
+        self.available_extensions = extensions
         self.origin = origin
         self.available_subprotocols = subprotocols
         self.additional_headers = additional_headers
@@ -811,6 +884,7 @@ class ClientProtocol(Protocol):
             subprotocols=self.available_subprotocols,
             additional_headers=self.additional_headers,
             user_agent=self.user_agent_header,
+            extensions=self.available_extensions,
         )
 
     def send_request(self, request: Request) -> None:
@@ -841,7 +915,10 @@ class ClientProtocol(Protocol):
             yield from self._discard()
         self.response = response
         try:
-            self.subprotocol = check_response(response, self.key, self.available_subprotocols)
+            self.subprotocol = check_response(
+                response, self.key, self.available_subprotocols, self.available_extensions
+            )
+            self._use_extensions(accept_extensions(response, self.available_extensions))
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             self.state = State.CLOSED

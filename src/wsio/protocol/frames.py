@@ -161,15 +161,16 @@ def serialize_frame(
     payload: bytes,
     *,
     fin: bool = True,
-    rsv1: bool = False,
+    rsv: int = 0,
     mask: bytes | None = None,
 ) -> bytes:
     """Serialize one frame with the shortest length encoding (RFC 6455 §5.2).
 
-    ``mask`` is the 4-byte masking key, given for every frame a client sends and never for
-    a server's (§5.1).
+    ``rsv`` holds the reserved bits as in the first header byte (0x40 is RSV1), set only
+    by extensions. ``mask`` is the 4-byte masking key, given for every frame a client
+    sends and never for a server's (§5.1).
     """
-    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    first = (0x80 if fin else 0) | rsv | opcode
     mask_bit = 0x80 if mask is not None else 0
     length = len(payload)
     if length < 126:

@@ -26,6 +26,14 @@ from ..exceptions import (
     NegotiationError,
 )
 from .auth import basic_authorization
+from .extensions import (
+    ClientExtensionFactory,
+    Extension,
+    ExtensionParameter,
+    ServerExtensionFactory,
+    build_extensions,
+    parse_extensions,
+)
 from .http11 import Headers, HeadersLike, Request, Response, build_response
 from .uri import WebSocketURI
 
@@ -34,6 +42,7 @@ __all__ = [
     "RESPONSE_RULES",
     "Check",
     "Origin",
+    "accept_extensions",
     "accept_key",
     "build_accept",
     "build_rejection",
@@ -42,6 +51,7 @@ __all__ = [
     "check_request",
     "check_response",
     "generate_key",
+    "negotiate_extensions",
     "parse_token_list",
     "redirect_location",
     "response_checks",
@@ -118,6 +128,7 @@ def build_request(
     subprotocols: Sequence[str] | None = None,
     additional_headers: HeadersLike | None = None,
     user_agent: str | None = None,
+    extensions: Sequence[ClientExtensionFactory] = (),
 ) -> Request:
     """The client's opening handshake request (§4.1)."""
     headers = Headers()
@@ -128,6 +139,10 @@ def build_request(
     headers["Sec-WebSocket-Version"] = "13"
     if origin is not None:
         headers["Origin"] = origin
+    if extensions:
+        headers["Sec-WebSocket-Extensions"] = build_extensions(
+            [(factory.name, factory.offer()) for factory in extensions]
+        )
     if subprotocols:
         headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
     if user_agent is not None:
@@ -169,7 +184,72 @@ class Check:
     detail: str
 
 
-def _rule_status(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Offer:
+    """What the client's request offered, to check the answer against."""
+
+    key: str
+    subprotocols: Sequence[str] | None
+    extensions: Sequence[ClientExtensionFactory]
+
+
+def accept_extensions(
+    response: Response, factories: Sequence[ClientExtensionFactory]
+) -> list[Extension]:
+    """The extensions that the server's answer accepted, from those offered (§9.1).
+
+    :raises NegotiationError: an extension that wasn't offered, accepted twice, or with
+        parameters that its offer doesn't allow.
+    :raises InvalidHeaderFormat: a malformed header.
+    """
+    accepted: list[Extension] = []
+    available = {factory.name: factory for factory in factories}
+    for name, parameters in parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")):
+        factory = available.pop(name, None)
+        if factory is None:
+            raise NegotiationError(f"server accepted an extension that wasn't offered: {name}")
+        extension = factory.accept(parameters)
+        if any(extension.rsv_bits & other.rsv_bits for other in accepted):
+            raise NegotiationError(f"{name} claims reserved bits already taken")
+        accepted.append(extension)
+    return accepted
+
+
+def negotiate_extensions(
+    request: Request, factories: Sequence[ServerExtensionFactory]
+) -> tuple[str | None, list[Extension]]:
+    """The server's choice among the client's offers (§9.1): the value of the
+    ``Sec-WebSocket-Extensions`` answer (``None`` for none) and the extensions.
+
+    Offers are considered in the client's order; unknown extensions are ignored.
+
+    :raises InvalidHeaderFormat: a malformed header (HTTP 400).
+    """
+    offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
+    if not offers or not factories:
+        return None, []
+    answer: list[tuple[str, list[ExtensionParameter]]] = []
+    accepted: list[Extension] = []
+    for factory in sorted(factories, key=lambda f: _first_offer(offers, f.name)):
+        result = factory.negotiate([params for name, params in offers if name == factory.name])
+        if result is None:
+            continue
+        parameters, extension = result
+        if any(extension.rsv_bits & other.rsv_bits for other in accepted):
+            continue
+        answer.append((factory.name, parameters))
+        accepted.append(extension)
+    return (build_extensions(answer) if answer else None), accepted
+
+
+def _first_offer(offers: Sequence[tuple[str, object]], name: str) -> int:
+    for index, (offered, _) in enumerate(offers):
+        if offered == name:
+            return index
+    return len(offers)
+
+
+def _rule_status(response: Response, offer: _Offer) -> str:
     # §4.1: "If the status code received from the server is not 101, the client handles
     # the response per HTTP procedures." The reason phrase is never looked at.
     if response.status_code != 101:
@@ -177,51 +257,49 @@ def _rule_status(response: Response, key: str, subprotocols: Sequence[str] | Non
     return "101"
 
 
-def _rule_upgrade(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+def _rule_upgrade(response: Response, offer: _Offer) -> str:
     upgrade = _upgrade_protocols(response.headers)
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
     return upgrade[0]
 
 
-def _rule_connection(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+def _rule_connection(response: Response, offer: _Offer) -> str:
     connection = parse_token_list(response.headers.get_all("Connection"), "Connection")
     if not any(token.lower() == "upgrade" for token in connection):
         raise InvalidUpgrade("Connection", ", ".join(connection) or None)
     return ", ".join(connection)
 
 
-def _rule_accept(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+def _rule_accept(response: Response, offer: _Offer) -> str:
     accept = _single(response.headers, "Sec-WebSocket-Accept")
-    if accept != accept_key(key):
-        raise InvalidHeaderValue("Sec-WebSocket-Accept", f"{accept}, expected {accept_key(key)}")
+    if accept != accept_key(offer.key):
+        raise InvalidHeaderValue(
+            "Sec-WebSocket-Accept", f"{accept}, expected {accept_key(offer.key)}"
+        )
     return accept
 
 
-def _rule_extensions(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
-    # No extension is offered yet, so any in the answer wasn't requested (§4.1 item 5).
-    extensions = response.headers.get_all("Sec-WebSocket-Extensions")
-    if extensions:
-        raise NegotiationError(
-            "server accepted an extension that wasn't offered: " + ", ".join(extensions)
-        )
-    return "none"
+def _rule_extensions(response: Response, offer: _Offer) -> str:
+    # §4.1 item 5: each extension in the answer must be one the client offered.
+    extensions = accept_extensions(response, offer.extensions)
+    return ", ".join(extension.name for extension in extensions) or "none"
 
 
-def _rule_subprotocol(response: Response, key: str, subprotocols: Sequence[str] | None) -> str:
+def _rule_subprotocol(response: Response, offer: _Offer) -> str:
     protocols = parse_token_list(
         response.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
     )
     if len(protocols) > 1:
         raise NegotiationError(f"server selected several subprotocols: {', '.join(protocols)}")
-    if protocols and protocols[0] not in (subprotocols or ()):
+    if protocols and protocols[0] not in (offer.subprotocols or ()):
         raise NegotiationError(f"server selected a subprotocol not offered: {protocols[0]}")
     return protocols[0] if protocols else "none"
 
 
 #: The rules a client checks on the server's answer (§4.1, client requirements 1–6), in
 #: order; each raises the matching :class:`InvalidHandshake` when broken.
-RESPONSE_RULES: tuple[tuple[str, Callable[[Response, str, Sequence[str] | None], str]], ...] = (
+RESPONSE_RULES: tuple[tuple[str, Callable[[Response, _Offer], str]], ...] = (
     ("status code is 101", _rule_status),
     ("Upgrade is websocket", _rule_upgrade),
     ("Connection includes Upgrade", _rule_connection),
@@ -231,7 +309,12 @@ RESPONSE_RULES: tuple[tuple[str, Callable[[Response, str, Sequence[str] | None],
 )
 
 
-def check_response(response: Response, key: str, subprotocols: Sequence[str] | None) -> str | None:
+def check_response(
+    response: Response,
+    key: str,
+    subprotocols: Sequence[str] | None,
+    extensions: Sequence[ClientExtensionFactory] = (),
+) -> str | None:
     """Check the server's answer (§4.1, client requirements 1–6); return the subprotocol.
 
     Only the status code matters: the reason phrase is free text and is never examined.
@@ -241,23 +324,28 @@ def check_response(response: Response, key: str, subprotocols: Sequence[str] | N
     :raises InvalidHeader: ``Sec-WebSocket-Accept`` is missing or wrong.
     :raises NegotiationError: a subprotocol or extension that wasn't offered.
     """
+    offer = _Offer(key, subprotocols, extensions)
     for _, rule in RESPONSE_RULES:
-        rule(response, key, subprotocols)
+        rule(response, offer)
     protocols = response.headers.get_all("Sec-WebSocket-Protocol")
     return protocols[0].strip() if protocols else None
 
 
 def response_checks(
-    response: Response, key: str, subprotocols: Sequence[str] | None
+    response: Response,
+    key: str,
+    subprotocols: Sequence[str] | None,
+    extensions: Sequence[ClientExtensionFactory] = (),
 ) -> list[Check]:
     """Every rule of :func:`check_response` with its verdict, for inspection (``wsio probe``).
 
     After a status other than 101 the other rules don't apply and aren't listed.
     """
+    offer = _Offer(key, subprotocols, extensions)
     checks = []
     for name, rule in RESPONSE_RULES:
         try:
-            checks.append(Check(name, True, rule(response, key, subprotocols)))
+            checks.append(Check(name, True, rule(response, offer)))
         except InvalidStatus:
             return [Check(name, False, f"status code is {response.status_code}")]
         except InvalidHandshake as exc:
@@ -345,13 +433,19 @@ def select_subprotocol(request: Request, subprotocols: Sequence[str] | None) -> 
 
 
 def build_accept(
-    key: str, *, subprotocol: str | None = None, server_header: str | None = None
+    key: str,
+    *,
+    subprotocol: str | None = None,
+    extensions: str | None = None,
+    server_header: str | None = None,
 ) -> Response:
     """The server's 101 answer (§4.2.2 step 5)."""
     headers = Headers()
     headers["Upgrade"] = "websocket"
     headers["Connection"] = "Upgrade"
     headers["Sec-WebSocket-Accept"] = accept_key(key)
+    if extensions is not None:
+        headers["Sec-WebSocket-Extensions"] = extensions
     if subprotocol is not None:
         headers["Sec-WebSocket-Protocol"] = subprotocol
     if server_header is not None:

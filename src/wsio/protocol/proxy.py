@@ -55,9 +55,11 @@ class Proxy:
 def parse_proxy(proxy: str) -> Proxy:
     """Parse ``http://``, ``https://``, ``socks5://`` or ``socks5h://`` proxy URIs.
 
-    :raises InvalidProxy: another scheme, no host, or a path.
+    A proxy without a scheme (``host:port``) is an HTTP proxy, as in curl.
+
+    :raises InvalidProxy: another scheme, no host, a path, or a ``:`` in the username.
     """
-    parsed = urllib.parse.urlsplit(proxy)
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     scheme = parsed.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise InvalidProxy(proxy, f"scheme {parsed.scheme or '(none)'} isn't supported")
@@ -75,6 +77,8 @@ def parse_proxy(proxy: str) -> Proxy:
             urllib.parse.unquote(parsed.username),
             urllib.parse.unquote(parsed.password or ""),
         )
+        if ":" in user_info[0]:
+            raise InvalidProxy(proxy, "a username can't contain ':'")
     return Proxy(scheme, parsed.hostname, port, user_info)
 
 
@@ -88,13 +92,12 @@ def proxy_from_environment(
     if environ is None:
         environ = os.environ
     proxies: dict[str, str] = {}
+    cgi = "REQUEST_METHOD" in environ
     # Upper-case names first, so that lower-case ones override them.
     for name, value in sorted(environ.items(), key=lambda item: item[0].islower()):
-        if value and name.lower().endswith("_proxy"):
-            proxies[name.lower()[:-6]] = value
-    if "REQUEST_METHOD" in environ and "HTTP_PROXY" in environ:
         # In a CGI script, HTTP_PROXY may come from a request's Proxy header ("httpoxy").
-        proxies.pop("http", None)
+        if value and name.lower().endswith("_proxy") and not (cgi and name == "HTTP_PROXY"):
+            proxies[name.lower()[:-6]] = value
     if _exempt(uri, proxies.get("no", "")):
         return None
     return proxies.get("https" if uri.secure else "http") or proxies.get("all")
@@ -200,10 +203,14 @@ class ProxyTunnel:
         if self.proxy.user_info is not None:
             lines.append(f"Proxy-Authorization: {basic_authorization(*self.proxy.user_info)}")
         self._writes.append(("\r\n".join(lines) + "\r\n\r\n").encode())
-        yield
         response = yield from parse_response(
             self._reader, max_body_size=defaults.MAX_BODY_SIZE, connect=True
         )
+        # RFC 9110 §15.2: interim 1xx answers come before the final one.
+        while 100 <= response.status_code < 200:
+            response = yield from parse_response(
+                self._reader, max_body_size=defaults.MAX_BODY_SIZE, connect=True
+            )
         if not 200 <= response.status_code < 300:
             raise InvalidProxyStatus(
                 f"proxy rejected connection: HTTP {response.status_code}", response=response
@@ -213,22 +220,21 @@ class ProxyTunnel:
         """SOCKS5 CONNECT (RFC 1928), with username/password if given (RFC 1929)."""
         reader = self._reader
         credentials = self.proxy.user_info
-        # §3: version 5, then the methods offered: 0 (none) or 2 (username/password).
-        self._writes.append(b"\x05\x01\x02" if credentials else b"\x05\x01\x00")
-        yield
+        # §3: version 5, then the methods offered: 0 (none) and, with credentials, 2
+        # (username/password, RFC 1929); the proxy picks.
+        self._writes.append(b"\x05\x02\x00\x02" if credentials else b"\x05\x01\x00")
         version, method = yield from reader.read_exact(2)
         if version != 5:
             raise InvalidProxyMessage(f"not a SOCKS5 proxy: version {version}")
-        if method == 0xFF or method != (2 if credentials else 0):
-            raise InvalidProxyStatus(f"SOCKS5 proxy refused the authentication method: {method}")
-        if credentials is not None:
+        if method not in ((0, 2) if credentials else (0,)):
+            raise InvalidProxyStatus(f"SOCKS5 proxy refused the authentication methods: {method}")
+        if method == 2 and credentials is not None:
             username, password = (part.encode() for part in credentials)
             if len(username) > 255 or len(password) > 255:
                 raise ProxyError("SOCKS5 credentials are limited to 255 bytes each")
             self._writes.append(
                 b"\x01" + bytes([len(username)]) + username + bytes([len(password)]) + password
             )
-            yield
             _, status = yield from reader.read_exact(2)
             if status != 0:
                 raise InvalidProxyStatus("SOCKS5 proxy rejected the credentials", reply=status)
@@ -244,7 +250,6 @@ class ProxyTunnel:
             kind = b"\x01" if address.version == 4 else b"\x04"
             destination = kind + address.packed
         self._writes.append(b"\x05\x01\x00" + destination + struct.pack("!H", self.port))
-        yield
         version, reply, _, address_type = yield from reader.read_exact(4)
         if version != 5:
             raise InvalidProxyMessage(f"not a SOCKS5 reply: version {version}")

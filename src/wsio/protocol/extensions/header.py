@@ -55,6 +55,9 @@ def parse_extensions(values: Iterable[str]) -> list[tuple[str, list[ExtensionPar
     extensions: list[tuple[str, list[ExtensionParameter]]] = []
     for header in values:
         pos, end = 0, len(header)
+        # 1#extension: a value needs one extension at least (RFC 6455 §9.1).
+        if not header.strip(" \t,"):
+            raise InvalidHeaderFormat(_NAME, "expected extension", header, 0)
         while True:
             pos = _ows(header, pos)
             # Empty list elements (",,") are allowed (RFC 9110 §5.6.1).

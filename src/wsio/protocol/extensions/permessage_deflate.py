@@ -70,9 +70,10 @@ class PerMessageDeflate(Extension):
         self.compression_threshold = compression_threshold
         self._compress_bits = min(local_max_window_bits, window_bits)
         self._mem_level = mem_level
-        # zlib can't inflate with 8 bits a raw stream; 9 reads a stream made with 8.
-        self._decoder = self._new_decoder()
-        self._encoder = self._new_encoder()
+        # zlib's state is made on first use: a connection that never sends or receives a
+        # compressed message doesn't pay for it.
+        self._decoder: zlib._Decompress | None = None
+        self._encoder: zlib._Compress | None = None
         self._encoding = False
 
     def __repr__(self) -> str:
@@ -83,15 +84,10 @@ class PerMessageDeflate(Extension):
             f"local_max_window_bits={self.local_max_window_bits})"
         )
 
-    def _new_decoder(self) -> zlib._Decompress:
-        return zlib.decompressobj(wbits=-max(self.remote_max_window_bits, 9))
-
-    def _new_encoder(self) -> zlib._Compress | None:
-        if self._compress_bits < 9:
-            return None
-        return zlib.compressobj(
-            zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self._compress_bits, self._mem_level
-        )
+    @property
+    def can_compress(self) -> bool:
+        """False when the peer demands a window of 2**8 bytes, which zlib can't produce."""
+        return self._compress_bits >= 9
 
     # Incoming ---------------------------------------------------------------------------
 
@@ -100,6 +96,9 @@ class PerMessageDeflate(Extension):
         return bool(rsv & _RSV1)
 
     def decode(self, data: bytes, max_length: int | None) -> bytes:
+        if self._decoder is None:
+            # A stream made with a window of 2**8 bytes is read with 2**9: zlib can't do 8.
+            self._decoder = zlib.decompressobj(wbits=-max(self.remote_max_window_bits, 9))
         try:
             # Ask for one byte more than allowed: getting it means the limit is crossed.
             output = self._decoder.decompress(data, 0 if max_length is None else max_length + 1)
@@ -114,8 +113,8 @@ class PerMessageDeflate(Extension):
     def end_incoming(self, max_length: int | None) -> bytes:
         output = self.decode(_EMPTY_BLOCK, max_length)
         # A sender that doesn't keep context, or ended its stream (BFINAL), starts afresh.
-        if self.remote_no_context_takeover or self._decoder.eof:
-            self._decoder = self._new_decoder()
+        if self.remote_no_context_takeover or (self._decoder is not None and self._decoder.eof):
+            self._decoder = None
         return output
 
     # Outgoing ---------------------------------------------------------------------------
@@ -127,17 +126,19 @@ class PerMessageDeflate(Extension):
             if transform is None:
                 # A fragmented message's size isn't known: compress it.
                 transform = not fin or len(data) >= self.compression_threshold
-            self._encoding = transform and self._encoder is not None
+            self._encoding = transform and self.can_compress
         if not self._encoding:
             return data, 0
-        encoder = self._encoder
-        assert encoder is not None
-        payload = encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        if self._encoder is None:
+            self._encoder = zlib.compressobj(
+                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self._compress_bits, self._mem_level
+            )
+        payload = self._encoder.compress(data) + self._encoder.flush(zlib.Z_SYNC_FLUSH)
         if fin:
             # §7.2.1: drop the empty stored block that ends a sync flush.
             payload = payload[: -len(_EMPTY_BLOCK)]
             if self.local_no_context_takeover:
-                self._encoder = self._new_encoder()
+                self._encoder = None
         return payload, (_RSV1 if first else 0)
 
 
