@@ -348,8 +348,9 @@ async def test_slow_client_is_dropped_without_blocking_others() -> None:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/chat"
         # max_queue=1: once a message waits unread, the slow client stops reading the
         # socket, so the server's buffers and then its queue for that client fill up.
-        slow, name_slow = await join(url, max_queue=1)
-        fast, name_fast = await join(url)
+        # Without compression, so that the big messages stay big on the wire.
+        slow, name_slow = await join(url, max_queue=1, compression=None)
+        fast, name_fast = await join(url, compression=None)
         big = "x" * 200_000
         dropped = False
         async with asyncio.timeout(2 * T):

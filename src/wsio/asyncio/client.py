@@ -17,10 +17,12 @@ from ..exceptions import (
     SecurityError,
 )
 from ..protocol.connection import ClientProtocol
+from ..protocol.extensions import ClientExtensionFactory
 from ..protocol.handshake import redirect_location
 from ..protocol.http11 import Headers, HeadersLike, Response
 from ..protocol.proxy import Proxy, ProxyTunnel, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
+from .compression import client_extensions
 from .connection import Connection, Opener
 
 __all__ = ["ClientConnection", "connect"]
@@ -66,6 +68,11 @@ class connect(Opener[ClientConnection]):
     :param additional_headers: extra request headers; they replace defaults of the same name.
     :param user_agent_header: value of ``User-Agent``; ``None`` leaves it out.
     :param max_size: largest incoming message in bytes; ``None`` disables the limit.
+    :param compression: ``"deflate"`` (default) offers permessage-deflate (RFC 7692);
+        ``None`` offers no compression.
+    :param compression_threshold: messages shorter than this many bytes are sent
+        uncompressed; ``send(..., compress=...)`` decides for one message.
+    :param extensions: more extensions to offer, after compression.
     :param proxy: ``http://``, ``https://``, ``socks5://`` or ``socks5h://`` proxy URI;
         ``True`` (default) takes it from ``https_proxy``/``http_proxy``/``all_proxy``
         unless ``no_proxy`` exempts the host; ``None`` connects directly.
@@ -92,6 +99,9 @@ class connect(Opener[ClientConnection]):
         max_size: int | None = defaults.MAX_SIZE,
         max_queue: int = defaults.MAX_QUEUE,
         write_limit: int = defaults.WRITE_LIMIT,
+        compression: str | None = "deflate",
+        compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
+        extensions: Sequence[ClientExtensionFactory] = (),
         proxy: str | Literal[True] | None = True,
         proxy_ssl: ssl_module.SSLContext | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -108,6 +118,7 @@ class connect(Opener[ClientConnection]):
         self.server_hostname = server_hostname
         self.open_timeout = open_timeout
         self._protocol_kwargs: dict[str, Any] = dict(
+            extensions=client_extensions(compression, compression_threshold, extensions),
             origin=origin,
             subprotocols=subprotocols,
             additional_headers=additional_headers,

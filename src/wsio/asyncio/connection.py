@@ -180,9 +180,18 @@ class Connection(asyncio.Protocol):
         except ConnectionClosedOK:
             return
 
-    async def send(self, message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike]) -> None:
+    async def send(
+        self,
+        message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike],
+        *,
+        compress: bool | None = None,
+    ) -> None:
         """Send a message: ``str`` as text, bytes-like as binary, an iterable or async
         iterable of either as one fragmented message (every fragment of the same type).
+
+        With permessage-deflate negotiated, ``compress=False`` sends this message
+        uncompressed and ``compress=True`` compresses it whatever its size; by default,
+        messages under ``compression_threshold`` bytes go uncompressed (RFC 7692 §6).
 
         Waits while the write buffer is above ``write_limit``.
 
@@ -194,25 +203,27 @@ class Connection(asyncio.Protocol):
             await asyncio.shield(self._fragmented_send)
         if isinstance(message, str):
             self._check_open()
-            self.protocol.send_text(message.encode())
+            self.protocol.send_text(message.encode(), compress=compress)
         elif isinstance(message, bytes | bytearray | memoryview):
             self._check_open()
-            self.protocol.send_binary(bytes(message))
+            self.protocol.send_binary(bytes(message), compress=compress)
         elif isinstance(message, Mapping):
             # A dict is iterable, but sending its keys as fragments is never what's meant.
             raise TypeError("message is a dict-like object: serialize it first")
         elif isinstance(message, Iterable):
-            await self._send_fragments(_aiter_sync(message))
+            await self._send_fragments(_aiter_sync(message), compress)
             return
         elif isinstance(message, AsyncIterable):
-            await self._send_fragments(aiter(message))
+            await self._send_fragments(aiter(message), compress)
             return
         else:
             raise TypeError(f"message has an unsupported type: {type(message).__name__}")
         self._flush()
         await self._drain()
 
-    async def _send_fragments(self, fragments: AsyncIterator[DataLike]) -> None:
+    async def _send_fragments(
+        self, fragments: AsyncIterator[DataLike], compress: bool | None
+    ) -> None:
         """Send a fragmented message (RFC 6455 §5.4), holding off other sends meanwhile.
 
         Each fragment is sent once the next one is known, so that the last carries FIN.
@@ -238,9 +249,9 @@ class Connection(asyncio.Protocol):
                 if started:
                     self.protocol.send_continuation(data, fin)
                 elif text:
-                    self.protocol.send_text(data, fin)
+                    self.protocol.send_text(data, fin, compress)
                 else:
-                    self.protocol.send_binary(data, fin)
+                    self.protocol.send_binary(data, fin, compress)
                 started = True
                 self._flush()
                 await self._drain()

@@ -18,8 +18,10 @@ from .. import defaults
 from ..exceptions import ConnectionClosed
 from ..protocol.auth import basic_challenge, parse_basic_authorization
 from ..protocol.connection import ServerProtocol, State
+from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import MultipleValuesError, Request, Response
+from .compression import server_extensions
 from .connection import Connection, Opener
 
 __all__ = ["Server", "ServerConnection", "basic_auth", "serve"]
@@ -295,6 +297,11 @@ class serve(Opener[Server]):
     :param subprotocols: supported subprotocols, the client's preference deciding.
     :param select_subprotocol: ``(connection, offered) -> str | None`` replaces that choice;
         it must return one of ``offered`` or ``None``.
+    :param compression: ``"deflate"`` (default) accepts permessage-deflate offers
+        (RFC 7692); ``None`` declines compression.
+    :param compression_threshold: messages shorter than this many bytes are sent
+        uncompressed; ``send(..., compress=...)`` decides for one message.
+    :param extensions: more extensions to accept, after compression.
     :param process_request: ``(connection, request) -> Response | None``, plain or
         coroutine, called before the handshake is checked: a response returned is sent
         instead of upgrading (health checks, pages, 401 challenges; see :func:`basic_auth`).
@@ -316,6 +323,9 @@ class serve(Opener[Server]):
         origins: Sequence[Origin] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
+        compression: str | None = "deflate",
+        compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
+        extensions: Sequence[ServerExtensionFactory] = (),
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
         server_header: str | None = defaults.SERVER_HEADER,
@@ -332,8 +342,13 @@ class serve(Opener[Server]):
         if logger is None:
             logger = _logger
 
+        server_extension_factories = server_extensions(
+            compression, compression_threshold, extensions
+        )
+
         def make_connection(server: Server) -> ServerConnection:
             protocol = ServerProtocol(
+                extensions=server_extension_factories,
                 origins=origins,
                 subprotocols=subprotocols,
                 server_header=server_header,

@@ -1,0 +1,41 @@
+"""The ``compression=`` option of :func:`~wsio.connect` and :func:`~wsio.serve`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..protocol.extensions import (
+    ClientExtensionFactory,
+    ClientPerMessageDeflateFactory,
+    ServerExtensionFactory,
+    ServerPerMessageDeflateFactory,
+)
+
+__all__ = ["client_extensions", "server_extensions"]
+
+
+def _check(compression: str | None) -> None:
+    if compression not in ("deflate", None):
+        raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
+
+
+def client_extensions(
+    compression: str | None, threshold: int, extensions: Sequence[ClientExtensionFactory]
+) -> list[ClientExtensionFactory]:
+    """What a client offers: permessage-deflate, as browsers do, then ``extensions``."""
+    _check(compression)
+    factories: list[ClientExtensionFactory] = []
+    if compression == "deflate":
+        factories.append(ClientPerMessageDeflateFactory(compression_threshold=threshold))
+    return [*factories, *extensions]
+
+
+def server_extensions(
+    compression: str | None, threshold: int, extensions: Sequence[ServerExtensionFactory]
+) -> list[ServerExtensionFactory]:
+    """What a server accepts: permessage-deflate, then ``extensions``."""
+    _check(compression)
+    factories: list[ServerExtensionFactory] = []
+    if compression == "deflate":
+        factories.append(ServerPerMessageDeflateFactory(compression_threshold=threshold))
+    return [*factories, *extensions]
