@@ -411,16 +411,26 @@ async def test_subprotocol_not_offered(offered: list[str]) -> None:
     assert "superchat" in fail[0]
 
 
-async def test_unrequested_extension() -> None:
-    script = raw_101(extra_headers={"Sec-WebSocket-Extensions": "permessage-deflate"}, opens=False)
+@pytest.mark.parametrize(
+    ("answer", "options"),
+    [
+        # The probe offers permessage-deflate unless told not to.
+        ("permessage-deflate", ["--no-compression"]),
+        ("x-unknown", []),
+        # Offered, but the answer sets a parameter that the offer doesn't allow.
+        ("permessage-deflate; client_max_window_bits=16", []),
+    ],
+)
+async def test_unrequested_extension(answer: str, options: list[str]) -> None:
+    script = raw_101(extra_headers={"Sec-WebSocket-Extensions": answer}, opens=False)
     async with RawServer(script) as srv:
-        status, out, err = await run_in_process(f"{srv.url}/")
+        status, out, err = await run_command(f"{srv.url}/", *options)
     assert (status, err) == (1, "")
     expected = dict.fromkeys(RULES, "PASS")
     expected["extensions were offered"] = "FAIL"
     assert check_lines(out) == expected
     fail = [line for line in out.splitlines() if line.startswith("  [FAIL]")]
-    assert "permessage-deflate" in fail[0]
+    assert answer.split(";")[0] in fail[0] or "client_max_window_bits" in fail[0]
 
 
 async def test_subprotocol_and_extension_command() -> None:

@@ -46,6 +46,17 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _add_no_compression(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-compression",
+        dest="compression",
+        action="store_const",
+        const=None,
+        default="deflate",
+        help="don't negotiate permessage-deflate (RFC 7692), which is on by default",
+    )
+
+
 def _add_max_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-size",
@@ -76,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     echo.add_argument("--host", default="127.0.0.1", help="address to listen on")
     echo.add_argument("--port", type=int, default=9001, help="port to listen on")
     _add_max_size(echo)
+    _add_no_compression(echo)
 
     demo = commands.add_parser(
         "serve", help="run the demo: a chat page at /, an echo endpoint at /echo, /healthz"
@@ -83,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
     demo.add_argument("--port", type=int, default=8765, help="port to listen on")
     _add_max_size(demo)
+    _add_no_compression(demo)
 
     inspector = commands.add_parser(
         "probe", help="open one connection and show the handshake, checked against RFC 6455"
@@ -110,11 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"for the whole handshake (default {defaults.OPEN_TIMEOUT})",
     )
     inspector.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_no_compression(inspector)
 
     client = commands.add_parser("connect", help="an interactive client")
     client.add_argument("uri", help="ws:// or wss:// URI")
     _add_header(client)
     _add_max_size(client)
+    _add_no_compression(client)
     return parser
 
 
@@ -126,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("echo", "serve"):
             run_server = _echo if args.command == "echo" else serve_demo
             try:
-                return asyncio.run(run_server(args.host, args.port, args.max_size))
+                return asyncio.run(
+                    run_server(args.host, args.port, args.max_size, args.compression)
+                )
             except OSError as exc:
                 print(f"wsio: couldn't listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
                 return 1
@@ -140,12 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cafile=args.cafile,
                     insecure=args.insecure,
                     as_json=args.json,
+                    compression=args.compression,
                     timeout=args.timeout,
                     out=sys.stdout,
                     err=sys.stderr,
                 )
             )
-        return asyncio.run(_connect(args.uri, args.header, args.max_size))
+        return asyncio.run(_connect(args.uri, args.header, args.max_size, args.compression))
     except KeyboardInterrupt:
         return 130
 
@@ -156,9 +174,11 @@ async def _echo_handler(ws: ServerConnection) -> None:
         await ws.send(message)
 
 
-async def _echo(host: str, port: int, max_size: int | None) -> int:
+async def _echo(host: str, port: int, max_size: int | None, compression: str | None) -> int:
     stop = stop_on_signals()
-    async with serve(_echo_handler, host, port, max_size=max_size) as server:
+    async with serve(
+        _echo_handler, host, port, max_size=max_size, compression=compression
+    ) as server:
         address = server.sockets[0].getsockname()
         print(f"wsio echo server listening on ws://{address[0]}:{address[1]}/", flush=True)
         await stop
@@ -179,9 +199,13 @@ def _describe_rejection(exc: InvalidHandshake) -> str:
     return "\n".join(lines)
 
 
-async def _connect(uri: str, header: list[tuple[str, str]], max_size: int | None) -> int:
+async def _connect(
+    uri: str, header: list[tuple[str, str]], max_size: int | None, compression: str | None
+) -> int:
     try:
-        ws = await connect(uri, additional_headers=Headers(header), max_size=max_size)
+        ws = await connect(
+            uri, additional_headers=Headers(header), max_size=max_size, compression=compression
+        )
     except InvalidURI as exc:
         print(f"wsio: {exc}", file=sys.stderr)
         return 2

@@ -204,7 +204,12 @@ def make_process_request(page: bytes) -> ProcessRequestHook:
 
 @contextlib.asynccontextmanager
 async def demo_server(
-    host: str | None, port: int, max_size: int | None, *, room: ChatRoom | None = None
+    host: str | None,
+    port: int,
+    max_size: int | None,
+    *,
+    room: ChatRoom | None = None,
+    compression: str | None = "deflate",
 ) -> AsyncIterator[Server]:
     """Run the demo's server for the duration of an ``async with`` block.
 
@@ -222,7 +227,12 @@ async def demo_server(
             await echo_handler(ws)
 
     server = await serve(
-        handler, host, port, max_size=max_size, process_request=make_process_request(page)
+        handler,
+        host,
+        port,
+        max_size=max_size,
+        compression=compression,
+        process_request=make_process_request(page),
     )
     try:
         yield server
@@ -238,13 +248,15 @@ def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
     return f"http://{host}:{port}/"
 
 
-async def serve_demo(host: str, port: int, max_size: int | None) -> int:
+async def serve_demo(
+    host: str, port: int, max_size: int | None, compression: str | None = "deflate"
+) -> int:
     """Run the demo server until SIGINT or SIGTERM; return the exit status (0).
 
     Leaving closes the server: open connections get 1001 (going away).
     """
     stop = stop_on_signals()
-    async with demo_server(host, port, max_size) as server:
+    async with demo_server(host, port, max_size, compression=compression) as server:
         print(f"wsio demo listening on {_url(server.sockets[0].getsockname())}", flush=True)
         await stop
     return 0

@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .. import defaults
+from ..asyncio.compression import client_extensions
 from ..exceptions import InvalidHandshake, InvalidURI
 from ..protocol.connection import ClientProtocol, State
+from ..protocol.extensions import build_extensions, parse_extensions
 from ..protocol.handshake import Check, response_checks
 from ..protocol.http11 import Headers, Request, Response
 from ..protocol.uri import WebSocketURI, parse_uri
@@ -39,6 +41,8 @@ class ProbeReport:
     response: Response | None = None
     checks: list[Check] = dataclasses.field(default_factory=list)
     tls: dict[str, Any] | None = None
+    #: The extensions negotiated, with their parameters.
+    extensions: list[str] = dataclasses.field(default_factory=list)
     timing: dict[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
     ok: bool = False
@@ -61,6 +65,7 @@ class ProbeReport:
                 "body_truncated": response.body_truncated,
             },
             "checks": [dataclasses.asdict(check) for check in self.checks],
+            "extensions": self.extensions,
             "tls": self.tls,
             "timing_ms": {name: round(value * 1000, 3) for name, value in self.timing.items()},
         }
@@ -91,6 +96,7 @@ async def probe(
     origin: str | None = None,
     ssl: ssl_module.SSLContext | None = None,
     timeout: float | None = defaults.OPEN_TIMEOUT,
+    compression: str | None = "deflate",
 ) -> ProbeReport:
     """Open one connection to ``uri``, record the handshake, close cleanly.
 
@@ -102,6 +108,7 @@ async def probe(
     report = ProbeReport(uri)
     protocol = ClientProtocol(
         wsuri,
+        extensions=client_extensions(compression, defaults.COMPRESSION_THRESHOLD, ()),
         origin=origin,
         subprotocols=subprotocols,
         additional_headers=Headers(headers),
@@ -118,8 +125,19 @@ async def probe(
     if protocol.response is not None:
         report.response = protocol.response
         report.checks = response_checks(
-            protocol.response, protocol.key, protocol.available_subprotocols
+            protocol.response,
+            protocol.key,
+            protocol.available_subprotocols,
+            protocol.available_extensions,
         )
+        if protocol.extensions:
+            # As the server's answer put it: names with their parameters.
+            report.extensions = [
+                build_extensions([extension])
+                for extension in parse_extensions(
+                    protocol.response.headers.get_all("Sec-WebSocket-Extensions")
+                )
+            ]
     failure = protocol.handshake_exc
     if failure is not None and report.error is None:
         report.error = f"{type(failure).__name__}: {failure}"
@@ -215,6 +233,8 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
             if reason
             else "  [INFO] no reason phrase: allowed, it is free text and never examined"
         )
+    if report.extensions:
+        lines += ["", "Extensions negotiated:"] + [f"  {ext}" for ext in report.extensions]
     if report.tls is not None:
         lines += ["", "TLS:"] + [f"  {name}: {value}" for name, value in report.tls.items()]
     if report.timing:
@@ -240,6 +260,7 @@ async def run_probe(
     insecure: bool,
     as_json: bool,
     timeout: float,
+    compression: str | None = "deflate",
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -262,6 +283,7 @@ async def run_probe(
             origin=origin,
             ssl=context,
             timeout=timeout,
+            compression=compression,
         )
     except (InvalidURI, InvalidHandshake) as exc:
         print(f"wsio: {exc}", file=err)
