@@ -111,6 +111,10 @@ class PerMessageDeflate(Extension):
         return output
 
     def end_incoming(self, max_length: int | None) -> bytes:
+        if self._decoder is not None and self._decoder.eof:
+            # §7.2.3.5: the sender ended the stream with a BFINAL block; nothing to flush.
+            self._decoder = None
+            return b""
         output = self.decode(_EMPTY_BLOCK, max_length)
         # A sender that doesn't keep context, or ended its stream (BFINAL), starts afresh.
         if self.remote_no_context_takeover or (self._decoder is not None and self._decoder.eof):
