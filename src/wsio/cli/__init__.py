@@ -46,6 +46,13 @@ def _header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=default_port, help="port to listen on")
+    _add_max_size(parser)
+    _add_no_compression(parser)
+
+
 def _add_no_compression(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-compression",
@@ -84,18 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     echo = commands.add_parser("echo", help="run a server that sends every message back")
-    echo.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    echo.add_argument("--port", type=int, default=9001, help="port to listen on")
-    _add_max_size(echo)
-    _add_no_compression(echo)
-
+    _add_server_options(echo, default_port=9001)
     demo = commands.add_parser(
         "serve", help="run the demo: a chat page at /, an echo endpoint at /echo, /healthz"
     )
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    demo.add_argument("--port", type=int, default=8765, help="port to listen on")
-    _add_max_size(demo)
-    _add_no_compression(demo)
+    _add_server_options(demo, default_port=8765)
 
     inspector = commands.add_parser(
         "probe", help="open one connection and show the handshake, checked against RFC 6455"
