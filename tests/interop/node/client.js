@@ -6,7 +6,10 @@
 //   The CA for wss:// can come from the environment (NODE_EXTRA_CA_CERTS) or from "ca" below.
 //
 // Script: {"steps": [...], "max_payload": BYTES, "timeout_ms": MS, "ca": "/path/ca.pem",
-//          "protocols": ["chat"], "full_data": false}  -- or just the array of steps.
+//          "protocols": ["chat"], "full_data": false, "per_message_deflate": false}
+//   -- or just the array of steps. "per_message_deflate" is ws's option of that name: false
+//   (the default) offers no compression, true or an object such as {"serverNoContextTakeover":
+//   true, "clientMaxWindowBits": 10, "threshold": 0} offers permessage-deflate (RFC 7692).
 // Steps, run in order:
 //   {"op": "send", "text": "..."}                     one text message
 //   {"op": "send", "binary": "<base64>"}              one binary message
@@ -22,14 +25,18 @@
 //   {"op": "sleep", "ms": N}
 //   {"op": "close", "code": 1000, "reason": "..."}    start the closing handshake and wait
 //   {"op": "wait_close"}                              wait for the peer to close
+//   Any send or send_fragments step may say "compress": false (ws's option: this message
+//   goes uncompressed even when permessage-deflate is in use).
 // When the steps run out without a close, the client closes with 1000.
 //
 // Output (stdout), one JSON object a line:
-//   {"event": "open", "protocol": "..."}
+//   {"event": "open", "protocol": "...", "extensions": "<Sec-WebSocket-Extensions received>",
+//    "negotiated": "<ws.extensions: the names in use, e.g. permessage-deflate>"}
 //   {"event": "message", "type": "text"|"binary", "length": BYTES, "sha256": HEX, "data": ...}
 //       data is the text, or base64 for binary; left out above 64 KiB unless "full_data".
 //   {"event": "pong", "data": "<base64>"}
-//   {"event": "close", "code": N, "reason": "..."}   what the peer's close frame carried
+//   {"event": "close", "code": N, "reason": "...", "bytes_read": N, "bytes_written": N}
+//       what the peer's close frame carried, and the bytes on the TCP connection so far
 //   {"event": "error", "message": "..."}             a failure; the exit status will be 1
 //   {"event": "done"}                                  the script ran to its end
 'use strict';
@@ -46,6 +53,8 @@ function emit(obj) {
 
 let exiting = false;
 let sawError = false;
+// The TCP (or TLS) socket of the connection, once upgraded: its byte counts are reported.
+let upgradeSocket = null;
 
 function finish(status) {
   if (exiting) return;
@@ -126,7 +135,14 @@ class Session {
     });
     ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString('utf8') };
-      emit({ event: 'close', code, reason: this.closed.reason });
+      const socket = upgradeSocket;
+      emit({
+        event: 'close',
+        code,
+        reason: this.closed.reason,
+        bytes_read: socket ? socket.bytesRead : null,
+        bytes_written: socket ? socket.bytesWritten : null,
+      });
       this.wake();
       for (const waiter of this.pongWaiters) waiter.reject(new Error('closed before pong'));
       this.pongWaiters = [];
@@ -179,14 +195,18 @@ class Session {
       switch (step.op) {
         case 'send': {
           const { data, binary } = payloadOf(step);
-          this.ws.send(data, { binary });
+          this.ws.send(data, { binary, compress: step.compress !== false });
           break;
         }
         case 'send_fragments': {
           const { parts, binary } = fragmentsOf(step);
           if (parts.length === 0) throw new Error('send_fragments needs at least one part');
           parts.forEach((part, index) => {
-            this.ws.send(part, { binary, fin: index === parts.length - 1 });
+            this.ws.send(part, {
+              binary,
+              fin: index === parts.length - 1,
+              compress: step.compress !== false,
+            });
           });
           break;
         }
@@ -229,12 +249,17 @@ async function main() {
 
   const options = {
     maxPayload: script.max_payload || 64 * 1024 * 1024,
-    perMessageDeflate: false,
+    perMessageDeflate: script.per_message_deflate || false,
     handshakeTimeout: Math.min(timeoutMs, 10000),
   };
   if (script.ca) options.ca = fs.readFileSync(script.ca);
   const ws = new WebSocket(url, script.protocols || [], options);
   const session = new Session(ws, Boolean(script.full_data));
+  let extensions = null;
+  ws.once('upgrade', (response) => {
+    extensions = response.headers['sec-websocket-extensions'] || null;
+    upgradeSocket = response.socket;
+  });
 
   // An error is reported but not fatal by itself: ws follows it with a 'close' event.
   ws.on('error', (err) => {
@@ -245,7 +270,7 @@ async function main() {
     ws.once('open', resolve);
     ws.once('close', () => reject(new Error('closed before open')));
   });
-  emit({ event: 'open', protocol: ws.protocol });
+  emit({ event: 'open', protocol: ws.protocol, extensions, negotiated: ws.extensions });
   await session.run(steps);
   clearTimeout(timer);
   emit({ event: 'done' });

@@ -5,9 +5,13 @@
 //                            [--cert FILE --key FILE]
 //
 // Output (stdout): the first line is the listening port, alone. Every later line is one JSON
-// object describing an event: {"event":"connection","id":1,"path":"/..."},
+// object describing an event:
+// {"event":"connection","id":1,"path":"/...","extensions":"<Sec-WebSocket-Extensions answered>",
+//  "negotiated":"<ws.extensions: the names in use, e.g. permessage-deflate>"},
 // {"event":"message","id":1,"type":"text"|"binary","length":N},
-// {"event":"ping","id":1,"data":"<base64>"}, {"event":"close","id":1,"code":N,"reason":"..."},
+// {"event":"ping","id":1,"data":"<base64>"},
+// {"event":"close","id":1,"code":N,"reason":"...","bytes_read":N,"bytes_written":N} (bytes on
+// the TCP connection, handshake included),
 // {"event":"error",...}, {"event":"shutdown"}.
 //
 // Behaviour, chosen per connection by the query string of the request path:
@@ -15,6 +19,11 @@
 //   ?fragment=N          echo every message as N fragments (continuation frames).
 //   ?close=CODE&reason=R close the connection with CODE/R right after the handshake.
 //   ?close_after=K       after echoing K messages, close with 1000 (or ?close=CODE&reason=R).
+//   ?deflate=1           accept permessage-deflate (RFC 7692; off by default), tuned with:
+//        &server_no_context_takeover=1  &client_no_context_takeover=1
+//        &server_max_window_bits=N      &client_max_window_bits=N   (8..15)
+//        &threshold=BYTES  compress messages of at least this size (default 0: every one)
+//     These are the `perMessageDeflate` options of ws's server, one WebSocketServer per set.
 //
 // Writing "shutdown" on stdin, or sending SIGTERM/SIGINT, closes every open connection with
 // 1001 "going away" and exits once they are all closed (at most 5 s later).
@@ -70,6 +79,42 @@ function splitBuffer(buf, parts) {
   return chunks;
 }
 
+// The `perMessageDeflate` option of ws for a request's query, or false without ?deflate=1.
+function deflateOptions(params) {
+  if (params.get('deflate') !== '1') return false;
+  const options = { threshold: 0 };
+  const flag = (name) => {
+    const value = params.get(name);
+    if (value !== '1' && value !== 'true') throw new Error(`${name} must be 1`);
+    return true;
+  };
+  const bits = (name) => {
+    const value = Number.parseInt(params.get(name), 10);
+    if (!Number.isInteger(value) || value < 8 || value > 15) {
+      throw new Error(`${name} must be between 8 and 15`);
+    }
+    return value;
+  };
+  if (params.has('server_no_context_takeover')) {
+    options.serverNoContextTakeover = flag('server_no_context_takeover');
+  }
+  if (params.has('client_no_context_takeover')) {
+    options.clientNoContextTakeover = flag('client_no_context_takeover');
+  }
+  if (params.has('server_max_window_bits')) {
+    options.serverMaxWindowBits = bits('server_max_window_bits');
+  }
+  if (params.has('client_max_window_bits')) {
+    options.clientMaxWindowBits = bits('client_max_window_bits');
+  }
+  if (params.has('threshold')) {
+    const threshold = Number.parseInt(params.get('threshold'), 10);
+    if (!Number.isInteger(threshold) || threshold < 0) throw new Error('bad threshold');
+    options.threshold = threshold;
+  }
+  return options;
+}
+
 function main() {
   let opts;
   try {
@@ -87,14 +132,48 @@ function main() {
     res.end('WebSocket only\n');
   });
 
-  const wss = new WebSocketServer({
-    server: httpServer,
-    maxPayload: opts.maxPayload,
-    perMessageDeflate: false,
+  // ws's perMessageDeflate options are per server: one WebSocketServer for each set of
+  // options asked for (the first, without compression, serves every default request).
+  const servers = new Map();
+  // The Sec-WebSocket-Extensions header of each handshake's answer, by request.
+  const answered = new WeakMap();
+  function serverFor(perMessageDeflate) {
+    const key = JSON.stringify(perMessageDeflate);
+    let wss = servers.get(key);
+    if (wss === undefined) {
+      wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayload, perMessageDeflate });
+      wss.on('headers', (headers, req) => {
+        const prefix = 'sec-websocket-extensions:';
+        const line = headers.find((header) => header.toLowerCase().startsWith(prefix));
+        answered.set(req, line === undefined ? null : line.slice(prefix.length).trim());
+      });
+      wss.on('connection', onConnection);
+      servers.set(key, wss);
+    }
+    return wss;
+  }
+  serverFor(false);
+
+  httpServer.on('upgrade', (req, socket, head) => {
+    if (shuttingDown) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    let perMessageDeflate;
+    try {
+      perMessageDeflate = deflateOptions(new URL(req.url, 'http://localhost').searchParams);
+    } catch (err) {
+      emit({ event: 'error', message: err.message });
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const wss = serverFor(perMessageDeflate);
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
 
   let nextId = 1;
-  wss.on('connection', (ws, req) => {
+  let shuttingDown = false;
+  function onConnection(ws, req) {
     const id = nextId;
     nextId += 1;
     const url = new URL(req.url, 'http://localhost');
@@ -107,7 +186,13 @@ function main() {
     const closeReason = params.get('reason') || '';
     let echoed = 0;
 
-    emit({ event: 'connection', id, path: req.url });
+    emit({
+      event: 'connection',
+      id,
+      path: req.url,
+      extensions: answered.get(req) || null,
+      negotiated: ws.extensions,
+    });
 
     ws.on('message', (data, isBinary) => {
       emit({ event: 'message', id, type: isBinary ? 'binary' : 'text', length: data.length });
@@ -127,28 +212,41 @@ function main() {
     });
     ws.on('ping', (data) => emit({ event: 'ping', id, data: data.toString('base64') }));
     ws.on('close', (code, reason) => {
-      emit({ event: 'close', id, code, reason: reason.toString('utf8') });
+      emit({
+        event: 'close',
+        id,
+        code,
+        reason: reason.toString('utf8'),
+        bytes_read: req.socket.bytesRead,
+        bytes_written: req.socket.bytesWritten,
+      });
     });
     ws.on('error', (err) => emit({ event: 'error', id, message: err.message, code: err.code }));
 
     if (params.has('close') && closeAfter === null) {
       ws.close(closeCode, closeReason);
     }
-  });
+  }
 
-  let shuttingDown = false;
   function shutdown() {
     if (shuttingDown) return;
     shuttingDown = true;
     emit({ event: 'shutdown' });
     const timer = setTimeout(() => {
-      for (const client of wss.clients) client.terminate();
+      for (const wss of servers.values()) {
+        for (const client of wss.clients) client.terminate();
+      }
       process.exit(0);
     }, SHUTDOWN_GRACE_MS);
     timer.unref();
-    for (const client of wss.clients) client.close(1001, 'going away');
-    // Stop accepting; the callback runs once every connection has gone.
-    wss.close(() => {
+    for (const wss of servers.values()) {
+      for (const client of wss.clients) client.close(1001, 'going away');
+    }
+    // Stop accepting; each callback runs once every connection of its server has gone.
+    const closed = [...servers.values()].map(
+      (wss) => new Promise((resolve) => wss.close(() => resolve())),
+    );
+    Promise.all(closed).then(() => {
       httpServer.close(() => process.exit(0));
       httpServer.closeAllConnections();
     });

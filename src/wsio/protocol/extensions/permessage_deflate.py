@@ -13,6 +13,7 @@ once it passes the limit, having used no more memory than the limit plus the win
 
 from __future__ import annotations
 
+import collections
 import re
 import zlib
 from collections.abc import Sequence
@@ -74,6 +75,9 @@ class PerMessageDeflate(Extension):
         # compressed message doesn't pay for it.
         self._decoder: zlib._Decompress | None = None
         self._encoder: zlib._Compress | None = None
+        # The peer's latest output, for a stream that restarts after a BFINAL block.
+        self._history: collections.deque[bytes] = collections.deque()
+        self._history_size = 0
         self._encoding = False
 
     def __repr__(self) -> str:
@@ -95,26 +99,53 @@ class PerMessageDeflate(Extension):
         """Whether this message is compressed: RSV1 on its first frame (§6)."""
         return bool(rsv & _RSV1)
 
+    def _new_decoder(self) -> zlib._Decompress:
+        # A stream made with a window of 2**8 bytes is read with 2**9: zlib can't do 8.
+        bits = max(self.remote_max_window_bits, 9)
+        if not self._history:
+            return zlib.decompressobj(wbits=-bits)
+        # A new stream after a BFINAL block, with context takeover: its back-references
+        # may reach into what came before (§7.2.2), so that is its dictionary.
+        return zlib.decompressobj(wbits=-bits, zdict=b"".join(self._history)[-(1 << bits) :])
+
+    def _remember(self, output: bytes) -> None:
+        """Keep the latest output, as much as the peer's window spans, copying little."""
+        if output and not self.remote_no_context_takeover:
+            window = 1 << max(self.remote_max_window_bits, 9)
+            if len(output) >= window:
+                # Hold the window, not a whole big message.
+                self._history.clear()
+                output = output[-window:]
+                self._history_size = 0
+            self._history.append(output)
+            self._history_size += len(output)
+            while self._history_size - len(self._history[0]) >= window:
+                self._history_size -= len(self._history.popleft())
+
     def decode(self, data: bytes, max_length: int | None) -> bytes:
-        if self._decoder is None:
-            # A stream made with a window of 2**8 bytes is read with 2**9: zlib can't do 8.
-            self._decoder = zlib.decompressobj(wbits=-max(self.remote_max_window_bits, 9))
-        try:
+        output = b""
+        while True:
+            if self._decoder is None:
+                self._decoder = self._new_decoder()
             # Ask for one byte more than allowed: getting it means the limit is crossed.
-            output = self._decoder.decompress(data, 0 if max_length is None else max_length + 1)
-        except zlib.error as exc:
-            raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
-        if max_length is not None and len(output) > max_length:
-            raise PayloadTooBig("decompressed message exceeds the size limit")
-        if self._decoder.unused_data:
-            raise ProtocolError("compressed data after the end of the stream", 1007)
-        return output
+            room = None if max_length is None else max_length - len(output)
+            try:
+                piece = self._decoder.decompress(data, 0 if room is None else room + 1)
+            except zlib.error as exc:
+                raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
+            output += piece
+            if max_length is not None and len(output) > max_length:
+                raise PayloadTooBig("decompressed message exceeds the size limit")
+            self._remember(piece)
+            if not (self._decoder.eof and self._decoder.unused_data):
+                return output
+            # §7.2.3.4, §7.2.3.5: after a block with BFINAL set, what follows is read "in
+            # the same manner", as a new stream, e.g. the octet that starts the empty
+            # stored block completed by 00 00 ff ff. Anything else fails as above.
+            data = self._decoder.unused_data
+            self._decoder = None
 
     def end_incoming(self, max_length: int | None) -> bytes:
-        if self._decoder is not None and self._decoder.eof:
-            # §7.2.3.5: the sender ended the stream with a BFINAL block; nothing to flush.
-            self._decoder = None
-            return b""
         output = self.decode(_EMPTY_BLOCK, max_length)
         # A sender that doesn't keep context, or ended its stream (BFINAL), starts afresh.
         if self.remote_no_context_takeover or (self._decoder is not None and self._decoder.eof):
