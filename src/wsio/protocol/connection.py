@@ -31,7 +31,7 @@ import enum
 import logging
 import os
 import struct
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from http import HTTPStatus
 
 from .. import defaults
@@ -620,17 +620,17 @@ class Protocol:
                 if mask is not None:
                     chunk = apply_mask(chunk, mask, offset)
                 offset += len(chunk)
-                for decoder in decoders:
-                    chunk = decoder.decode(chunk, self._room())
-                self._append(message, chunk, validator)
+                for piece in self._decoded(decoders, chunk):
+                    self._append(message, piece, validator)
             if not fin:
                 continue
             for index, decoder in enumerate(decoders):
                 # The end of the message flushes each decoder, the next ones decoding it.
-                tail = decoder.end_incoming(self._room())
-                for later in decoders[index + 1 :]:
-                    tail = later.decode(tail, self._room())
-                self._append(message, tail, validator)
+                for tail in decoder.end_incoming(
+                    self._room() if index == len(decoders) - 1 else None
+                ):
+                    for piece in self._decoded(decoders[index + 1 :], tail):
+                        self._append(message, piece, validator)
             decoders = []
             if validator is not None:
                 try:
@@ -644,6 +644,16 @@ class Protocol:
             validator = None
             message = bytearray()
             self._message_size = 0
+
+    def _decoded(self, decoders: list[Extension], data: bytes) -> Iterator[bytes]:
+        """``data`` through the extensions' decoders, piece by piece; only the last one's
+        output is bounded by the room left under the size limit."""
+        if not decoders:
+            yield data
+            return
+        bound = self._room() if len(decoders) == 1 else None
+        for piece in decoders[0].decode(data, bound):
+            yield from self._decoded(decoders[1:], piece)
 
     def _room(self) -> int | None:
         """Bytes that the message being received may still grow by, under the limit."""

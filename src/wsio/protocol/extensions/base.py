@@ -13,7 +13,7 @@ while decoding, in bounded steps) and fail fast.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 __all__ = [
     "ClientExtensionFactory",
@@ -46,16 +46,17 @@ class Extension(abc.ABC):
         this extension transforms it (then :meth:`decode` gets its payload)."""
 
     @abc.abstractmethod
-    def decode(self, data: bytes, max_length: int | None) -> bytes:
-        """Transform a piece of the incoming payload; ``max_length`` bounds the output.
+    def decode(self, data: bytes, max_length: int | None) -> Iterator[bytes]:
+        """Transform a piece of the incoming payload, yielding the result in pieces so that
+        the core can take each before the next is made; ``max_length`` bounds the total.
 
         :raises PayloadTooBig: the output would exceed ``max_length``.
         :raises ProtocolError: the payload is invalid for this extension.
         """
 
     @abc.abstractmethod
-    def end_incoming(self, max_length: int | None) -> bytes:
-        """The message ended: return what remains of its transformed payload."""
+    def end_incoming(self, max_length: int | None) -> Iterator[bytes]:
+        """The message ended: yield what remains of its transformed payload."""
 
     @abc.abstractmethod
     def encode(

@@ -13,10 +13,9 @@ once it passes the limit, having used no more memory than the limit plus the win
 
 from __future__ import annotations
 
-import collections
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ... import defaults
 from ...exceptions import NegotiationError, PayloadTooBig, ProtocolError
@@ -34,6 +33,10 @@ _WINDOW_BITS = re.compile(r"[89]|1[0-5]")
 # §7.2.1: the tail removed from, and §7.2.2 appended back to, every compressed message.
 _EMPTY_BLOCK = b"\x00\x00\xff\xff"
 _RSV1 = 0x40
+# Largest piece of output per call to zlib: inflation goes in bounded steps.
+_INFLATE_STEP = 65536
+# Input handed to zlib at once after a stream ended with BFINAL, doubling from there.
+_RESTART_SLICE = 4
 
 
 def _window_bits(name: str, value: str | None) -> int:
@@ -76,8 +79,7 @@ class PerMessageDeflate(Extension):
         self._decoder: zlib._Decompress | None = None
         self._encoder: zlib._Compress | None = None
         # The peer's latest output, for a stream that restarts after a BFINAL block.
-        self._history: collections.deque[bytes] = collections.deque()
-        self._history_size = 0
+        self._history = bytearray()
         self._encoding = False
 
     def __repr__(self) -> str:
@@ -99,58 +101,79 @@ class PerMessageDeflate(Extension):
         """Whether this message is compressed: RSV1 on its first frame (§6)."""
         return bool(rsv & _RSV1)
 
-    def _new_decoder(self) -> zlib._Decompress:
+    @property
+    def _window(self) -> int:
         # A stream made with a window of 2**8 bytes is read with 2**9: zlib can't do 8.
-        bits = max(self.remote_max_window_bits, 9)
+        return 1 << max(self.remote_max_window_bits, 9)
+
+    def _new_decoder(self) -> zlib._Decompress:
+        bits = self._window.bit_length() - 1
         if not self._history:
             return zlib.decompressobj(wbits=-bits)
         # A new stream after a BFINAL block, with context takeover: its back-references
         # may reach into what came before (§7.2.2), so that is its dictionary.
-        return zlib.decompressobj(wbits=-bits, zdict=b"".join(self._history)[-(1 << bits) :])
+        return zlib.decompressobj(wbits=-bits, zdict=bytes(self._history[-self._window :]))
 
     def _remember(self, output: bytes) -> None:
-        """Keep the latest output, as much as the peer's window spans, copying little."""
-        if output and not self.remote_no_context_takeover:
-            window = 1 << max(self.remote_max_window_bits, 9)
-            if len(output) >= window:
-                # Hold the window, not a whole big message.
-                self._history.clear()
-                output = output[-window:]
-                self._history_size = 0
-            self._history.append(output)
-            self._history_size += len(output)
-            while self._history_size - len(self._history[0]) >= window:
-                self._history_size -= len(self._history.popleft())
+        """Keep the latest output, as much as the peer's window spans, for a stream that
+        restarts after a BFINAL block. One buffer, trimmed: a few bytes per piece."""
+        if self.remote_no_context_takeover:
+            return
+        window = self._window
+        if len(output) >= window:
+            self._history = bytearray(output[-window:])
+            return
+        self._history += output
+        if len(self._history) > 2 * window:
+            del self._history[:-window]
 
-    def decode(self, data: bytes, max_length: int | None) -> bytes:
-        output = b""
-        while True:
+    def decode(self, data: bytes, max_length: int | None) -> Iterator[bytes]:
+        """Inflate ``data`` in steps of at most ``_INFLATE_STEP`` bytes of output, so that
+        what is held at once stays small, checking the total against ``max_length``."""
+        produced = 0
+        view = memoryview(data)
+        position = 0
+        # How much input to hand zlib at once: all of it, until a stream ends within it;
+        # then little at first, so that each restart hands back little (linear time).
+        size = len(view)
+        while position < len(view):
+            chunk: bytes | memoryview = view[position : position + size]
+            position += len(chunk)
             if self._decoder is None:
                 self._decoder = self._new_decoder()
-            # Ask for one byte more than allowed: getting it means the limit is crossed.
-            room = None if max_length is None else max_length - len(output)
-            try:
-                piece = self._decoder.decompress(data, 0 if room is None else room + 1)
-            except zlib.error as exc:
-                raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
-            output += piece
-            if max_length is not None and len(output) > max_length:
-                raise PayloadTooBig("decompressed message exceeds the size limit")
-            self._remember(piece)
-            if not (self._decoder.eof and self._decoder.unused_data):
-                return output
-            # §7.2.3.4, §7.2.3.5: after a block with BFINAL set, what follows is read "in
-            # the same manner", as a new stream, e.g. the octet that starts the empty
-            # stored block completed by 00 00 ff ff. Anything else fails as above.
-            data = self._decoder.unused_data
-            self._decoder = None
+            while True:
+                # Ask for one byte more than allowed: getting it means the limit is crossed.
+                limit = _INFLATE_STEP
+                if max_length is not None:
+                    limit = min(limit, max_length - produced + 1)
+                try:
+                    piece = self._decoder.decompress(chunk, limit)
+                except zlib.error as exc:
+                    raise ProtocolError(f"invalid compressed data: {exc}", 1007) from exc
+                produced += len(piece)
+                if max_length is not None and produced > max_length:
+                    raise PayloadTooBig("decompressed message exceeds the size limit")
+                if piece:
+                    self._remember(piece)
+                    yield piece
+                if self._decoder.eof:
+                    # §7.2.3.4, §7.2.3.5: after a block with BFINAL set, what follows is
+                    # read "in the same manner", as a new stream: e.g. the octet that
+                    # starts the empty stored block completed by 00 00 ff ff.
+                    position -= len(self._decoder.unused_data)
+                    self._decoder = None
+                    size = _RESTART_SLICE
+                    break
+                chunk = self._decoder.unconsumed_tail
+                if not chunk:
+                    size *= 2
+                    break
 
-    def end_incoming(self, max_length: int | None) -> bytes:
-        output = self.decode(_EMPTY_BLOCK, max_length)
-        # A sender that doesn't keep context, or ended its stream (BFINAL), starts afresh.
-        if self.remote_no_context_takeover or (self._decoder is not None and self._decoder.eof):
+    def end_incoming(self, max_length: int | None) -> Iterator[bytes]:
+        yield from self.decode(_EMPTY_BLOCK, max_length)
+        # A sender that doesn't keep context starts afresh.
+        if self.remote_no_context_takeover:
             self._decoder = None
-        return output
 
     # Outgoing ---------------------------------------------------------------------------
 
