@@ -11,6 +11,7 @@ from typing import Final
 
 __all__ = [
     "CLOSE_TIMEOUT",
+    "COMPRESSION",
     "COMPRESSION_THRESHOLD",
     "DEFLATE_MEM_LEVEL",
     "DEFLATE_WINDOW_BITS",
@@ -68,6 +69,9 @@ PING_INTERVAL: Final[float | None] = 20.0
 
 #: Seconds to wait for the pong answering a keepalive ping (``None``: wait forever).
 PING_TIMEOUT: Final[float | None] = 20.0
+
+#: Compression negotiated by default: permessage-deflate (RFC 7692), as browsers expect.
+COMPRESSION: Final[str | None] = "deflate"
 
 #: Messages shorter than this many bytes are sent uncompressed even when permessage-deflate
 #: is negotiated: deflating them costs CPU for little gain (RFC 7692 §6 allows it).

@@ -99,7 +99,7 @@ class connect(Opener[ClientConnection]):
         max_size: int | None = defaults.MAX_SIZE,
         max_queue: int = defaults.MAX_QUEUE,
         write_limit: int = defaults.WRITE_LIMIT,
-        compression: str | None = "deflate",
+        compression: str | None = defaults.COMPRESSION,
         compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
         extensions: Sequence[ClientExtensionFactory] = (),
         proxy: str | Literal[True] | None = True,

@@ -323,7 +323,7 @@ class serve(Opener[Server]):
         origins: Sequence[Origin] | None = None,
         subprotocols: Sequence[str] | None = None,
         select_subprotocol: SelectSubprotocol | None = None,
-        compression: str | None = "deflate",
+        compression: str | None = defaults.COMPRESSION,
         compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
         extensions: Sequence[ServerExtensionFactory] = (),
         process_request: ProcessRequest | None = None,

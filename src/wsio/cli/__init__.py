@@ -59,7 +59,7 @@ def _add_no_compression(parser: argparse.ArgumentParser) -> None:
         dest="compression",
         action="store_const",
         const=None,
-        default="deflate",
+        default=defaults.COMPRESSION,
         help="don't negotiate permessage-deflate (RFC 7692), which is on by default",
     )
 

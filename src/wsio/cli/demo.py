@@ -26,6 +26,7 @@ from http import HTTPStatus
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
+from .. import defaults
 from ..asyncio.server import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..protocol.http11 import Request, Response
@@ -209,7 +210,7 @@ async def demo_server(
     max_size: int | None,
     *,
     room: ChatRoom | None = None,
-    compression: str | None = "deflate",
+    compression: str | None = defaults.COMPRESSION,
 ) -> AsyncIterator[Server]:
     """Run the demo's server for the duration of an ``async with`` block.
 
@@ -249,7 +250,7 @@ def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
 
 
 async def serve_demo(
-    host: str, port: int, max_size: int | None, compression: str | None = "deflate"
+    host: str, port: int, max_size: int | None, compression: str | None = defaults.COMPRESSION
 ) -> int:
     """Run the demo server until SIGINT or SIGTERM; return the exit status (0).
 

@@ -96,7 +96,7 @@ async def probe(
     origin: str | None = None,
     ssl: ssl_module.SSLContext | None = None,
     timeout: float | None = defaults.OPEN_TIMEOUT,
-    compression: str | None = "deflate",
+    compression: str | None = defaults.COMPRESSION,
 ) -> ProbeReport:
     """Open one connection to ``uri``, record the handshake, close cleanly.
 
@@ -260,7 +260,7 @@ async def run_probe(
     insecure: bool,
     as_json: bool,
     timeout: float,
-    compression: str | None = "deflate",
+    compression: str | None = defaults.COMPRESSION,
     out: TextIO,
     err: TextIO,
 ) -> int:
