@@ -9,6 +9,7 @@ to do when a timer fires, is the core's.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import os
@@ -526,12 +527,13 @@ class Connection(asyncio.Protocol):
                 waiter.set_result(None)
 
 
-class Opener(Generic[_Opened]):
+class Opener(abc.ABC, Generic[_Opened]):
     """What :func:`~wsio.connect` and :func:`~wsio.serve` return: ``await`` it for the opened
     object, or use it as an async context manager that closes that object on exit."""
 
+    @abc.abstractmethod
     async def _open(self) -> _Opened:
-        raise NotImplementedError  # pragma: no cover - every opener defines it
+        """Open the connection or start the server."""
 
     def __await__(self) -> Generator[Any, None, _Opened]:
         return self._open().__await__()

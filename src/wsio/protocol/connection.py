@@ -506,9 +506,10 @@ class Protocol:
         while True:
             yield
 
-    def _parse_handshake(self) -> _Parser:  # pragma: no cover - overridden by each side
-        raise NotImplementedError
-        yield
+    def _parse_handshake(self) -> _Parser:
+        # Each side overrides this; the base class only runs already open connections.
+        raise InvalidState("the opening handshake needs a ClientProtocol or a ServerProtocol")
+        yield  # pragma: no cover - makes this a generator
 
     def _parse(self) -> _Parser:
         """Parse frames until a close frame arrives or the stream ends (§5, §6.2)."""
