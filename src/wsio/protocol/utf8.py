@@ -5,18 +5,27 @@ arrives in many TCP segments, fails as soon as an invalid byte arrives rather th
 message is complete. CPython's UTF-8 decoder rejects overlong forms, surrogates and code
 points above U+10FFFF within the sequence that breaks the rules: at its second byte, or for
 a surrogate (``ED A0``–``ED BF``) at its third.
+
+:class:`IncrementalValidator` is the C version from :mod:`wsio._speedups` when that
+extension is built and the environment variable ``WSIO_NO_SPEEDUPS`` is unset or empty;
+otherwise it is :class:`PythonIncrementalValidator`, the reference. :data:`SPEEDUPS` tells
+which. They accept and reject the same input; the C one also rejects a surrogate at its
+second byte.
 """
 
 from __future__ import annotations
 
 import codecs
+from typing import TYPE_CHECKING
 
-__all__ = ["IncrementalValidator"]
+from .._accelerator import speedups
+
+__all__ = ["SPEEDUPS", "IncrementalValidator", "PythonIncrementalValidator"]
 
 _Decoder = codecs.getincrementaldecoder("utf-8")
 
 
-class IncrementalValidator:
+class PythonIncrementalValidator:
     """Checks that a byte stream, fed in pieces, is valid UTF-8."""
 
     __slots__ = ("_decoder",)
@@ -29,3 +38,12 @@ class IncrementalValidator:
         seen so far cannot start valid UTF-8. With ``final``, a sequence cut at the end is
         an error too."""
         self._decoder.decode(data, final)
+
+
+_speedups = speedups()
+#: Whether :class:`IncrementalValidator` is the C implementation.
+SPEEDUPS = _speedups is not None
+IncrementalValidator = PythonIncrementalValidator
+# The type checker knows the Python class only; _speedups.pyi declares the same API.
+if not TYPE_CHECKING and _speedups is not None:
+    IncrementalValidator = _speedups.Utf8Validator

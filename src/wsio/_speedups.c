@@ -1,0 +1,830 @@
+/*
+ * wsio._speedups -- optional C versions of the two loops that touch every byte of every
+ * WebSocket message:
+ *
+ *   apply_mask(data, mask, offset=0) -> bytes
+ *       XOR masking of payloads (RFC 6455 section 5.3).
+ *   Utf8Validator().feed(data, final=False)
+ *       incremental UTF-8 validation of text messages (RFC 6455 section 8.1, RFC 3629).
+ *   validate_utf8(data) -> bool
+ *       the same check for a whole buffer at once.
+ *
+ * Why C: in pure Python, masking goes through two big-integer conversions and allocates
+ * several times the payload; the incremental codec decodes (builds a str) only to throw
+ * it away. Here masking runs at memory speed and validation allocates nothing.
+ *
+ * The pure-Python implementations in wsio.protocol.masking and wsio.protocol.utf8 stay
+ * the reference and the fallback: this module is built only when a compiler is present,
+ * and the environment variable WSIO_NO_SPEEDUPS turns it off. Both give the same results;
+ * the C validator may fail earlier (a surrogate is rejected at its second byte, where
+ * CPython's codec waits for the third), never later.
+ *
+ * Plain C99 and the public CPython API only; no dependencies.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <string.h>
+
+/* Inputs larger than this are processed with the GIL released so that other threads run
+ * meanwhile. Below it, releasing and taking back the GIL costs more than it frees. */
+#define RELEASE_GIL_THRESHOLD (64 * 1024)
+
+/* ------------------------------------------------------------------------------------ */
+/* Argument helpers                                                                      */
+/* ------------------------------------------------------------------------------------ */
+
+/* Binds positional and keyword arguments of a METH_FASTCALL | METH_KEYWORDS function to
+ * the parameter names in `names`; unset ones are left NULL.
+ * Micro-optimisation: written by hand because PyArg_ParseTupleAndKeywords costs about as
+ * much as masking a small frame; this is a couple of pointer copies in the usual
+ * all-positional call. */
+static int
+bind_args(const char *func, const char *const *names, Py_ssize_t nnames,
+          PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **out)
+{
+    Py_ssize_t i, j, nkw;
+
+    for (i = 0; i < nnames; i++) {
+        out[i] = NULL;
+    }
+    if (nargs > nnames) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", func,
+                     nnames, nargs);
+        return -1;
+    }
+    for (i = 0; i < nargs; i++) {
+        out[i] = args[i];
+    }
+    if (kwnames == NULL) {
+        return 0;
+    }
+    nkw = PyTuple_GET_SIZE(kwnames);
+    for (i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        for (j = 0; j < nnames; j++) {
+            if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0) {
+                break;
+            }
+        }
+        if (j == nnames) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                         func, key);
+            return -1;
+        }
+        if (out[j] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                         func, names[j]);
+            return -1;
+        }
+        out[j] = args[nargs + i];
+    }
+    return 0;
+}
+
+/* Gets a read-only, contiguous view of a bytes-like object, with a TypeError that names
+ * the argument when `obj` isn't one. A non-contiguous buffer (a strided memoryview) is
+ * copied into bytes first, as the pure-Python code effectively does. */
+static int
+get_bytes_view(PyObject *obj, Py_buffer *view, const char *func, const char *arg)
+{
+    PyObject *copy;
+    int result;
+
+    if (!PyObject_CheckBuffer(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s() argument '%s' must be a bytes-like object, not '%.200s'",
+                     func, arg, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) == 0) {
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_BufferError)) {
+        return -1;
+    }
+    PyErr_Clear();
+    copy = PyBytes_FromObject(obj);
+    if (copy == NULL) {
+        return -1;
+    }
+    /* The view keeps its own reference to the copy. */
+    result = PyObject_GetBuffer(copy, view, PyBUF_SIMPLE);
+    Py_DECREF(copy);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Masking                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* dst[i] = src[i] ^ key[i % 4]. `key` is the mask already rotated by the offset.
+ * `restrict`: dst is always a fresh bytes object, never the source, so the compiler may
+ * keep loads and stores apart (micro-optimisation). */
+static void
+xor_mask(unsigned char *restrict dst, const unsigned char *restrict src, Py_ssize_t n,
+         const unsigned char key[4])
+{
+    unsigned char key8[8];
+    uint64_t k;
+    Py_ssize_t i = 0;
+
+    /* The key repeated twice fills a 64-bit word; because 8 is a multiple of 4, the word
+     * lines up with the payload at every multiple of 8. Building it with memcpy keeps it
+     * independent of the machine's byte order. */
+    memcpy(key8, key, 4);
+    memcpy(key8 + 4, key, 4);
+    memcpy(&k, key8, 8);
+
+    /* Micro-optimisation: 32 bytes per iteration in four independent 64-bit words, so
+     * that loads, XORs and stores overlap; memcpy is how C99 spells an unaligned load or
+     * store, and compilers turn it into a single move. */
+    for (; n - i >= 32; i += 32) {
+        uint64_t a, b, c, d;
+        memcpy(&a, src + i, 8);
+        memcpy(&b, src + i + 8, 8);
+        memcpy(&c, src + i + 16, 8);
+        memcpy(&d, src + i + 24, 8);
+        a ^= k;
+        b ^= k;
+        c ^= k;
+        d ^= k;
+        memcpy(dst + i, &a, 8);
+        memcpy(dst + i + 8, &b, 8);
+        memcpy(dst + i + 16, &c, 8);
+        memcpy(dst + i + 24, &d, 8);
+    }
+    /* Micro-optimisation: the rest 8 bytes at a time. */
+    for (; n - i >= 8; i += 8) {
+        uint64_t a;
+        memcpy(&a, src + i, 8);
+        a ^= k;
+        memcpy(dst + i, &a, 8);
+    }
+    /* The last 0 to 7 bytes; i is a multiple of 8 here, so key[i & 3] is still right. */
+    for (; i < n; i++) {
+        dst[i] = src[i] ^ key[i & 3];
+    }
+}
+
+/* offset & 3 for any Python int, negative or huge ones included, as in the Python code. */
+static int
+mask_shift(PyObject *offset, unsigned *shift)
+{
+    long long value;
+    int overflow;
+
+    if (offset == NULL) {
+        *shift = 0;
+        return 0;
+    }
+    if (!PyLong_Check(offset)) {
+        PyErr_Format(PyExc_TypeError, "apply_mask() argument 'offset' must be int, not '%.200s'",
+                     Py_TYPE(offset)->tp_name);
+        return -1;
+    }
+    value = PyLong_AsLongLongAndOverflow(offset, &overflow);
+    if (overflow == 0) {
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        /* Conversion to unsigned is modulo 2**64, i.e. two's complement: the same low bits
+         * as Python's infinite-precision `offset & 3`. */
+        *shift = (unsigned)((unsigned long long)value & 3u);
+        return 0;
+    }
+    else {
+        /* Beyond 64 bits: let Python compute it (never happens with real payloads). */
+        PyObject *three = PyLong_FromLong(3);
+        PyObject *low;
+        long result;
+        if (three == NULL) {
+            return -1;
+        }
+        low = PyNumber_And(offset, three);
+        Py_DECREF(three);
+        if (low == NULL) {
+            return -1;
+        }
+        result = PyLong_AsLong(low);
+        Py_DECREF(low);
+        if (result == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        *shift = (unsigned)result;
+        return 0;
+    }
+}
+
+PyDoc_STRVAR(apply_mask_doc,
+"apply_mask($module, /, data, mask, offset=0)\n"
+"--\n"
+"\n"
+"XOR data with the 4-byte mask repeated, as if data started offset bytes into the\n"
+"payload (RFC 6455 section 5.3: octet i is XORed with mask octet i mod 4). Unmasking is\n"
+"the same operation. Returns a new bytes object.");
+
+static PyObject *
+speedups_apply_mask(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    static const char *const names[] = {"data", "mask", "offset"};
+    PyObject *bound[3];
+    Py_buffer data_view, mask_view;
+    const unsigned char *src, *mask;
+    unsigned char key[4];
+    unsigned shift, i;
+    Py_ssize_t length;
+    PyObject *result;
+    int data_is_view = 0, mask_is_view = 0;
+
+    (void)module;
+    if (bind_args("apply_mask", names, 3, args, nargs, kwnames, bound) < 0) {
+        return NULL;
+    }
+    if (bound[0] == NULL || bound[1] == NULL) {
+        PyErr_Format(PyExc_TypeError, "apply_mask() missing required argument '%s'",
+                     bound[0] == NULL ? "data" : "mask");
+        return NULL;
+    }
+    if (mask_shift(bound[2], &shift) < 0) {
+        return NULL;
+    }
+
+    /* Micro-optimisation: bytes, by far the most common argument, is read directly
+     * instead of through the buffer protocol. */
+    if (PyBytes_CheckExact(bound[1])) {
+        mask = (const unsigned char *)PyBytes_AS_STRING(bound[1]);
+        length = PyBytes_GET_SIZE(bound[1]);
+    }
+    else {
+        if (get_bytes_view(bound[1], &mask_view, "apply_mask", "mask") < 0) {
+            return NULL;
+        }
+        mask_is_view = 1;
+        mask = (const unsigned char *)mask_view.buf;
+        length = mask_view.len;
+    }
+    if (length != 4) {
+        PyErr_Format(PyExc_ValueError, "apply_mask() mask must be 4 bytes long, not %zd",
+                     length);
+        if (mask_is_view) {
+            PyBuffer_Release(&mask_view);
+        }
+        return NULL;
+    }
+    /* Rotate the key so that key[0] applies to data[0]. */
+    for (i = 0; i < 4; i++) {
+        key[i] = mask[(i + shift) & 3];
+    }
+    if (mask_is_view) {
+        PyBuffer_Release(&mask_view);
+    }
+
+    if (PyBytes_CheckExact(bound[0])) {  /* Micro-optimisation, as for the mask. */
+        src = (const unsigned char *)PyBytes_AS_STRING(bound[0]);
+        length = PyBytes_GET_SIZE(bound[0]);
+    }
+    else {
+        if (get_bytes_view(bound[0], &data_view, "apply_mask", "data") < 0) {
+            return NULL;
+        }
+        data_is_view = 1;
+        src = (const unsigned char *)data_view.buf;
+        length = data_view.len;
+    }
+
+    result = PyBytes_FromStringAndSize(NULL, length);
+    if (result != NULL && length > 0) {
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
+        if (length > RELEASE_GIL_THRESHOLD) {
+            /* Safe without the GIL: the source is immutable bytes kept alive by the
+             * caller, or an exported buffer, which its owner can't resize or free while
+             * the export lasts; the result isn't visible to any other thread yet. */
+            Py_BEGIN_ALLOW_THREADS
+            xor_mask(dst, src, length, key);
+            Py_END_ALLOW_THREADS
+        }
+        else {
+            xor_mask(dst, src, length, key);
+        }
+    }
+    if (data_is_view) {
+        PyBuffer_Release(&data_view);
+    }
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* UTF-8 validation                                                                      */
+/* ------------------------------------------------------------------------------------ */
+
+/*
+ * The well-formed byte sequences of RFC 3629 (section 4), by first byte:
+ *
+ *   00..7F                                  U+0000..U+007F
+ *   C2..DF  80..BF                          U+0080..U+07FF
+ *   E0      A0..BF  80..BF                  U+0800..U+0FFF      (A0: no overlongs)
+ *   E1..EC  80..BF  80..BF                  U+1000..U+CFFF
+ *   ED      80..9F  80..BF                  U+D000..U+D7FF      (9F: no surrogates)
+ *   EE..EF  80..BF  80..BF                  U+E000..U+FFFF
+ *   F0      90..BF  80..BF  80..BF          U+10000..U+3FFFF    (90: no overlongs)
+ *   F1..F3  80..BF  80..BF  80..BF          U+40000..U+FFFFF
+ *   F4      80..8F  80..BF  80..BF          U+100000..U+10FFFF  (8F: nothing above)
+ *
+ * C0, C1 (overlong), F5..FF and a continuation byte 80..BF can never start a character.
+ * Only the second byte has a range that depends on the first; every later one is 80..BF.
+ * So the whole state between two pieces is: how many continuation bytes are still
+ * expected, and the range allowed for the next one. Checking each byte against that
+ * range rejects a sequence at the first byte that rules it out: "fail fast" (RFC 6455
+ * section 8.1), e.g. ED A0 (a surrogate) fails at A0 already.
+ */
+
+enum { LEAD_ASCII, LEAD_2, LEAD_E0, LEAD_3, LEAD_ED, LEAD_F0, LEAD_4, LEAD_F4, LEAD_INVALID };
+
+/* Per lead-byte class: continuation bytes that follow, and the range of the first one. */
+static const unsigned char lead_need[] = {0, 1, 2, 2, 2, 3, 3, 3, 0};
+static const unsigned char lead_low[] = {0, 0x80, 0xA0, 0x80, 0x80, 0x90, 0x80, 0x80, 0};
+static const unsigned char lead_high[] = {0, 0xBF, 0xBF, 0xBF, 0x9F, 0xBF, 0xBF, 0x8F, 0};
+
+/* Class of every byte as a first byte, filled in at import from the table above.
+ * Micro-optimisation: one table load instead of a chain of comparisons per character. */
+static unsigned char lead_class[256];
+
+static void
+init_lead_class(void)
+{
+    int b;
+    for (b = 0; b < 256; b++) {
+        unsigned char cls;
+        if (b < 0x80) {
+            cls = LEAD_ASCII;
+        }
+        else if (b < 0xC2) {
+            cls = LEAD_INVALID;  /* 80..BF continuation, C0 C1 overlong */
+        }
+        else if (b < 0xE0) {
+            cls = LEAD_2;
+        }
+        else if (b == 0xE0) {
+            cls = LEAD_E0;
+        }
+        else if (b == 0xED) {
+            cls = LEAD_ED;
+        }
+        else if (b < 0xF0) {
+            cls = LEAD_3;
+        }
+        else if (b == 0xF0) {
+            cls = LEAD_F0;
+        }
+        else if (b < 0xF4) {
+            cls = LEAD_4;
+        }
+        else if (b == 0xF4) {
+            cls = LEAD_F4;
+        }
+        else {
+            cls = LEAD_INVALID;  /* F5..FF: beyond U+10FFFF or not UTF-8 at all */
+        }
+        lead_class[b] = cls;
+    }
+}
+
+/* The state carried from one piece to the next. */
+typedef struct {
+    unsigned char need;        /* continuation bytes still expected, 0..3 */
+    unsigned char low, high;   /* range allowed for the next one when need > 0 */
+    unsigned char held;        /* bytes of the open sequence seen in earlier pieces, 0..3 */
+    unsigned char bytes[3];    /* those bytes, to report them in an error */
+} Utf8State;
+
+/* Why a scan failed, with the positions CPython's codec reports: for an invalid start
+ * byte, data[start] is that byte and end = start + 1; for an invalid continuation byte,
+ * data[start:end] is the sequence so far and data[end] the byte that broke it; at the end
+ * of the data, data[start:] is the cut sequence. */
+typedef struct {
+    const char *reason;
+    Py_ssize_t start, end;     /* relative to the piece; start < 0 if it began earlier */
+} Utf8Error;
+
+/*
+ * Long stretches are checked in blocks of 64 bytes, each byte against the 3 before it,
+ * with no state carried from byte to byte. In well-formed UTF-8, a byte is a continuation
+ * (80..BF) exactly when one of the 3 before it leads a character that still needs it:
+ * the byte just before starts a character of 2 bytes or more (C0 and above), or the one
+ * before that of 3 or more (E0 and above), or the one before that of 4 (F0 and above).
+ * Add the bytes that never occur (C0, C1, F5..FF) and the four first bytes whose
+ * second byte has a narrower range (E0, ED, F0, F4), and these local rules hold for every
+ * byte if and only if the text is valid -- given that the block starts between
+ * characters, or anywhere after such a start with the bytes in between checked too.
+ *
+ * Why: the byte-by-byte state machine makes every step wait for the previous one, and in
+ * mixed text the length of the next character is unpredictable, so its branches
+ * mispredict. Here all 64 bytes are independent, branch-free and of a fixed count, which
+ * compilers turn into SIMD code (16 bytes at a time with SSE2) even at -O2
+ * (micro-optimisation: about 3 times the state machine's speed on mixed text).
+ * A block that fails is not analysed further: the state machine runs again over the
+ * stretch to find the failing byte and the reason, once per message at most.
+ */
+#define UTF8_BLOCK 64
+
+/* Nonzero if some byte of s[0:UTF8_BLOCK) breaks the local rules. Reads s[-3:0). */
+static unsigned
+utf8_block_errors(const unsigned char *s)
+{
+    unsigned char errors = 0;
+    int j;
+
+    for (j = 0; j < UTF8_BLOCK; j++) {
+        unsigned char c = s[j], p1 = s[j - 1], p2 = s[j - 2], p3 = s[j - 3];
+        /* Single & and | rather than && and ||: no branches, so it vectorizes. */
+        unsigned char wanted = (unsigned char)((p1 >= 0xC0) | (p2 >= 0xE0) | (p3 >= 0xF0));
+        unsigned char is_continuation = (unsigned char)((c & 0xC0) == 0x80);
+        errors |= (unsigned char)((wanted ^ is_continuation)
+                                  | ((c & 0xFE) == 0xC0) | (c >= 0xF5)
+                                  | ((p1 == 0xE0) & (c < 0xA0))    /* overlong */
+                                  | ((p1 == 0xED) & (c > 0x9F))    /* surrogate */
+                                  | ((p1 == 0xF0) & (c < 0x90))    /* overlong */
+                                  | ((p1 == 0xF4) & (c > 0x8F)));  /* above U+10FFFF */
+    }
+    return errors;
+}
+
+/* Checks whole blocks from s[i], which is between characters and at least 3 bytes into
+ * the piece. Returns where the byte-by-byte code must go on, between characters: after
+ * the last block, or at the first byte of a character that the last block cut; -1 if a
+ * block is invalid. */
+static Py_ssize_t
+utf8_check_blocks(const unsigned char *s, Py_ssize_t i, Py_ssize_t n)
+{
+    Py_ssize_t k;
+
+    for (; n - i >= UTF8_BLOCK; i += UTF8_BLOCK) {
+        /* Micro-optimisation: a block of ASCII just after a complete character (an ASCII
+         * byte) can't break any rule; OR-ing 8-byte words finds one cheaply. */
+        uint64_t any = 0;
+        int w;
+        for (w = 0; w < UTF8_BLOCK; w += 8) {
+            uint64_t word;
+            memcpy(&word, s + i + w, 8);
+            any |= word;
+        }
+        if (!(any & UINT64_C(0x8080808080808080)) && s[i - 1] < 0x80) {
+            continue;
+        }
+        if (utf8_block_errors(s + i)) {
+            return -1;
+        }
+    }
+    /* A character that starts in the last 3 bytes checked may end beyond them: find its
+     * first byte and resume there if the character isn't complete. */
+    k = i - 1;
+    while (k > i - 3 && (s[k] & 0xC0) == 0x80) {
+        k--;
+    }
+    if (s[k] >= 0xC0 && k + lead_need[lead_class[s[k]]] >= i) {
+        return k;
+    }
+    return i;
+}
+
+/* Checks s[0:n) from state *st. On success updates *st and returns 0; on error fills
+ * *err, leaves *st as it was and returns -1. Needs no GIL. */
+static int
+utf8_scan(Utf8State *st, const unsigned char *s, Py_ssize_t n, Utf8Error *err)
+{
+    /* The state lives in locals during the loop and is written back only on success
+     * (micro-optimisation, and it keeps the state unchanged after an error). */
+    unsigned need = st->need, low = st->low, high = st->high;
+    Py_ssize_t start = -(Py_ssize_t)st->held;  /* where the open sequence began */
+    Py_ssize_t i = 0;
+    int blocks = 1;  /* cleared when a block fails, to find the error byte by byte */
+
+    while (i < n) {
+        unsigned c;
+        if (need == 0) {
+            if (blocks && i >= 3 && n - i >= UTF8_BLOCK) {
+                Py_ssize_t resume = utf8_check_blocks(s, i, n);
+                if (resume < 0) {
+                    blocks = 0;
+                }
+                else {
+                    i = resume;
+                }
+                continue;
+            }
+            /* Micro-optimisation: skip ASCII 8 bytes at a time -- a word without any
+             * high bit set is 8 ASCII characters. Text is mostly ASCII. */
+            while (n - i >= 8) {
+                uint64_t word;
+                memcpy(&word, s + i, 8);
+                if (word & UINT64_C(0x8080808080808080)) {
+                    break;
+                }
+                i += 8;
+            }
+            while (i < n && s[i] < 0x80) {
+                i++;
+            }
+            if (i == n) {
+                break;
+            }
+            c = lead_class[s[i]];
+            if (c == LEAD_INVALID) {
+                err->reason = "invalid start byte";
+                err->start = i;
+                err->end = i + 1;
+                return -1;
+            }
+            need = lead_need[c];
+            low = lead_low[c];
+            high = lead_high[c];
+            start = i++;
+            /* Micro-optimisation: when the whole character is in this piece, check it
+             * straight through instead of going round the state machine per byte. */
+            if (n - i >= (Py_ssize_t)need) {
+                c = s[i];
+                if (c < low || c > high) {
+                    goto invalid_continuation;
+                }
+                i++;
+                while (--need > 0) {
+                    if ((s[i] & 0xC0) != 0x80) {
+                        goto invalid_continuation;
+                    }
+                    i++;
+                }
+            }
+            continue;
+        }
+        /* A continuation byte of a sequence opened earlier (or at the end of a piece). */
+        c = s[i];
+        if (c < low || c > high) {
+            goto invalid_continuation;
+        }
+        low = 0x80;
+        high = 0xBF;
+        need--;
+        i++;
+    }
+
+    /* Success: remember the open sequence, if any, for the next piece. */
+    if (need > 0) {
+        if (start < 0) {
+            /* Still the sequence begun earlier: this whole piece belongs to it. */
+            memcpy(st->bytes + st->held, s, (size_t)n);
+            st->held = (unsigned char)(st->held + n);
+        }
+        else {
+            memcpy(st->bytes, s + start, (size_t)(n - start));
+            st->held = (unsigned char)(n - start);
+        }
+    }
+    else {
+        st->held = 0;
+    }
+    st->need = (unsigned char)need;
+    st->low = (unsigned char)low;
+    st->high = (unsigned char)high;
+    return 0;
+
+invalid_continuation:
+    err->reason = "invalid continuation byte";
+    err->start = start;
+    err->end = i;
+    return -1;
+}
+
+/* Scans with the GIL released for large pieces (see RELEASE_GIL_THRESHOLD). The caller
+ * holds a buffer export or a bytes reference, so the memory stays put. */
+static int
+utf8_scan_maybe_nogil(Utf8State *st, const unsigned char *s, Py_ssize_t n, Utf8Error *err)
+{
+    int result;
+    if (n > RELEASE_GIL_THRESHOLD) {
+        Py_BEGIN_ALLOW_THREADS
+        result = utf8_scan(st, s, n, err);
+        Py_END_ALLOW_THREADS
+        return result;
+    }
+    return utf8_scan(st, s, n, err);
+}
+
+/* Raises UnicodeDecodeError for an error found in `s` scanned from state `st`. As with
+ * CPython's incremental decoder, the error's object is the bytes held from earlier pieces
+ * followed by this piece, and start/end index into it. */
+static void
+raise_utf8_error(const Utf8State *st, const unsigned char *s, Py_ssize_t n,
+                 const Utf8Error *err)
+{
+    PyObject *object, *exc;
+    Py_ssize_t held = st->held;
+
+    object = PyBytes_FromStringAndSize(NULL, held + n);
+    if (object == NULL) {
+        return;
+    }
+    memcpy(PyBytes_AS_STRING(object), st->bytes, (size_t)held);
+    memcpy(PyBytes_AS_STRING(object) + held, s, (size_t)n);
+    exc = PyUnicodeDecodeError_Create("utf-8", PyBytes_AS_STRING(object), held + n,
+                                      err->start + held, err->end + held, err->reason);
+    Py_DECREF(object);
+    if (exc != NULL) {
+        PyErr_SetObject(PyExc_UnicodeDecodeError, exc);
+        Py_DECREF(exc);
+    }
+}
+
+/* Validates one piece; with `final`, a sequence left open at the end is an error too.
+ * Returns 0 or -1 with UnicodeDecodeError set. */
+static int
+utf8_feed(Utf8State *st, PyObject *data, int final, const char *func)
+{
+    Py_buffer view;
+    const unsigned char *s;
+    Py_ssize_t n;
+    Utf8State before = *st;
+    Utf8Error err;
+    int is_view = 0, result = 0;
+
+    if (PyBytes_CheckExact(data)) {  /* Micro-optimisation: no buffer protocol for bytes. */
+        s = (const unsigned char *)PyBytes_AS_STRING(data);
+        n = PyBytes_GET_SIZE(data);
+    }
+    else {
+        if (get_bytes_view(data, &view, func, "data") < 0) {
+            return -1;
+        }
+        is_view = 1;
+        s = (const unsigned char *)view.buf;
+        n = view.len;
+    }
+
+    if (utf8_scan_maybe_nogil(st, s, n, &err) < 0) {
+        raise_utf8_error(st, s, n, &err);
+        result = -1;
+    }
+    else if (final && st->need > 0) {
+        /* Report the open sequence as CPython does: from its first byte to the end. */
+        err.reason = "unexpected end of data";
+        err.end = n;
+        err.start = n - st->held;
+        *st = before;
+        raise_utf8_error(st, s, n, &err);
+        result = -1;
+    }
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    return result;
+}
+
+/* ---- Utf8Validator ----------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Utf8State state;
+} Utf8ValidatorObject;
+
+static PyObject *
+validator_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Utf8ValidatorObject *self;
+
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Utf8Validator() takes no arguments");
+        return NULL;
+    }
+    /* tp_alloc zero-fills: the state starts between characters, nothing held. */
+    self = (Utf8ValidatorObject *)type->tp_alloc(type, 0);
+    return (PyObject *)self;
+}
+
+PyDoc_STRVAR(validator_feed_doc,
+"feed($self, /, data, final=False)\n"
+"--\n"
+"\n"
+"Validate the next piece; raise UnicodeDecodeError as soon as the bytes seen so far\n"
+"cannot start valid UTF-8. With final, a sequence cut at the end is an error too.");
+
+static PyObject *
+validator_feed(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"data", "final"};
+    Utf8ValidatorObject *self = (Utf8ValidatorObject *)op;
+    PyObject *bound[2];
+    int final = 0;
+
+    if (bind_args("feed", names, 2, args, nargs, kwnames, bound) < 0) {
+        return NULL;
+    }
+    if (bound[0] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "feed() missing required argument 'data'");
+        return NULL;
+    }
+    if (bound[1] != NULL) {
+        final = PyObject_IsTrue(bound[1]);
+        if (final < 0) {
+            return NULL;
+        }
+    }
+    if (utf8_feed(&self->state, bound[0], final, "feed") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef validator_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))validator_feed, METH_FASTCALL | METH_KEYWORDS,
+     validator_feed_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(validator_doc,
+"Utf8Validator()\n"
+"--\n"
+"\n"
+"Checks that a byte stream, fed in pieces, is valid UTF-8 (RFC 3629).");
+
+static PyTypeObject Utf8ValidatorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsio._speedups.Utf8Validator",
+    .tp_basicsize = sizeof(Utf8ValidatorObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = validator_doc,
+    .tp_methods = validator_methods,
+    .tp_new = validator_new,
+};
+
+/* ---- validate_utf8 ------------------------------------------------------------------ */
+
+PyDoc_STRVAR(validate_utf8_doc,
+"validate_utf8($module, data, /)\n"
+"--\n"
+"\n"
+"Return whether data, taken as a whole, is valid UTF-8.");
+
+static PyObject *
+speedups_validate_utf8(PyObject *module, PyObject *data)
+{
+    Utf8State state = {0, 0, 0, 0, {0, 0, 0}};
+    Py_buffer view;
+    Utf8Error err;
+    int valid;
+
+    (void)module;
+    if (get_bytes_view(data, &view, "validate_utf8", "data") < 0) {
+        return NULL;
+    }
+    valid = utf8_scan_maybe_nogil(&state, (const unsigned char *)view.buf, view.len, &err) == 0
+            && state.need == 0;
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(valid);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Module                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+static PyMethodDef speedups_methods[] = {
+    {"apply_mask", (PyCFunction)(void (*)(void))speedups_apply_mask,
+     METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
+    {"validate_utf8", speedups_validate_utf8, METH_O, validate_utf8_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(speedups_doc,
+"Optional C implementations of wsio's hot loops: XOR masking (RFC 6455 section 5.3) and\n"
+"UTF-8 validation (RFC 3629). wsio.protocol.masking and wsio.protocol.utf8 use them when\n"
+"this module is built and WSIO_NO_SPEEDUPS is not set; the pure-Python code there is the\n"
+"reference and the fallback.");
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "wsio._speedups",
+    .m_doc = speedups_doc,
+    .m_size = -1,
+    .m_methods = speedups_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyObject *module;
+
+    init_lead_class();
+    if (PyType_Ready(&Utf8ValidatorType) < 0) {
+        return NULL;
+    }
+    module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddType(module, &Utf8ValidatorType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,9 @@
+"""Types of the optional C accelerator built from ``_speedups.c``."""
+
+from _typeshed import ReadableBuffer
+
+def apply_mask(data: ReadableBuffer, mask: ReadableBuffer, offset: int = 0) -> bytes: ...
+def validate_utf8(data: ReadableBuffer, /) -> bool: ...
+
+class Utf8Validator:
+    def feed(self, data: ReadableBuffer, final: bool = False) -> None: ...
