@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/interop/node
 
-.PHONY: run test lint venv chromium clean
+.PHONY: run test lint venv chromium clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(BIN)/python:
 # The stamp records that the installed set matches pyproject.toml.
 $(VENV)/.installed: pyproject.toml setup.py src/wsio/_speedups.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.bench-installed: pyproject.toml setup.py src/wsio/_speedups.c | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
 $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json
@@ -57,3 +61,7 @@ test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium lint
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules
+
+# The side-by-side benchmark of issue 5: about 20 minutes; ARGS='--quick' for about one.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks $(ARGS)

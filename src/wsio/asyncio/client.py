@@ -6,7 +6,7 @@ import asyncio
 import logging
 import ssl as ssl_module
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from .. import defaults
 from ..exceptions import (
@@ -202,8 +202,8 @@ class connect(Opener[ClientConnection]):
                     tls_transport = await loop.start_tls(
                         transport, connection, ssl, server_hostname=server_hostname
                     )
-                    assert isinstance(tls_transport, asyncio.Transport)
-                    transport = tls_transport
+                    # A cast, not an isinstance check: uvloop's transports don't subclass it.
+                    transport = cast(asyncio.Transport, tls_transport)
                 transport.set_protocol(connection)
                 connection.connection_made(transport)
                 if leftover:
@@ -237,7 +237,6 @@ class connect(Opener[ClientConnection]):
         except BaseException:
             transport.abort()
             raise
-        assert isinstance(transport, asyncio.Transport)
         return transport, tunnel.leftover()
 
 
@@ -249,7 +248,7 @@ class _TunnelOpener(asyncio.Protocol):
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's don't subclass it
         self.transport = transport
         self._flush()
 

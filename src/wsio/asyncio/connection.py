@@ -13,9 +13,10 @@ import abc
 import asyncio
 import collections
 import os
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
@@ -288,7 +289,7 @@ class Connection(asyncio.Protocol):
         self._check_open()
         self.protocol.send_ping(payload)
         waiter: asyncio.Future[float] = self.loop.create_future()
-        self._pong_waiters[payload] = (waiter, self.loop.time())
+        self._pong_waiters[payload] = (waiter, time.perf_counter())
         self._flush()
         return waiter
 
@@ -412,7 +413,8 @@ class Connection(asyncio.Protocol):
                     assert self.transport is not None
                     self.transport.pause_reading()
             elif isinstance(event, Pong):
-                now = self.loop.time()
+                # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds.
+                now = time.perf_counter()
                 for payload in event.acknowledged:
                     waiter, sent_at = self._pong_waiters.pop(payload)
                     self.latency = now - sent_at
@@ -475,7 +477,7 @@ class Connection(asyncio.Protocol):
     # asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's don't subclass it
         self.transport = transport
         transport.set_write_buffer_limits(self.write_limit)
 

@@ -12,7 +12,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .. import defaults
 from ..exceptions import ConnectionClosed
@@ -121,7 +121,7 @@ class ServerConnection(Connection):
             transport = await self.loop.start_tls(self.transport, self, context, server_side=True)
         finally:
             self._writes_held = False
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's don't subclass it
         self.transport = transport
         transport.set_write_buffer_limits(self.write_limit)
         self._flush()

@@ -1,0 +1,795 @@
+"""``python -m benchmarks``: run every row, print one table, optionally write JSON.
+
+See :mod:`benchmarks` for the methodology.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import dataclasses
+import datetime
+import fnmatch
+import json
+import os
+import platform
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp")
+CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw")
+COLUMNS = ("wsio", "websockets", "aiohttp", "picows", "ceiling")
+#: The server every client row runs against, on uvloop when installed.
+FIXED_SERVER = "picows"
+
+SIZES = (
+    (16, "16", "16 B"),
+    (1024, "1k", "1 KiB"),
+    (65536, "64k", "64 KiB"),
+    (2**20, "1m", "1 MiB"),
+)
+CONNS = (1, 16)
+IDLE_COUNTS = (1000, 5000)
+#: Share of the CPUs used by other processes above which a run is flagged.
+BUSY = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    #: Shown in the table, not only written to the JSON.
+    shown: bool = True
+
+
+def _rows() -> list[Row]:
+    rows = [
+        Row(f"msg{short}x{conns}", f"{label} x{conns:<2} msg/s", "msg/s", True)
+        for _, short, label in SIZES
+        for conns in CONNS
+    ]
+    rows += [
+        Row(f"cpu{short}x{conns}", f"{label} x{conns:<2} CPU µs/msg", "µs", False, conns > 1)
+        for _, short, label in SIZES
+        for conns in CONNS
+    ]
+    rows += [
+        Row("lat16.p50", "16 B latency p50 µs", "µs", False),
+        Row("lat16.p99", "16 B latency p99 µs", "µs", False),
+        Row("hs", "handshakes/s", "1/s", True),
+        Row("hs.cpu", "handshake CPU µs", "µs", False, False),
+    ]
+    rows += [Row(f"mem{n}", f"idle KiB/conn @{n:,}", "KiB", False) for n in IDLE_COUNTS]
+    return rows
+
+
+ROWS = _rows()
+
+
+# Results -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cell:
+    values: list[float] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    #: Share of the CPUs that other processes used during each run (see CpuWatch).
+    background: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median."""
+        median = self.median
+        return (max(self.values) - min(self.values)) / median if median else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None or not self.values:
+            return {"error": self.error or "not measured"}
+        return {
+            "median": self.median,
+            "min": min(self.values),
+            "max": max(self.values),
+            "spread": self.spread,
+            "values": self.values,
+            "background_cpu": [round(share, 3) for share in self.background],
+        }
+
+
+Results = dict[tuple[str, str, str], Cell]  # (section, row key, library)
+
+
+# Child processes -----------------------------------------------------------------------------
+
+
+class BenchError(Exception):
+    """A measurement failed: a child reported an error, died or didn't answer in time."""
+
+
+_CHILDREN: set[Child] = set()
+
+
+class Child:
+    """A server or client process, spoken to with JSON lines."""
+
+    def __init__(self, module: str, args: list[str], cpu: int | None, label: str) -> None:
+        self.label = label
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-X", "faulthandler", "-m", module, *args]
+        if cpu is not None:
+            command += ["--cpu", str(cpu)]
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            cwd=ROOT,
+            start_new_session=True,  # Ctrl-C reaches the orchestrator only
+        )
+        _CHILDREN.add(self)
+        self._buffer = b""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def readline(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchError(f"{self.label}: no answer within {timeout:.0f} s")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    self.proc.wait(5)
+                    raise BenchError(
+                        f"{self.label} exited ({self.proc.returncode}): {self.stderr_tail()}"
+                    )
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode()
+
+    def request(self, timeout: float, **command: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise BenchError(f"{self.label} is gone: {self.stderr_tail()}") from None
+        answer: dict[str, Any] = json.loads(self.readline(timeout))
+        if "error" in answer:
+            raise BenchError(f"{self.label}: {answer['error']}")
+        return answer
+
+    def stderr_tail(self, size: int = 600) -> str:
+        self.log.seek(0, os.SEEK_END)
+        self.log.seek(max(0, self.log.tell() - size))
+        return self.log.read().decode(errors="replace").strip().replace("\n", " | ")
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        self.log.close()
+        _CHILDREN.discard(self)
+
+
+def _kill_children() -> None:
+    for child in list(_CHILDREN):
+        child.stop()
+
+
+class CpuWatch:
+    """How much CPU time processes other than ours used meanwhile: a busy machine (a build,
+    a test suite) skews a run, and this says which runs to distrust."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.start = time.monotonic()
+        self.busy = self._busy()
+        self.ours = self._ours()
+
+    @staticmethod
+    def _busy() -> int:
+        with open("/proc/stat") as stat:
+            fields = [int(field) for field in stat.readline().split()[1:9]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        return user + nice + system + irq + softirq + steal
+
+    def _ours(self) -> int:
+        total = 0
+        for pid in self.pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total
+
+    def background(self) -> float:
+        """Share of all CPUs used by other processes since the start (0 to 1)."""
+        elapsed = time.monotonic() - self.start
+        ticks = elapsed * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+        others = (self._busy() - self.busy) - (self._ours() - self.ours)
+        return max(0.0, others / ticks) if ticks else 0.0
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for {pid}")
+
+
+def settled_rss_kib(pid: int, limit: float = 3.0) -> int:
+    """RSS once it stops moving: two readings 0.1 s apart within 64 KiB."""
+    deadline = time.monotonic() + limit
+    previous = rss_kib(pid)
+    while True:
+        time.sleep(0.1)
+        current = rss_kib(pid)
+        if abs(current - previous) <= 64 or time.monotonic() > deadline:
+            return current
+        previous = current
+
+
+# The run -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Settings:
+    quick: bool
+    repeats: int
+    duration: float
+    warmup: float
+    mem_repeats: int
+    text: bool
+    loop: str
+    loadgen: str
+    loadgen_loop: str
+    aiofastnet: bool
+    pin: bool
+    sections: tuple[str, ...]
+    libraries: dict[str, tuple[str, ...]]
+    rows: tuple[str, ...]
+
+
+class Bench:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.results: Results = {}
+        self.started = time.monotonic()
+        self.servers: dict[str, Child] = {}
+        self.clients: dict[str, Child] = {}
+        self.ports: dict[str, int] = {}
+
+    # Progress --------------------------------------------------------------------------------
+
+    def progress(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def record(self, section: str, key: str, lib: str, cell: Cell) -> None:
+        self.results[section, key, lib] = cell
+        row = next(row for row in ROWS if row.key == key)
+        if cell.error is not None:
+            shown = f"ERROR {cell.error}"
+        else:
+            shown = f"{_format(cell.median, row.unit)} {row.unit} ±{cell.spread * 50:.0f}%"
+        self.progress(f"{section:<6} {key:<10} {lib:<10} {shown}")
+
+    # Processes -------------------------------------------------------------------------------
+
+    def _cpu(self, index: int) -> int | None:
+        count = os.cpu_count() or 1
+        return index if self.s.pin and count >= 2 else None
+
+    def start_server(self, name: str, loop: str) -> tuple[Child, int]:
+        args = [name, "0", "--loop", loop]
+        if self.s.aiofastnet:
+            args.append("--aiofastnet")
+        child = Child("benchmarks.servers", args, self._cpu(0), f"server {name}")
+        line = child.readline(30)
+        if not line.startswith("READY "):
+            child.stop()
+            raise BenchError(f"server {name} said {line!r}")
+        return child, int(line.split()[1])
+
+    def start_client(
+        self, name: str, port: int, peer: str, loop: str, measure_pid: int | None = None
+    ) -> Child:
+        args = [name, str(port), "--peer", peer, "--loop", loop]
+        if measure_pid is not None:
+            args += ["--measure-pid", str(measure_pid)]
+        if self.s.aiofastnet:
+            args.append("--aiofastnet")
+        child = Child("benchmarks.clients", args, self._cpu(1), f"client {name}")
+        try:
+            child.readline(30)
+        except BenchError:
+            child.stop()
+            raise
+        return child
+
+    def _client_spec(self, section: str, lib: str) -> tuple[str, str, str]:
+        """(client library, peer kind, loop) of the client process of a column."""
+        if section == "server":
+            peer = "echo" if lib == "tcp" else "ws"
+            return self.s.loadgen, peer, self.s.loadgen_loop
+        return lib, "ws", self.s.loop
+
+    def _server_key(self, section: str, lib: str) -> str:
+        return lib if section == "server" else f"fixed {FIXED_SERVER}"
+
+    def pair(self, section: str, lib: str) -> Child:
+        """The running client process of a column, with its server: started if needed."""
+        key = self._server_key(section, lib)
+        client = self.clients.get(lib)
+        server = self.servers.get(key)
+        if client is not None and client.alive() and server is not None and server.alive():
+            return client
+        if client is not None:
+            client.stop()
+            del self.clients[lib]
+        if server is None or not server.alive():
+            if server is not None:
+                server.stop()
+            if section == "server":
+                server, self.ports[key] = self.start_server(lib, self.s.loop)
+            else:
+                server, self.ports[key] = self.start_server(FIXED_SERVER, self.s.loadgen_loop)
+            self.servers[key] = server
+        client_lib, peer, loop = self._client_spec(section, lib)
+        # CPU time is the server's in the server rows, the client's own in the client rows.
+        measured = server.pid if section == "server" else None
+        client = self.clients[lib] = self.start_client(
+            client_lib, self.ports[key], peer, loop, measured
+        )
+        # Prime the pair with 16 connections that run briefly and close: the first
+        # connections of a fresh process were seen to settle for good in a slow regime
+        # (plain TCP echo on asyncio: 24 µs of server CPU per message instead of 6), the
+        # next ones never.
+        client.request(60, op="throughput", size=16, conns=16, duration=0.1, warmup=0, repeats=1)
+        return client
+
+    def reset(self, section: str, lib: str) -> None:
+        """Throw away a column's client, and its server in the server section, after a
+        failure: they are started afresh for the next row."""
+        child = self.clients.pop(lib, None)
+        if child is not None:
+            child.stop()
+        if section == "server":
+            child = self.servers.pop(lib, None)
+            if child is not None:
+                child.stop()
+
+    def stop_all(self) -> None:
+        for child in [*self.clients.values(), *self.servers.values()]:
+            child.stop()
+        self.clients.clear()
+        self.servers.clear()
+
+    # Measurements ----------------------------------------------------------------------------
+
+    def wanted(self, section: str, key: str) -> bool:
+        return any(
+            fnmatch.fnmatch(key, pattern) or fnmatch.fnmatch(f"{section}.{key}", pattern)
+            for pattern in self.s.rows
+        )
+
+    def libraries(self, section: str) -> list[str]:
+        libs = list(self.s.libraries[section])
+        if section == "server" and self.s.loadgen == "picows" and "tcp" in libs:
+            libs.remove("tcp")  # the picows client can't talk to a byte echo
+        return libs
+
+    def run_section(self, section: str) -> None:
+        libs = self.libraries(section)
+        text = self.s.text
+        for size, short, _ in SIZES:
+            for conns in CONNS:
+                key = f"msg{short}x{conns}"
+                if self.wanted(section, key) or self.wanted(section, f"cpu{short}x{conns}"):
+                    command = {"size": size, "conns": conns, "text": text}
+                    self.measure_row(section, libs, key, "throughput", command)
+        if self.wanted(section, "lat16.p50") or self.wanted(section, "lat16.p99"):
+            self.measure_row(section, libs, "lat16", "latency", {"size": 16, "text": text})
+        if self.wanted(section, "hs") or self.wanted(section, "hs.cpu"):
+            self.measure_row(section, libs, "hs", "handshakes", {})
+        self.stop_all()
+        counts = [n for n in IDLE_COUNTS if self.wanted(section, f"mem{n}")]
+        if counts:
+            if section == "client":
+                key = self._server_key(section, "")
+                fixed = self.start_server(FIXED_SERVER, self.s.loadgen_loop)
+                self.servers[key], self.ports[key] = fixed
+            for lib in libs:
+                self.measure_memory(section, lib, counts)
+            self.stop_all()
+
+    def measure_row(
+        self, section: str, libs: list[str], key: str, op: str, command: dict[str, Any]
+    ) -> None:
+        """Run a row: one run of each library in turn, ``repeats`` times, the order rotated
+        each time, so that the machine's drift hits every library alike."""
+        s = self.s
+        if key == "lat16":
+            keys = ["lat16.p50", "lat16.p99"]
+        elif key == "hs":
+            keys = ["hs", "hs.cpu"]
+        else:
+            keys = [key, key.replace("msg", "cpu")]
+        unit = next(row.unit for row in ROWS if row.key == keys[0])
+        cells = {lib: {k: Cell() for k in keys} for lib in libs}
+        timeout = 60 + 3 * (s.warmup + s.duration)
+        for repeat in range(s.repeats):
+            shift = repeat % len(libs)
+            shown = []
+            for lib in libs[shift:] + libs[:shift]:
+                if cells[lib][keys[0]].error is not None:
+                    continue
+                try:
+                    client = self.pair(section, lib)
+                    server = self.servers[self._server_key(section, lib)]
+                    watch = CpuWatch([os.getpid(), client.pid, server.pid])
+                    answer = client.request(
+                        timeout, op=op, repeats=1, duration=s.duration, warmup=s.warmup, **command
+                    )
+                    background = watch.background()
+                except BenchError as exc:
+                    self.reset(section, lib)
+                    for cell in cells[lib].values():
+                        cell.error = str(exc)
+                    shown.append(f"{lib} ERROR")
+                    continue
+                cells[lib][keys[0]].values += answer["values"]
+                cells[lib][keys[1]].values += answer["p99" if key == "lat16" else "cpu_us"]
+                for cell in cells[lib].values():
+                    cell.background.append(background)
+                busy = f" (busy {background:.0%})" if background > BUSY else ""
+                shown.append(f"{lib} {_format(answer['values'][0], unit)}{busy}")
+            self.progress(
+                f"{section:<6} {key:<10} run {repeat + 1}/{s.repeats}: {', '.join(shown)}"
+            )
+        for lib in libs:
+            for k, cell in cells[lib].items():
+                self.record(section, k, lib, cell)
+
+    def measure_memory(self, section: str, lib: str, counts: list[int]) -> None:
+        per_count: dict[int, Cell] = {n: Cell() for n in counts}
+        for _ in range(self.s.mem_repeats):
+            server: Child | None = None
+            client: Child | None = None
+            try:
+                client_lib, peer, loop = self._client_spec(section, lib)
+                if section == "server":
+                    server, port = self.start_server(lib, self.s.loop)
+                else:
+                    port = self.ports[self._server_key(section, lib)]
+                client = self.start_client(client_lib, port, peer, loop)
+                measured = server if server is not None else client
+                # Warm-up: 10 connections exchange messages and close.
+                client.request(
+                    60, op="throughput", size=16, conns=10, duration=0.05, warmup=0.0, repeats=1
+                )
+                base = settled_rss_kib(measured.pid)
+                opened = 0
+                for count in counts:
+                    client.request(120, op="idle", count=count - opened)
+                    opened = count
+                    rss = settled_rss_kib(measured.pid)
+                    per_count[count].values.append((rss - base) / count)
+            except BenchError as exc:
+                for cell in per_count.values():
+                    cell.error = str(exc)
+                break
+            finally:
+                for child in (client, server):
+                    if child is not None:
+                        child.stop()
+        for count, cell in per_count.items():
+            self.record(section, f"mem{count}", lib, cell)
+
+
+# Report --------------------------------------------------------------------------------------
+
+
+def _format(value: float, unit: str) -> str:
+    if unit in ("msg/s", "1/s"):
+        if value >= 1e6:
+            return f"{value / 1e6:.2f}M"
+        if value >= 1e3:
+            return f"{value / 1e3:.1f}k"
+        return f"{value:.0f}"
+    if value >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def _cell_text(cell: Cell | None, unit: str, reference: Cell | None, is_reference: bool) -> str:
+    if cell is None:
+        return "-"
+    if cell.error is not None or not cell.values:
+        return "error"
+    text = _format(cell.median, unit)
+    if (
+        not is_reference
+        and reference is not None
+        and reference.error is None
+        and reference.values
+        and reference.median
+    ):
+        text += f" {cell.median / reference.median:.2f}×"
+    busy = "*" if cell.background and statistics.median(cell.background) > BUSY else " "
+    return f"{text} ±{cell.spread * 50:.0f}%{busy}"
+
+
+def table(results: Results, settings: Settings) -> str:
+    lines = []
+    width = 21
+    header = f"{'':<26}" + "".join(f"{column:>{width}}" for column in COLUMNS)
+    for section in settings.sections:
+        names = CLIENTS if section == "client" else SERVERS
+        if section == "server":
+            title = (
+                f"SERVERS (load generator: {settings.loadgen} client on "
+                f"{settings.loadgen_loop}; servers on {settings.loop}; ceiling = plain "
+                "asyncio TCP echo)"
+            )
+        else:
+            title = (
+                f"CLIENTS (against a {FIXED_SERVER} server on {settings.loadgen_loop}; clients on "
+                f"{settings.loop}; ceiling = raw client, pre-built frames)"
+            )
+        section_lines = []
+        for row in ROWS:
+            cells = [results.get((section, row.key, name)) for name in names]
+            if not row.shown or all(cell is None for cell in cells):
+                continue
+            reference = cells[0]
+            text = f"{row.label:<26}" + "".join(
+                f"{_cell_text(cell, row.unit, reference, index == 0):>{width}}"
+                for index, cell in enumerate(cells)
+            )
+            section_lines.append(text)
+        if section_lines:
+            lines += [title, header, *section_lines, ""]
+    lines.append(
+        "Median of the runs; × = library ÷ wsio (higher is better for msg/s and handshakes/s, "
+        "lower for µs and KiB); ± = (max - min) / 2 / median;\nCPU = CPU time of the server "
+        "(client) per message; * = other processes used over "
+        f"{BUSY:.0%} of the CPUs: distrust msg/s, CPU µs hold better."
+    )
+    return "\n".join(lines)
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in ("wsio", "websockets", "aiohttp", "picows", "aiofastnet", "uvloop"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def _wsio_speedups() -> bool | None:
+    """Whether wsio runs its C accelerator, when it has one (issue 5)."""
+    try:
+        from wsio.protocol import masking
+    except ImportError:
+        return None
+    speedups = getattr(masking, "SPEEDUPS", None)
+    return None if speedups is None else bool(speedups)
+
+
+def _git() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "src_dirty": bool(git("status", "-s", "src"))}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def to_json(results: Results, settings: Settings, interrupted: bool, elapsed: float) -> Any:
+    rows = []
+    for section in settings.sections:
+        names = CLIENTS if section == "client" else SERVERS
+        for row in ROWS:
+            cells = {name: results.get((section, row.key, name)) for name in names}
+            if all(cell is None for cell in cells.values()):
+                continue
+            rows.append(
+                {
+                    "section": section,
+                    "key": row.key,
+                    "label": row.label,
+                    "unit": row.unit,
+                    "higher_is_better": row.higher_is_better,
+                    "results": {
+                        name: cell.to_json() for name, cell in cells.items() if cell is not None
+                    },
+                }
+            )
+    return {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "versions": _versions(),
+            "git": _git(),
+            "wsio_speedups": _wsio_speedups(),
+            "settings": dataclasses.asdict(settings),
+            "fixed_server": f"{FIXED_SERVER} on {settings.loadgen_loop}",
+            "elapsed_s": round(elapsed, 1),
+            "interrupted": interrupted,
+        },
+        "rows": rows,
+    }
+
+
+# Command line --------------------------------------------------------------------------------
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Echo benchmarks of wsio, websockets, aiohttp, picows and plain asyncio.",
+        epilog="Rows: " + ", ".join(row.key for row in ROWS) + " (globs; prefix with "
+        "'server.' or 'client.' for one section, e.g. --only 'msg16*,server.hs').",
+    )
+    parser.add_argument("--quick", action="store_true", help="3 x 0.1 s runs: about a minute")
+    parser.add_argument("--json", metavar="PATH", help="write the results there as JSON")
+    parser.add_argument("--only", metavar="ROWS", default="*", help="comma-separated rows")
+    parser.add_argument("--sections", default="server,client", help="server, client or both")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="server columns")
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="client columns")
+    parser.add_argument("--repeats", type=int, help="runs per row (5; quick: 3)")
+    parser.add_argument("--duration", type=float, help="seconds per run (2; quick: 0.1)")
+    parser.add_argument("--text", action="store_true", help="text messages instead of binary")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the servers and the clients on uvloop"
+    )
+    parser.add_argument(
+        "--loadgen", choices=("raw", "picows"), default="raw", help="client for the server rows"
+    )
+    parser.add_argument(
+        "--aiofastnet",
+        action="store_true",
+        help="let picows use aiofastnet (its default) instead of asyncio's transports",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="don't pin processes to CPUs")
+    args = parser.parse_args(argv)
+
+    sections = tuple(_split(args.sections))
+    servers = tuple(_split(args.servers))
+    clients = tuple(_split(args.clients))
+    for name, allowed, given in (
+        ("--sections", ("server", "client"), sections),
+        ("--servers", SERVERS, servers),
+        ("--clients", CLIENTS, clients),
+    ):
+        unknown = set(given) - set(allowed)
+        if unknown:
+            parser.error(f"{name}: unknown {', '.join(sorted(unknown))}")
+    patterns = tuple(_split(args.only)) or ("*",)
+    keys = [f"{section}.{row.key}" for section in sections for row in ROWS]
+    keys += [row.key for row in ROWS]
+    for pattern in patterns:
+        if not fnmatch.filter(keys, pattern):
+            parser.error(f"--only: {pattern!r} matches no row")
+    try:
+        import uvloop  # noqa: F401
+
+        have_uvloop = True
+    except ImportError:
+        have_uvloop = False
+    if args.uvloop and not have_uvloop:
+        parser.error("--uvloop: uvloop isn't installed (pip install '.[bench]')")
+    settings = Settings(
+        quick=args.quick,
+        repeats=args.repeats or (3 if args.quick else 5),
+        duration=args.duration or (0.1 if args.quick else 2.0),
+        warmup=0.05 if args.quick else 0.25,
+        mem_repeats=1 if args.quick else 3,
+        text=args.text,
+        loop="uvloop" if args.uvloop else "asyncio",
+        loadgen=args.loadgen,
+        loadgen_loop="uvloop" if have_uvloop else "asyncio",
+        aiofastnet=args.aiofastnet,
+        pin=not args.no_pin,
+        sections=sections,
+        libraries={"server": servers, "client": clients},
+        rows=patterns,
+    )
+    return settings, args.json
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, json_path = _parse(argv)
+    atexit.register(_kill_children)
+    # Ctrl-C, even when started with SIGINT ignored (in the background of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    bench = Bench(settings)
+    interrupted = False
+    bench.progress(
+        f"{settings.repeats} x {settings.duration} s runs; "
+        f"sections {', '.join(settings.sections)}; rows {','.join(settings.rows)}"
+    )
+    try:
+        for section in settings.sections:
+            bench.run_section(section)
+    except KeyboardInterrupt:
+        interrupted = True
+        bench.progress("interrupted: stopping the servers and clients")
+    finally:
+        _kill_children()
+    elapsed = time.monotonic() - bench.started
+    print(table(bench.results, settings))
+    if interrupted:
+        print("(interrupted: partial results)")
+    if json_path is not None:
+        data = to_json(bench.results, settings, interrupted, elapsed)
+        Path(json_path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        bench.progress(f"results written to {json_path}")
+    bench.progress(f"done in {elapsed:.0f} s")
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""What the orchestrator, the servers and the clients share: constants, frames, process set-up."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ctypes
+import hashlib
+import os
+import resource
+import signal
+import struct
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = [
+    "HOST",
+    "LOOPS",
+    "MAX_SIZE",
+    "accept_key",
+    "build_frame",
+    "make_payload",
+    "prepare_child",
+    "run_loop",
+]
+
+#: Every socket of the benchmark is on loopback.
+HOST = "127.0.0.1"
+
+#: Largest message every server and client accepts: the 1 MiB rows fit, the limit stays on.
+MAX_SIZE = 2 * 2**20
+
+#: Event loops a process can run on.
+LOOPS = ("asyncio", "uvloop")
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+_T = TypeVar("_T")
+
+
+def accept_key(key: bytes) -> bytes:
+    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+
+
+def _xor(data: bytes, mask: bytes) -> bytes:
+    length = len(data)
+    key = (mask * ((length >> 2) + 1))[:length]
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        length, "little"
+    )
+
+
+def build_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> bytes:
+    """One final frame with the shortest length encoding; masked when ``mask`` is given."""
+    length = len(payload)
+    first = 0x80 | opcode
+    bit = 0x80 if mask is not None else 0
+    if length < 126:
+        header = struct.pack("!BB", first, bit | length)
+    elif length < 2**16:
+        header = struct.pack("!BBH", first, bit | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, bit | 127, length)
+    if mask is None:
+        return header + payload
+    return header + mask + _xor(payload, mask)
+
+
+def make_payload(size: int, text: bool) -> bytes:
+    """Random bytes for binary messages; for text, valid UTF-8 that mixes 1- to 4-byte
+    characters, so that validation has work to do."""
+    if not text:
+        return os.urandom(size)
+    unit = "wsio ünïcødé € ✓ 𝄞 ".encode()
+    data = (unit * (size // len(unit) + 1))[:size]
+    # Cut at a character boundary, then pad with ASCII to the exact size.
+    data = data.decode("utf-8", "ignore").encode()
+    return data + b"a" * (size - len(data))
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def prepare_child(cpu: int | None) -> None:
+    """Set up a server or client process: die with the orchestrator, raise the limit of
+    open files, pin to ``cpu`` if given, and leave Ctrl-C to the orchestrator."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the orchestrator died before prctl: don't linger
+            os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _raise_nofile()
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+def run_loop(loop: str, main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run ``main()`` on the stdlib asyncio loop or on uvloop."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
+    return asyncio.run(main())

@@ -1,0 +1,168 @@
+"""Echo servers, one per library: ``python -m benchmarks.servers NAME PORT [--loop L]``.
+
+Each listens on 127.0.0.1 (``PORT`` 0 picks a free port), prints ``READY <port>`` on stdout
+once it accepts connections, and runs until killed. Compression is off everywhere, every
+library keeps its default checks and keepalive, and the size limit is :data:`MAX_SIZE`.
+
+- ``wsio``: the way users write it, ``async for message in ws: await ws.send(message)``.
+- ``websockets``: the same handler on the new asyncio API (``websockets.asyncio.server``).
+- ``aiohttp``: ``web.WebSocketResponse(compress=False)``, ``async for msg in ws``.
+- ``picows``: a ``WSListener`` that sends each data frame back as it arrives; text is
+  decoded first, since picows does not validate UTF-8 itself. picows runs on asyncio's own
+  transports unless ``--aiofastnet`` (its default when aiofastnet is installed).
+- ``tcp``: plain ``asyncio.Protocol``: answers the opening handshake with a canned 101,
+  then writes back every byte it receives, untouched. No WebSocket library can do less, so
+  it is the ceiling for the others on the same event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from .common import HOST, LOOPS, MAX_SIZE, accept_key, prepare_child, run_loop
+
+__all__ = ["SERVERS", "main"]
+
+
+async def _wsio(port: int, aiofastnet: bool) -> int:
+    import wsio
+
+    async def echo(ws: wsio.ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await wsio.serve(echo, HOST, port, compression=None, max_size=MAX_SIZE)
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def _websockets(port: int, aiofastnet: bool) -> int:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    server = await serve(echo, HOST, port, compression=None, max_size=MAX_SIZE)
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def _aiohttp(port: int, aiofastnet: bool) -> int:
+    from aiohttp import WSMsgType, web
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_SIZE)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, port)
+    await site.start()
+    return int(runner.addresses[0][1])
+
+
+async def _picows(port: int, aiofastnet: bool) -> int:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+    class Echo(WSListener):
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            msg_type = frame.msg_type
+            if msg_type is WSMsgType.BINARY or msg_type is WSMsgType.CONTINUATION:
+                transport.send(msg_type, frame.get_payload_as_memoryview(), frame.fin)
+            elif msg_type is WSMsgType.TEXT:
+                # picows doesn't validate UTF-8: decoding does (whole-frame messages only).
+                transport.send(msg_type, frame.get_payload_as_utf8_text().encode(), frame.fin)
+            elif msg_type is WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+
+    def listener_factory(request: Any) -> WSListener:
+        return Echo()
+
+    server = await ws_create_server(
+        listener_factory, HOST, port, max_frame_size=MAX_SIZE, use_aiofastnet=aiofastnet
+    )
+    return int(server.sockets[0].getsockname()[1])
+
+
+class _TcpEcho(asyncio.Protocol):
+    """Echo every byte once a canned 101 answered the opening handshake."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.open = False
+        self.head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's aren't subclasses
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.open:
+            self.transport.write(data)
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.head) > 8192:
+                self.transport.abort()
+            return
+        key = b""
+        for line in self.head[:end].split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"sec-websocket-key":
+                key = value.strip()
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n"
+        )
+        self.open = True
+        rest, self.head = self.head[end + 4 :], b""
+        if rest:
+            self.transport.write(rest)
+
+
+async def _tcp(port: int, aiofastnet: bool) -> int:
+    server = await asyncio.get_running_loop().create_server(_TcpEcho, HOST, port)
+    return int(server.sockets[0].getsockname()[1])
+
+
+SERVERS: dict[str, Callable[[int, bool], Awaitable[int]]] = {
+    "wsio": _wsio,
+    "websockets": _websockets,
+    "aiohttp": _aiohttp,
+    "picows": _picows,
+    "tcp": _tcp,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
+    parser.add_argument("name", choices=sorted(SERVERS))
+    parser.add_argument("port", type=int)
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio")
+    parser.add_argument("--cpu", type=int, default=None)
+    parser.add_argument("--aiofastnet", action="store_true")
+    args = parser.parse_args(argv)
+    prepare_child(args.cpu)
+
+    async def serve() -> None:
+        port = await SERVERS[args.name](args.port, args.aiofastnet)
+        print(f"READY {port}", flush=True)
+        await asyncio.Event().wait()  # until killed
+
+    run_loop(args.loop, serve)
+
+
+if __name__ == "__main__":
+    main()
