@@ -25,6 +25,7 @@ and the close frame of the closing handshake. Nothing less would still be checki
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import base64
@@ -94,7 +95,7 @@ class Message:
         self.reply = build_frame(self.opcode, self.data)
 
 
-class Driver:
+class Driver(abc.ABC):
     """One client library."""
 
     def __init__(self, port: int, echo_peer: bool, aiofastnet: bool) -> None:
@@ -103,20 +104,20 @@ class Driver:
         self.echo_peer = echo_peer
         self.aiofastnet = aiofastnet
 
-    async def setup(self) -> None:
+    async def setup(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Called once before any connection."""
 
+    @abc.abstractmethod
     async def connect(self) -> Any:
         """Open a connection (TCP and opening handshake)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def close(self, conn: Any) -> None:
         """Perform the closing handshake and wait for the end of the TCP connection."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def echo_loop(self, conn: Any, message: Message, run: Run) -> None:
         """Round trips of ``message`` on ``conn`` until ``run.stop``."""
-        raise NotImplementedError
 
 
 class _AsyncioDriver(Driver):

@@ -16,6 +16,7 @@ and leaving the ``async with`` block closes the listener and every connection.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import binascii
@@ -50,7 +51,7 @@ _REASONS = {
 }
 
 
-class _ProxyServer:
+class _ProxyServer(abc.ABC):
     """What both proxies share: the listener, the connection tasks, relaying, shutdown."""
 
     scheme = ""
@@ -154,8 +155,9 @@ class _ProxyServer:
             self.finished += 1
             self._finished_changed.set()
 
+    @abc.abstractmethod
     async def _negotiate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
+        """Speak the proxy's protocol with one client, then relay."""
 
     async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes:
         """Read exactly ``n`` bytes within the handshake timeout."""
