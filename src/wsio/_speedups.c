@@ -8,6 +8,11 @@
  *       incremental UTF-8 validation of text messages (RFC 6455 section 8.1, RFC 3629).
  *   validate_utf8(data) -> bool
  *       the same check for a whole buffer at once.
+ *   parse_messages(data, events, mask_expected, max_size, text_message, binary_message)
+ *       the receive fast path: whole unfragmented messages parsed, unmasked and decoded
+ *       in one call (RFC 6455 section 5.2); anything else is left to the general parser.
+ *   serialize_frame(opcode, payload, fin=True, rsv=0, mask=None) -> bytes
+ *       the send path: header and (masked) payload written into one allocation.
  *
  * Why C: in pure Python, masking goes through two big-integer conversions and allocates
  * several times the payload; the incremental codec decodes (builds a str) only to throw
@@ -785,6 +790,304 @@ speedups_validate_utf8(PyObject *module, PyObject *data)
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* Frames                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+/* Reads a bytes-like argument: bytes directly (micro-optimisation: the common case skips
+ * the buffer protocol), anything else through a view that the caller releases when
+ * *is_view is set. */
+static int
+read_bytes_arg(PyObject *obj, Py_buffer *view, int *is_view, const unsigned char **buf,
+               Py_ssize_t *len, const char *func, const char *arg)
+{
+    if (PyBytes_CheckExact(obj)) {
+        *buf = (const unsigned char *)PyBytes_AS_STRING(obj);
+        *len = PyBytes_GET_SIZE(obj);
+        *is_view = 0;
+        return 0;
+    }
+    if (get_bytes_view(obj, view, func, arg) < 0) {
+        return -1;
+    }
+    *buf = (const unsigned char *)view->buf;
+    *len = view->len;
+    *is_view = 1;
+    return 0;
+}
+
+PyDoc_STRVAR(parse_messages_doc,
+"parse_messages($module, data, events, mask_expected, max_size, text_message,\n"
+"               binary_message, /)\n"
+"--\n"
+"\n"
+"Parse the whole unfragmented messages at the start of data (RFC 6455 section 5.2):\n"
+"frames with FIN set, RSV bits 0, opcode text or binary, masked if and only if\n"
+"mask_expected, a payload of max_size bytes at most (-1: no limit), entirely in data,\n"
+"and for text valid UTF-8. Each is unmasked and appended to events as\n"
+"text_message(str) or binary_message(bytes). Stops at the first frame that is anything\n"
+"else and returns the number of bytes consumed: the general parser takes over there and\n"
+"checks that frame fully.");
+
+static PyObject *
+speedups_parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *events, *text_message, *binary_message;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t len, offset = 0;
+    long long max_size;
+    int is_view, mask_expected;
+    unsigned char mask_bit;
+    /* Text payloads are unmasked here before decoding; larger ones use the heap. */
+    unsigned char stack[512];
+
+    (void)module;
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "parse_messages() takes 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    events = args[1];
+    if (!PyList_Check(events)) {
+        PyErr_SetString(PyExc_TypeError, "parse_messages() argument 'events' must be a list");
+        return NULL;
+    }
+    mask_expected = PyObject_IsTrue(args[2]);
+    if (mask_expected < 0) {
+        return NULL;
+    }
+    max_size = PyLong_AsLongLong(args[3]);
+    if (max_size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    text_message = args[4];
+    binary_message = args[5];
+    if (read_bytes_arg(args[0], &view, &is_view, &buf, &len, "parse_messages", "data") < 0) {
+        return NULL;
+    }
+    mask_bit = mask_expected ? 0x80 : 0;
+
+    while (len - offset >= 2) {
+        const unsigned char *p = buf + offset;
+        Py_ssize_t avail = len - offset, pos = 2;
+        unsigned long long length;
+        unsigned char key[4] = {0, 0, 0, 0};
+        PyObject *payload, *event;
+        int status;
+
+        /* FIN, no RSV, text (0x1) or binary (0x2). */
+        if (p[0] != 0x81 && p[0] != 0x82) {
+            break;
+        }
+        if ((p[1] & 0x80) != mask_bit) {
+            break;
+        }
+        length = p[1] & 0x7F;
+        if (length == 126) {
+            if (avail < 4) {
+                break;
+            }
+            length = ((unsigned long long)p[2] << 8) | p[3];
+            pos = 4;
+        }
+        else if (length == 127) {
+            int i;
+            if (avail < 10) {
+                break;
+            }
+            length = 0;
+            for (i = 2; i < 10; i++) {
+                length = (length << 8) | p[i];
+            }
+            pos = 10;
+            if (length >> 63) {
+                break;
+            }
+        }
+        if (max_size >= 0 && length > (unsigned long long)max_size) {
+            break;
+        }
+        if (mask_expected) {
+            if (avail - pos < 4) {
+                break;
+            }
+            memcpy(key, p + pos, 4);
+            pos += 4;
+        }
+        if ((unsigned long long)(avail - pos) < length) {
+            break;
+        }
+
+        if (p[0] == 0x82) {
+            payload = PyBytes_FromStringAndSize(mask_expected ? NULL : (const char *)p + pos,
+                                                (Py_ssize_t)length);
+            if (payload == NULL) {
+                goto error;
+            }
+            if (mask_expected) {
+                xor_mask((unsigned char *)PyBytes_AS_STRING(payload), p + pos,
+                         (Py_ssize_t)length, key);
+            }
+            event = PyObject_CallOneArg(binary_message, payload);
+        }
+        else {
+            const char *text = (const char *)p + pos;
+            unsigned char *scratch = NULL;
+            if (mask_expected) {
+                scratch = length <= sizeof(stack) ? stack : PyMem_Malloc((size_t)length);
+                if (scratch == NULL) {
+                    PyErr_NoMemory();
+                    goto error;
+                }
+                xor_mask(scratch, p + pos, (Py_ssize_t)length, key);
+                text = (const char *)scratch;
+            }
+            payload = PyUnicode_DecodeUTF8(text, (Py_ssize_t)length, "strict");
+            if (scratch != NULL && scratch != stack) {
+                PyMem_Free(scratch);
+            }
+            if (payload == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                    goto error;
+                }
+                /* Invalid UTF-8: the general parser fails the connection with 1007. */
+                PyErr_Clear();
+                break;
+            }
+            event = PyObject_CallOneArg(text_message, payload);
+        }
+        Py_DECREF(payload);
+        if (event == NULL) {
+            goto error;
+        }
+        status = PyList_Append(events, event);
+        Py_DECREF(event);
+        if (status < 0) {
+            goto error;
+        }
+        offset += pos + (Py_ssize_t)length;
+    }
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    return PyLong_FromSsize_t(offset);
+
+error:
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    return NULL;
+}
+
+PyDoc_STRVAR(serialize_frame_doc,
+"serialize_frame($module, /, opcode, payload, fin=True, rsv=0, mask=None)\n"
+"--\n"
+"\n"
+"Serialize one frame with the shortest length encoding (RFC 6455 section 5.2), masked\n"
+"with the 4-byte mask when one is given (section 5.3), in a single allocation.");
+
+static PyObject *
+speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    static const char *const names[] = {"opcode", "payload", "fin", "rsv", "mask"};
+    PyObject *bound[5];
+    Py_buffer payload_view, mask_view;
+    const unsigned char *payload, *mask = NULL;
+    Py_ssize_t length, mask_length = 0, header;
+    long opcode, rsv = 0, first;
+    int fin = 1, payload_is_view, mask_is_view = 0;
+    unsigned char *out;
+    PyObject *result;
+
+    (void)module;
+    if (bind_args("serialize_frame", names, 5, args, nargs, kwnames, bound) < 0) {
+        return NULL;
+    }
+    if (bound[0] == NULL || bound[1] == NULL) {
+        PyErr_Format(PyExc_TypeError, "serialize_frame() missing required argument '%s'",
+                     bound[0] == NULL ? "opcode" : "payload");
+        return NULL;
+    }
+    opcode = PyLong_AsLong(bound[0]);
+    if (opcode == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (bound[2] != NULL && (fin = PyObject_IsTrue(bound[2])) < 0) {
+        return NULL;
+    }
+    if (bound[3] != NULL) {
+        rsv = PyLong_AsLong(bound[3]);
+        if (rsv == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    first = (fin ? 0x80 : 0) | rsv | opcode;
+    if (opcode < 0 || rsv < 0 || first > 0xFF) {
+        PyErr_SetString(PyExc_ValueError, "serialize_frame() opcode and rsv must fit in a byte");
+        return NULL;
+    }
+    if (bound[4] != NULL && bound[4] != Py_None) {
+        if (read_bytes_arg(bound[4], &mask_view, &mask_is_view, &mask, &mask_length,
+                           "serialize_frame", "mask") < 0) {
+            return NULL;
+        }
+        if (mask_length != 4) {
+            PyErr_Format(PyExc_ValueError,
+                         "serialize_frame() mask must be 4 bytes long, not %zd", mask_length);
+            if (mask_is_view) {
+                PyBuffer_Release(&mask_view);
+            }
+            return NULL;
+        }
+    }
+    if (read_bytes_arg(bound[1], &payload_view, &payload_is_view, &payload, &length,
+                       "serialize_frame", "payload") < 0) {
+        if (mask_is_view) {
+            PyBuffer_Release(&mask_view);
+        }
+        return NULL;
+    }
+    header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + mask_length;
+    result = PyBytes_FromStringAndSize(NULL, header + length);
+    if (result != NULL) {
+        unsigned char mask_bit = mask != NULL ? 0x80 : 0;
+        out = (unsigned char *)PyBytes_AS_STRING(result);
+        out[0] = (unsigned char)first;
+        if (length < 126) {
+            out[1] = mask_bit | (unsigned char)length;
+        }
+        else if (length < 65536) {
+            out[1] = mask_bit | 126;
+            out[2] = (unsigned char)(length >> 8);
+            out[3] = (unsigned char)length;
+        }
+        else {
+            int i;
+            unsigned long long value = (unsigned long long)length;
+            out[1] = mask_bit | 127;
+            for (i = 9; i >= 2; i--) {
+                out[i] = (unsigned char)value;
+                value >>= 8;
+            }
+        }
+        if (mask != NULL) {
+            memcpy(out + header - 4, mask, 4);
+            xor_mask(out + header, payload, length, mask);
+        }
+        else {
+            memcpy(out + header, payload, (size_t)length);
+        }
+    }
+    if (payload_is_view) {
+        PyBuffer_Release(&payload_view);
+    }
+    if (mask_is_view) {
+        PyBuffer_Release(&mask_view);
+    }
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Module                                                                                */
 /* ------------------------------------------------------------------------------------ */
 
@@ -792,6 +1095,10 @@ static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))speedups_apply_mask,
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"validate_utf8", speedups_validate_utf8, METH_O, validate_utf8_doc},
+    {"parse_messages", (PyCFunction)(void (*)(void))speedups_parse_messages, METH_FASTCALL,
+     parse_messages_doc},
+    {"serialize_frame", (PyCFunction)(void (*)(void))speedups_serialize_frame,
+     METH_FASTCALL | METH_KEYWORDS, serialize_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,9 +1,31 @@
 """Types of the optional C accelerator built from ``_speedups.c``."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from _typeshed import ReadableBuffer
+
+_E = TypeVar("_E")
 
 def apply_mask(data: ReadableBuffer, mask: ReadableBuffer, offset: int = 0) -> bytes: ...
 def validate_utf8(data: ReadableBuffer, /) -> bool: ...
 
 class Utf8Validator:
     def feed(self, data: ReadableBuffer, final: bool = False) -> None: ...
+
+def parse_messages(
+    data: ReadableBuffer,
+    events: list[_E],
+    mask_expected: bool,
+    max_size: int,
+    text_message: Callable[[str], _E],
+    binary_message: Callable[[bytes], _E],
+    /,
+) -> int: ...
+def serialize_frame(
+    opcode: int,
+    payload: ReadableBuffer,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: ReadableBuffer | None = None,
+) -> bytes: ...

@@ -39,6 +39,10 @@ DataLike: TypeAlias = str | bytes | bytearray | memoryview
 
 _Address: TypeAlias = Any
 
+# Tuples, not unions: isinstance() is faster with them, and these run for every message.
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_MESSAGES = (TextMessage, BinaryMessage)
+
 
 class _Closable(TypingProtocol):
     async def __aexit__(
@@ -206,7 +210,7 @@ class Connection(asyncio.Protocol):
         if isinstance(message, str):
             self._check_open()
             self.protocol.send_text(message.encode(), compress=compress)
-        elif isinstance(message, bytes | bytearray | memoryview):
+        elif isinstance(message, _BYTES_LIKE):
             self._check_open()
             self.protocol.send_binary(bytes(message), compress=compress)
         elif isinstance(message, Mapping):
@@ -221,7 +225,8 @@ class Connection(asyncio.Protocol):
         else:
             raise TypeError(f"message has an unsupported type: {type(message).__name__}")
         self._flush()
-        await self._drain()
+        if self._writing_paused:
+            await self._drain()
 
     async def _send_fragments(
         self, fragments: AsyncIterator[DataLike], compress: bool | None
@@ -360,13 +365,16 @@ class Connection(asyncio.Protocol):
             return
         transport = self.transport
         assert transport is not None
-        if self._reading_paused and self.protocol.state is not State.OPEN:
+        protocol = self.protocol
+        # While the connection is open, reading resumes with the queue (recv) and no
+        # close is expected yet: that part only matters afterwards.
+        if protocol.state is not State.OPEN and self._reading_paused:
             # The closing handshake needs the peer's close frame, wherever it is queued:
             # read on, for close_timeout at most.
             self._reading_paused = False
             if not transport.is_closing():
                 transport.resume_reading()
-        for data in self.protocol.data_to_send():
+        for data in protocol.data_to_send():
             if transport.is_closing():
                 continue
             if data:
@@ -378,8 +386,9 @@ class Connection(asyncio.Protocol):
                 transport.close()
         if (
             self._close_timer is None
+            and protocol.state is not State.OPEN
             and self.close_timeout is not None
-            and self.protocol.close_expected()
+            and protocol.close_expected()
         ):
             self._close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
 
@@ -401,17 +410,11 @@ class Connection(asyncio.Protocol):
 
     def _process_events(self) -> None:
         """Dispatch what the core parsed, then write what it queued."""
-        for event in self.protocol.events_received():
-            if isinstance(event, TextMessage | BinaryMessage):
-                self._messages.append(event.data)
-                if (
-                    len(self._messages) >= self.max_queue
-                    and not self._reading_paused
-                    and self.protocol.state is State.OPEN
-                ):
-                    self._reading_paused = True
-                    assert self.transport is not None
-                    self.transport.pause_reading()
+        protocol = self.protocol
+        messages = self._messages
+        for event in protocol.events_received():
+            if isinstance(event, _MESSAGES):
+                messages.append(event.data)
             elif isinstance(event, Pong):
                 # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds.
                 now = time.perf_counter()
@@ -422,32 +425,37 @@ class Connection(asyncio.Protocol):
                         waiter.set_result(self.latency)
             elif isinstance(event, RequestReceived | ResponseReceived):
                 self._handshake_event(event)
-        if self.protocol.failure_held:
+        if (
+            len(messages) >= self.max_queue
+            and not self._reading_paused
+            and protocol.state is State.OPEN
+        ):
+            self._reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+        if protocol.failure_held:
             # Let the application handle the messages that came before the violation --
             # an echo goes out before the close frame -- and fail when it comes back for
             # more, or after a short grace if it doesn't.
-            if not self._messages:
-                self.protocol.release_failure()
+            if not messages:
+                protocol.release_failure()
             elif self._failure_timer is None:
                 self._failure_timer = self.loop.call_later(
                     defaults.FAILURE_GRACE, self._release_failure
                 )
         self._flush()
-        if self.protocol.state is not State.CONNECTING and not self._handshake_done.done():
+        if not self._handshake_done.done() and protocol.state is not State.CONNECTING:
             self._handshake_done.set_result(None)
-        self._wake_receiver()
+        message_waiter = self._message_waiter
+        if (
+            message_waiter is not None
+            and (messages or not protocol.receiving)
+            and not message_waiter.done()
+        ):
+            message_waiter.set_result(None)
 
     def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
         """Hook for the sides: a handshake message arrived."""
-
-    def _wake_receiver(self) -> None:
-        waiter = self._message_waiter
-        if (
-            waiter is not None
-            and not waiter.done()
-            and (self._messages or not self.protocol.receiving)
-        ):
-            waiter.set_result(None)
 
     def _start_keepalive(self) -> None:
         if self.ping_interval is not None:

@@ -55,6 +55,7 @@ from .frames import (
     Close,
     CloseCode,
     Opcode,
+    parse_messages,
     serialize_frame,
 )
 from .handshake import (
@@ -237,6 +238,9 @@ class Protocol:
         self.extensions: list[Extension] = []
         # RSV bits that the extensions in use define.
         self._extension_rsv = 0
+        # Whether the parser waits for the first byte of a message with nothing buffered
+        # and no extension in use: receive_data may then parse whole messages itself.
+        self._between_messages = False
 
         self._parser = self._parse() if state is State.OPEN else self._parse_handshake()
         next(self._parser)
@@ -244,10 +248,31 @@ class Protocol:
     # Input ------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes received from the network; then read events and data to send."""
-        if self._reader.eof:
+        """Feed bytes received from the network; then read events and data to send.
+
+        ``data`` is not kept: a buffer that the caller reuses afterwards is fine.
+        """
+        reader = self._reader
+        if reader.eof:
             raise InvalidState("data received after end of stream")
-        self._reader.feed_data(data)
+        if self._between_messages and not reader.buffer:
+            # Fast path: whole unfragmented messages are parsed straight from ``data``,
+            # without going through the buffer and the generator. It stops at anything
+            # else -- a control frame, a fragment, a partial frame, a violation -- and the
+            # general parser takes over from there with every rule checked.
+            consumed = parse_messages(
+                data,
+                self._events,
+                self.side is Side.SERVER,
+                -1 if self.max_size is None else self.max_size,
+                TextMessage,
+                BinaryMessage,
+            )
+            if consumed == len(data):
+                return
+            if consumed:
+                data = memoryview(data)[consumed:]
+        reader.feed_data(data)
         self._advance()
 
     def receive_eof(self) -> None:
@@ -348,10 +373,11 @@ class Protocol:
             raise InvalidState("no fragmented message is being sent")
         self._sending_fragments = not fin
         rsv = 0
-        first = opcode is not Opcode.CONTINUATION
-        for extension in self.extensions:
-            data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
-            rsv |= bits
+        if self.extensions:
+            first = opcode is not Opcode.CONTINUATION
+            for extension in self.extensions:
+                data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
+                rsv |= bits
         self._send_frame(opcode, data, fin, rsv)
 
     def send_ping(self, data: bytes) -> None:
@@ -463,8 +489,9 @@ class Protocol:
             )
 
     def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True, rsv: int = 0) -> None:
+        # §5.3: a fresh, unpredictable masking key for every frame a client sends.
         mask = self.random_bytes(4) if self.side is Side.CLIENT else None
-        self._writes.append(serialize_frame(opcode, data, fin=fin, rsv=rsv, mask=mask))
+        self._writes.append(serialize_frame(opcode, data, fin, rsv, mask))
 
     def _send_eof(self) -> None:
         if not self._eof_sent:
@@ -499,6 +526,7 @@ class Protocol:
     def _discard(self) -> _Parser:
         """Drop every byte from now on, until the end of the stream."""
         self._receiving = False
+        self._between_messages = False
         while not self._reader.eof:
             self._reader.discard()
             yield
@@ -522,8 +550,12 @@ class Protocol:
         validator: IncrementalValidator | None = None
         # The extensions that transform the message being received, in decoding order.
         decoders: list[Extension] = []
+        # The fast path of receive_data knows no extension.
+        fast_path = not self.extensions
         while True:
+            self._between_messages = fast_path and message_opcode is None
             head = yield from reader.read_exact(2)
+            self._between_messages = False
             first, second = head[0], head[1]
             fin = bool(first & _FIN)
             opcode = first & _OPCODE

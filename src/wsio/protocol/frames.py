@@ -1,8 +1,13 @@
 """Frames, opcodes and close payloads (RFC 6455 §5 and §7.4).
 
 The parsing of incoming frames lives in :mod:`wsio.protocol.connection`, which streams
-payloads as they arrive; this module holds the vocabulary, the rules on close payloads and
-the serialization of outgoing frames.
+payloads as they arrive; this module holds the vocabulary, the rules on close payloads, the
+serialization of outgoing frames and the receive fast path for whole messages
+(:func:`parse_messages`), which hands anything unusual back to the general parser.
+
+:func:`serialize_frame` and :func:`parse_messages` are the C versions from
+:mod:`wsio._speedups` when that extension is built and ``WSIO_NO_SPEEDUPS`` is unset or
+empty; otherwise the ``python_`` functions here, the reference.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
+from .._accelerator import speedups
 from ..exceptions import InvalidArgument, ProtocolError
 from .masking import apply_mask
 
@@ -22,8 +30,13 @@ __all__ = [
     "Close",
     "CloseCode",
     "Opcode",
+    "parse_messages",
+    "python_parse_messages",
+    "python_serialize_frame",
     "serialize_frame",
 ]
+
+_E = TypeVar("_E")
 
 
 class Opcode(enum.IntEnum):
@@ -156,10 +169,9 @@ class Close:
         return struct.pack("!H", self.code) + reason
 
 
-def serialize_frame(
+def python_serialize_frame(
     opcode: int,
-    payload: bytes,
-    *,
+    payload: bytes | bytearray | memoryview,
     fin: bool = True,
     rsv: int = 0,
     mask: bytes | None = None,
@@ -171,6 +183,8 @@ def serialize_frame(
     sends and never for a server's (§5.1).
     """
     first = (0x80 if fin else 0) | rsv | opcode
+    if opcode < 0 or rsv < 0 or first > 0xFF:
+        raise ValueError("serialize_frame() opcode and rsv must fit in a byte")
     mask_bit = 0x80 if mask is not None else 0
     length = len(payload)
     if length < 126:
@@ -182,3 +196,77 @@ def serialize_frame(
     if mask is None:
         return header + payload
     return header + mask + apply_mask(payload, mask)
+
+
+def python_parse_messages(
+    data: bytes | bytearray | memoryview,
+    events: list[_E],
+    mask_expected: bool,
+    max_size: int,
+    text_message: Callable[[str], _E],
+    binary_message: Callable[[bytes], _E],
+) -> int:
+    """Parse the whole unfragmented messages at the start of ``data``: the receive fast path.
+
+    It takes frames with FIN set, RSV bits 0, opcode text or binary, masked if and only if
+    ``mask_expected``, a payload of ``max_size`` bytes at most (-1: no limit), entirely in
+    ``data``, and for text valid UTF-8 (§5.2, §5.6). Each is unmasked and appended to
+    ``events`` as ``text_message(str)`` or ``binary_message(bytes)``. It stops at the first
+    frame that is anything else and returns the number of bytes consumed: the general
+    parser takes over there, with every rule checked and every error reported, so this
+    path never decides that input is invalid.
+    """
+    view = memoryview(data)
+    end = len(view)
+    offset = 0
+    mask_bit = 0x80 if mask_expected else 0
+    while end - offset >= 2:
+        first, second = view[offset], view[offset + 1]
+        if (first != 0x81 and first != 0x82) or second & 0x80 != mask_bit:
+            break
+        length = second & 0x7F
+        pos = offset + 2
+        if length == 126:
+            if end - pos < 2:
+                break
+            length = int.from_bytes(view[pos : pos + 2], "big")
+            pos += 2
+        elif length == 127:
+            if end - pos < 8:
+                break
+            length = int.from_bytes(view[pos : pos + 8], "big")
+            pos += 8
+            if length >> 63:
+                break
+        if 0 <= max_size < length:
+            break
+        if mask_expected:
+            if end - pos < 4:
+                break
+            mask = bytes(view[pos : pos + 4])
+            pos += 4
+        if end - pos < length:
+            break
+        raw = view[pos : pos + length]
+        payload = apply_mask(raw, mask) if mask_expected else bytes(raw)
+        if first == 0x81:
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                break
+            events.append(text_message(text))
+        else:
+            events.append(binary_message(payload))
+        offset = pos + length
+    return offset
+
+
+_speedups = speedups()
+#: Whether :func:`serialize_frame` and :func:`parse_messages` are the C implementations.
+SPEEDUPS = _speedups is not None
+serialize_frame = python_serialize_frame
+parse_messages = python_parse_messages
+# The type checker knows the Python functions only; _speedups.pyi declares the same API.
+if not TYPE_CHECKING and _speedups is not None:
+    serialize_frame = _speedups.serialize_frame
+    parse_messages = _speedups.parse_messages
