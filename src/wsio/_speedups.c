@@ -855,9 +855,18 @@ speedups_parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t narg
     if (mask_expected < 0) {
         return NULL;
     }
-    max_size = PyLong_AsLongLong(args[3]);
-    if (max_size == -1 && PyErr_Occurred()) {
-        return NULL;
+    {
+        int overflow;
+        max_size = PyLong_AsLongLongAndOverflow(args[3], &overflow);
+        if (max_size == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow > 0) {
+            max_size = -1;  /* beyond any payload length: no limit in effect */
+        }
+        else if (overflow < 0) {
+            max_size = -1;  /* negative: no limit, as in the Python version */
+        }
     }
     text_message = args[4];
     binary_message = args[5];
@@ -995,7 +1004,7 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
     const unsigned char *payload, *mask = NULL;
     Py_ssize_t length, mask_length = 0, header;
     long opcode, rsv = 0, first;
-    int fin = 1, payload_is_view, mask_is_view = 0;
+    int fin = 1, overflow = 0, payload_is_view, mask_is_view = 0;
     unsigned char *out;
     PyObject *result;
 
@@ -1008,21 +1017,21 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
                      bound[0] == NULL ? "opcode" : "payload");
         return NULL;
     }
-    opcode = PyLong_AsLong(bound[0]);
+    opcode = PyLong_AsLongAndOverflow(bound[0], &overflow);
     if (opcode == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (bound[2] != NULL && (fin = PyObject_IsTrue(bound[2])) < 0) {
         return NULL;
     }
-    if (bound[3] != NULL) {
-        rsv = PyLong_AsLong(bound[3]);
+    if (bound[3] != NULL && !overflow) {
+        rsv = PyLong_AsLongAndOverflow(bound[3], &overflow);
         if (rsv == -1 && PyErr_Occurred()) {
             return NULL;
         }
     }
     first = (fin ? 0x80 : 0) | rsv | opcode;
-    if (opcode < 0 || rsv < 0 || first > 0xFF) {
+    if (overflow || opcode < 0 || rsv < 0 || first > 0xFF) {
         PyErr_SetString(PyExc_ValueError, "serialize_frame() opcode and rsv must fit in a byte");
         return NULL;
     }

@@ -1,6 +1,13 @@
-"""Opcodes, close codes and payloads, and the serialization of frames (RFC 6455 §5, §7.4)."""
+"""Opcodes, close codes and payloads, the serialization of frames and the receive fast path
+for whole messages (RFC 6455 §5, §7.4).
+
+These tests run against whichever implementation :mod:`wsio.protocol.frames` selected: the
+C one from ``wsio._speedups``, or the pure-Python one when ``WSIO_NO_SPEEDUPS`` is set.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -15,10 +22,11 @@ from wsio.protocol.frames import (
     Close,
     CloseCode,
     Opcode,
+    parse_messages,
     serialize_frame,
 )
 
-from .helpers import BINARY, MASK, close_payload, frame
+from .helpers import BINARY, CLOSE, CONT, MASK, OTHER_MASK, PING, PONG, TEXT, close_payload, frame
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -162,6 +170,195 @@ def test_serialize_matches_reference(
     )
 
 
+@pytest.mark.parametrize(
+    ("opcode", "fin", "rsv"),
+    [(-1, True, 0), (0, True, -1), (0x100, False, 0), (0, False, 0x100), (0x80, True, 0x100)],
+)
+def test_serialize_opcode_or_rsv_outside_the_first_byte(opcode: int, fin: bool, rsv: int) -> None:
+    """§5.2: FIN, RSV1-3 and the opcode share the first byte; what doesn't fit is an error."""
+    with pytest.raises(ValueError, match="must fit in a byte"):
+        serialize_frame(opcode, b"", fin=fin, rsv=rsv)
+
+
+def test_serialize_first_byte_at_its_largest() -> None:
+    assert serialize_frame(0x7F, b"")[0] == 0xFF
+    assert serialize_frame(0xFF, b"", fin=False)[0] == 0xFF
+    assert serialize_frame(0x0F, b"", rsv=0x70)[0] == 0xFF
+
+
+# parse_messages: the receive fast path for whole unfragmented messages (§5.2, §5.6)
+
+Events = list[tuple[str, object]]
+
+
+def parse(
+    data: bytes | bytearray | memoryview, *, mask_expected: bool = False, max_size: int = -1
+) -> tuple[int, Events]:
+    """The offset ``parse_messages`` returns, and the events it appended."""
+    events: Events = []
+    offset = parse_messages(
+        data, events, mask_expected, max_size, lambda t: ("text", t), lambda b: ("binary", b)
+    )
+    return offset, events
+
+
+def key(mask_expected: bool) -> bytes | None:
+    return MASK if mask_expected else None
+
+
+def test_parse_rfc_masked_text_from_a_client() -> None:
+    """§5.7: "A single-frame masked text message", as a server receives it."""
+    data = bytes.fromhex("818537fa213d7f9f4d5158")
+    assert parse(data, mask_expected=True) == (11, [("text", "Hello")])
+
+
+def test_parse_rfc_unmasked_text_from_a_server() -> None:
+    """§5.7: "A single-frame unmasked text message", as a client receives it."""
+    assert parse(bytes.fromhex("810548656c6c6f")) == (7, [("text", "Hello")])
+
+
+@pytest.mark.parametrize("data", [b"", b"\x81", b"\x82"])
+def test_parse_less_than_a_header(data: bytes) -> None:
+    assert parse(data) == (0, [])
+
+
+@pytest.mark.parametrize("mask_expected", [False, True])
+def test_parse_several_messages_in_one_buffer(mask_expected: bool) -> None:
+    """Each frame is unmasked with its own key (§5.3)."""
+    masks = [MASK, OTHER_MASK] if mask_expected else [None, None]
+    messages = [(TEXT, b"Hello"), (BINARY, b"\x00\xff"), (TEXT, b""), (BINARY, b"")]
+    messages += [(TEXT, "κόσμε \U0001f600".encode()), (BINARY, bytes(range(256)))]
+    data = b"".join(
+        frame(opcode, payload, mask=masks[i % 2]) for i, (opcode, payload) in enumerate(messages)
+    )
+    offset, events = parse(data, mask_expected=mask_expected)
+    assert offset == len(data)
+    assert events == [
+        ("text", payload.decode()) if opcode == TEXT else ("binary", payload)
+        for opcode, payload in messages
+    ]
+    assert [type(value) for _, value in events] == [str, bytes, str, bytes, str, bytes]
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [bytes, bytearray, memoryview, lambda d: memoryview(b"--" + d)[2:]],
+    ids=["bytes", "bytearray", "memoryview", "memoryview-slice"],
+)
+def test_parse_bytes_like(convert: Callable[[bytes], bytes | bytearray | memoryview]) -> None:
+    data = frame(TEXT, b"Hello") + frame(BINARY, b"abc") + frame(PING)
+    assert parse(convert(data)) == (12, [("text", "Hello"), ("binary", b"abc")])
+
+
+#: Frames that the fast path leaves to the general parser, built with the key expected.
+NOT_TAKEN: dict[str, Callable[[bytes | None], bytes]] = {
+    "close": lambda m: frame(CLOSE, close_payload(1000), mask=m),
+    "ping": lambda m: frame(PING, b"hi", mask=m),
+    "pong": lambda m: frame(PONG, b"", mask=m),
+    "continuation": lambda m: frame(CONT, b"lo", mask=m),
+    "reserved-data-opcode": lambda m: frame(0x3, b"x", mask=m),
+    "reserved-control-opcode": lambda m: frame(0xB, b"x", mask=m),
+    "text-without-fin": lambda m: frame(TEXT, b"Hel", fin=False, mask=m),
+    "binary-without-fin": lambda m: frame(BINARY, b"Hel", fin=False, mask=m),
+    "rsv1": lambda m: frame(TEXT, b"x", rsv=0x40, mask=m),
+    "rsv2": lambda m: frame(BINARY, b"x", rsv=0x20, mask=m),
+    "rsv3": lambda m: frame(TEXT, b"x", rsv=0x10, mask=m),
+    "wrong-mask-bit": lambda m: frame(BINARY, b"x", mask=None if m else MASK),
+    "64-bit-length-top-bit": lambda m: frame(BINARY, mask=m, length=2**63, encoding=64),
+    "64-bit-length-all-bits": lambda m: frame(BINARY, mask=m, length=2**64 - 1, encoding=64),
+    "surrogate": lambda m: frame(TEXT, b"a\xed\xa0\x80", mask=m),
+    "overlong-2-byte": lambda m: frame(TEXT, b"\xc0\xaf", mask=m),
+    "overlong-3-byte": lambda m: frame(TEXT, b"\xe0\x80\xaf", mask=m),
+    "beyond-u10ffff": lambda m: frame(TEXT, b"\xf4\x90\x80\x80", mask=m),
+    "lone-continuation": lambda m: frame(TEXT, b"\x80", mask=m),
+    "cut-sequence": lambda m: frame(TEXT, "ok €".encode()[:-1], mask=m),
+    "invalid-byte": lambda m: frame(TEXT, b"\xff", mask=m),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_TAKEN)
+@pytest.mark.parametrize("mask_expected", [False, True])
+def test_parse_stops_at_a_frame_it_does_not_take(mask_expected: bool, kind: str) -> None:
+    """Anything but a whole unfragmented text or binary message, masked as §5.1 requires,
+    with valid UTF-8 for text (§5.6, §8.1), goes to the general parser: the fast path
+    returns the offset of that frame, with the messages before it parsed."""
+    good = frame(TEXT, b"before", mask=key(mask_expected))
+    bad = NOT_TAKEN[kind](key(mask_expected))
+    after = frame(BINARY, b"after", mask=key(mask_expected))
+    assert parse(bad + after, mask_expected=mask_expected) == (0, [])
+    assert parse(good + bad + after, mask_expected=mask_expected) == (
+        len(good),
+        [("text", "before")],
+    )
+
+
+@pytest.mark.parametrize("length", [0, 5, 125, 126, 300, 65535, 65536])
+@pytest.mark.parametrize("mask_expected", [False, True])
+def test_parse_stops_at_an_incomplete_frame(mask_expected: bool, length: int) -> None:
+    good = frame(BINARY, b"before", mask=key(mask_expected))
+    whole = frame(BINARY, b"\xab" * length, mask=key(mask_expected))
+    # Cut in the header, the extended length, the key, the payload, and 1 byte short.
+    for cut in sorted({*range(min(len(whole), 16)), len(whole) - 1}):
+        assert parse(good + whole[:cut], mask_expected=mask_expected) == (
+            len(good),
+            [("binary", b"before")],
+        ), cut
+
+
+@pytest.mark.parametrize(
+    ("length", "header_size"), [(125, 2), (126, 4), (65535, 4), (65536, 10), (70001, 10)]
+)
+@pytest.mark.parametrize("mask_expected", [False, True])
+def test_parse_16_and_64_bit_lengths(mask_expected: bool, length: int, header_size: int) -> None:
+    """§5.2: 126 announces a 16-bit length, 127 a 64-bit one."""
+    payload = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
+    data = frame(BINARY, payload, mask=key(mask_expected))
+    assert len(data) == header_size + 4 * mask_expected + length
+    assert parse(data + frame(PING), mask_expected=mask_expected) == (
+        len(data),
+        [("binary", payload)],
+    )
+
+
+@pytest.mark.parametrize(("length", "encoding"), [(0, 16), (5, 16), (5, 64), (300, 64)])
+def test_parse_non_minimal_lengths(length: int, encoding: int) -> None:
+    """§5.2 asks senders for the minimal encoding; the general parser reads any, and so
+    does the fast path."""
+    data = frame(TEXT, b"x" * length, encoding=encoding)
+    assert parse(data) == (len(data), [("text", "x" * length)])
+
+
+@pytest.mark.parametrize("length", [1, 511, 512, 513, 4096, 70000])
+def test_parse_masked_text_of_any_length(length: int) -> None:
+    text = ("é" * length)[: length // 2] + "x" * (length % 2)  # ``length`` bytes of UTF-8
+    data = frame(TEXT, text.encode(), mask=MASK)
+    assert parse(data, mask_expected=True) == (len(data), [("text", text)])
+
+
+@pytest.mark.parametrize("opcode", [TEXT, BINARY])
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536])
+@pytest.mark.parametrize("mask_expected", [False, True])
+def test_parse_max_size_is_inclusive(mask_expected: bool, size: int, opcode: int) -> None:
+    """A message of exactly ``max_size`` bytes is taken; one more byte stops the fast path
+    (the general parser then fails the connection with 1009)."""
+    at_limit = frame(opcode, b"a" * size, mask=key(mask_expected))
+    over = frame(opcode, b"a" * (size + 1), mask=key(mask_expected))
+    expected = ("text", "a" * size) if opcode == TEXT else ("binary", b"a" * size)
+    data = at_limit + over
+    assert parse(data, mask_expected=mask_expected, max_size=size) == (len(at_limit), [expected])
+
+
+def test_parse_max_size_applies_to_each_message() -> None:
+    data = frame(BINARY, b"abc") * 3
+    assert parse(data, max_size=3) == (len(data), [("binary", b"abc")] * 3)
+
+
+def test_parse_max_size_minus_one_is_no_limit() -> None:
+    data = frame(BINARY, bytes(100000))
+    assert parse(data, max_size=-1) == (len(data), [("binary", bytes(100000))])
+    assert parse(data, max_size=99999) == (0, [])
+
+
 # Close.parse (§5.5.1, §7.1.5, §7.4)
 
 
@@ -270,3 +467,13 @@ def test_str() -> None:
     assert str(Close(1001, "bye")) == "1001 (going away) bye"
     assert str(Close(3000)) == "3000 (registered)"
     assert str(Close(4000)) == "4000 (private use)"
+
+
+def test_lengths_count_bytes_whatever_the_buffer_item_size() -> None:
+    """A buffer of 2-byte items still holds bytes on the wire (§5.2: lengths in bytes)."""
+    payload = memoryview(b"abcdef").cast("H")
+    assert serialize_frame(Opcode.BINARY, payload) == b"\x82\x06abcdef"
+    events: list[bytes] = []
+    data = memoryview(b"\x82\x01ab").cast("H")
+    assert parse_messages(data, events, False, -1, str, bytes) == 3
+    assert events == [b"a"]

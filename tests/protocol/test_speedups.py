@@ -2,7 +2,8 @@
 
 Both implementations must give identical results: the same masked bytes, the same
 accept/reject decision for UTF-8, the C validator failing no later than the Python one
-(a surrogate fails at its second byte in C, at its third in CPython's codec).
+(a surrogate fails at its second byte in C, at its third in CPython's codec), the same
+serialized frames, and the same offset and events from the receive fast path.
 
 When ``WSIO_NO_SPEEDUPS`` is unset the extension must be built: its absence fails this
 module loudly instead of silently testing the fallback twice.
@@ -22,9 +23,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsio.protocol import masking, utf8
+from wsio.protocol import frames, masking, utf8
+from wsio.protocol.frames import Opcode, python_parse_messages, python_serialize_frame
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
+
+from .helpers import BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT, frame
 
 NO_SPEEDUPS = bool(os.environ.get("WSIO_NO_SPEEDUPS"))
 
@@ -75,6 +79,40 @@ BLOCKED = "import sys; sys.modules['wsio._speedups'] = None; " + SELECTED  # imp
     ids=["unset", "set", "not-built"],
 )
 def test_selection_at_import(value: str, code: str, expected: str) -> None:
+    env = {**os.environ, "WSIO_NO_SPEEDUPS": value}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == expected
+
+
+def test_frames_selection_follows_the_environment() -> None:
+    assert frames.SPEEDUPS is (not NO_SPEEDUPS)
+    if NO_SPEEDUPS:
+        assert frames.serialize_frame is python_serialize_frame
+        assert frames.parse_messages is python_parse_messages
+    else:
+        assert frames.serialize_frame is _speedups.serialize_frame
+        assert frames.parse_messages is _speedups.parse_messages
+
+
+FRAMES_SELECTED = (
+    "from wsio.protocol import frames; "
+    "print(frames.SPEEDUPS, frames.serialize_frame.__name__, frames.parse_messages.__name__)"
+)
+FRAMES_BLOCKED = "import sys; sys.modules['wsio._speedups'] = None; " + FRAMES_SELECTED
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "expected"),
+    [
+        ("", FRAMES_SELECTED, "True serialize_frame parse_messages"),
+        ("1", FRAMES_SELECTED, "False python_serialize_frame python_parse_messages"),
+        ("", FRAMES_BLOCKED, "False python_serialize_frame python_parse_messages"),
+    ],
+    ids=["unset", "set", "not-built"],
+)
+def test_frames_selection_at_import(value: str, code: str, expected: str) -> None:
     env = {**os.environ, "WSIO_NO_SPEEDUPS": value}
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
@@ -418,3 +456,339 @@ def test_utf8_state_is_unchanged_by_an_error() -> None:
     with pytest.raises(UnicodeDecodeError, match="unexpected end of data"):
         validator.feed(b"", final=True)
     validator.feed(b"\xac", final=True)
+
+
+# Frames: serialize_frame ----------------------------------------------------------------
+
+# Around the 7-, 16- and 64-bit length encodings (RFC 6455 §5.2).
+BOUNDARY_LENGTHS = [0, 1, 2, 124, 125, 126, 127, 128, 65534, 65535, 65536, 65537]
+
+
+def random_payload(length: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(length)
+
+
+PAYLOADS = st.one_of(
+    st.binary(max_size=300),
+    st.builds(random_payload, st.sampled_from(BOUNDARY_LENGTHS), st.integers(0, 2**32)),
+)
+# Valid values mostly, and some around what fits in the first byte.
+OPCODE_VALUES = st.one_of(st.integers(0, 15), st.integers(-2, 0x101))
+RSV_VALUES = st.one_of(st.sampled_from([0, 0x10, 0x20, 0x40, 0x70]), st.integers(-2, 0x101))
+#: Contiguous bytes-like types that both implementations take.
+CONTIGUOUS = st.sampled_from([bytes, bytearray, memoryview])
+
+
+def outcome(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, Any]:
+    """What a call returned, or the type of the exception it raised."""
+    try:
+        return "returned", function(*args, **kwargs)
+    except Exception as exc:
+        return "raised", type(exc)
+
+
+@SETTINGS
+@given(OPCODE_VALUES, PAYLOADS, st.booleans(), RSV_VALUES, st.one_of(st.none(), MASKS), CONTIGUOUS)
+def test_serialize_frame_same_as_python(
+    opcode: int,
+    payload: bytes,
+    fin: bool,
+    rsv: int,
+    mask: bytes | None,
+    convert: Callable[[bytes], Any],
+) -> None:
+    c = outcome(_speedups.serialize_frame, opcode, convert(payload), fin, rsv, mask)
+    python = outcome(python_serialize_frame, opcode, convert(payload), fin=fin, rsv=rsv, mask=mask)
+    assert c == python
+    assert c[0] == "raised" or type(c[1]) is bytes
+
+
+@SETTINGS
+@given(PAYLOADS, MASKS)
+def test_serialize_frame_bytes_like_mask(payload: bytes, mask: bytes) -> None:
+    expected = python_serialize_frame(Opcode.BINARY, payload, mask=mask)
+    strided = memoryview(bytes(b for byte in mask for b in (byte, 0)))[::2]
+    for key in (bytearray(mask), memoryview(mask), strided):
+        assert _speedups.serialize_frame(Opcode.BINARY, payload, mask=key) == expected
+
+
+def test_serialize_frame_strided_payload() -> None:
+    payload = memoryview(bytes(range(200)))[::2]
+    expected = python_serialize_frame(Opcode.BINARY, bytes(payload))
+    assert _speedups.serialize_frame(Opcode.BINARY, payload) == expected
+
+
+def test_serialize_frame_keywords() -> None:
+    expected = python_serialize_frame(Opcode.TEXT, b"Hello", False, 0x40, MASK)
+    serialize = _speedups.serialize_frame
+    assert serialize(Opcode.TEXT, b"Hello", False, 0x40, MASK) == expected
+    assert serialize(Opcode.TEXT, b"Hello", mask=MASK, rsv=0x40, fin=False) == expected
+    assert serialize(mask=MASK, payload=b"Hello", opcode=1, rsv=0x40, fin=0) == expected
+    assert serialize(Opcode.TEXT, b"Hello", mask=None) == python_serialize_frame(1, b"Hello")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((1, "text"), {}, TypeError, "argument 'payload' must be a bytes-like object"),
+        ((1, None), {}, TypeError, "argument 'payload' must be a bytes-like object"),
+        ((1, b"x"), {"mask": "abcd"}, TypeError, "argument 'mask' must be a bytes-like object"),
+        ((1.0, b"x"), {}, TypeError, "integer"),
+        ((1, b"x"), {"rsv": 0.0}, TypeError, "integer"),
+        ((1, b"x"), {"mask": b"abc"}, ValueError, "mask must be 4 bytes long, not 3"),
+        ((1, b""), {"mask": bytearray(5)}, ValueError, "mask must be 4 bytes long, not 5"),
+        ((1, b"x"), {"mask": b""}, ValueError, "mask must be 4 bytes long, not 0"),
+        ((1,), {}, TypeError, "missing required argument 'payload'"),
+        ((), {"payload": b"x"}, TypeError, "missing required argument 'opcode'"),
+        ((1, b"x", True, 0, None, 0), {}, TypeError, "at most 5 arguments"),
+        ((1, b"x"), {"opcode": 2}, TypeError, "multiple values for argument 'opcode'"),
+        ((1, b"x"), {"masked": True}, TypeError, "unexpected keyword argument 'masked'"),
+        ((-1, b"x"), {}, ValueError, "opcode and rsv must fit in a byte"),
+        ((1, b"x"), {"rsv": 0x100}, ValueError, "opcode and rsv must fit in a byte"),
+    ],
+)
+def test_serialize_frame_bad_arguments(
+    args: tuple[object, ...], kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        _speedups.serialize_frame(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("opcode", "rsv"), [(2**63, 0), (-(2**63) - 1, 0), (1, 2**64), (1, -(2**70))]
+)
+def test_serialize_frame_huge_opcode_or_rsv_is_value_error(opcode: int, rsv: int) -> None:
+    with pytest.raises(ValueError):
+        python_serialize_frame(opcode, b"", rsv=rsv)
+    with pytest.raises(ValueError):
+        _speedups.serialize_frame(opcode, b"", rsv=rsv)
+
+
+# Frames: parse_messages -----------------------------------------------------------------
+
+Events = list[tuple[str, type, object]]
+
+
+def text_event(text: str) -> tuple[str, type, object]:
+    return "text", type(text), text
+
+
+def binary_event(data: bytes) -> tuple[str, type, object]:
+    return "binary", type(data), data
+
+
+def parse_with(
+    function: Callable[..., int], data: Any, mask_expected: bool, max_size: int
+) -> tuple[int, Events]:
+    events: Events = []
+    offset = function(data, events, mask_expected, max_size, text_event, binary_event)
+    return offset, events
+
+
+#: Every bytes-like form of the input that both implementations take.
+BYTES_LIKE: list[Callable[[bytes], Any]] = [
+    bytes,
+    bytearray,
+    memoryview,
+    lambda d: memoryview(b"--" + d)[2:],  # not at the start of its buffer
+    lambda d: memoryview(bytes(b for byte in d for b in (byte, 0)))[::2],  # strided
+]
+
+# Text payloads of an exact size in bytes, for lengths that span the encodings and the C
+# code's stack buffer for unmasking text (512 bytes).
+TEXT_LENGTHS = [*BOUNDARY_LENGTHS, 511, 512, 513]
+CHARS = ["x", "é", "€", "\U0001f600"]
+
+
+def text_of_length(length: int, char: str) -> bytes:
+    encoded = char.encode()
+    return encoded * (length // len(encoded)) + b"x" * (length % len(encoded))
+
+
+TEXT_PAYLOADS = st.one_of(
+    st.text(max_size=20).map(str.encode),
+    st.builds(text_of_length, st.sampled_from(TEXT_LENGTHS), st.sampled_from(CHARS)),
+)
+INVALID_TEXT = st.builds(
+    lambda before, invalid, after: before.encode() + invalid + after.encode(),
+    st.text(max_size=8),
+    st.sampled_from(INVALID),
+    st.text(max_size=8),
+)
+BINARY_PAYLOADS = st.one_of(
+    st.binary(max_size=20),
+    st.builds(random_payload, st.sampled_from(TEXT_LENGTHS), st.integers(0, 2**32)),
+)
+FRAME_KINDS = [
+    "text",
+    "binary",
+    "invalid text",
+    "control",
+    "continuation",
+    "reserved opcode",
+    "fragment",
+    "rsv",
+    "wrong mask bit",
+    "huge length",
+]
+
+
+@st.composite
+def frame_in_stream(draw: st.DrawFn, mask_expected: bool) -> tuple[bytes, bool, int]:
+    """A frame; whether the fast path takes it, max_size aside; its declared length."""
+    # Half of the frames are taken, at least until max_size or a cut intervenes.
+    kind = draw(st.one_of(st.sampled_from(["text", "binary"]), st.sampled_from(FRAME_KINDS)))
+    mask = draw(MASKS) if mask_expected else None
+    opcode, fin, rsv, length = draw(st.sampled_from([TEXT, BINARY])), True, 0, None
+    if kind == "text":
+        opcode, payload = TEXT, draw(TEXT_PAYLOADS)
+    elif kind == "invalid text":
+        opcode, payload = TEXT, draw(INVALID_TEXT)
+    else:
+        payload = draw(TEXT_PAYLOADS if opcode == TEXT else BINARY_PAYLOADS)
+    if kind == "binary":
+        opcode = BINARY
+    elif kind == "control":
+        opcode, payload = draw(st.sampled_from([CLOSE, PING, PONG])), payload[:125]
+    elif kind == "continuation":
+        opcode, fin = CONT, draw(st.booleans())
+    elif kind == "reserved opcode":
+        opcode = draw(st.sampled_from([0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF]))
+    elif kind == "fragment":
+        fin = False
+    elif kind == "rsv":
+        rsv = draw(st.sampled_from([0x10, 0x20, 0x40, 0x70]))
+    elif kind == "wrong mask bit":
+        mask = None if mask_expected else draw(MASKS)
+    elif kind == "huge length":
+        # The top bit set (§5.2), or more than any buffer holds.
+        payload, length = b"", draw(st.sampled_from([2**63, 2**64 - 1, 2**62, 2**32]))
+    declared = len(payload) if length is None else length
+    # Non-minimal length encodings are taken, as by the general parser.
+    encodings = [None, 64] + ([16] if declared < 65536 else [])
+    encoding = draw(st.sampled_from(encodings)) if length is None else 64
+    data = frame(opcode, payload, fin=fin, rsv=rsv, mask=mask, length=length, encoding=encoding)
+    taken = kind in ("text", "binary") and not (kind == "text" and not is_utf8(payload))
+    return data, taken, declared
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@st.composite
+def frame_streams(draw: st.DrawFn) -> tuple[bytes, bool, int, int]:
+    """Frames, possibly cut, mask_expected, max_size, and the offset where the fast path
+    must stop: the end of the last of the leading frames that it takes."""
+    mask_expected = draw(st.booleans())
+    frames_ = draw(st.lists(frame_in_stream(mask_expected), max_size=6))
+    sizes = {declared for _, _, declared in frames_ if declared < 2**32}
+    # No limit, or one at a message's size, or one byte off.
+    edges = sorted({0, *(max(n + d, -1) for n in sizes for d in (-1, 0, 1))})
+    max_size = draw(st.one_of(st.just(-1), st.sampled_from(edges)))
+    stream = b"".join(data for data, _, _ in frames_)
+    stream = stream[: draw(st.one_of(st.none(), st.integers(0, len(stream))))]
+    stop = 0
+    for data, taken, declared in frames_:
+        fits = max_size < 0 or declared <= max_size
+        if not (taken and fits and stop + len(data) <= len(stream)):
+            break
+        stop += len(data)
+    return stream, mask_expected, max_size, stop
+
+
+@SETTINGS
+@given(frame_streams())
+def test_parse_messages_same_as_python(case: tuple[bytes, bool, int, int]) -> None:
+    stream, mask_expected, max_size, stop = case
+    for convert in BYTES_LIKE:
+        c = parse_with(_speedups.parse_messages, convert(stream), mask_expected, max_size)
+        python = parse_with(python_parse_messages, convert(stream), mask_expected, max_size)
+        assert c == python
+    assert c[0] == stop
+
+
+@SETTINGS
+@given(
+    st.binary(max_size=40).map(lambda data: b"\x81" + data) | st.binary(max_size=40),
+    st.booleans(),
+    st.integers(-1, 40),
+)
+def test_parse_messages_random_bytes_same_as_python(
+    data: bytes, mask_expected: bool, max_size: int
+) -> None:
+    c = parse_with(_speedups.parse_messages, data, mask_expected, max_size)
+    assert c == parse_with(python_parse_messages, data, mask_expected, max_size)
+
+
+def test_parse_messages_appends_what_the_callbacks_return() -> None:
+    data = frame(TEXT, b"Hello") + frame(BINARY, b"abc")
+    events: list[object] = ["already there"]
+    assert _speedups.parse_messages(data, events, False, -1, len, list) == len(data)
+    assert events == ["already there", 5, [97, 98, 99]]
+
+
+class Boom(Exception):
+    pass
+
+
+def explode(value: object) -> object:
+    if value in ("boom", b"boom"):
+        raise Boom
+    return value
+
+
+@pytest.mark.parametrize("opcode", [TEXT, BINARY])
+@pytest.mark.parametrize("function", [_speedups.parse_messages, python_parse_messages])
+def test_parse_messages_callback_exception_propagates(
+    function: Callable[..., int], opcode: int
+) -> None:
+    data = frame(opcode, b"ok") + frame(opcode, b"boom") + frame(opcode, b"never")
+    events: list[object] = []
+    with pytest.raises(Boom):
+        function(data, events, False, -1, explode, explode)
+    assert events == ["ok" if opcode == TEXT else b"ok"]
+
+
+def test_parse_messages_releases_the_buffer() -> None:
+    # A bytearray can't be resized while exported: after the call, on success or on error,
+    # the export is released.
+    data = bytearray(frame(BINARY, b"ok") + frame(BINARY, b"boom"))
+    assert _speedups.parse_messages(data, [], False, 2, explode, explode) == 4
+    data.extend(b"more")
+    with pytest.raises(Boom):
+        _speedups.parse_messages(data, [], False, -1, explode, explode)
+    data.extend(b"more")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((b"", [], False, -1, str), {}, r"takes 6 arguments \(5 given\)"),
+        ((b"", [], False, -1, str, bytes, None), {}, r"takes 6 arguments \(7 given\)"),
+        ((), {}, r"takes 6 arguments \(0 given\)"),
+        ((b"", [], False, -1, str), {"binary_message": bytes}, "keyword arguments"),
+        ((b"", (), False, -1, str, bytes), {}, "argument 'events' must be a list"),
+        ((b"", None, False, -1, str, bytes), {}, "argument 'events' must be a list"),
+        (("text", [], False, -1, str, bytes), {}, "argument 'data' must be a bytes-like"),
+        ((None, [], False, -1, str, bytes), {}, "argument 'data' must be a bytes-like"),
+        ((b"", [], False, 1.0, str, bytes), {}, "integer"),
+    ],
+)
+def test_parse_messages_bad_arguments(
+    args: tuple[object, ...], kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        _speedups.parse_messages(*args, **kwargs)
+
+
+@pytest.mark.parametrize("max_size", [2**63, 2**64, -(2**63) - 1])
+def test_parse_messages_max_size_beyond_64_bits(max_size: int) -> None:
+    data = frame(BINARY, b"abc")
+    expected = parse_with(python_parse_messages, data, False, max_size)
+    assert expected == (len(data), [binary_event(b"abc")])
+    assert parse_with(_speedups.parse_messages, data, False, max_size) == expected

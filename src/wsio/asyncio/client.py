@@ -37,8 +37,13 @@ class ClientConnection(Connection):
     response)`` pairs.
     """
 
+    __slots__ = ("redirects",)
+
     protocol: ClientProtocol
-    redirects: list[tuple[str, Response]] = []  # noqa: RUF012 - replaced, never mutated
+
+    def __init__(self, protocol: ClientProtocol, **kwargs: Any) -> None:
+        super().__init__(protocol, **kwargs)
+        self.redirects: list[tuple[str, Response]] = []
 
     async def _handshake(self) -> None:
         """Send the opening handshake request and wait for the answer to be checked."""

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import collections
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, Generic, TypeAlias, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
-from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
+from ..exceptions import ConcurrencyError, ConnectionClosedOK
 from ..protocol.connection import (
     BinaryMessage,
     Pong,
@@ -65,6 +71,38 @@ class Connection(asyncio.Protocol):
     transport's buffer; above ``write_limit`` bytes, :meth:`send` waits for it to drain.
     """
 
+    # Slots: a server holds thousands of connections, and an instance dict costs about
+    # 1.5 KiB each. "__dict__" stays so that applications may still attach their own
+    # attributes to a connection (ws.user = ...); the dict is only allocated when they do.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_close_timer",
+        "_connection_lost",
+        "_drain_waiters",
+        "_failure_timer",
+        "_fragmented_send",
+        "_handshake_done",
+        "_keepalive_timer",
+        "_message_waiter",
+        "_messages",
+        "_pong_waiters",
+        "_reading_paused",
+        "_recv_in_progress",
+        "_writes_held",
+        "_writing_paused",
+        "close_timeout",
+        "latency",
+        "logger",
+        "loop",
+        "max_queue",
+        "ping_interval",
+        "ping_timeout",
+        "protocol",
+        "transport",
+        "write_limit",
+    )
+
     def __init__(
         self,
         protocol: Protocol,
@@ -87,7 +125,9 @@ class Connection(asyncio.Protocol):
         #: Round-trip time of the last ping answered, in seconds.
         self.latency: float = 0.0
 
-        self._messages: collections.deque[Data] = collections.deque()
+        # A list, not a deque: an empty deque costs 600 bytes, and reading pauses at
+        # max_queue messages, so pop(0) only ever moves a few pointers.
+        self._messages: list[Data] = []
         self._message_waiter: asyncio.Future[None] | None = None
         self._recv_in_progress = False
         self._reading_paused = False
@@ -97,7 +137,7 @@ class Connection(asyncio.Protocol):
         self._pong_waiters: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
-        self._keepalive_task: asyncio.Task[None] | None = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         # Resolved once the opening handshake is over, whatever its outcome.
         self._handshake_done: asyncio.Future[None] = self.loop.create_future()
         # Resolved once the TCP connection is closed.
@@ -148,12 +188,24 @@ class Connection(asyncio.Protocol):
         """Remote address of the socket."""
         return None if self.transport is None else self.transport.get_extra_info("peername")
 
-    async def recv(self) -> Data:
+    def recv(self) -> Coroutine[Any, Any, Data]:
         """Wait for the next message: ``str`` for text, ``bytes`` for binary.
 
         :raises ConnectionClosed: the connection is closed and no message is left.
         :raises ConcurrencyError: another coroutine is already waiting in :meth:`recv`.
         """
+        return self._receive(False)
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over messages; stop quietly on a normal closure (1000, 1001, 1005)."""
+        return self
+
+    def __anext__(self) -> Coroutine[Any, Any, Data]:
+        # recv() and __anext__() return the same coroutine rather than one awaiting the
+        # other: one frame less to resume per message, and to keep while waiting.
+        return self._receive(True)
+
+    async def _receive(self, iterating: bool) -> Data:
         if self._recv_in_progress:
             raise ConcurrencyError("another coroutine is already running recv()")
         if not self._messages:
@@ -170,21 +222,16 @@ class Connection(asyncio.Protocol):
             if not self._messages:
                 # The application took every message before a violation: fail now.
                 self._release_failure()
-                raise self.protocol.close_exc
-        message = self._messages.popleft()
+                exc = self.protocol.close_exc
+                if iterating and isinstance(exc, ConnectionClosedOK):
+                    raise StopAsyncIteration
+                raise exc
+        message = self._messages.pop(0)
         if self._reading_paused and len(self._messages) <= self.max_queue // 4:
             self._reading_paused = False
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
         return message
-
-    async def __aiter__(self) -> AsyncIterator[Data]:
-        """Iterate over messages; stop quietly on a normal closure (1000, 1001, 1005)."""
-        try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
 
     async def send(
         self,
@@ -457,30 +504,41 @@ class Connection(asyncio.Protocol):
     def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
         """Hook for the sides: a handshake message arrived."""
 
-    def _start_keepalive(self) -> None:
-        if self.ping_interval is not None:
-            self._keepalive_task = self.loop.create_task(self._keepalive())
+    # Keepalive runs on timer handles rather than a task: a task per connection costs
+    # over a kilobyte, which matters with thousands of idle connections.
 
-    async def _keepalive(self) -> None:
-        """Send a ping every ``ping_interval``; if no pong comes within ``ping_timeout``,
-        let the core fail the connection (RFC 6455 §5.5.2 used as a heartbeat)."""
-        assert self.ping_interval is not None
-        while True:
-            await asyncio.sleep(self.ping_interval)
-            if self.protocol.state is not State.OPEN:
-                return
-            waiter = self._send_ping(None)
-            try:
-                async with asyncio.timeout(self.ping_timeout):
-                    await asyncio.shield(waiter)
-            except TimeoutError:
-                if self.protocol.state is State.OPEN:
-                    self.logger.info("keepalive ping timed out after %.3g s", self.ping_timeout)
-                    self.protocol.ping_timeout_expired()
-                    self._process_events()
-                return
-            except ConnectionClosed:
-                return
+    def _start_keepalive(self) -> None:
+        """Send a ping every ``ping_interval`` once the previous one was answered; if no
+        pong comes within ``ping_timeout``, let the core fail the connection (RFC 6455
+        §5.5.2 used as a heartbeat)."""
+        if self.ping_interval is not None:
+            self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive_ping)
+
+    def _keepalive_ping(self) -> None:
+        self._keepalive_timer = None
+        if self.protocol.state is not State.OPEN:
+            return
+        waiter = self._send_ping(None)
+        waiter.add_done_callback(self._keepalive_pong)
+        if self.ping_timeout is not None:
+            self._keepalive_timer = self.loop.call_later(
+                self.ping_timeout, self._keepalive_timed_out, waiter
+            )
+
+    def _keepalive_pong(self, waiter: asyncio.Future[float]) -> None:
+        if waiter.cancelled() or waiter.exception() is not None:
+            return  # the connection closed
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+        self._start_keepalive()
+
+    def _keepalive_timed_out(self, waiter: asyncio.Future[float]) -> None:
+        self._keepalive_timer = None
+        if not waiter.done() and self.protocol.state is State.OPEN:
+            self.logger.info("keepalive ping timed out after %.3g s", self.ping_timeout)
+            self.protocol.ping_timeout_expired()
+            self._process_events()
 
     # asyncio.Protocol ---------------------------------------------------------------------
 
@@ -508,8 +566,9 @@ class Connection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._close_timer = self._failure_timer = None
-        if self._keepalive_task is not None:
-            self._keepalive_task.cancel()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
         if not self._handshake_done.done():
             self._handshake_done.set_result(None)
         close_exc = self.protocol.close_exc

@@ -45,6 +45,15 @@ _SHUTTING_DOWN = "Server is shutting down.\n"
 class ServerConnection(Connection):
     """The server's side of one WebSocket connection, passed to the handler."""
 
+    __slots__ = (
+        "_answered_by_hook",
+        "_handler_task",
+        "_received_data",
+        "_request_ready",
+        "server",
+        "username",
+    )
+
     protocol: ServerProtocol
 
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:

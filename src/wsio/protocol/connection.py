@@ -196,6 +196,38 @@ class Protocol:
         releases it when the application has taken those messages, or after a timeout.
     """
 
+    # Slots: a server holds thousands of these, and an instance dict costs about 1.5 KiB
+    # each. "__dict__" stays so that users and subclasses may still add attributes; the
+    # dict is only allocated when one does.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_between_messages",
+        "_eof_sent",
+        "_events",
+        "_extension_rsv",
+        "_held_failure",
+        "_message_size",
+        "_parser",
+        "_pending_pings",
+        "_reader",
+        "_receiving",
+        "_sending_fragments",
+        "_writes",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "extensions",
+        "failure",
+        "handshake_exc",
+        "hold_failures",
+        "logger",
+        "max_size",
+        "random_bytes",
+        "side",
+        "state",
+    )
+
     def __init__(
         self,
         side: Side,
@@ -748,6 +780,20 @@ class ServerProtocol(Protocol):
     its own answer with :meth:`reject`) and then :meth:`send_response`.
     """
 
+    __slots__ = (
+        "_negotiated",
+        "available_extensions",
+        "available_subprotocols",
+        "max_headers",
+        "max_line_length",
+        "origins",
+        "request",
+        "response",
+        "select_subprotocol",
+        "server_header",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         *,
@@ -878,6 +924,22 @@ class ClientProtocol(Protocol):
     a :class:`ResponseReceived` event tells that it is complete, and
     :attr:`handshake_exc` whether it failed.
     """
+
+    __slots__ = (
+        "additional_headers",
+        "available_extensions",
+        "available_subprotocols",
+        "key",
+        "max_body_size",
+        "max_headers",
+        "max_line_length",
+        "origin",
+        "request",
+        "response",
+        "subprotocol",
+        "uri",
+        "user_agent_header",
+    )
 
     def __init__(
         self,

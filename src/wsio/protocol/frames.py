@@ -185,6 +185,8 @@ def python_serialize_frame(
     first = (0x80 if fin else 0) | rsv | opcode
     if opcode < 0 or rsv < 0 or first > 0xFF:
         raise ValueError("serialize_frame() opcode and rsv must fit in a byte")
+    if not isinstance(payload, bytes):
+        payload = bytes(payload)  # a length in bytes, whatever the buffer's item size
     mask_bit = 0x80 if mask is not None else 0
     length = len(payload)
     if length < 126:
@@ -217,6 +219,8 @@ def python_parse_messages(
     path never decides that input is invalid.
     """
     view = memoryview(data)
+    if view.format != "B" or not view.c_contiguous:
+        view = memoryview(view.tobytes())  # index bytes, whatever the buffer's layout
     end = len(view)
     offset = 0
     mask_bit = 0x80 if mask_expected else 0

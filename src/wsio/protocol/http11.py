@@ -40,15 +40,24 @@ class Headers:
     ``headers[name]`` returns the single value of a field, raising :class:`KeyError` when
     it is absent and :class:`MultipleValuesError` when it is repeated; :meth:`get_all`
     returns every value.
+
+    There is no index by name: a handshake has a dozen fields, which a scan reads about
+    as fast as a dict, and every open connection keeps its handshake's headers, where an
+    index would double their memory.
     """
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_items",)
 
     def __init__(self, items: HeadersLike | None = None) -> None:
         self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
         if items is not None:
             self.update(items)
+
+    def _values(self, name: str) -> list[str]:
+        key = name.lower()
+        size = len(key)
+        # Comparing lengths first skips most lower() calls.
+        return [v for n, v in self._items if len(n) == size and n.lower() == key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys(name for name, _ in self._items))
@@ -57,10 +66,12 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and bool(self._values(name))
 
     def __getitem__(self, name: str) -> str:
-        values = self._index[name.lower()]
+        values = self._values(name)
+        if not values:
+            raise KeyError(name)
         if len(values) > 1:
             raise MultipleValuesError(f"{name} header appears {len(values)} times")
         return values[0]
@@ -76,12 +87,13 @@ class Headers:
         if not _VALUE_TEXT.fullmatch(value):
             raise InvalidArgument(f"invalid value for header {name}: {value!r}")
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
-        del self._index[key]
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        items = [(n, v) for n, v in self._items if n.lower() != key]
+        if len(items) == len(self._items):
+            raise KeyError(name)
+        self._items = items
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -103,7 +115,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order; an empty list when absent."""
-        return list(self._index.get(name.lower(), ()))
+        return self._values(name)
 
     def replace(self, name: str, value: str) -> None:
         """Set ``name`` to a single value, dropping earlier ones."""
@@ -241,7 +253,24 @@ def _parse_headers(
             raise InvalidMessage(
                 f"invalid value in {name.decode()} header", HTTPStatus.BAD_REQUEST
             )
-        headers[name.decode()] = value.decode("iso-8859-1")
+        headers[_shared_text(name)] = value.decode("iso-8859-1")
+
+
+# Field names, methods and versions as received, shared between messages: every open
+# connection keeps the request of its handshake, and clients spell these the same way.
+# Bounded, so that a peer sending made-up names only stops it from growing.
+_SHARED_TEXT: dict[bytes, str] = {}
+_MAX_SHARED_TEXT = 256
+
+
+def _shared_text(raw: bytes) -> str:
+    try:
+        return _SHARED_TEXT[raw]
+    except KeyError:
+        text = raw.decode()
+        if len(_SHARED_TEXT) < _MAX_SHARED_TEXT:
+            _SHARED_TEXT[raw] = text
+        return text
 
 
 def parse_request(
@@ -277,7 +306,7 @@ def parse_request(
         )
     head = [line]
     headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
-    request = Request(target.decode("ascii"), headers, method.decode(), version.decode())
+    request = Request(target.decode("ascii"), headers, _shared_text(method), _shared_text(version))
     request.head = b"\r\n".join(head) + b"\r\n"
     return request
 
