@@ -13,6 +13,8 @@
  *       in one call (RFC 6455 section 5.2); anything else is left to the general parser.
  *   serialize_frame(opcode, payload, fin=True, rsv=0, mask=None) -> bytes
  *       the send path: header and (masked) payload written into one allocation.
+ *   PayloadBuffer(length, mask=None)
+ *       a large frame's payload unmasked, as it arrives, into the bytes handed over.
  *
  * Why C: in pure Python, masking goes through two big-integer conversions and allocates
  * several times the payload; the incremental codec decodes (builds a str) only to throw
@@ -1096,6 +1098,215 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
     return result;
 }
 
+/* ---- PayloadBuffer ------------------------------------------------------------------ */
+
+/* The payload of one large frame, assembled as it arrives: each piece is unmasked straight
+ * into the bytes object that the application will get, so a payload is copied once in
+ * user space instead of going through a receive buffer, a slice, an unmasked copy, a
+ * message buffer and a final bytes().
+ *
+ * The bytes object grows with what arrives (doubling, from PAYLOAD_INITIAL), never to
+ * the declared length at once: a peer declaring a large frame and sending nothing must
+ * not make the server allocate it. It is private until finish() hands it over, so writing
+ * into it is safe: nothing else holds a reference. */
+
+#define PAYLOAD_INITIAL (64 * 1024)
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *data;        /* bytes of `capacity` bytes, the first `filled` written */
+    Py_ssize_t length;     /* declared payload length */
+    Py_ssize_t filled;
+    Py_ssize_t capacity;
+    unsigned char mask[4];
+    int masked;
+} PayloadBufferObject;
+
+static PyObject *
+payload_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PayloadBufferObject *self;
+    Py_ssize_t length;
+    PyObject *mask = Py_None;
+    static char *kwlist[] = {"length", "mask", NULL};
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "n|O:PayloadBuffer", kwlist, &length,
+                                     &mask)) {
+        return NULL;
+    }
+    if (length < 0) {
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer() length must be >= 0");
+        return NULL;
+    }
+    self = (PayloadBufferObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->length = length;
+    if (mask != Py_None) {
+        Py_buffer view;
+        if (get_bytes_view(mask, &view, "PayloadBuffer", "mask") < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        if (view.len != 4) {
+            PyErr_Format(PyExc_ValueError, "PayloadBuffer() mask must be 4 bytes long, not %zd",
+                         view.len);
+            PyBuffer_Release(&view);
+            Py_DECREF(self);
+            return NULL;
+        }
+        memcpy(self->mask, view.buf, 4);
+        PyBuffer_Release(&view);
+        self->masked = 1;
+    }
+    self->capacity = length < PAYLOAD_INITIAL ? length : PAYLOAD_INITIAL;
+    self->data = PyBytes_FromStringAndSize(NULL, self->capacity);
+    if (self->data == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+payload_dealloc(PyObject *op)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+    Py_XDECREF(self->data);
+    Py_TYPE(op)->tp_free(op);
+}
+
+PyDoc_STRVAR(payload_write_doc,
+"write($self, data, /)\n"
+"--\n"
+"\n"
+"Append the start of data, unmasked, up to the declared length; return how many bytes\n"
+"were taken.");
+
+static PyObject *
+payload_write(PyObject *op, PyObject *data)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+    Py_buffer view;
+    const unsigned char *src;
+    Py_ssize_t len, n;
+    int is_view;
+
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer is finished");
+        return NULL;
+    }
+    if (read_bytes_arg(data, &view, &is_view, &src, &len, "write", "data") < 0) {
+        return NULL;
+    }
+    n = self->length - self->filled;
+    if (len < n) {
+        n = len;
+    }
+    if (self->filled + n > self->capacity) {
+        Py_ssize_t capacity = self->capacity * 2;
+        if (capacity < self->filled + n) {
+            capacity = self->filled + n;
+        }
+        if (capacity > self->length) {
+            capacity = self->length;
+        }
+        if (_PyBytes_Resize(&self->data, capacity) < 0) {
+            /* _PyBytes_Resize freed the object and set the pointer to NULL. */
+            if (is_view) {
+                PyBuffer_Release(&view);
+            }
+            return NULL;
+        }
+        self->capacity = capacity;
+    }
+    if (n > 0) {
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(self->data) + self->filled;
+        if (self->masked) {
+            unsigned char key[4];
+            unsigned i;
+            for (i = 0; i < 4; i++) {
+                key[i] = self->mask[(i + (unsigned)self->filled) & 3];
+            }
+            xor_mask(dst, src, n, key);
+        }
+        else {
+            memcpy(dst, src, (size_t)n);
+        }
+        self->filled += n;
+    }
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    return PyLong_FromSsize_t(n);
+}
+
+PyDoc_STRVAR(payload_finish_doc,
+"finish($self, /)\n"
+"--\n"
+"\n"
+"Return the complete payload as bytes; only once, and only when complete.");
+
+static PyObject *
+payload_finish(PyObject *op, PyObject *unused)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+    PyObject *result;
+
+    (void)unused;
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer is finished");
+        return NULL;
+    }
+    if (self->filled != self->length) {
+        PyErr_Format(PyExc_ValueError, "PayloadBuffer has %zd of %zd bytes", self->filled,
+                     self->length);
+        return NULL;
+    }
+    result = self->data;
+    self->data = NULL;
+    return result;
+}
+
+static PyObject *
+payload_get_remaining(PyObject *op, void *closure)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+    (void)closure;
+    return PyLong_FromSsize_t(self->length - self->filled);
+}
+
+static PyMethodDef payload_methods[] = {
+    {"write", payload_write, METH_O, payload_write_doc},
+    {"finish", payload_finish, METH_NOARGS, payload_finish_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef payload_getset[] = {
+    {"remaining", payload_get_remaining, NULL, "Bytes still expected.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(payload_doc,
+"PayloadBuffer(length, mask=None)\n"
+"--\n"
+"\n"
+"The payload of a frame of the declared length, unmasked with the 4-byte mask if given\n"
+"(RFC 6455 section 5.3) as pieces are written, then handed over as bytes by finish().");
+
+static PyTypeObject PayloadBufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsio._speedups.PayloadBuffer",
+    .tp_basicsize = sizeof(PayloadBufferObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = payload_doc,
+    .tp_methods = payload_methods,
+    .tp_getset = payload_getset,
+    .tp_new = payload_new,
+    .tp_dealloc = payload_dealloc,
+};
+
 /* ------------------------------------------------------------------------------------ */
 /* Module                                                                                */
 /* ------------------------------------------------------------------------------------ */
@@ -1139,6 +1350,10 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyModule_AddType(module, &Utf8ValidatorType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyType_Ready(&PayloadBufferType) < 0 || PyModule_AddType(module, &PayloadBufferType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

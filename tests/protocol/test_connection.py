@@ -135,7 +135,17 @@ def test_send_length_encodings(side: Side, length: int) -> None:
     protocol = make(side)
     data = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
     protocol.send_binary(data)
-    assert protocol.data_to_send() == [sent_by(side, BINARY, data)]
+    assert b"".join(protocol.data_to_send()) == sent_by(side, BINARY, data)
+
+
+def test_server_writes_a_large_payload_without_copying_it() -> None:
+    """From 64 KiB on, a server's frame is its header, then the payload object itself."""
+    protocol = make(Side.SERVER)
+    data = bytes(65536)
+    protocol.send_binary(data)
+    header, payload = protocol.data_to_send()
+    assert header == sent_by(Side.SERVER, BINARY, data)[:10]
+    assert payload is data
 
 
 def test_send_fragmented(side: Side) -> None:

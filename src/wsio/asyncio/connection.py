@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import os
+import threading
 import time
 from collections.abc import (
     AsyncIterable,
@@ -62,7 +63,7 @@ class _Closable(TypingProtocol):
 _Opened = TypeVar("_Opened", bound=_Closable)
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """A WebSocket connection over asyncio; see :class:`~wsio.asyncio.client.ClientConnection`
     and :class:`~wsio.asyncio.server.ServerConnection` for the two sides.
 
@@ -547,7 +548,18 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(self.write_limit)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # The loop reads into a buffer shared by the connections of this thread rather
+        # than allocating one per read (256 KiB for asyncio, mapped and unmapped each time
+        # for large messages); buffer_updated() follows at once, before any other read.
+        return _receive_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # The core copies what it keeps before returning (see Protocol.receive_data): the
+        # buffer is free for the next read, whichever connection it is for.
+        self.data_received(_receive_buffer()[:nbytes])
+
+    def data_received(self, data: bytes | bytearray | memoryview) -> None:
         self.protocol.receive_data(data)
         self._process_events()
 
@@ -594,6 +606,19 @@ class Connection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+_RECEIVE_BUFFER_SIZE = 256 * 1024
+_thread_local = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    """The receive buffer of the current thread: one per event loop, not per connection."""
+    try:
+        buffer: memoryview = _thread_local.receive_buffer
+    except AttributeError:
+        buffer = _thread_local.receive_buffer = memoryview(bytearray(_RECEIVE_BUFFER_SIZE))
+    return buffer
 
 
 class Opener(abc.ABC, Generic[_Opened]):

@@ -73,7 +73,7 @@ class ServerConnection(Connection):
         self.server._connections.add(self)
         self._handler_task = self.loop.create_task(self._run())
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | bytearray | memoryview) -> None:
         self._received_data = True
         super().data_received(data)
 

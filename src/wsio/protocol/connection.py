@@ -57,6 +57,7 @@ from .frames import (
     Opcode,
     parse_messages,
     serialize_frame,
+    serialize_unmasked_header,
 )
 from .handshake import (
     Origin,
@@ -81,7 +82,7 @@ from .http11 import (
     parse_request,
     parse_response,
 )
-from .masking import apply_mask
+from .masking import PayloadBuffer, apply_mask
 from .streams import StreamReader
 from .uri import WebSocketURI
 from .utf8 import IncrementalValidator
@@ -103,6 +104,10 @@ _OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
 )
 _KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
+
+# From this size on, an unmasked payload is written after its header, not copied behind it:
+# copying 64 KiB costs more than the extra write.
+_SEPARATE_PAYLOAD = 64 * 1024
 
 # Frame header, first two bytes (RFC 6455 §5.2).
 _FIN = 0x80
@@ -209,6 +214,7 @@ class Protocol:
         "_held_failure",
         "_message_size",
         "_parser",
+        "_payload_buffer",
         "_pending_pings",
         "_reader",
         "_receiving",
@@ -273,6 +279,9 @@ class Protocol:
         # Whether the parser waits for the first byte of a message with nothing buffered
         # and no extension in use: receive_data may then parse whole messages itself.
         self._between_messages = False
+        # The payload of a large binary frame being received, which receive_data fills
+        # directly while the parser waits for it.
+        self._payload_buffer: PayloadBuffer | None = None
 
         self._parser = self._parse() if state is State.OPEN else self._parse_handshake()
         next(self._parser)
@@ -287,7 +296,14 @@ class Protocol:
         reader = self._reader
         if reader.eof:
             raise InvalidState("data received after end of stream")
-        if self._between_messages and not reader.buffer:
+        payload_buffer = self._payload_buffer
+        if payload_buffer is not None and not reader.buffer:
+            # The payload of a large frame goes straight where it belongs, unmasked.
+            taken = payload_buffer.write(data)
+            if payload_buffer.remaining:
+                return
+            data = memoryview(data)[taken:]
+        elif self._between_messages and not reader.buffer:
             # Fast path: whole unfragmented messages are parsed straight from ``data``,
             # without going through the buffer and the generator. It stops at anything
             # else -- a control frame, a fragment, a partial frame, a violation -- and the
@@ -521,9 +537,15 @@ class Protocol:
             )
 
     def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True, rsv: int = 0) -> None:
-        # §5.3: a fresh, unpredictable masking key for every frame a client sends.
-        mask = self.random_bytes(4) if self.side is Side.CLIENT else None
-        self._writes.append(serialize_frame(opcode, data, fin, rsv, mask))
+        if self.side is Side.CLIENT:
+            # §5.3: a fresh, unpredictable masking key for every frame a client sends.
+            self._writes.append(serialize_frame(opcode, data, fin, rsv, self.random_bytes(4)))
+        elif len(data) >= _SEPARATE_PAYLOAD:
+            # Written as they are, the header then the payload: no copy of a large payload.
+            self._writes.append(serialize_unmasked_header(opcode, len(data), fin, rsv))
+            self._writes.append(data)
+        else:
+            self._writes.append(serialize_frame(opcode, data, fin, rsv, None))
 
     def _send_eof(self) -> None:
         if not self._eof_sent:
@@ -559,6 +581,7 @@ class Protocol:
         """Drop every byte from now on, until the end of the stream."""
         self._receiving = False
         self._between_messages = False
+        self._payload_buffer = None
         while not self._reader.eof:
             self._reader.discard()
             yield
@@ -673,6 +696,25 @@ class Protocol:
                         raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
                 else:
                     self._events.append(BinaryMessage(payload))
+                continue
+
+            if fin and message_opcode is None and not decoders and opcode == Opcode.BINARY:
+                # A large binary frame: its payload goes into the bytes object delivered,
+                # unmasked on the way, one copy in all (receive_data fills it directly).
+                payload_buffer = self._payload_buffer = PayloadBuffer(length, mask)
+                while payload_buffer.remaining:
+                    if reader.buffer:
+                        with memoryview(reader.buffer) as view:
+                            taken = payload_buffer.write(view)
+                        del reader.buffer[:taken]
+                    elif reader.eof:
+                        raise EOFError(
+                            f"stream ends, expected {payload_buffer.remaining} more bytes"
+                        )
+                    else:
+                        yield
+                self._payload_buffer = None
+                self._events.append(BinaryMessage(payload_buffer.finish()))
                 continue
 
             if message_opcode is None:

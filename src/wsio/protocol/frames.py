@@ -34,6 +34,7 @@ __all__ = [
     "python_parse_messages",
     "python_serialize_frame",
     "serialize_frame",
+    "serialize_unmasked_header",
 ]
 
 _E = TypeVar("_E")
@@ -187,17 +188,27 @@ def python_serialize_frame(
         raise ValueError("serialize_frame() opcode and rsv must fit in a byte")
     if not isinstance(payload, bytes):
         payload = bytes(payload)  # a length in bytes, whatever the buffer's item size
-    mask_bit = 0x80 if mask is not None else 0
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", first, mask_bit | length)
-    elif length < 65536:
-        header = struct.pack("!BBH", first, mask_bit | 126, length)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, length)
+    header = _header(first, 0x80 if mask is not None else 0, len(payload))
     if mask is None:
         return header + payload
     return header + mask + apply_mask(payload, mask)
+
+
+def _header(first: int, mask_bit: int, length: int) -> bytes:
+    if length < 126:
+        return struct.pack("!BB", first, mask_bit | length)
+    if length < 65536:
+        return struct.pack("!BBH", first, mask_bit | 126, length)
+    return struct.pack("!BBQ", first, mask_bit | 127, length)
+
+
+def serialize_unmasked_header(opcode: int, length: int, fin: bool = True, rsv: int = 0) -> bytes:
+    """The header of an unmasked frame of ``length`` bytes, to write ahead of a large
+    payload rather than copy the payload behind it (§5.2)."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    if opcode < 0 or rsv < 0 or first > 0xFF:
+        raise ValueError("serialize_frame() opcode and rsv must fit in a byte")
+    return _header(first, 0, length)
 
 
 def python_parse_messages(

@@ -4,16 +4,19 @@ Every frame sent by a client is masked with a fresh 4-byte key; the payload is X
 the key repeated. Unmasking is the same operation. Payloads arrive in pieces, so the key
 can be applied from any offset into the payload.
 
-:func:`apply_mask` is the C version from :mod:`wsio._speedups` when that extension is built
-and the environment variable ``WSIO_NO_SPEEDUPS`` is unset or empty; otherwise it is
-:func:`python_apply_mask`, the reference. :data:`SPEEDUPS` tells which.
+:func:`apply_mask` and :class:`PayloadBuffer` are the C versions from :mod:`wsio._speedups`
+when that extension is built and the environment variable ``WSIO_NO_SPEEDUPS`` is unset or
+empty; otherwise they are :func:`python_apply_mask` and :class:`PythonPayloadBuffer`, the
+reference. :data:`SPEEDUPS` tells which.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._accelerator import speedups
 
-__all__ = ["SPEEDUPS", "apply_mask", "python_apply_mask"]
+__all__ = ["SPEEDUPS", "PayloadBuffer", "PythonPayloadBuffer", "apply_mask", "python_apply_mask"]
 
 
 def python_apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset: int = 0) -> bytes:
@@ -31,7 +34,58 @@ def python_apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset:
     return value.to_bytes(length, "little")
 
 
+class PythonPayloadBuffer:
+    """The payload of a frame of a declared length, unmasked with ``mask`` (if given) as
+    pieces are written (§5.3), then handed over as bytes by :meth:`finish`.
+
+    The parser streams large frames through it; the C version writes each piece straight
+    into the bytes object it hands over, so that a payload is copied once.
+    """
+
+    __slots__ = ("_data", "_length", "_mask")
+
+    def __init__(self, length: int, mask: bytes | None = None) -> None:
+        if length < 0:
+            raise ValueError("PayloadBuffer() length must be >= 0")
+        if mask is not None and len(mask) != 4:
+            raise ValueError(f"PayloadBuffer() mask must be 4 bytes long, not {len(mask)}")
+        self._data: bytearray | None = bytearray()
+        self._length = length
+        self._mask = mask
+
+    def _buffer(self) -> bytearray:
+        if self._data is None:
+            raise ValueError("PayloadBuffer is finished")
+        return self._data
+
+    @property
+    def remaining(self) -> int:
+        """Bytes still expected."""
+        return self._length - len(self._buffer())
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append the start of ``data``, unmasked, up to the declared length; return how
+        many bytes were taken."""
+        buffer = self._buffer()
+        view = memoryview(data).cast("B")
+        piece = view[: self._length - len(buffer)]
+        buffer += piece if self._mask is None else apply_mask(piece, self._mask, len(buffer))
+        return len(piece)
+
+    def finish(self) -> bytes:
+        """The complete payload; only once, and only when complete."""
+        buffer = self._buffer()
+        if len(buffer) != self._length:
+            raise ValueError(f"PayloadBuffer has {len(buffer)} of {self._length} bytes")
+        self._data = None
+        return bytes(buffer)
+
+
 _speedups = speedups()
-#: Whether :func:`apply_mask` is the C implementation.
+#: Whether :func:`apply_mask` and :class:`PayloadBuffer` are the C implementations.
 SPEEDUPS = _speedups is not None
 apply_mask = python_apply_mask if _speedups is None else _speedups.apply_mask
+PayloadBuffer = PythonPayloadBuffer
+# The type checker knows the Python class only; _speedups.pyi declares the same API.
+if not TYPE_CHECKING and _speedups is not None:
+    PayloadBuffer = _speedups.PayloadBuffer
