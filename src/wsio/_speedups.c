@@ -1105,9 +1105,9 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
  * user space instead of going through a receive buffer, a slice, an unmasked copy, a
  * message buffer and a final bytes().
  *
- * The bytes object grows with what arrives (doubling, from PAYLOAD_INITIAL), never to
- * the declared length at once: a peer declaring a large frame and sending nothing must
- * not make the server allocate it. It is private until finish() hands it over, so writing
+ * The bytes object grows with what arrives (four times larger each time, from
+ * PAYLOAD_INITIAL), never to the declared length at once: a peer declaring a large frame
+ * must send a quarter of what it makes the server allocate. It is private until finish() hands it over, so writing
  * into it is safe: nothing else holds a reference. */
 
 #define PAYLOAD_INITIAL (64 * 1024)
@@ -1205,7 +1205,8 @@ payload_write(PyObject *op, PyObject *data)
         n = len;
     }
     if (self->filled + n > self->capacity) {
-        Py_ssize_t capacity = self->capacity * 2;
+        Py_ssize_t capacity = self->capacity <= self->length / 4 ? self->capacity * 4
+                                                                   : self->length;
         if (capacity < self->filled + n) {
             capacity = self->filled + n;
         }

@@ -139,9 +139,9 @@ def test_send_length_encodings(side: Side, length: int) -> None:
 
 
 def test_server_writes_a_large_payload_without_copying_it() -> None:
-    """From 64 KiB on, a server's frame is its header, then the payload object itself."""
+    """From 128 KiB on, a server's frame is its header, then the payload object itself."""
     protocol = make(Side.SERVER)
-    data = bytes(65536)
+    data = bytes(131072)
     protocol.send_binary(data)
     header, payload = protocol.data_to_send()
     assert header == sent_by(Side.SERVER, BINARY, data)[:10]
@@ -1498,3 +1498,191 @@ def test_hostile_frames_never_raise(
 )
 def test_random_bytes_never_raise(side: Side, data: bytes, cuts: list[int], eof: bool) -> None:
     _check_robustness(side, chop(data, cuts), eof, 64, False)
+
+
+# Large binary frames, streamed into the delivered bytes as they arrive
+
+#: Streamed whenever not entirely buffered; around the C buffer's first 64 KiB.
+STREAMED_LENGTHS = [300, 64 * 1024 + 1, 200 * 1024]
+
+
+def large_payload(length: int) -> bytes:
+    """Bytes of period 251, prime to the mask's 4: any slip of the mask's offset shows."""
+    return (bytes(range(251)) * (length // 251 + 1))[:length]
+
+
+def header_size(side: Side, length: int) -> int:
+    """Bytes before the payload of a frame sent to ``side``: masked towards a server."""
+    size = 2 if length < 126 else 4 if length < 65536 else 10
+    return size + 4 if side is Side.SERVER else size
+
+
+_large_streams: dict[tuple[Side, int], bytes] = {}
+
+
+def large_then_small(side: Side, length: int) -> bytes:
+    """A large binary frame then a text frame and a ping, as the peer of ``side`` sends
+    them (built once: the helpers mask byte by byte)."""
+    key = (side, length)
+    if key not in _large_streams:
+        _large_streams[key] = (
+            to(side, BINARY, large_payload(length))
+            + to(side, TEXT, b"after")
+            + to(side, PING, b"ping")
+        )
+    return _large_streams[key]
+
+
+def assert_streamed(side: Side, length: int, pieces: list[bytes]) -> None:
+    """Feeding ``pieces`` of :func:`large_then_small` gives its three events in order, the
+    message no earlier than its last byte, and the pong."""
+    protocol = make(side)
+    end = header_size(side, length) + length
+    events: list[object] = []
+    fed = 0
+    for piece in pieces:
+        protocol.receive_data(piece)
+        fed += len(piece)
+        new = protocol.events_received()
+        if fed < end:
+            assert new == [], f"events before the frame's last byte ({fed} of {end})"
+        events += new
+    assert events == [BinaryMessage(large_payload(length)), TextMessage("after"), Ping(b"ping")]
+    assert type(events[0].data) is bytes  # type: ignore[attr-defined]
+    assert protocol.data_to_send() == [sent_by(side, PONG, b"ping")]
+    assert_open(protocol)
+
+
+# Cut points, from the header's size and the end of the large frame.
+PIECE_PLANS = {
+    "header byte by byte, then the rest": lambda h, e: [*range(1, h + 1)],
+    "header byte by byte, then 64 KiB pieces": lambda h, e: [
+        *range(1, h + 1),
+        *range(h, e + 65536, 65536),
+    ],
+    "odd pieces across the frame's end": lambda h, e: [*range(1, h), *range(h, e + 8200, 4093)],
+    "last payload byte with the next frames": lambda h, e: [h, e - 1],
+    "frame's end with half of the next frame": lambda h, e: [h, e - 100, e + 4],
+    "byte by byte around the frame's end": lambda h, e: [h, *range(e - 3, e + 10)],
+    "some payload with the header": lambda h, e: [h + 5, h + 6, e + 1],
+}
+
+
+@pytest.mark.parametrize("length", STREAMED_LENGTHS)
+@pytest.mark.parametrize("plan", list(PIECE_PLANS))
+def test_large_binary_message_in_pieces(side: Side, length: int, plan: str) -> None:
+    data = large_then_small(side, length)
+    cuts = PIECE_PLANS[plan](header_size(side, length), header_size(side, length) + length)
+    assert_streamed(side, length, chop(data, cuts))
+
+
+def test_streamed_binary_message_byte_by_byte(side: Side) -> None:
+    data = large_then_small(side, 300)
+    assert_streamed(side, 300, [data[i : i + 1] for i in range(len(data))])
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.sampled_from([Side.SERVER, Side.CLIENT]),
+    st.sampled_from(STREAMED_LENGTHS),
+    st.booleans(),
+    st.lists(st.integers(0, 2**18), max_size=12),
+)
+def test_large_binary_message_in_any_pieces(
+    side: Side, length: int, header_by_byte: bool, cuts: list[int]
+) -> None:
+    data = large_then_small(side, length)
+    header = [*range(1, header_size(side, length) + 1)] if header_by_byte else []
+    assert_streamed(side, length, chop(data, [*header, *(c % len(data) for c in cuts)]))
+
+
+def test_streamed_payload_does_not_keep_the_received_buffer(side: Side) -> None:
+    """An I/O layer may reuse its receive buffer as soon as receive_data returns."""
+    data = large_then_small(side, 200 * 1024)
+    buffer = bytearray(16384)
+    protocol = make(side)
+    for start in range(0, len(data), len(buffer)):
+        piece = data[start : start + len(buffer)]
+        buffer[: len(piece)] = piece
+        protocol.receive_data(memoryview(buffer)[: len(piece)])
+        buffer[:] = b"\xaa" * len(buffer)
+    events = protocol.events_received()
+    assert events == [
+        BinaryMessage(large_payload(200 * 1024)),
+        TextMessage("after"),
+        Ping(b"ping"),
+    ]
+
+
+def test_large_message_at_the_limit_is_streamed(side: Side) -> None:
+    protocol = make(side, max_size=200 * 1024)
+    data = to(side, BINARY, large_payload(200 * 1024))
+    protocol.receive_data(data[:1000])
+    assert protocol.events_received() == []
+    protocol.receive_data(data[1000:])
+    assert protocol.events_received() == [BinaryMessage(large_payload(200 * 1024))]
+    assert_open(protocol)
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_large_declared_length_over_the_limit_fails_before_the_payload(
+    side: Side, chunk: int | None
+) -> None:
+    protocol = make(side, max_size=200 * 1024 - 1)
+    feed(protocol, to(side, BINARY, b"", length=200 * 1024), chunk)  # header and mask only
+    assert isinstance(protocol.failure, PayloadTooBig)
+    assert protocol.events_received() == []
+    assert_failed(protocol, 1009)
+
+
+@pytest.mark.parametrize("received", [0, 1, 65536, 200 * 1024 - 1])
+def test_eof_in_the_middle_of_a_streamed_payload(side: Side, received: int) -> None:
+    protocol = make(side)
+    header = header_size(side, 200 * 1024)
+    data = large_then_small(side, 200 * 1024)[: header + received]
+    protocol.receive_data(data[: header + 1])  # the header and maybe a first byte
+    protocol.receive_data(data[header + 1 :])
+    protocol.receive_eof()
+    assert protocol.events_received() == []
+    assert protocol.data_to_send() == [b""]
+    assert protocol.state is State.CLOSED
+    assert isinstance(protocol.failure, EOFError)
+    assert protocol.close_code == 1006
+    assert not protocol.receiving
+
+
+@pytest.mark.parametrize("how", ["fail", "ping_timeout_expired"])
+def test_failing_while_streaming_a_payload_stops_it(side: Side, how: str) -> None:
+    """§7.1.7: no more data is processed: neither the rest of the message nor the ping."""
+    protocol = make(side)
+    data = large_then_small(side, 200 * 1024)
+    protocol.receive_data(data[:100_000])
+    if how == "fail":
+        protocol.fail(1011, "stop")
+    else:
+        protocol.ping_timeout_expired()
+    frames, eof = output(protocol)
+    assert [f.opcode for f in frames] == [CLOSE]
+    assert frames[0].payload[:2] == close_payload(1011)
+    assert eof is (side is Side.SERVER)
+    assert not protocol.receiving
+    assert exchange(protocol, data[100_000:150_000]) == ([], [])
+    assert exchange(protocol, data[150_000:]) == ([], [])
+    protocol.receive_eof()
+    assert protocol.events_received() == []
+
+
+def test_closing_while_streaming_a_payload_still_delivers_it(side: Side) -> None:
+    """§7.1.2: after sending a close frame, data keeps coming until the peer's close."""
+    protocol = make(side)
+    data = large_then_small(side, 200 * 1024)
+    protocol.receive_data(data[:100_000])
+    protocol.send_close(1000)
+    protocol.data_to_send()
+    protocol.receive_data(data[100_000:])
+    assert protocol.events_received() == [
+        BinaryMessage(large_payload(200 * 1024)),
+        TextMessage("after"),
+        Ping(b"ping"),
+    ]
+    assert protocol.state is State.CLOSING

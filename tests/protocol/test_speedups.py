@@ -792,3 +792,165 @@ def test_parse_messages_max_size_beyond_64_bits(max_size: int) -> None:
     expected = parse_with(python_parse_messages, data, False, max_size)
     assert expected == (len(data), [binary_event(b"abc")])
     assert parse_with(_speedups.parse_messages, data, False, max_size) == expected
+
+
+# Payload buffer -------------------------------------------------------------------------
+
+PAYLOAD_BUFFERS = pytest.mark.parametrize(
+    "factory", [_speedups.PayloadBuffer, masking.PythonPayloadBuffer], ids=["c", "python"]
+)
+# Around the C buffer's first allocation (64 KiB) and its growth steps.
+BUFFER_LENGTHS = st.one_of(
+    st.sampled_from([0, 1, 2, 3, 4, 5, 65535, 65536, 65537, 131072, 131073, 262144, 262145]),
+    st.integers(0, 300 * 1024),
+)
+# Pieces offered to write(): a size, often more than what remains, and a contiguous form.
+BUFFER_PIECES = st.lists(
+    st.tuples(
+        st.one_of(st.integers(0, 9), st.integers(0, 70_000), st.integers(0, 400 * 1024)),
+        st.sampled_from(BYTES_LIKE[:4]),
+    ),
+    max_size=8,
+)
+
+
+def write_both(c: Any, python: Any, piece: Any) -> int:
+    taken = c.write(piece)
+    assert python.write(piece) == taken
+    assert c.remaining == python.remaining
+    return taken  # type: ignore[no-any-return]
+
+
+@SETTINGS
+@given(BUFFER_LENGTHS, st.one_of(st.none(), MASKS), BUFFER_PIECES, st.integers(0, 2**32))
+def test_payload_buffer_same_as_python(
+    length: int,
+    mask: bytes | None,
+    pieces_: list[tuple[int, Callable[[bytes], Any]]],
+    seed: int,
+) -> None:
+    data = random_payload(length + 10, seed)  # 10 bytes more than declared
+    c, python = _speedups.PayloadBuffer(length, mask), masking.PythonPayloadBuffer(length, mask)
+    assert c.remaining == python.remaining == length
+    position = 0
+    for size, convert in pieces_:
+        piece = data[position : position + size]
+        taken = write_both(c, python, convert(piece))
+        assert taken == min(len(piece), length - position)  # the extra bytes are not taken
+        position += taken
+    if position < length:
+        assert outcome(c.finish) == outcome(python.finish) == ("raised", ValueError)
+        position += write_both(c, python, data[position:])
+    assert position == length
+    assert c.remaining == 0
+    assert write_both(c, python, b"more") == 0
+    result = c.finish()
+    assert type(result) is bytes
+    assert result == python.finish()
+    assert result == (data[:length] if mask is None else python_apply_mask(data[:length], mask))
+
+
+@PAYLOAD_BUFFERS
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((-1,), "length must be >= 0"),
+        ((-(2**40), MASK), "length must be >= 0"),
+        ((5, b"abc"), "mask must be 4 bytes long, not 3"),
+        ((5, b""), "mask must be 4 bytes long, not 0"),
+        ((5, bytearray(5)), "mask must be 4 bytes long, not 5"),
+    ],
+)
+def test_payload_buffer_bad_arguments(
+    factory: Callable[..., Any], args: tuple[object, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        factory(*args)
+
+
+@PAYLOAD_BUFFERS
+@pytest.mark.parametrize("data", ["text", None, 5])
+def test_payload_buffer_write_needs_bytes_like(factory: Callable[..., Any], data: object) -> None:
+    buffer = factory(5, MASK)
+    with pytest.raises(TypeError):
+        buffer.write(data)
+    assert buffer.remaining == 5
+
+
+@PAYLOAD_BUFFERS
+@pytest.mark.parametrize("mask", [None, MASK])
+def test_payload_buffer_finishes_once_and_complete(
+    factory: Callable[..., Any], mask: bytes | None
+) -> None:
+    buffer = factory(5, mask)
+    with pytest.raises(ValueError, match="has 0 of 5 bytes"):
+        buffer.finish()
+    assert buffer.write(b"abc") == 3
+    with pytest.raises(ValueError, match="has 3 of 5 bytes"):
+        buffer.finish()
+    # A failed finish() changes nothing: writing goes on.
+    assert buffer.write(memoryview(b"defgh")) == 2
+    assert buffer.remaining == 0
+    assert buffer.finish() == (b"abcde" if mask is None else python_apply_mask(b"abcde", MASK))
+    with pytest.raises(ValueError, match="is finished"):
+        buffer.finish()
+    with pytest.raises(ValueError, match="is finished"):
+        buffer.write(b"x")
+    with pytest.raises(ValueError, match="is finished"):
+        buffer.write(b"")
+
+
+@PAYLOAD_BUFFERS
+def test_payload_buffer_of_zero_bytes(factory: Callable[..., Any]) -> None:
+    buffer = factory(0, MASK)
+    assert buffer.remaining == 0
+    assert buffer.write(b"abc") == 0
+    assert buffer.finish() == b""
+
+
+@PAYLOAD_BUFFERS
+def test_payload_buffer_allocates_as_data_arrives(factory: Callable[..., Any]) -> None:
+    """A peer declaring a huge frame and sending little must not make us allocate it."""
+    import tracemalloc
+
+    piece = random_payload(100_000, 0)
+    tracemalloc.start()
+    try:
+        buffer = factory(2**31 - 1, MASK)
+        assert buffer.write(piece) == len(piece)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert buffer.remaining == 2**31 - 1 - len(piece)
+    assert peak < 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [bytearray(MASK), memoryview(MASK)],
+    ids=["bytearray", "memoryview"],
+)
+def test_payload_buffer_bytes_like_mask(mask: bytearray | memoryview) -> None:
+    expected = python_apply_mask(b"Hello", MASK)
+    factories: list[Callable[..., Any]] = [_speedups.PayloadBuffer, masking.PythonPayloadBuffer]
+    for factory in factories:
+        buffer = factory(5, mask)
+        assert buffer.write(b"H") == 1
+        assert buffer.write(b"ello") == 4
+        assert buffer.finish() == expected
+
+
+def test_payload_buffer_remaining_after_finish_same_as_python() -> None:
+    outcomes = []
+    for factory in (_speedups.PayloadBuffer, masking.PythonPayloadBuffer):
+        buffer = factory(1)
+        buffer.write(b"x")
+        buffer.finish()
+        outcomes.append(outcome(getattr, buffer, "remaining"))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_payload_buffer_strided_piece_same_as_python() -> None:
+    strided = BYTES_LIKE[4](b"Hello")
+    c = outcome(_speedups.PayloadBuffer(5, MASK).write, strided)
+    assert c == outcome(masking.PythonPayloadBuffer(5, MASK).write, strided)

@@ -70,6 +70,10 @@ class ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self.server.ssl is not None:
+            # The first bytes are a TLS ClientHello, for start_tls, which resumes reading.
+            # asyncio's loop happens to call start_tls before it reads; uvloop reads first.
+            transport.pause_reading()  # type: ignore[attr-defined]
         self.server._connections.add(self)
         self._handler_task = self.loop.create_task(self._run())
 

@@ -106,8 +106,8 @@ _OK_CLOSE_CODES = frozenset(
 _KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
 
 # From this size on, an unmasked payload is written after its header, not copied behind it:
-# copying 64 KiB costs more than the extra write.
-_SEPARATE_PAYLOAD = 64 * 1024
+# copying 128 KiB costs more than the extra write; copying 64 KiB costs less (measured).
+_SEPARATE_PAYLOAD = 128 * 1024
 
 # Frame header, first two bytes (RFC 6455 §5.2).
 _FIN = 0x80

@@ -44,11 +44,13 @@ class PythonPayloadBuffer:
 
     __slots__ = ("_data", "_length", "_mask")
 
-    def __init__(self, length: int, mask: bytes | None = None) -> None:
+    def __init__(self, length: int, mask: bytes | bytearray | memoryview | None = None) -> None:
         if length < 0:
             raise ValueError("PayloadBuffer() length must be >= 0")
-        if mask is not None and len(mask) != 4:
-            raise ValueError(f"PayloadBuffer() mask must be 4 bytes long, not {len(mask)}")
+        if mask is not None:
+            mask = bytes(mask)  # a copy: the caller may reuse its buffer
+            if len(mask) != 4:
+                raise ValueError(f"PayloadBuffer() mask must be 4 bytes long, not {len(mask)}")
         self._data: bytearray | None = bytearray()
         self._length = length
         self._mask = mask
@@ -61,13 +63,15 @@ class PythonPayloadBuffer:
     @property
     def remaining(self) -> int:
         """Bytes still expected."""
-        return self._length - len(self._buffer())
+        return 0 if self._data is None else self._length - len(self._data)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append the start of ``data``, unmasked, up to the declared length; return how
         many bytes were taken."""
         buffer = self._buffer()
-        view = memoryview(data).cast("B")
+        view = memoryview(data)
+        if view.format != "B" or not view.c_contiguous:
+            view = memoryview(view.tobytes())  # count bytes, whatever the buffer's layout
         piece = view[: self._length - len(buffer)]
         buffer += piece if self._mask is None else apply_mask(piece, self._mask, len(buffer))
         return len(piece)
