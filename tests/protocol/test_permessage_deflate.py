@@ -1611,3 +1611,32 @@ def test_round_trip_between_wsio_client_and_server(side: Side) -> None:
     client.receive_data(b"".join(server.data_to_send()))
     assert server.events_received() == [BinaryMessage(m) for m in messages]
     assert client.events_received() == [TextMessage(m.decode()) for m in messages]
+
+
+@pytest.mark.parametrize("side", [Side.SERVER, Side.CLIENT])
+def test_plain_messages_take_the_fast_path_and_compressed_ones_do_not(
+    side: Side, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RSV1 clear means uncompressed (RFC 7692 §6): such messages are parsed on the fast
+    path even with the extension negotiated; a compressed one falls to the general parser,
+    and the two kinds interleave in order."""
+    import wsio.protocol.connection as connection_module
+
+    protocol = opened(side)
+    taken: list[int] = []
+    original = connection_module.parse_messages
+
+    def spy(data: Any, events: Any, *args: Any) -> int:
+        consumed = original(data, events, *args)
+        taken.append(consumed)
+        return consumed
+
+    monkeypatch.setattr(connection_module, "parse_messages", spy)
+    plain = to(side, TEXT, b"plain")
+    compressed = to(side, TEXT, deflate(compressor(), b"squeezed"), rsv=RSV1)
+    protocol.receive_data(plain + compressed + plain)
+    assert taken == [len(plain)]
+    assert [event.data for event in protocol.events_received()] == ["plain", "squeezed", "plain"]
+    protocol.receive_data(plain)
+    assert taken == [len(plain), len(plain)]
+    assert [event.data for event in protocol.events_received()] == ["plain"]

@@ -277,7 +277,8 @@ class Protocol:
         # RSV bits that the extensions in use define.
         self._extension_rsv = 0
         # Whether the parser waits for the first byte of a message with nothing buffered
-        # and no extension in use: receive_data may then parse whole messages itself.
+        # and no extension would touch a plain message: receive_data may then parse whole
+        # messages itself.
         self._between_messages = False
         # The payload of a large binary frame being received, which receive_data fills
         # directly while the parser waits for it.
@@ -605,8 +606,9 @@ class Protocol:
         validator: IncrementalValidator | None = None
         # The extensions that transform the message being received, in decoding order.
         decoders: list[Extension] = []
-        # The fast path of receive_data knows no extension.
-        fast_path = not self.extensions
+        # The fast path of receive_data takes frames without RSV bits only: messages that
+        # extensions such as permessage-deflate leave alone.
+        fast_path = all(extension.passes_plain_messages for extension in self.extensions)
         while True:
             self._between_messages = fast_path and message_opcode is None
             head = yield from reader.read_exact(2)

@@ -39,6 +39,10 @@ class Extension(abc.ABC):
     #: The RSV bits (as in the first header byte: 0x40, 0x20, 0x10) this extension defines
     #: on the first frame of data messages; any other use of them fails the connection.
     rsv_bits: int = 0
+    #: Whether a message whose first frame carries none of the RSV bits reaches the
+    #: application untouched (``begin_incoming(0)`` is false, always), as with RFC 7692:
+    #: the core may then parse such messages on its fast path.
+    passes_plain_messages: bool = True
 
     @abc.abstractmethod
     def begin_incoming(self, rsv: int) -> bool:
