@@ -255,12 +255,15 @@ class Connection(asyncio.BufferedProtocol):
         while self._fragmented_send is not None:
             # Another coroutine is sending a fragmented message: frames can't interleave.
             await asyncio.shield(self._fragmented_send)
+        protocol = self.protocol
         if isinstance(message, str):
-            self._check_open()
-            self.protocol.send_text(message.encode(), compress=compress)
+            if protocol.state is not State.OPEN:
+                raise protocol.close_exc
+            protocol.send_text(message.encode(), True, compress)
         elif isinstance(message, _BYTES_LIKE):
-            self._check_open()
-            self.protocol.send_binary(bytes(message), compress=compress)
+            if protocol.state is not State.OPEN:
+                raise protocol.close_exc
+            protocol.send_binary(bytes(message), True, compress)
         elif isinstance(message, Mapping):
             # A dict is iterable, but sending its keys as fragments is never what's meant.
             raise TypeError("message is a dict-like object: serialize it first")
@@ -481,7 +484,8 @@ class Connection(asyncio.BufferedProtocol):
             self._reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
-        if protocol.failure_held:
+        # A held failure has its failure set: the attribute is cheaper than the property.
+        if protocol.failure is not None and protocol.failure_held:
             # Let the application handle the messages that came before the violation --
             # an echo goes out before the close frame -- and fail when it comes back for
             # more, or after a short grace if it doesn't.
@@ -491,7 +495,8 @@ class Connection(asyncio.BufferedProtocol):
                 self._failure_timer = self.loop.call_later(
                     defaults.FAILURE_GRACE, self._release_failure
                 )
-        self._flush()
+        if protocol.state is not State.OPEN or protocol.has_data_to_send:
+            self._flush()
         if not self._handshake_done.done() and protocol.state is not State.CONNECTING:
             self._handshake_done.set_result(None)
         message_waiter = self._message_waiter

@@ -104,6 +104,8 @@ _OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
 )
 _KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
+# Module constants: read once per message on the send path, cheaper than Opcode.X.
+_CONTINUATION, _TEXT, _BINARY = Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY
 
 # From this size on, an unmasked payload is written after its header, not copied behind it:
 # copying 128 KiB costs more than the extra write; copying 64 KiB costs less (measured).
@@ -339,6 +341,11 @@ class Protocol:
         events, self._events = self._events, []
         return events
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """Whether :meth:`data_to_send` has anything to return."""
+        return bool(self._writes)
+
     def data_to_send(self) -> list[bytes]:
         """Bytes to write since the last call; an empty ``bytes`` means "half-close TCP"."""
         writes, self._writes = self._writes, []
@@ -401,29 +408,30 @@ class Protocol:
         ``compress`` asks negotiated extensions to transform the message (``True``) or
         not (``False``); ``None`` lets them decide, e.g. by size (RFC 7692 §6).
         """
-        self._send_data(Opcode.TEXT, data, fin, compress)
+        self._send_data(_TEXT, data, fin, compress)
 
     def send_binary(self, data: bytes, fin: bool = True, compress: bool | None = None) -> None:
         """Send a binary frame starting a message; see :meth:`send_text` for ``compress``."""
-        self._send_data(Opcode.BINARY, data, fin, compress)
+        self._send_data(_BINARY, data, fin, compress)
 
     def send_continuation(self, data: bytes, fin: bool) -> None:
         """Send the next fragment of the message started by ``send_text``/``send_binary``
         with ``fin=False`` (§5.4)."""
-        self._send_data(Opcode.CONTINUATION, data, fin)
+        self._send_data(_CONTINUATION, data, fin)
 
     def _send_data(
         self, opcode: Opcode, data: bytes, fin: bool, compress: bool | None = None
     ) -> None:
-        self._check_open()
-        if (opcode is Opcode.CONTINUATION) != self._sending_fragments:
+        if self.state is not State.OPEN:
+            self._check_open()
+        if (opcode is _CONTINUATION) != self._sending_fragments:
             if self._sending_fragments:
                 raise InvalidState("a fragmented message is being sent: send a continuation")
             raise InvalidState("no fragmented message is being sent")
         self._sending_fragments = not fin
         rsv = 0
         if self.extensions:
-            first = opcode is not Opcode.CONTINUATION
+            first = opcode is not _CONTINUATION
             for extension in self.extensions:
                 data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
                 rsv |= bits
