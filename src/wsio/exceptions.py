@@ -216,7 +216,16 @@ class InvalidHeaderFormat(InvalidHeader):
     """An HTTP header cannot be parsed."""
 
     def __init__(self, name: str, error: str, header: str, pos: int) -> None:
-        super().__init__(name, f"{error} at {pos} in {header}")
+        # Quote the value around the error only: a header line may be 8 KiB long.
+        start, end = max(0, pos - _CONTEXT), pos + _CONTEXT
+        excerpt = (
+            ("..." if start else "") + header[start:end] + ("..." if end < len(header) else "")
+        )
+        super().__init__(name, f"{error} at {pos} in {excerpt}")
+
+
+#: Characters of a header value quoted on each side of a parse error.
+_CONTEXT = 40
 
 
 class InvalidHeaderValue(InvalidHeader):

@@ -10,6 +10,7 @@ delivering the messages that were complete before the bad frame.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -513,3 +514,20 @@ async def test_data_after_close_is_ignored(ws_pair: WsPairFactory, role: str) ->
     with pytest.raises(wsio.ConnectionClosedOK) as caught:
         await recv(pair.ws)
     assert caught.value.code == 1000
+
+
+async def test_peer_failure_is_one_debug_line_without_traceback(
+    ws_pair: WsPairFactory, role: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken rule is logged for whoever debugs, at debug level, without a traceback."""
+    with caplog.at_level(logging.DEBUG, logger="wsio"):
+        pair = await open_pair(ws_pair, role)
+        await pair.peer.send_frame(OP_TEXT, b"\xc3\x28")  # invalid UTF-8
+        await expect_failure(pair, 1007)
+        await asyncio.wait_for(pair.ws.wait_closed(), STEP)
+    failures = [r for r in caplog.records if r.getMessage().startswith("connection failed:")]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+    assert failures[0].levelno == logging.DEBUG
+    assert "UTF-8" in failures[0].getMessage()
+    assert all(r.exc_info is None for r in caplog.records)
+    assert all(r.levelno < logging.WARNING for r in caplog.records)

@@ -581,3 +581,16 @@ def test_rejection_505() -> None:
 
 def test_rejection_without_server_header() -> None:
     assert "Server" not in build_rejection(InvalidMessage("x")).headers
+
+
+def test_header_format_error_quotes_the_value_around_the_error_only() -> None:
+    """A long malformed header makes a short message that still shows where it broke."""
+    from wsio.exceptions import InvalidHeaderFormat
+
+    value = "a" * 5000 + "," + "b" * 5000
+    exc = InvalidHeaderFormat("Sec-WebSocket-Protocol", "expected token", value, 5001)
+    message = str(exc)
+    assert "at 5001 in ..." in message and message.endswith("...")
+    assert len(message) < 200
+    short = InvalidHeaderFormat("Upgrade", "expected token", "web socket", 3)
+    assert str(short).endswith("at 3 in web socket")

@@ -576,6 +576,9 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.protocol.failure is None:
             self.protocol.failure = exc
+        if self.protocol.failure is not None:
+            # A peer's mistake is no bug of ours: one line at debug level, no traceback.
+            self.logger.debug("connection failed: %s", self.protocol.failure)
         self.protocol.receive_eof()
         self.protocol.data_to_send()  # nowhere to write them anymore
         self._process_events()
