@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .._accelerator import speedups
 from ..exceptions import InvalidArgument, ProtocolError
-from .masking import apply_mask
+from .masking import apply_mask, byte_view
 
 __all__ = [
     "CONTROL_OPCODES",
@@ -229,9 +229,7 @@ def python_parse_messages(
     parser takes over there, with every rule checked and every error reported, so this
     path never decides that input is invalid.
     """
-    view = memoryview(data)
-    if view.format != "B" or not view.c_contiguous:
-        view = memoryview(view.tobytes())  # index bytes, whatever the buffer's layout
+    view = byte_view(data)
     end = len(view)
     offset = 0
     mask_bit = 0x80 if mask_expected else 0

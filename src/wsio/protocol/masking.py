@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 from .._accelerator import speedups
 
-__all__ = ["SPEEDUPS", "PayloadBuffer", "PythonPayloadBuffer", "apply_mask", "python_apply_mask"]
+__all__ = [
+    "SPEEDUPS",
+    "PayloadBuffer",
+    "PythonPayloadBuffer",
+    "apply_mask",
+    "byte_view",
+    "python_apply_mask",
+]
 
 
 def python_apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset: int = 0) -> bytes:
@@ -32,6 +39,15 @@ def python_apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset:
     key = (mask * ((length >> 2) + 1))[:length]
     value = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
     return value.to_bytes(length, "little")
+
+
+def byte_view(data: bytes | bytearray | memoryview) -> memoryview:
+    """A view of ``data`` indexed by byte, whatever its item size or layout (a strided or
+    multi-byte view is copied), as the C code reads buffers."""
+    view = memoryview(data)
+    if view.format != "B" or not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view
 
 
 class PythonPayloadBuffer:
@@ -69,9 +85,7 @@ class PythonPayloadBuffer:
         """Append the start of ``data``, unmasked, up to the declared length; return how
         many bytes were taken."""
         buffer = self._buffer()
-        view = memoryview(data)
-        if view.format != "B" or not view.c_contiguous:
-            view = memoryview(view.tobytes())  # count bytes, whatever the buffer's layout
+        view = byte_view(data)
         piece = view[: self._length - len(buffer)]
         buffer += piece if self._mask is None else apply_mask(piece, self._mask, len(buffer))
         return len(piece)
