@@ -422,7 +422,7 @@ class Protocol:
     def _send_data(
         self, opcode: Opcode, data: bytes, fin: bool, compress: bool | None = None
     ) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not State.OPEN:  # micro-optimisation: the call only to raise
             self._check_open()
         if (opcode is _CONTINUATION) != self._sending_fragments:
             if self._sending_fragments:
