@@ -22,13 +22,13 @@ import pytest
 from cdp import Chromium
 
 import wsio
+from wiretap import Wire, tap
 from wsio.cli.demo import demo_server
 from wsio.protocol.extensions.permessage_deflate import PerMessageDeflate
 
 pytestmark = pytest.mark.timeout(30)
 
 STEP = 10.0
-RSV1 = 0x40
 # About 200 KB of JSON; the page builds the same text with JSON.stringify.
 ITEMS = 3700
 BINARY_SIZE = 100_000
@@ -54,69 +54,11 @@ PAGE = b"""<!doctype html>
 
 
 @dataclass
-class WireLog:
-    """Frames of one direction of a connection: (opcode, fin, rsv bits, payload length)."""
-
-    http_first: bool = False
-    frames: list[tuple[int, bool, int, int]] = field(default_factory=list)
-    total: int = 0
-    _buffer: bytearray = field(default_factory=bytearray)
-
-    def feed(self, data: bytes) -> None:
-        self.total += len(data)
-        self._buffer += data
-        if self.http_first:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            del self._buffer[: end + 4]
-            self.http_first = False
-        # Bounded: each turn removes one whole frame.
-        while len(self._buffer) >= 2:
-            buffer = self._buffer
-            length, offset = buffer[1] & 0x7F, 2
-            if length >= 126:
-                offset = 4 if length == 126 else 10
-                if len(buffer) < offset:
-                    return
-                length = int.from_bytes(buffer[2:offset], "big")
-            offset += 4 if buffer[1] & 0x80 else 0
-            if len(buffer) < offset + length:
-                return
-            self.frames.append(
-                (buffer[0] & 0x0F, bool(buffer[0] & 0x80), buffer[0] & 0x70, length)
-            )
-            del buffer[: offset + length]
-
-    def messages(self) -> list[tuple[int, bool, int]]:
-        """Data messages: (opcode, RSV1 on the first frame, payload bytes on the wire)."""
-        done: list[tuple[int, bool, int]] = []
-        current: list[Any] | None = None
-        for opcode, fin, rsv, length in self.frames:
-            if opcode >= 8:
-                continue
-            if opcode != 0:
-                current = [opcode, bool(rsv & RSV1), 0]
-            assert current is not None, self.frames
-            current[2] += length
-            if fin:
-                done.append((current[0], current[1], current[2]))
-                current = None
-        return done
-
-    def check_rsv(self) -> None:
-        """§6.1: RSV1 on the first frame of a data message only; RSV2, RSV3 never."""
-        for opcode, _, rsv, _ in self.frames:
-            assert rsv & ~(RSV1 if opcode in (1, 2) else 0) == 0, self.frames
-
-
-@dataclass
 class Seen:
     """What the server saw of the page's WebSocket connection."""
 
     connection: Any = None
-    incoming: WireLog = field(default_factory=WireLog)
-    outgoing: WireLog = field(default_factory=lambda: WireLog(http_first=True))
+    wire: Wire | None = None
     messages: list[str | bytes] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -130,20 +72,7 @@ async def page_server() -> AsyncIterator[tuple[str, Seen]]:
         if request.path == "/ws":
             # Tap the connection before the 101 goes out: every frame is seen.
             seen.connection = ws
-            received, transport = ws.data_received, ws.transport
-            assert transport is not None
-            write = transport.write
-
-            def data_received(data: bytes) -> None:
-                seen.incoming.feed(bytes(data))
-                received(data)
-
-            def tapped_write(data: bytes) -> None:
-                seen.outgoing.feed(bytes(data))
-                write(data)
-
-            ws.data_received = data_received  # type: ignore[method-assign]
-            transport.write = tapped_write  # type: ignore[method-assign]
+            seen.wire = tap(ws, before_response=True)
             return None
         if request.path != "/":
             return ws.respond(HTTPStatus.NOT_FOUND, "Not found.\n")
@@ -255,24 +184,25 @@ async def test_large_messages_compressed_both_ways(browser: Chromium) -> None:
     ]
 
     # The wire: every large message went compressed, both ways, at a fraction of its size.
-    seen.incoming.check_rsv()
-    seen.outgoing.check_rsv()
-    received = seen.incoming.messages()
-    sent = seen.outgoing.messages()
+    wire = seen.wire
+    assert wire is not None
+    wire.check_rsv()
+    received = wire.incoming.messages()
+    sent = wire.outgoing.messages()
     assert len(received) == 5 and len(sent) == 6
     big_in = [received[0], received[1], received[2], received[4]]
     big_out = [sent[0], sent[1], sent[2], sent[3], sent[5]]
-    assert all(compressed for _, compressed, _ in big_in), received
-    assert all(compressed for _, compressed, _ in big_out), sent
-    for (_, _, wire), size in zip(big_in, [*sizes[1:], BINARY_SIZE], strict=True):
-        assert wire < size // 5, (wire, size)
-    for (_, _, wire), size in zip(big_out, [*sizes, BINARY_SIZE], strict=True):
-        assert wire < size // 5, (wire, size)
+    assert all(message.compressed for message in big_in), received
+    assert all(message.compressed for message in big_out), sent
+    for message, size in zip(big_in, [*sizes[1:], BINARY_SIZE], strict=True):
+        assert message.length < size // 5, (message, size)
+    for message, size in zip(big_out, [*sizes, BINARY_SIZE], strict=True):
+        assert message.length < size // 5, (message, size)
     # "small" (5 bytes) is under wsio's threshold: it goes back uncompressed.
-    assert sent[4] == (1, False, 5)
+    assert (sent[4].opcode, sent[4].compressed, sent[4].length) == (1, False, 5)
     # In all, far fewer bytes than the 1.7 MB of messages crossed the wire.
     total = sum(sizes) * 2 - sizes[0] + 2 * BINARY_SIZE
-    assert seen.incoming.total + seen.outgoing.total < total // 5
+    assert wire.incoming.total + wire.outgoing.total < total // 5
 
 
 async def test_demo_page_negotiates_compression(browser: Chromium) -> None:
