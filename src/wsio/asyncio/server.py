@@ -73,7 +73,8 @@ class ServerConnection(Connection):
         if self.server.ssl is not None:
             # The first bytes are a TLS ClientHello, for start_tls, which resumes reading.
             # asyncio's loop happens to call start_tls before it reads; uvloop reads first.
-            transport.pause_reading()  # type: ignore[attr-defined]
+            assert self.transport is not None
+            self.transport.pause_reading()
         self.server._connections.add(self)
         self._handler_task = self.loop.create_task(self._run())
 
