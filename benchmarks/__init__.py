@@ -14,12 +14,15 @@ Methodology
 - Servers: compression off, each library's default checks and keepalive, a 2 MiB size
   limit; the wsio server is ``async for message in ws: await ws.send(message)``. The plain
   asyncio TCP echo answers the handshake with a canned 101 and then echoes bytes: the
-  ceiling of any asyncio library (see :mod:`benchmarks.servers`).
+  ceiling of any asyncio library. The task echo does the same through a task per
+  connection that awaits each read and writes it back: the ceiling of a library whose
+  handlers are written ``async for message in ws: await ws.send(message)``, since a task
+  must wake for each message (see :mod:`benchmarks.servers`).
 - One load generator for every server: ``raw`` in :mod:`benchmarks.clients`, on uvloop,
   with pre-built masked frames and a byte-exact check of every echo (header included),
   of the 101 and of the closing handshake. It costs less per message than any library
   client, so the server is what is measured. ``--loadgen picows`` uses the picows client
-  instead (the reference of issue 5), which can't talk to the plain TCP echo.
+  instead (the reference of issue 5), which can't talk to the byte echoes.
 - Client rows: each library's client against one fixed server, picows on uvloop; the
   ceiling column is the raw client on the clients' event loop.
 - Messages per second: binary messages (``--text`` for text) of 16 B, 1 KiB, 64 KiB and

@@ -27,9 +27,15 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp")
+SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp", "task")
 CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw")
-COLUMNS = ("wsio", "websockets", "aiohttp", "picows", "ceiling")
+#: Column headings of each section, in the order of SERVERS and CLIENTS.
+COLUMNS = {
+    "server": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
+    "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling"),
+}
+#: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
+BYTE_ECHOES = ("tcp", "task")
 #: The server every client row runs against, on uvloop when installed.
 FIXED_SERVER = "picows"
 
@@ -342,7 +348,7 @@ class Bench:
     def _client_spec(self, section: str, lib: str) -> tuple[str, str, str]:
         """(client library, peer kind, loop) of the client process of a column."""
         if section == "server":
-            peer = "echo" if lib == "tcp" else "ws"
+            peer = "echo" if lib in BYTE_ECHOES else "ws"
             return self.s.loadgen, peer, self.s.loadgen_loop
         return lib, "ws", self.s.loop
 
@@ -407,8 +413,9 @@ class Bench:
 
     def libraries(self, section: str) -> list[str]:
         libs = list(self.s.libraries[section])
-        if section == "server" and self.s.loadgen == "picows" and "tcp" in libs:
-            libs.remove("tcp")  # the picows client can't talk to a byte echo
+        if section == "server" and self.s.loadgen == "picows":
+            # The picows client can't talk to a byte echo.
+            libs = [lib for lib in libs if lib not in BYTE_ECHOES]
         return libs
 
     def run_section(self, section: str) -> None:
@@ -555,14 +562,15 @@ def _cell_text(cell: Cell | None, unit: str, reference: Cell | None, is_referenc
 def table(results: Results, settings: Settings) -> str:
     lines = []
     width = 21
-    header = f"{'':<26}" + "".join(f"{column:>{width}}" for column in COLUMNS)
     for section in settings.sections:
+        header = f"{'':<26}" + "".join(f"{column:>{width}}" for column in COLUMNS[section])
         names = CLIENTS if section == "client" else SERVERS
         if section == "server":
             title = (
                 f"SERVERS (load generator: {settings.loadgen} client on "
                 f"{settings.loadgen_loop}; servers on {settings.loop}; ceiling = plain "
-                "asyncio TCP echo)"
+                "asyncio TCP echo; task echo = the same through a handler task, the ceiling "
+                "of an async-for API)"
             )
         else:
             title = (

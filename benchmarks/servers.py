@@ -13,6 +13,10 @@ library keeps its default checks and keepalive, and the size limit is :data:`MAX
 - ``tcp``: plain ``asyncio.Protocol``: answers the opening handshake with a canned 101,
   then writes back every byte it receives, untouched. No WebSocket library can do less, so
   it is the ceiling for the others on the same event loop.
+- ``task``: the same byte echo, except that each read is handed to a task per connection
+  that awaits it and writes it back, the way ``async for message in ws: await
+  ws.send(message)`` wakes a handler. It is the ceiling for any library with that API:
+  the price of waking a task for each message, without any WebSocket work.
 """
 
 from __future__ import annotations
@@ -137,12 +141,54 @@ async def _tcp(port: int, aiofastnet: bool) -> int:
     return int(server.sockets[0].getsockname()[1])
 
 
+class _TaskEcho(_TcpEcho):
+    """The byte echo through a handler task that awaits each read, as ``async for`` does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if not self.open:
+            super().data_received(data)
+            if self.open:
+                asyncio.get_running_loop().create_task(self.echo())
+            return
+        self.chunks.append(data)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def receive(self) -> bytes:
+        while not self.chunks:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.chunks.pop(0)
+
+    async def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def echo(self) -> None:
+        while True:
+            await self.send(await self.receive())
+
+
+async def _task(port: int, aiofastnet: bool) -> int:
+    server = await asyncio.get_running_loop().create_server(_TaskEcho, HOST, port)
+    return int(server.sockets[0].getsockname()[1])
+
+
 SERVERS: dict[str, Callable[[int, bool], Awaitable[int]]] = {
     "wsio": _wsio,
     "websockets": _websockets,
     "aiohttp": _aiohttp,
     "picows": _picows,
     "tcp": _tcp,
+    "task": _task,
 }
 
 
