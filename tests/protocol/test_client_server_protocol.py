@@ -499,6 +499,28 @@ def test_server_accepts_rfc_request() -> None:
     assert server.response is response
 
 
+def test_server_request_started_with_its_first_byte() -> None:
+    # A server shutting down answers 503 at once only where no request has begun.
+    server = make_server()
+    assert not server.request_started
+    server.receive_data(b"")
+    assert not server.request_started
+    server.receive_data(RFC_REQUEST[:1])
+    assert server.request_started
+    assert server.events_received() == []
+    server.receive_data(RFC_REQUEST[1:])
+    [event] = server.events_received()
+    assert isinstance(event, RequestReceived)
+
+
+def test_server_request_not_started_on_eof() -> None:
+    server = make_server()
+    server.receive_eof()
+    assert not server.request_started
+    assert isinstance(server.handshake_exc, InvalidMessage)
+    assert server.state is State.CLOSED
+
+
 def test_server_accept_key() -> None:
     server = serve(RFC_REQUEST)
     response, eof = written_response(server)

@@ -88,6 +88,7 @@ class Connection(asyncio.BufferedProtocol):
         "_message_waiter",
         "_messages",
         "_pong_waiters",
+        "_read_buffer",
         "_reading_paused",
         "_recv_in_progress",
         "_writes_held",
@@ -123,6 +124,12 @@ class Connection(asyncio.BufferedProtocol):
         self.logger = protocol.logger
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        # Where the loop reads: shared by the connections of this thread rather than
+        # allocated per read (256 KiB for asyncio, mapped and unmapped each time for large
+        # messages). buffer_updated() follows each read at once, and the core copies what
+        # it keeps before returning (see Protocol.receive_data): the buffer is free for the
+        # next read, whichever connection it is for.
+        self._read_buffer = _receive_buffer()
         #: Round-trip time of the last ping answered, in seconds.
         self.latency: float = 0.0
 
@@ -263,7 +270,10 @@ class Connection(asyncio.BufferedProtocol):
         elif isinstance(message, _BYTES_LIKE):
             if protocol.state is not State.OPEN:
                 raise protocol.close_exc
-            protocol.send_binary(bytes(message), True, compress)
+            # bytes are immutable: only other buffers need a copy, taken now.
+            protocol.send_binary(
+                message if type(message) is bytes else bytes(message), True, compress
+            )
         elif isinstance(message, Mapping):
             # A dict is iterable, but sending its keys as fragments is never what's meant.
             raise TypeError("message is a dict-like object: serialize it first")
@@ -417,9 +427,15 @@ class Connection(asyncio.BufferedProtocol):
         transport = self.transport
         assert transport is not None
         protocol = self.protocol
-        # While the connection is open, reading resumes with the queue (recv) and no
-        # close is expected yet: that part only matters afterwards.
-        if protocol.state is not State.OPEN and self._reading_paused:
+        if protocol.state is State.OPEN:
+            # Frames only: no half-close is queued, reading resumes with the queue (recv)
+            # and no close is expected while the connection is open.
+            writes = protocol.data_to_send()
+            if not transport.is_closing():
+                for data in writes:
+                    transport.write(data)
+            return
+        if self._reading_paused:
             # The closing handshake needs the peer's close frame, wherever it is queued:
             # read on, for close_timeout at most.
             self._reading_paused = False
@@ -554,15 +570,12 @@ class Connection(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(self.write_limit)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # The loop reads into a buffer shared by the connections of this thread rather
-        # than allocating one per read (256 KiB for asyncio, mapped and unmapped each time
-        # for large messages); buffer_updated() follows at once, before any other read.
-        return _receive_buffer()
+        return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        # The core copies what it keeps before returning (see Protocol.receive_data): the
-        # buffer is free for the next read, whichever connection it is for.
-        self.data_received(_receive_buffer()[:nbytes])
+        # data_received() inlined: this runs for every read.
+        self.protocol.receive_data(self._read_buffer[:nbytes])
+        self._process_events()
 
     def data_received(self, data: bytes | bytearray | memoryview) -> None:
         self.protocol.receive_data(data)

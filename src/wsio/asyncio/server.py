@@ -48,7 +48,6 @@ class ServerConnection(Connection):
     __slots__ = (
         "_answered_by_hook",
         "_handler_task",
-        "_received_data",
         "_request_ready",
         "server",
         "username",
@@ -62,7 +61,6 @@ class ServerConnection(Connection):
         self._handler_task: asyncio.Task[None] | None = None
         self._request_ready: asyncio.Future[None] = self.loop.create_future()
         # Whether the client sent anything yet (a request, or part of one).
-        self._received_data = False
         # Status of the answer that process_request gave instead of upgrading, if any.
         self._answered_by_hook = 0
         #: The user authenticated by :func:`basic_auth`, if any.
@@ -77,10 +75,6 @@ class ServerConnection(Connection):
             self.transport.pause_reading()
         self.server._connections.add(self)
         self._handler_task = self.loop.create_task(self._run())
-
-    def data_received(self, data: bytes | bytearray | memoryview) -> None:
-        self._received_data = True
-        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -154,7 +148,7 @@ class ServerConnection(Connection):
         """
         if self._writes_held:
             self._abort()
-        elif not self._received_data:
+        elif not self.protocol.request_started:
             self.protocol.send_response(
                 self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
             )

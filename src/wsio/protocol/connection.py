@@ -840,6 +840,7 @@ class ServerProtocol(Protocol):
         "max_line_length",
         "origins",
         "request",
+        "request_started",
         "response",
         "select_subprotocol",
         "server_header",
@@ -870,6 +871,10 @@ class ServerProtocol(Protocol):
         self.max_line_length = max_line_length
         self.max_headers = max_headers
         self.request: Request | None = None
+        #: Whether any byte of the opening handshake request has arrived: a server
+        #: shutting down answers connections without one at once, and lets the others
+        #: finish their request.
+        self.request_started = False
         self.response: Response | None = None
         self.subprotocol: str | None = None
         super().__init__(
@@ -882,6 +887,9 @@ class ServerProtocol(Protocol):
         )
 
     def _parse_handshake(self) -> _Parser:
+        while not self._reader.buffer and not self._reader.eof:
+            yield
+        self.request_started = bool(self._reader.buffer)
         try:
             request = yield from parse_request(
                 self._reader, max_line_length=self.max_line_length, max_headers=self.max_headers
