@@ -453,7 +453,6 @@ class Connection(asyncio.BufferedProtocol):
                 transport.close()
         if (
             self._close_timer is None
-            and protocol.state is not State.OPEN
             and self.close_timeout is not None
             and protocol.close_expected()
         ):
