@@ -148,19 +148,31 @@ class _TaskEcho(_TcpEcho):
         super().__init__()
         self.chunks: list[bytes] = []
         self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.lost = False
 
     def data_received(self, data: bytes) -> None:
         if not self.open:
             super().data_received(data)
             if self.open:
-                asyncio.get_running_loop().create_task(self.echo())
+                self.task = asyncio.get_running_loop().create_task(self.echo())
             return
         self.chunks.append(data)
+        self.wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.wake()
+
+    def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
     async def receive(self) -> bytes:
+        """The next chunk read; empty once the connection is lost."""
         while not self.chunks:
+            if self.lost:
+                return b""
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.waiter
@@ -173,8 +185,8 @@ class _TaskEcho(_TcpEcho):
         self.transport.write(data)
 
     async def echo(self) -> None:
-        while True:
-            await self.send(await self.receive())
+        while data := await self.receive():
+            await self.send(data)
 
 
 async def _task(port: int, aiofastnet: bool) -> int:

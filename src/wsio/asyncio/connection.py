@@ -513,7 +513,7 @@ class Connection(asyncio.BufferedProtocol):
         if protocol.state is not State.OPEN or protocol.has_data_to_send:
             self._flush()
         if not self._handshake_done.done() and protocol.state is not State.CONNECTING:
-            self._handshake_done.set_result(None)
+            self._end_handshake()
         message_waiter = self._message_waiter
         if (
             message_waiter is not None
@@ -524,6 +524,10 @@ class Connection(asyncio.BufferedProtocol):
 
     def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
         """Hook for the sides: a handshake message arrived."""
+
+    def _end_handshake(self) -> None:
+        """The opening handshake is over, whatever its outcome (sides may extend this)."""
+        self._handshake_done.set_result(None)
 
     # Keepalive runs on timer handles rather than a task: a task per connection costs
     # over a kilobyte, which matters with thousands of idle connections.
@@ -602,7 +606,7 @@ class Connection(asyncio.BufferedProtocol):
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
         if not self._handshake_done.done():
-            self._handshake_done.set_result(None)
+            self._end_handshake()
         close_exc = self.protocol.close_exc
         for waiter, _ in self._pong_waiters.values():
             if not waiter.done():

@@ -59,8 +59,8 @@ class ServerConnection(Connection):
         super().__init__(protocol, **kwargs)
         self.server = server
         self._handler_task: asyncio.Task[None] | None = None
+        # Resolved once the request arrived, or once the handshake ended without one.
         self._request_ready: asyncio.Future[None] = self.loop.create_future()
-        # Whether the client sent anything yet (a request, or part of one).
         # Status of the answer that process_request gave instead of upgrading, if any.
         self._answered_by_hook = 0
         #: The user authenticated by :func:`basic_auth`, if any.
@@ -88,12 +88,10 @@ class ServerConnection(Connection):
             async with asyncio.timeout(server.open_timeout):
                 if server.ssl is not None:
                     await self._start_tls(server.ssl)
-                await asyncio.wait(
-                    [self._request_ready, self._handshake_done],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                await self._request_ready
                 await self._answer_request()
-                await asyncio.shield(self._handshake_done)
+                if not self._handshake_done.done():  # a hook's own 101 or a TLS close
+                    await asyncio.shield(self._handshake_done)
         except TimeoutError:
             self.logger.info("opening handshake timed out after %s s", server.open_timeout)
             self._abort()
@@ -135,6 +133,11 @@ class ServerConnection(Connection):
         self._flush()
 
     def _handshake_event(self, event: object) -> None:
+        if not self._request_ready.done():
+            self._request_ready.set_result(None)
+
+    def _end_handshake(self) -> None:
+        super()._end_handshake()
         if not self._request_ready.done():
             self._request_ready.set_result(None)
 
