@@ -253,7 +253,8 @@ def _parse_headers(
             raise InvalidMessage(
                 f"invalid value in {name.decode()} header", HTTPStatus.BAD_REQUEST
             )
-        headers[_shared_text(name)] = value.decode("iso-8859-1")
+        # Checked above on the bytes, more strictly than Headers.__setitem__ would.
+        headers._items.append((_shared_text(name), value.decode("iso-8859-1")))
 
 
 # Field names, methods and versions as received, shared between messages: every open
