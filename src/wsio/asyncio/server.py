@@ -90,7 +90,9 @@ class ServerConnection(Connection):
                     await self._start_tls(server.ssl)
                 await self._request_ready
                 await self._answer_request()
-                if not self._handshake_done.done():  # a hook's own 101 or a TLS close
+                # Queuing the answer, or losing the connection, ended the handshake: this
+                # only waits should some path leave it open.
+                if not self._handshake_done.done():
                     await asyncio.shield(self._handshake_done)
         except TimeoutError:
             self.logger.info("opening handshake timed out after %s s", server.open_timeout)
