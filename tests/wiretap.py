@@ -116,11 +116,14 @@ def tap(ws: Any, *, before_response: bool = False) -> Wire:
     """Record what wsio connection ``ws`` reads and writes from now on. On a server, call it
     from process_request (``before_response``): the 101 is then skipped on the way out."""
     wire = Wire(WireLog(), WireLog(http_first=before_response))
-    received = ws.data_received
+    # Every byte read reaches the core through receive_data, whichever protocol callback
+    # the event loop used.
+    protocol = ws.protocol
+    received = protocol.receive_data
     transport = ws.transport
     write = transport.write
 
-    def data_received(data: bytes) -> None:
+    def receive_data(data: bytes) -> None:
         wire.incoming.feed(bytes(data))
         received(data)
 
@@ -128,6 +131,6 @@ def tap(ws: Any, *, before_response: bool = False) -> Wire:
         wire.outgoing.feed(bytes(data))
         write(data)
 
-    ws.data_received = data_received
+    protocol.receive_data = receive_data
     transport.write = tapped_write
     return wire
