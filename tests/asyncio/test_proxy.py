@@ -23,6 +23,7 @@ from wsio.exceptions import (
     InvalidProxy,
     InvalidProxyMessage,
     InvalidProxyStatus,
+    InvalidStatus,
     ProxyError,
 )
 
@@ -416,6 +417,20 @@ async def test_http_proxy_bytes_after_200_before_tls(
     proxy = await start(HTTPProxy(after_200=b"\x16\x03\x01junk"))
     exc = await failure(f"wss://localhost:{port}/", proxy=proxy.url, ssl=client_ssl_context)
     assert isinstance(exc, InvalidProxyMessage)
+
+
+async def test_http_proxy_bytes_after_200_are_the_servers(
+    echo_server: EchoServerFactory, start: Start
+) -> None:
+    """Bytes read together with the proxy's 200 belong to the tunnel: here they are an
+    answer that the client must read as the server's, body included."""
+    _, port = await echo_server()
+    answer = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nforbidden"
+    proxy = await start(HTTPProxy(after_200=answer))
+    exc = await failure(f"ws://127.0.0.1:{port}/", proxy=proxy.url)
+    assert isinstance(exc, InvalidStatus)
+    assert exc.response.status_code == 403
+    assert exc.response.body == b"forbidden"
 
 
 @pytest.mark.parametrize("kind", ["http", "https", "socks5"])
