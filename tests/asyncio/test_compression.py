@@ -399,7 +399,7 @@ BOMB_MAX_SIZE = MiB
 # the measurement sees growth).
 SERVER_SCRIPT = textwrap.dedent(
     """
-    import asyncio, json, resource, sys
+    import asyncio, json, mmap, resource, sys
 
     import wsio
 
@@ -446,10 +446,14 @@ SERVER_SCRIPT = textwrap.dedent(
                 if command == "reset":
                     result["reset"] = reset()
                 elif command == "alloc":
-                    block = bytearray(int(args[0]))
-                    block[::4096] = b"x" * len(block[::4096])
-                    del block
+                    # Fresh pages from the kernel: a bytearray could reuse heap memory
+                    # that the bombs left resident, and the control would see no growth.
+                    block = mmap.mmap(-1, int(args[0]))
+                    for offset in range(0, len(block), 4096):
+                        block[offset] = 1
+                    block.close()
                 result.update(memory())
+                result["connections"] = len(server.connections)
                 print(json.dumps(result), flush=True)
 
     asyncio.run(main())
@@ -486,6 +490,14 @@ class ServerProcess:
     async def growth_of(self, action: Callable[[], Awaitable[None]]) -> int:
         """How far the server's peak resident memory rose above where it stood before
         ``action``, in bytes."""
+        # The previous action's connection must be gone first: memory it frees after the
+        # baseline would hide growth. Bounded: 100 polls of 20 ms.
+        for _ in range(100):
+            if (await self.command("measure"))["connections"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the previous connection is still open")
         before = await self.command("reset")
         # Without a reset, the peak so far is the baseline.
         baseline = before["rss"] if before["reset"] else before["peak"]
