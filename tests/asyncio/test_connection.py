@@ -963,6 +963,18 @@ async def test_max_queue_pauses_reading(echo_server: EchoServerFactory) -> None:
         assert ws.transport.is_reading()
 
 
+@pytest.mark.parametrize("max_queue", [0, -1])
+async def test_max_queue_below_one_is_refused_up_front(max_queue: int) -> None:
+    # Reading would pause before the first message and never resume.
+    async def handler(ws: Any) -> None:
+        raise AssertionError("no connection is made")  # pragma: no cover
+
+    with pytest.raises(wsio.InvalidArgument, match="max_queue"):
+        wsio.serve(handler, "127.0.0.1", 0, max_queue=max_queue)
+    with pytest.raises(wsio.InvalidArgument, match="max_queue"):
+        wsio.connect("ws://127.0.0.1:1/", max_queue=max_queue)
+
+
 async def test_max_queue_on_server(ws_pair: WsPairFactory) -> None:
     pair = await ws_pair("server", max_queue=4)
     transport = pair.ws.transport

@@ -244,6 +244,49 @@ def test_client_accepts_rfc_response() -> None:
     assert client.data_to_send() == []
 
 
+EARLY_REJECTION = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nearly"
+
+
+def test_client_reads_an_early_answer_once_its_request_is_sent() -> None:
+    # A server may answer on accept; the answer is only parsed as the request's.
+    client = make_client()
+    client.receive_data(EARLY_REJECTION)
+    assert client.events_received() == []
+    assert client.state is State.CONNECTING
+    client.send_request(client.connect())
+    [event] = client.events_received()
+    assert isinstance(event, ResponseReceived)
+    assert isinstance(client.handshake_exc, InvalidStatus)
+    assert client.handshake_exc.response.body == b"early"
+    writes = client.data_to_send()
+    assert writes[0].startswith(b"GET /chat HTTP/1.1\r\n")
+    assert writes[1:] == [b""]
+    assert client.state is State.CLOSED
+
+
+def test_client_early_answer_then_eof_before_the_request() -> None:
+    # The server ended the connection before the request could go: it is not sent, and
+    # the answer still decides the outcome.
+    client = make_client()
+    client.receive_data(EARLY_REJECTION)
+    client.receive_eof()
+    assert client.stream_ended
+    assert client.data_to_send() == [b""]
+    client.send_request(client.connect())
+    assert client.data_to_send() == []
+    assert isinstance(client.handshake_exc, InvalidStatus)
+    assert client.handshake_exc.response.status_code == 403
+
+
+def test_client_eof_before_the_request() -> None:
+    client = make_client()
+    client.receive_eof()
+    client.send_request(client.connect())
+    assert client.data_to_send() == [b""]
+    assert isinstance(client.handshake_exc, InvalidMessage)
+    assert client.response is None
+
+
 def test_client_accepts_response_one_byte_at_a_time() -> None:
     client = started_client()
     for i in range(len(MINIMAL_RESPONSE)):
@@ -519,6 +562,39 @@ def test_server_request_not_started_on_eof() -> None:
     assert not server.request_started
     assert isinstance(server.handshake_exc, InvalidMessage)
     assert server.state is State.CLOSED
+
+
+@pytest.mark.parametrize("status", [101, 200])
+def test_server_answers_a_client_that_ended_its_side_after_the_request(status: int) -> None:
+    # RFC 9112 §9.6: a client may half-close once its request is sent; the answer is
+    # still due, and the connection closes right after it.
+    server = make_server()
+    server.receive_data(RFC_REQUEST + frame(TEXT, b"before", mask=MASK))
+    server.receive_eof()
+    assert server.stream_ended
+    assert server.state is State.CONNECTING
+    [event] = server.events_received()
+    assert isinstance(event, RequestReceived)
+    assert server.data_to_send() == []
+    accepted = status == 101
+    server.send_response(
+        server.accept(event.request) if accepted else server.reject(status, "health\n")
+    )
+    writes = server.data_to_send()
+    assert parse_all(parse_response, writes[0]).status_code == status
+    assert writes[1:] == [b""]
+    assert server.state is State.CLOSED
+    if accepted:
+        # The message that came before the end is still delivered.
+        assert [type(e) for e in server.events_received()] == [TextMessage]
+
+
+def test_server_eof_before_a_complete_request_closes() -> None:
+    server = make_server()
+    server.receive_data(RFC_REQUEST[:20])
+    server.receive_eof()
+    assert server.state is State.CLOSED
+    assert isinstance(server.handshake_exc, InvalidMessage)
 
 
 def test_server_accept_key() -> None:

@@ -16,14 +16,14 @@ from ..exceptions import (
     ProxyError,
     SecurityError,
 )
-from ..protocol.connection import ClientProtocol
+from ..protocol.connection import ClientProtocol, State
 from ..protocol.extensions import ClientExtensionFactory
 from ..protocol.handshake import redirect_location
 from ..protocol.http11 import Headers, HeadersLike, Response
 from ..protocol.proxy import Proxy, ProxyTunnel, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
 from .compression import client_extensions
-from .connection import Connection, Opener
+from .connection import Connection, Opener, check_max_queue
 
 __all__ = ["ClientConnection", "connect"]
 
@@ -52,9 +52,10 @@ class ClientConnection(Connection):
         through a proxy's tunnel with its own answer, and are read as if they came after.
         """
         self.protocol.send_request(self.protocol.connect())
-        self._flush()
         if received:
-            self.data_received(received)
+            self.protocol.receive_data(received)
+        # The answer may be complete already: it was read before the request went out.
+        self._process_events()
         await asyncio.shield(self._handshake_done)
         if self.protocol.handshake_exc is not None:
             self._abort()
@@ -64,7 +65,8 @@ class ClientConnection(Connection):
             raise self.protocol.close_exc
         # Open, or already closing if the server closed right after the 101: either way
         # the handshake succeeded, and recv() tells the rest.
-        self._start_keepalive()
+        if self.protocol.state is State.OPEN:
+            self._start_keepalive()
 
 
 class connect(Opener[ClientConnection]):
@@ -119,6 +121,7 @@ class connect(Opener[ClientConnection]):
         **create_connection_kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
+        check_max_queue(max_queue)
         if isinstance(proxy, str):
             parse_proxy(proxy)  # fail early on an invalid proxy
         self.proxy = proxy

@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeAlias, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
-from ..exceptions import ConcurrencyError, ConnectionClosedOK
+from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidArgument
 from ..protocol.connection import (
     BinaryMessage,
     Pong,
@@ -422,10 +422,11 @@ class Connection(asyncio.BufferedProtocol):
     def _flush(self) -> None:
         """Write what the core queued, half-close when it says so, and arm the close
         timer once the peer is expected to end the connection."""
-        if self._writes_held:
-            return
         transport = self.transport
-        assert transport is not None
+        if self._writes_held or transport is None:
+            # Upgrading to TLS, or not connected yet (a client's TLS through a proxy may
+            # deliver data first): whoever connects flushes next.
+            return
         protocol = self.protocol
         if protocol.state is State.OPEN:
             # Frames only: no half-close is queued, reading resumes with the queue (recv)
@@ -446,10 +447,11 @@ class Connection(asyncio.BufferedProtocol):
                 continue
             if data:
                 transport.write(data)
-            elif transport.can_write_eof():
+            elif transport.can_write_eof() and not protocol.stream_ended:
                 transport.write_eof()
             else:
-                # TLS can't half-close: close, after flushing what is buffered.
+                # TLS can't half-close, and once the peer ended its side there is nothing
+                # to wait for: close, after flushing what is buffered.
                 transport.close()
         if (
             self._close_timer is None
@@ -584,10 +586,16 @@ class Connection(asyncio.BufferedProtocol):
         self.protocol.receive_data(data)
         self._process_events()
 
-    def eof_received(self) -> None:
+    def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
         self._process_events()
-        # Returning None lets the transport close itself once our side is done too.
+        # A server whose answer is still due (the client ended its side after the
+        # request) keeps the transport open to write it, where TCP can half-close;
+        # otherwise returning None lets the transport close itself.
+        assert self.transport is not None
+        if self.protocol.state is State.CONNECTING and self.transport.can_write_eof():
+            return True
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.protocol.failure is None:
@@ -630,6 +638,12 @@ class Connection(asyncio.BufferedProtocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def check_max_queue(max_queue: int) -> None:
+    """Refuse a queue that can't hold one message: reading would stay paused for good."""
+    if max_queue < 1:
+        raise InvalidArgument(f"max_queue must be at least 1, not {max_queue}")
 
 
 _RECEIVE_BUFFER_SIZE = 256 * 1024

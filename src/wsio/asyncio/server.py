@@ -12,7 +12,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from .. import defaults
 from ..exceptions import ConnectionClosed
@@ -22,7 +22,7 @@ from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import MultipleValuesError, Request, Response
 from .compression import server_extensions
-from .connection import Connection, Opener
+from .connection import Connection, Opener, check_max_queue
 
 __all__ = ["Server", "ServerConnection", "basic_auth", "serve"]
 
@@ -102,14 +102,20 @@ class ServerConnection(Connection):
             self.logger.info("opening handshake failed: %s", exc)
             self._abort()
             return
-        if self.protocol.state is not State.OPEN:
-            if self._answered_by_hook:
-                self.logger.debug("answered HTTP %d without upgrading", self._answered_by_hook)
-            elif self.protocol.handshake_exc is not None:
+        response = self.protocol.response
+        if response is None or response.status_code != 101:
+            if self.protocol.handshake_exc is not None:
                 self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+            elif response is not None:
+                self.logger.debug("answered HTTP %d without upgrading", response.status_code)
+            else:
+                self.logger.debug("connection closed before the opening handshake was answered")
             await self.wait_closed()
             return
-        self._start_keepalive()
+        # Upgraded. Frames that came with the request may have closed the connection
+        # already: the handler still gets the messages before them, then the closure.
+        if self.protocol.state is State.OPEN:
+            self._start_keepalive()
         try:
             await server.handler(self)
         except ConnectionClosed:
@@ -127,9 +133,19 @@ class ServerConnection(Connection):
         self._writes_held = True
         try:
             transport = await self.loop.start_tls(self.transport, self, context, server_side=True)
+        except BaseException as exc:
+            # asyncio doesn't tell the application protocol about a connection lost during
+            # the TLS handshake: do it, so that it leaves the server's connections.
+            self.connection_lost(exc if isinstance(exc, Exception) else None)
+            raise
         finally:
             self._writes_held = False
-        transport = cast(asyncio.Transport, transport)  # uvloop's don't subclass it
+        if transport is None:
+            # The connection was lost, without an error, before the handshake ended: aborted
+            # at shutdown, for instance.
+            lost = ConnectionResetError("connection lost during the TLS handshake")
+            self.connection_lost(lost)
+            raise lost
         self.transport = transport
         transport.set_write_buffer_limits(self.write_limit)
         self._flush()
@@ -196,6 +212,10 @@ class ServerConnection(Connection):
             )
         if self.protocol.state is not State.CONNECTING:
             return  # the connection ended while a hook ran
+        if server.closing and response.status_code == 101:
+            # The server started closing while a hook ran: its open connections are
+            # being closed already, and this one mustn't open after them.
+            response = self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
         self.protocol.send_response(response)
         self._process_events()
 
@@ -354,6 +374,7 @@ class serve(Opener[Server]):
     ) -> None:
         if logger is None:
             logger = _logger
+        check_max_queue(max_queue)
 
         server_extension_factories = server_extensions(
             compression, compression_threshold, extensions

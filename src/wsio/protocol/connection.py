@@ -491,6 +491,11 @@ class Protocol:
         self.receive_eof()
 
     @property
+    def stream_ended(self) -> bool:
+        """Whether the peer ended its side of TCP (:meth:`receive_eof` was called)."""
+        return self._reader.eof
+
+    @property
     def receiving(self) -> bool:
         """Whether more messages may still be parsed: false once the peer's close frame
         arrived, the connection failed or the stream ended."""
@@ -956,6 +961,20 @@ class ServerProtocol(Protocol):
         self._queue_response(response)
         # Frames that arrived right behind the request can be parsed now.
         self._advance()
+        if self._reader.eof and not self._eof_sent:
+            # The client had already ended its side: nothing more can come.
+            self.state = State.CLOSED
+            self._send_eof()
+
+    def receive_eof(self) -> None:
+        """Feed the end of the stream. A client may end its side once its request is
+        sent (RFC 9112 §9.6): the answer is still due, and the connection closes once
+        :meth:`send_response` has queued it."""
+        if self.state is State.CONNECTING and self.request is not None:
+            self._reader.feed_eof()
+            self._advance()
+            return
+        super().receive_eof()
 
     def _queue_response(self, response: Response) -> None:
         self.response = response
@@ -1053,13 +1072,24 @@ class ClientProtocol(Protocol):
         )
 
     def send_request(self, request: Request) -> None:
-        """Send the opening handshake request."""
+        """Send the opening handshake request.
+
+        An answer can only be read once its request is sent: bytes received before are
+        kept, and parsed here. If the peer already ended the connection, the request is
+        not sent, and the answer or its absence decides the outcome.
+        """
         if self.request is not None:
             raise InvalidState("the opening handshake request was already sent")
         self.request = request
-        self._writes.append(request.serialize())
+        if not self._eof_sent:
+            self._writes.append(request.serialize())
+        self._advance()
 
     def _parse_handshake(self) -> _Parser:
+        # A server may answer early (a 403 or a 503 on accept); what it sent is read as
+        # the answer to the request, once that request is sent.
+        while self.request is None:
+            yield
         try:
             response = yield from parse_response(
                 self._reader,
