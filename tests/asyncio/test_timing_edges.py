@@ -356,7 +356,8 @@ async def test_server_request_close_frame_and_eof_in_one_write(
 
 async def test_server_frames_arriving_while_process_request_awaits() -> None:
     """Frames sent with the request and while an async process_request is still awaiting
-    are kept: after the 101 the ping is answered and both messages are echoed, in order."""
+    are kept. Reading pauses until the answer is sent, so they are read after the 101: the
+    ping is answered and both messages are echoed, in order."""
     entered = asyncio.Event()
     release = asyncio.Event()
 
@@ -371,16 +372,14 @@ async def test_server_frames_arriving_while_process_request_awaits() -> None:
                 await client.send(raw_request(client) + build_frame(OP_TEXT, "one"))
                 await entered.wait()
                 await client.send(build_frame(OP_PING, b"p") + build_frame(OP_TEXT, "two"))
-                await asyncio.sleep(0.05)  # read by the server while the hook awaits
+                await asyncio.sleep(0.05)  # sent while the hook awaits
                 release.set()
                 response = await client.read_http_response()
                 assert response.status_code == 101
-                frames = [await client.recv_frame() for _ in range(3)]
-                assert frames_of(frames) == [
-                    (OP_PONG, b"p"),
-                    (OP_TEXT, b"one"),
-                    (OP_TEXT, b"two"),
-                ]
+                frames = frames_of([await client.recv_frame() for _ in range(3)])
+                # The echo of "one" and the pong may come in either order.
+                assert sorted(frames) == [(OP_TEXT, b"one"), (OP_TEXT, b"two"), (OP_PONG, b"p")]
+                assert frames.index((OP_TEXT, b"one")) < frames.index((OP_TEXT, b"two"))
                 await client.send_close(1000)
                 frames = await client.recv_frames_until_close()
                 assert frames_of(frames) == [(OP_CLOSE, close_payload(1000))]
@@ -887,3 +886,34 @@ async def test_client_101_with_frames_and_close_through_proxy(
     assert ws.close_code == 1000
     assert seen == [[(OP_CLOSE, close_payload(1000))]]
     assert_no_error_logged(caplog)
+
+
+async def test_server_stops_reading_while_a_hook_awaits() -> None:
+    """While process_request awaits, the server reads nothing more: a client streaming data
+    behind its request fills the socket buffers and has to wait, instead of making the
+    server buffer without bound until open_timeout."""
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def process_request(connection: Any, request: Any) -> None:
+        entered.set()
+        await release.wait()
+
+    async with asyncio.timeout(T):
+        async with wsio.serve(_echo, "127.0.0.1", 0, process_request=process_request) as server:
+            port = server.sockets[0].getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(build_request(host=f"127.0.0.1:{port}"))
+                await entered.wait()
+                chunk = build_frame(OP_BINARY, bytes(60000), mask=b"abcd")
+                # Far more than loopback's socket buffers can hold: 64 MiB.
+                for _ in range(64 * 2**20 // len(chunk)):
+                    writer.write(chunk)
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(writer.drain(), 0.5)
+                [connection] = server.connections
+                assert connection.protocol.state is wsio.State.CONNECTING
+            finally:
+                release.set()
+                writer.transport.abort()

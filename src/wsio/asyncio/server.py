@@ -151,6 +151,13 @@ class ServerConnection(Connection):
         self._flush()
 
     def _handshake_event(self, event: object) -> None:
+        # Nothing the client sends is read before the answer: while a hook runs (up to
+        # open_timeout), a client can't make the server buffer without bound. Not while
+        # TLS is still being set up: the request came with the client's last handshake
+        # flight, and self.transport is still the TCP one.
+        assert self.transport is not None
+        if not self._writes_held:
+            self.transport.pause_reading()
         if not self._request_ready.done():
             self._request_ready.set_result(None)
 
@@ -218,6 +225,10 @@ class ServerConnection(Connection):
             response = self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
         self.protocol.send_response(response)
         self._process_events()
+        transport = self.transport
+        assert transport is not None
+        if not self._reading_paused and not transport.is_closing():
+            transport.resume_reading()
 
 
 class Server:
