@@ -399,11 +399,14 @@ async def test_https_proxy_garbage(
     start: Start,
     server_ssl_context: ssl.SSLContext,
     client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     _, port = await echo_server()
     proxy = await start(HTTPProxy(ssl=server_ssl_context, garbage=b"HTTP/1.1 200 OK\r\n"))
     exc = await failure(f"ws://127.0.0.1:{port}/", proxy=proxy.url, proxy_ssl=client_ssl_context)
     assert isinstance(exc, ProxyError)
+    # The proxy's mistake is the exception's to tell: nothing from asyncio in the logs.
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 async def test_http_proxy_bytes_after_200_before_tls(

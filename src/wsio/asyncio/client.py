@@ -270,10 +270,11 @@ class _TunnelOpener(asyncio.Protocol):
         self.tunnel.receive_data(data)
         self._flush()
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> None:
         self.tunnel.receive_eof()
         self._flush()
-        return True
+        # The tunnel failed, or reading was paused when it opened: the transport may close.
+        # (Returning True would also make asyncio warn on a TLS connection to the proxy.)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
