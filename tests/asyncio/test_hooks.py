@@ -98,7 +98,10 @@ def health_and_challenge(connection: Any, request: wsio.Request) -> wsio.Respons
 
 
 @pytest.mark.parametrize("form", ["sync", "async"])
-async def test_process_request_health_check(echo_server: EchoServerFactory, form: str) -> None:
+async def test_process_request_health_check(
+    echo_server: EchoServerFactory, form: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="wsio")
     capture = Capture()
     _, port = await echo_server(capture, process_request=sync_or_async(health_and_challenge, form))
     response, eof = await raw_handshake(port, "/healthz")
@@ -113,6 +116,9 @@ async def test_process_request_health_check(echo_server: EchoServerFactory, form
     assert response.header("Sec-WebSocket-Accept") is None
     assert eof  # the server hangs up after answering
     assert capture.connections == []
+    # Routine, not a failed handshake: one debug line.
+    records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("wsio")]
+    assert records == [(logging.DEBUG, "answered HTTP 200 without upgrading")]
 
     # Returning None lets the upgrade proceed.
     async with await connect(url(port, "/chat")) as ws:

@@ -592,8 +592,12 @@ class Connection(asyncio.BufferedProtocol):
         # A server whose answer is still due (the client ended its side after the
         # request) keeps the transport open to write it, where TCP can half-close;
         # otherwise returning None lets the transport close itself.
-        assert self.transport is not None
-        if self.protocol.state is State.CONNECTING and self.transport.can_write_eof():
+        transport = self.transport
+        if (
+            transport is not None
+            and self.protocol.state is State.CONNECTING
+            and transport.can_write_eof()
+        ):
             return True
         return None
 

@@ -104,10 +104,11 @@ class ServerConnection(Connection):
             return
         response = self.protocol.response
         if response is None or response.status_code != 101:
-            if self.protocol.handshake_exc is not None:
+            if response is not None and self._answered_by_hook:
+                # A health check or an auth challenge: routine, not a failure.
+                self.logger.debug("answered HTTP %d without upgrading", self._answered_by_hook)
+            elif self.protocol.handshake_exc is not None:
                 self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
-            elif response is not None:
-                self.logger.debug("answered HTTP %d without upgrading", response.status_code)
             else:
                 self.logger.debug("connection closed before the opening handshake was answered")
             await self.wait_closed()
