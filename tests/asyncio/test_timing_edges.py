@@ -77,6 +77,21 @@ async def read_request_key(conn: ServerConn) -> str:
     return key
 
 
+class WaitingHook:
+    """A process_request or process_response hook that signals it was called, then waits
+    to be released; ``answer`` builds what it returns (None: go on with the upgrade)."""
+
+    def __init__(self, answer: Callable[[Any], Any] | None = None) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.answer = answer
+
+    async def __call__(self, connection: Any, *args: Any) -> Any:
+        self.entered.set()
+        await self.release.wait()
+        return None if self.answer is None else self.answer(connection)
+
+
 async def open_raw(server: Any) -> RawClient:
     port: int = server.sockets[0].getsockname()[1]
     return await RawClient.open("127.0.0.1", port)
@@ -358,22 +373,17 @@ async def test_server_frames_arriving_while_process_request_awaits() -> None:
     """Frames sent with the request and while an async process_request is still awaiting
     are kept. Reading pauses until the answer is sent, so they are read after the 101: the
     ping is answered and both messages are echoed, in order."""
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def process_request(connection: Any, request: Any) -> None:
-        entered.set()
-        await release.wait()
+    process_request = WaitingHook()
 
     async with asyncio.timeout(T):
         async with wsio.serve(_echo, "127.0.0.1", 0, process_request=process_request) as server:
             client = await open_raw(server)
             try:
                 await client.send(raw_request(client) + build_frame(OP_TEXT, "one"))
-                await entered.wait()
+                await process_request.entered.wait()
                 await client.send(build_frame(OP_PING, b"p") + build_frame(OP_TEXT, "two"))
                 await asyncio.sleep(0.05)  # sent while the hook awaits
-                release.set()
+                process_request.release.set()
                 response = await client.read_http_response()
                 assert response.status_code == 101
                 frames = frames_of([await client.recv_frame() for _ in range(3)])
@@ -392,23 +402,17 @@ async def test_server_eof_while_process_request_awaits(caplog: pytest.LogCapture
     """A client half-closes after its request while an async process_request awaits (a
     health check): the hook's answer is still sent, as it is when the hook doesn't await."""
     caplog.set_level(logging.INFO)
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def process_request(connection: Any, request: Any) -> Any:
-        entered.set()
-        await release.wait()
-        return connection.respond(200, "OK\n")
+    process_request = WaitingHook(lambda connection: connection.respond(200, "OK\n"))
 
     async with asyncio.timeout(T):
         async with wsio.serve(_echo, "127.0.0.1", 0, process_request=process_request) as server:
             client = await open_raw(server)
             try:
                 await client.send(raw_request(client))
-                await entered.wait()
+                await process_request.entered.wait()
                 client.half_close()
                 await asyncio.sleep(0.05)  # the server reads the EOF while the hook awaits
-                release.set()
+                process_request.release.set()
                 try:
                     response: HTTPResponse | None = await client.read_http_response()
                 except PeerClosed:
@@ -426,27 +430,22 @@ async def test_server_eof_while_process_request_awaits(caplog: pytest.LogCapture
 async def test_server_close_while_hook_awaits_answers_503(hook: str) -> None:
     """server.close() while a request is fully received but a hook is still awaiting: the
     handshake in progress gets 503, the handler never runs, and the shutdown completes."""
-    entered = asyncio.Event()
-    release = asyncio.Event()
+    waiting_hook = WaitingHook()
     handler_ran: list[Any] = []
 
     async def handler(ws: Any) -> None:
         handler_ran.append(ws)
         await _echo(ws)
 
-    async def waiting_hook(connection: Any, *args: Any) -> None:
-        entered.set()
-        await release.wait()
-
     async with asyncio.timeout(T):
         server = await wsio.serve(handler, "127.0.0.1", 0, **{hook: waiting_hook})
         client = await open_raw(server)
         try:
             await client.send(raw_request(client))
-            await entered.wait()
+            await waiting_hook.entered.wait()
             server.close()
             await asyncio.sleep(0.05)
-            release.set()
+            waiting_hook.release.set()
             response = await client.read_http_response()
             assert response.status_code == 503, (response.status_code, handler_ran)
             assert await client.wait_eof()
@@ -892,12 +891,7 @@ async def test_server_stops_reading_while_a_hook_awaits() -> None:
     """While process_request awaits, the server reads nothing more: a client streaming data
     behind its request fills the socket buffers and has to wait, instead of making the
     server buffer without bound until open_timeout."""
-    entered = asyncio.Event()
-    release = asyncio.Event()
-
-    async def process_request(connection: Any, request: Any) -> None:
-        entered.set()
-        await release.wait()
+    process_request = WaitingHook()
 
     async with asyncio.timeout(T):
         async with wsio.serve(_echo, "127.0.0.1", 0, process_request=process_request) as server:
@@ -905,7 +899,7 @@ async def test_server_stops_reading_while_a_hook_awaits() -> None:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             try:
                 writer.write(build_request(host=f"127.0.0.1:{port}"))
-                await entered.wait()
+                await process_request.entered.wait()
                 chunk = build_frame(OP_BINARY, bytes(60000), mask=b"abcd")
                 # Far more than loopback's socket buffers can hold: 64 MiB.
                 for _ in range(64 * 2**20 // len(chunk)):
@@ -915,5 +909,5 @@ async def test_server_stops_reading_while_a_hook_awaits() -> None:
                 [connection] = server.connections
                 assert connection.protocol.state is wsio.State.CONNECTING
             finally:
-                release.set()
+                process_request.release.set()
                 writer.transport.abort()

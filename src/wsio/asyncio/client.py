@@ -45,15 +45,9 @@ class ClientConnection(Connection):
         super().__init__(protocol, **kwargs)
         self.redirects: list[tuple[str, Response]] = []
 
-    async def _handshake(self, received: bytes = b"") -> None:
-        """Send the opening handshake request and wait for the answer to be checked.
-
-        ``received`` are bytes of the answer read before the request was sent: they came
-        through a proxy's tunnel with its own answer, and are read as if they came after.
-        """
+    async def _handshake(self) -> None:
+        """Send the opening handshake request and wait for the answer to be checked."""
         self.protocol.send_request(self.protocol.connect())
-        if received:
-            self.protocol.receive_data(received)
         # The answer may be complete already: it was read before the request went out.
         self._process_events()
         await asyncio.shield(self._handshake_done)
@@ -200,8 +194,6 @@ class connect(Opener[ClientConnection]):
             ssl = self.ssl if self.ssl is not None else ssl_module.create_default_context()
         server_hostname = self.server_hostname or uri.host
         proxy = None if "sock" in kwargs else self._proxy_for(uri)
-        # Bytes that came through the tunnel with the proxy's answer: the server's.
-        leftover = b""
         try:
             if proxy is None:
                 if ssl is not None:
@@ -222,8 +214,12 @@ class connect(Opener[ClientConnection]):
                     transport = cast(asyncio.Transport, tls_transport)
                 transport.set_protocol(connection)
                 connection.connection_made(transport)
+                if leftover:
+                    # What came through the tunnel with the proxy's answer is the server's;
+                    # the core reads it as the answer once the request is sent.
+                    connection.data_received(leftover)
                 transport.resume_reading()
-            await connection._handshake(leftover)
+            await connection._handshake()
         except BaseException:
             connection._abort()
             raise

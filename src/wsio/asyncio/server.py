@@ -39,7 +39,8 @@ _logger = logging.getLogger("wsio.server")
 
 _T = TypeVar("_T")
 
-_SHUTTING_DOWN = "Server is shutting down.\n"
+# The answer to a handshake that comes while the server shuts down.
+_SHUTTING_DOWN = (HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
 
 
 class ServerConnection(Connection):
@@ -178,9 +179,7 @@ class ServerConnection(Connection):
         if self._writes_held:
             self._abort()
         elif not self.protocol.request_started:
-            self.protocol.send_response(
-                self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
-            )
+            self.protocol.send_response(self.respond(*_SHUTTING_DOWN))
             self._process_events()
             # Nothing was read, so nothing is left to wait for: close once it's written.
             assert self.transport is not None
@@ -201,7 +200,7 @@ class ServerConnection(Connection):
         response: Response | None = None
         try:
             if server.closing:
-                response = self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
+                response = self.respond(*_SHUTTING_DOWN)
             elif server.process_request is not None:
                 response = await _maybe_await(server.process_request(self, request))
                 if response is not None:
@@ -223,7 +222,7 @@ class ServerConnection(Connection):
         if server.closing and response.status_code == 101:
             # The server started closing while a hook ran: its open connections are
             # being closed already, and this one mustn't open after them.
-            response = self.respond(HTTPStatus.SERVICE_UNAVAILABLE, _SHUTTING_DOWN)
+            response = self.respond(*_SHUTTING_DOWN)
         self.protocol.send_response(response)
         self._process_events()
         transport = self.transport
