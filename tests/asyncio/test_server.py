@@ -497,6 +497,36 @@ async def test_raw_client_sees_exact_close_on_shutdown() -> None:
             client.abort()
 
 
+async def test_server_closes_tcp_without_waiting_for_the_clients_end() -> None:
+    """Once the client's close frame is in, nothing more may come (§5.5.1): the server
+    closes TCP at once (§7.1.1) instead of half-closing and waiting for the client's FIN,
+    which would hold the connection for a round trip, or for close_timeout."""
+    handler_closed = asyncio.Event()
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+        await ws.wait_closed()
+        handler_closed.set()
+
+    async with asyncio.timeout(T):
+        server = await wsio.serve(handler, "127.0.0.1", 0, close_timeout=10 * T)
+        client = await RawClient.open("127.0.0.1", port_of(server))
+        try:
+            assert (await client.handshake()).status_code == 101
+            await client.send_close(1000)
+            [frame] = await client.recv_frames_until_close(T)
+            assert frame.close_code == 1000
+            assert await client.wait_eof(T)
+            # The client never ends its side; the server's connection is gone anyway.
+            await handler_closed.wait()
+            assert server.connections == set()
+        finally:
+            client.abort()
+            server.close()
+            await server.wait_closed()
+
+
 async def test_server_tls_with_raw_client(
     echo_server: EchoServerFactory,
     server_ssl_context: ssl.SSLContext,

@@ -809,10 +809,13 @@ def test_server_closes_tcp_after_closing_handshake_it_started() -> None:
     protocol = make(Side.SERVER)
     protocol.send_close(1000, "bye")
     assert protocol.data_to_send() == [sent_by(Side.SERVER, CLOSE, close_payload(1000, b"bye"))]
+    assert not protocol.peer_done
     assert exchange(protocol, to(Side.SERVER, CLOSE, close_payload(1000))) == ([], [b""])
     assert protocol.close_rcvd_then_sent is False
     assert protocol.state is State.CLOSING
     assert protocol.close_expected()
+    # Nothing may follow the client's close frame: TCP closes rather than half-closes.
+    assert protocol.peer_done
     protocol.receive_eof()
     assert protocol.data_to_send() == []
     assert protocol.state is State.CLOSED
@@ -825,6 +828,7 @@ def test_server_closes_tcp_after_closing_handshake_the_client_started() -> None:
     protocol.receive_data(to(Side.SERVER, CLOSE, close_payload(1000)))
     assert protocol.data_to_send() == [sent_by(Side.SERVER, CLOSE, close_payload(1000)), b""]
     assert protocol.close_expected()
+    assert protocol.peer_done
     protocol.receive_eof()
     assert protocol.data_to_send() == []
     assert protocol.state is State.CLOSED
@@ -999,7 +1003,12 @@ def test_fail(side: Side) -> None:
     assert [f.payload for f in frames] == [close_payload(1008, b"policy")]
     assert eof is (side is Side.SERVER)
     assert not protocol.receiving
+    # The peer may still be sending, unaware: half-close and read on, so that closing
+    # with its bytes unread doesn't reset the connection over our close frame.
+    assert not protocol.peer_done
     assert exchange(protocol, to(side, TEXT, b"x")) == ([], [])
+    protocol.receive_eof()
+    assert protocol.peer_done
 
 
 def test_fail_while_closing_sends_no_second_close(side: Side) -> None:

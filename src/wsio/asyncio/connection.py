@@ -448,7 +448,11 @@ class Connection(asyncio.BufferedProtocol):
             if data:
                 transport.write(data)
             elif transport.can_write_eof() and not protocol.stream_ended:
+                # The FIN goes now: close() alone would send it a turn of the loop later.
                 transport.write_eof()
+                if protocol.peer_done:
+                    # Nothing is left to read: don't wait for the peer's end of the stream.
+                    transport.close()
             else:
                 # TLS can't half-close, and once the peer ended its side there is nothing
                 # to wait for: close, after flushing what is buffered.

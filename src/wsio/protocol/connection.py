@@ -496,6 +496,19 @@ class Protocol:
         return self._reader.eof
 
     @property
+    def peer_done(self) -> bool:
+        """Whether the peer may send nothing more: it ended its side of TCP, or its close
+        frame arrived (§5.5.1: nothing may follow it).
+
+        When the core then asks to half-close (an empty ``bytes`` in :meth:`data_to_send`),
+        the I/O layer closes TCP instead: there is nothing left to read. A server that
+        completed the closing handshake thus closes at once (§7.1.1) rather than waiting a
+        round trip for the client's end of the stream. After a failure, the peer may still
+        be sending: the half-close stands, so that our close frame isn't lost to a reset.
+        """
+        return self._reader.eof or self.close_rcvd is not None
+
+    @property
     def receiving(self) -> bool:
         """Whether more messages may still be parsed: false once the peer's close frame
         arrived, the connection failed or the stream ended."""
