@@ -49,6 +49,7 @@ class ServerConnection(Connection):
     __slots__ = (
         "_answered_by_hook",
         "_handler_task",
+        "_hook_awaited",
         "_request_ready",
         "server",
         "username",
@@ -64,6 +65,8 @@ class ServerConnection(Connection):
         self._request_ready: asyncio.Future[None] = self.loop.create_future()
         # Status of the answer that process_request gave instead of upgrading, if any.
         self._answered_by_hook = 0
+        # Whether a hook awaited, with reading paused meanwhile.
+        self._hook_awaited = False
         #: The user authenticated by :func:`basic_auth`, if any.
         self.username: str | None = None
 
@@ -153,13 +156,6 @@ class ServerConnection(Connection):
         self._flush()
 
     def _handshake_event(self, event: object) -> None:
-        # Nothing the client sends is read before the answer: while a hook runs (up to
-        # open_timeout), a client can't make the server buffer without bound. Not while
-        # TLS is still being set up: the request came with the client's last handshake
-        # flight, and self.transport is still the TCP one.
-        assert self.transport is not None
-        if not self._writes_held:
-            self.transport.pause_reading()
         if not self._request_ready.done():
             self._request_ready.set_result(None)
 
@@ -202,13 +198,15 @@ class ServerConnection(Connection):
             if server.closing:
                 response = self.respond(*_SHUTTING_DOWN)
             elif server.process_request is not None:
-                response = await _maybe_await(server.process_request(self, request))
+                response = await self._hook_answer(server.process_request(self, request))
                 if response is not None:
                     self._answered_by_hook = response.status_code
             if response is None:
                 response = self.protocol.accept(request)
                 if response.status_code == 101 and server.process_response is not None:
-                    edited = await _maybe_await(server.process_response(self, request, response))
+                    edited = await self._hook_answer(
+                        server.process_response(self, request, response)
+                    )
                     if edited is not None:
                         response = edited
         except Exception:
@@ -227,8 +225,24 @@ class ServerConnection(Connection):
         self._process_events()
         transport = self.transport
         assert transport is not None
-        if not self._reading_paused and not transport.is_closing():
+        if self._hook_awaited and not self._reading_paused and not transport.is_closing():
             transport.resume_reading()
+
+    async def _hook_answer(self, answer: _T | Awaitable[_T]) -> _T:
+        """What a hook returned, awaited if need be.
+
+        While a hook awaits (up to ``open_timeout``), nothing more is read from the client,
+        so that it can't make the server buffer without bound; reading resumes once the
+        answer is sent. Without a hook that awaits, the answer goes before the loop reads
+        again (the task resumes ahead of the next reads): there is nothing to pause for,
+        and pausing would cost two system calls per handshake.
+        """
+        if not inspect.isawaitable(answer):
+            return answer
+        assert self.transport is not None
+        self._hook_awaited = True
+        self.transport.pause_reading()
+        return await answer
 
 
 class Server:
