@@ -608,3 +608,59 @@ def test_parse_response_http_like(data: bytes, cuts: list[int], eof: bool) -> No
     except (InvalidHandshake, EOFError, BlockingIOError):
         return
     assert len(resp.body) <= 16
+
+
+# A head that arrived whole is split at once; one that arrives in pieces is read line by
+# line. Both must give the same request or response, or fail the same way.
+
+
+def _outcome(parse: Callable[[], Any]) -> object:
+    try:
+        result = parse()
+    except (InvalidHandshake, EOFError) as exc:
+        return type(exc), str(exc), getattr(exc, "http_status", None)
+    except BlockingIOError:
+        return BlockingIOError
+    return repr(result)
+
+
+@SETTINGS
+@given(_messages | st.binary(max_size=200), st.booleans())
+def test_whole_head_parses_as_line_by_line(data: bytes, eof: bool) -> None:
+    for parser in (
+        request(max_line_length=64, max_headers=4),
+        response(max_line_length=64, max_headers=4, max_body_size=16),
+    ):
+        whole = _outcome(lambda: parse_all(parser, data, eof=eof))  # noqa: B023
+        pieces = [data[i : i + 1] for i in range(len(data))]
+        by_byte = _outcome(lambda: parse_pieces(parser, pieces, eof=eof))  # noqa: B023
+        assert whole == by_byte
+
+
+def test_whole_head_within_the_limits_keeps_the_head_verbatim() -> None:
+    data = b"GET / HTTP/1.1\r\nA:  x \r\nB: caf\xe9\r\n\r\n"
+    assert parse_all(request(), data).head == data
+    data = b"HTTP/1.1 101\r\nA:  x \r\n\r\n"
+    assert parse_all(response(), data).head == data
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "by_byte"])
+@pytest.mark.parametrize("extra", [0, 1], ids=["at_the_limit", "one_over"])
+def test_line_limit_counts_the_crlf(whole: bool, extra: int) -> None:
+    """A line of max_line_length bytes, CRLF included, passes; one byte more fails."""
+    header = b"A: " + b"a" * (100 - 5 + extra) + b"\r\n"
+    assert len(header) == 100 + extra
+    for parser, start in ((request, b"GET / HTTP/1.1\r\n"), (response, b"HTTP/1.1 101\r\n")):
+        data = start + header + b"\r\n"
+        pieces = [data[i : i + 1] for i in range(len(data))]
+
+        def parse(parser: Any = parser, data: bytes = data, pieces: list[bytes] = pieces) -> Any:
+            if whole:  # the reader holds the whole head before the parser starts
+                return parse_all(parser(max_line_length=100), data)
+            return parse_pieces(parser(max_line_length=100), pieces)
+
+        if extra:
+            with pytest.raises(SecurityError):
+                parse()
+        else:
+            assert parse().headers["A"] == "a" * 95

@@ -226,6 +226,33 @@ def _read_line(
         raise EOFError(f"connection closed while reading {what}") from exc
 
 
+def _complete_head(
+    reader: StreamReader, max_line_length: int, max_headers: int
+) -> tuple[list[bytes], bytes] | None:
+    """The lines of a head that arrived whole and within the limits, and the head itself,
+    taken from the buffer; ``None`` otherwise.
+
+    A handshake usually arrives in one read: splitting it at once costs half as much as
+    reading it line by line. Anything else -- a head still incomplete, a bare LF, a line
+    or a header count over its limit -- is left to the line-by-line parser, which reports
+    the exact failure.
+    """
+    buffer = reader.buffer
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buffer[: end + 4])
+    lines = head[:end].split(b"\r\n")
+    if (
+        len(lines) > max_headers + 1
+        or head.count(b"\n") != len(lines) + 1
+        or max(map(len, lines)) + 2 > max_line_length
+    ):
+        return None
+    del buffer[: end + 4]
+    return lines, head
+
+
 def _parse_headers(
     reader: StreamReader, max_line_length: int, max_headers: int, head: list[bytes]
 ) -> Generator[None, None, Headers]:
@@ -243,18 +270,21 @@ def _parse_headers(
                 f"more than {max_headers} header fields",
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
             )
-        name, colon, raw_value = line.partition(b":")
-        # No whitespace may precede the colon and obsolete line folding is refused
-        # (RFC 9112 §5.1, §5.2): both have been used to smuggle requests.
-        if not colon or not _TOKEN.fullmatch(name):
-            raise InvalidMessage(f"invalid header line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
-        value = raw_value.strip(b" \t")
-        if not _FIELD_VALUE.fullmatch(value):
-            raise InvalidMessage(
-                f"invalid value in {name.decode()} header", HTTPStatus.BAD_REQUEST
-            )
-        # Checked above on the bytes, more strictly than Headers.__setitem__ would.
-        headers._items.append((_shared_text(name), value.decode("iso-8859-1")))
+        _add_field(headers, line)
+
+
+def _add_field(headers: Headers, line: bytes) -> None:
+    """Check a header line and add its field (RFC 9112 §5)."""
+    name, colon, raw_value = line.partition(b":")
+    # No whitespace may precede the colon and obsolete line folding is refused
+    # (RFC 9112 §5.1, §5.2): both have been used to smuggle requests.
+    if not colon or not _TOKEN.fullmatch(name):
+        raise InvalidMessage(f"invalid header line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
+    value = raw_value.strip(b" \t")
+    if not _FIELD_VALUE.fullmatch(value):
+        raise InvalidMessage(f"invalid value in {name.decode()} header", HTTPStatus.BAD_REQUEST)
+    # Checked above on the bytes, more strictly than Headers.__setitem__ would.
+    headers._items.append((_shared_text(name), value.decode("iso-8859-1")))
 
 
 # Field names, methods and versions as received, shared between messages: every open
@@ -289,9 +319,32 @@ def parse_request(
     :raises SecurityError: a limit was exceeded (``http_status`` 414 or 431).
     :raises EOFError: the stream ended before the end of the head.
     """
-    line = yield from _read_line(
-        reader, max_line_length, "request line", HTTPStatus.REQUEST_URI_TOO_LONG
+    complete = _complete_head(reader, max_line_length, max_headers)
+    if complete is not None:
+        lines, raw_head = complete
+        method, target, version = _request_line(lines[0])
+        headers = Headers()
+        for line in lines[1:]:
+            _add_field(headers, line)
+    else:
+        line = yield from _read_line(
+            reader, max_line_length, "request line", HTTPStatus.REQUEST_URI_TOO_LONG
+        )
+        method, target, version = _request_line(line)
+        head = [line]
+        headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
+        raw_head = b"\r\n".join(head) + b"\r\n"
+    return Request(
+        target.decode("ascii"),
+        headers,
+        _shared_text(method),
+        _shared_text(version),
+        raw_head,
     )
+
+
+def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """The method, target and version of a request line (RFC 9112 §3)."""
     parts = line.split(b" ")
     if len(parts) != 3:
         raise InvalidMessage(f"invalid request line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
@@ -305,11 +358,7 @@ def parse_request(
             f"unsupported protocol version: {version[:80]!r}",
             HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
         )
-    head = [line]
-    headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
-    request = Request(target.decode("ascii"), headers, _shared_text(method), _shared_text(version))
-    request.head = b"\r\n".join(head) + b"\r\n"
-    return request
+    return method, target, version
 
 
 def parse_response(
@@ -331,26 +380,27 @@ def parse_response(
     :raises SecurityError: a line or the header count exceeds its limit.
     :raises EOFError: the stream ended before the end of the head.
     """
-    line = yield from _read_line(
-        reader, max_line_length, "status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
-    )
-    version, _, rest = line.partition(b" ")
-    status, _, reason = rest.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise InvalidMessage(f"unsupported protocol version: {version[:80]!r}")
-    if not _STATUS_CODE.fullmatch(status):
-        raise InvalidMessage(f"invalid status code: {status[:80]!r}")
-    if not _FIELD_VALUE.fullmatch(reason):
-        raise InvalidMessage(f"invalid reason phrase: {reason[:80]!r}")
-    status_code = int(status)
-    head = [line]
-    headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
+    complete = _complete_head(reader, max_line_length, max_headers)
+    if complete is not None:
+        lines, raw_head = complete
+        version, status_code, reason = _status_line(lines[0])
+        headers = Headers()
+        for line in lines[1:]:
+            _add_field(headers, line)
+    else:
+        line = yield from _read_line(
+            reader, max_line_length, "status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        )
+        version, status_code, reason = _status_line(line)
+        head = [line]
+        headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
+        raw_head = b"\r\n".join(head) + b"\r\n"
     response = Response(
         status_code,
         reason.decode("iso-8859-1"),
         headers,
         version=version.decode(),
-        head=b"\r\n".join(head) + b"\r\n",
+        head=raw_head,
     )
     if status_code == 101 or (connect and 200 <= status_code < 300):
         # The bytes after the head belong to the WebSocket connection (101) or to the
@@ -360,6 +410,19 @@ def parse_response(
         reader, response, max_line_length, max_body_size
     )
     return response
+
+
+def _status_line(line: bytes) -> tuple[bytes, int, bytes]:
+    """The version, status code and reason phrase of a status line (RFC 9112 §4)."""
+    version, _, rest = line.partition(b" ")
+    status, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise InvalidMessage(f"unsupported protocol version: {version[:80]!r}")
+    if not _STATUS_CODE.fullmatch(status):
+        raise InvalidMessage(f"invalid status code: {status[:80]!r}")
+    if not _FIELD_VALUE.fullmatch(reason):
+        raise InvalidMessage(f"invalid reason phrase: {reason[:80]!r}")
+    return version, int(status), reason
 
 
 def _read_body(
