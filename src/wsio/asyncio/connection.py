@@ -91,7 +91,6 @@ class Connection(asyncio.BufferedProtocol):
         "_read_buffer",
         "_reading_paused",
         "_recv_in_progress",
-        "_writes_held",
         "_writing_paused",
         "close_timeout",
         "latency",
@@ -150,8 +149,6 @@ class Connection(asyncio.BufferedProtocol):
         self._handshake_done: asyncio.Future[None] = self.loop.create_future()
         # Resolved once the TCP connection is closed.
         self._connection_lost: asyncio.Future[None] = self.loop.create_future()
-        # Writes are held while a server upgrades the connection to TLS.
-        self._writes_held = False
 
     # Public API ---------------------------------------------------------------------------
 
@@ -423,9 +420,9 @@ class Connection(asyncio.BufferedProtocol):
         """Write what the core queued, half-close when it says so, and arm the close
         timer once the peer is expected to end the connection."""
         transport = self.transport
-        if self._writes_held or transport is None:
-            # Upgrading to TLS, or not connected yet (a client's TLS through a proxy may
-            # deliver data first): whoever connects flushes next.
+        if transport is None:
+            # Not connected yet (a client's TLS through a proxy may deliver data first):
+            # whoever connects flushes next.
             return
         protocol = self.protocol
         if protocol.state is State.OPEN:

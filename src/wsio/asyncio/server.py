@@ -50,6 +50,7 @@ class ServerConnection(Connection):
         "_answered_by_hook",
         "_handler_task",
         "_hook_awaited",
+        "_open_deadline",
         "_request_ready",
         "server",
         "username",
@@ -60,6 +61,10 @@ class ServerConnection(Connection):
     def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self.server = server
+        # The loop creates the protocol when it accepts the TCP connection, before any TLS
+        # handshake: open_timeout runs from here.
+        timeout = server.open_timeout
+        self._open_deadline = None if timeout is None else self.loop.time() + timeout
         self._handler_task: asyncio.Task[None] | None = None
         # Resolved once the request arrived, or once the handshake ended without one.
         self._request_ready: asyncio.Future[None] = self.loop.create_future()
@@ -72,11 +77,6 @@ class ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if self.server.ssl is not None:
-            # The first bytes are a TLS ClientHello, for start_tls, which resumes reading.
-            # asyncio's loop happens to call start_tls before it reads; uvloop reads first.
-            assert self.transport is not None
-            self.transport.pause_reading()
         self.server._connections.add(self)
         self._handler_task = self.loop.create_task(self._run())
 
@@ -85,13 +85,12 @@ class ServerConnection(Connection):
         self.server._connections.discard(self)
 
     async def _run(self) -> None:
-        """Open the connection (TLS, then the HTTP upgrade, within ``open_timeout`` of the
-        TCP accept), run the handler, close."""
+        """Open the connection (the HTTP upgrade, within ``open_timeout`` of the TCP
+        accept, TLS included), run the handler, close."""
         server = self.server
         try:
-            async with asyncio.timeout(server.open_timeout):
-                if server.ssl is not None:
-                    await self._start_tls(server.ssl)
+            async with asyncio.timeout_at(self._open_deadline):
+                self._open_deadline = None  # a float less to keep per open connection
                 await self._request_ready
                 await self._answer_request()
                 # Queuing the answer, or losing the connection, ended the handshake: this
@@ -100,10 +99,6 @@ class ServerConnection(Connection):
                     await asyncio.shield(self._handshake_done)
         except TimeoutError:
             self.logger.info("opening handshake timed out after %s s", server.open_timeout)
-            self._abort()
-            return
-        except (OSError, ssl_module.SSLError) as exc:
-            self.logger.info("opening handshake failed: %s", exc)
             self._abort()
             return
         response = self.protocol.response
@@ -132,29 +127,6 @@ class ServerConnection(Connection):
         else:
             await self.close()
 
-    async def _start_tls(self, context: ssl_module.SSLContext) -> None:
-        """Upgrade the accepted TCP connection to TLS, inside the open timeout."""
-        assert self.transport is not None
-        self._writes_held = True
-        try:
-            transport = await self.loop.start_tls(self.transport, self, context, server_side=True)
-        except BaseException as exc:
-            # asyncio doesn't tell the application protocol about a connection lost during
-            # the TLS handshake: do it, so that it leaves the server's connections.
-            self.connection_lost(exc if isinstance(exc, Exception) else None)
-            raise
-        finally:
-            self._writes_held = False
-        if transport is None:
-            # The connection was lost, without an error, before the handshake ended: aborted
-            # at shutdown, for instance.
-            lost = ConnectionResetError("connection lost during the TLS handshake")
-            self.connection_lost(lost)
-            raise lost
-        self.transport = transport
-        transport.set_write_buffer_limits(self.write_limit)
-        self._flush()
-
     def _handshake_event(self, event: object) -> None:
         if not self._request_ready.done():
             self._request_ready.set_result(None)
@@ -170,11 +142,9 @@ class ServerConnection(Connection):
         Browsers open spare connections ahead of need and may never send a request on
         them; waiting for one would hold the shutdown until open_timeout. A client that
         sends its request afterwards reads the 503 as the answer. A connection that
-        started a request, or is still in its TLS handshake, is left to finish it.
+        started a request is left to finish it.
         """
-        if self._writes_held:
-            self._abort()
-        elif not self.protocol.request_started:
+        if not self.protocol.request_started:
             self.protocol.send_response(self.respond(*_SHUTTING_DOWN))
             self._process_events()
             # Nothing was read, so nothing is left to wait for: close once it's written.
@@ -444,11 +414,18 @@ class serve(Opener[Server]):
     async def _open(self) -> Server:
         loop = asyncio.get_running_loop()
         server = self.server
+        kwargs = dict(self._create_server_kwargs)
+        if server.ssl is not None:
+            # The loop's own TLS, set up as it accepts: a protocol that started TLS itself
+            # (start_tls) could read the ClientHello first on uvloop, which starts reading
+            # once connection_made returns, and answer it as a bad HTTP request.
+            kwargs["ssl"] = server.ssl
+            kwargs.setdefault("ssl_handshake_timeout", server.open_timeout)
         server._server = await loop.create_server(
             lambda: server._make_connection(server),
             self._host,
             self._port,
-            **self._create_server_kwargs,
+            **kwargs,
         )
         return server
 
