@@ -24,7 +24,9 @@ Methodology
   client, so the server is what is measured. ``--loadgen picows`` uses the picows client
   instead (the reference of issue 5), which can't talk to the byte echoes.
 - Client rows: each library's client against one fixed server, picows on uvloop; the
-  ceiling column is the raw client on the clients' event loop.
+  ceiling column is the raw client on the clients' event loop. The task client is the raw
+  client with a task that awaits each reply before sending the next message: the ceiling
+  of a client written ``await ws.send(message); await ws.recv()``.
 - Messages per second: binary messages (``--text`` for text) of 16 B, 1 KiB, 64 KiB and
   1 MiB over 1 and 16 connections; each connection sends a message, waits for the echo,
   checks it and sends the next (no pipelining). With them, the CPU time (all threads,

@@ -28,11 +28,11 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 
 SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp", "task")
-CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw")
+CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw", "task")
 #: Column headings of each section, in the order of SERVERS and CLIENTS.
 COLUMNS = {
     "server": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
-    "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling"),
+    "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task client"),
 }
 #: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
 BYTE_ECHOES = ("tcp", "task")
@@ -575,7 +575,8 @@ def table(results: Results, settings: Settings) -> str:
         else:
             title = (
                 f"CLIENTS (against a {FIXED_SERVER} server on {settings.loadgen_loop}; clients on "
-                f"{settings.loop}; ceiling = raw client, pre-built frames)"
+                f"{settings.loop}; ceiling = raw client, pre-built frames; task client = the "
+                "same, a task awaiting each reply, the ceiling of a send/recv API)"
             )
         section_lines = []
         for row in ROWS:

@@ -516,10 +516,12 @@ class RawProtocol(asyncio.BufferedProtocol):
 
 
 class RawDriver(Driver):
+    protocol_class = RawProtocol
+
     async def connect(self) -> Any:
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(
-            lambda: RawProtocol(self.echo_peer), HOST, self.port
+            lambda: self.protocol_class(self.echo_peer), HOST, self.port
         )
         await protocol.waiter
         return protocol
@@ -533,12 +535,46 @@ class RawDriver(Driver):
         await job.done
 
 
+class TaskRawProtocol(RawProtocol):
+    """The raw client, except that each reply wakes the task that sent the message."""
+
+    def _echoed(self) -> None:
+        job = self.job
+        if self.phase == _Phase.CLOSING or job is None:
+            super()._echoed()
+            return
+        self.job = None
+        self.expected = b""
+        run = job.run
+        if run.samples is not None:
+            run.samples.append(time.perf_counter_ns() - job.sent_at)
+        run.count += 1
+        _finish(job)
+
+
+class TaskRawDriver(RawDriver):
+    """The raw client driven the way ``await ws.send(m); await ws.recv()`` drives a client:
+    a task awaits each reply before sending the next message. It is the ceiling for any
+    client library with that API: the price of waking a task per message, and nothing else.
+    """
+
+    protocol_class = TaskRawProtocol
+
+    async def echo_loop(self, conn: Any, message: Message, run: Run) -> None:
+        loop = asyncio.get_running_loop()
+        while not run.stop:
+            job = _Job(message, run, loop.create_future())
+            conn.start(job)
+            await job.done
+
+
 CLIENTS: dict[str, type[Driver]] = {
     "wsio": WsioDriver,
     "websockets": WebsocketsDriver,
     "aiohttp": AiohttpDriver,
     "picows": PicowsDriver,
     "raw": RawDriver,
+    "task": TaskRawDriver,
 }
 
 
