@@ -501,7 +501,7 @@ class Protocol:
         frame arrived (§5.5.1: nothing may follow it).
 
         When the core then asks to half-close (an empty ``bytes`` in :meth:`data_to_send`),
-        the I/O layer closes TCP instead: there is nothing left to read. A server that
+        the I/O layer closes TCP altogether: there is nothing left to read. A server that
         completed the closing handshake thus closes at once (§7.1.1) rather than waiting a
         round trip for the client's end of the stream. After a failure, the peer may still
         be sending: the half-close stands, so that our close frame isn't lost to a reset.
