@@ -455,6 +455,36 @@ async def test_server_open_timeout_covers_tls_handshake(
     assert elapsed < 2
 
 
+@pytest.mark.parametrize("open_timeout", [0, -1.0])
+async def test_server_open_timeout_must_be_positive(open_timeout: float) -> None:
+    # No handshake could succeed, and with TLS the loop would refuse every accept.
+    with pytest.raises(wsio.InvalidArgument, match="open_timeout"):
+        wsio.serve(echo, "127.0.0.1", 0, open_timeout=open_timeout)
+
+
+async def test_tls_handshake_under_way_at_shutdown_gets_503(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    """The loop runs TLS, so a connection whose TLS handshake was under way when the server
+    started closing only shows up afterwards: it gets the 503 of a handshake in progress,
+    not a connection left open until open_timeout."""
+    async with asyncio.timeout(T):
+        server = await wsio.serve(echo, "127.0.0.1", 0, ssl=server_ssl_context, open_timeout=T)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server))
+        try:
+            server.close()
+            await server.wait_closed()
+            await writer.start_tls(client_ssl_context, server_hostname="localhost")
+            answer = await reader.read()
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert answer.endswith(b"Server is shutting down.\n")
+        finally:
+            writer.close()
+        async with asyncio.timeout(1):
+            while server.connections:
+                await asyncio.sleep(0.01)
+
+
 async def test_server_subprotocols_and_request_headers(echo_server: EchoServerFactory) -> None:
     seen: list[Any] = []
 

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .. import defaults
-from ..exceptions import ConnectionClosed
+from ..exceptions import ConnectionClosed, InvalidArgument
 from ..protocol.auth import basic_challenge, parse_basic_authorization
 from ..protocol.connection import ServerProtocol, State
 from ..protocol.extensions import ServerExtensionFactory
@@ -79,6 +79,10 @@ class ServerConnection(Connection):
         super().connection_made(transport)
         self.server._connections.add(self)
         self._handler_task = self.loop.create_task(self._run())
+        if self.server.closing:
+            # Its TLS handshake was under way when the server started closing: the loop
+            # runs TLS, so the connection only shows up now. It gets the same 503.
+            self._refuse_while_closing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -370,6 +374,9 @@ class serve(Opener[Server]):
         if logger is None:
             logger = _logger
         check_max_queue(max_queue)
+        if open_timeout is not None and open_timeout <= 0:
+            # No handshake could succeed; with TLS, the loop would refuse each accept.
+            raise InvalidArgument(f"open_timeout must be positive or None, not {open_timeout}")
 
         server_extension_factories = server_extensions(
             compression, compression_threshold, extensions
