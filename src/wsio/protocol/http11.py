@@ -228,9 +228,9 @@ def _read_line(
 
 def _complete_head(
     reader: StreamReader, max_line_length: int, max_headers: int
-) -> tuple[list[bytes], bytes] | None:
-    """The lines of a head that arrived whole and within the limits, and the head itself,
-    taken from the buffer; ``None`` otherwise.
+) -> Generator[None, None, tuple[list[bytes], bytes] | None]:
+    """Wait for the first bytes; then the lines of a head that arrived whole and within
+    the limits, and the head itself, taken from the buffer; ``None`` otherwise.
 
     A handshake usually arrives in one read: splitting it at once costs half as much as
     reading it line by line. Anything else -- a head still incomplete, a bare LF, a line
@@ -238,6 +238,8 @@ def _complete_head(
     the exact failure.
     """
     buffer = reader.buffer
+    while not buffer and not reader.eof:
+        yield
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         return None
@@ -319,7 +321,7 @@ def parse_request(
     :raises SecurityError: a limit was exceeded (``http_status`` 414 or 431).
     :raises EOFError: the stream ended before the end of the head.
     """
-    complete = _complete_head(reader, max_line_length, max_headers)
+    complete = yield from _complete_head(reader, max_line_length, max_headers)
     if complete is not None:
         lines, raw_head = complete
         method, target, version = _request_line(lines[0])
@@ -380,7 +382,7 @@ def parse_response(
     :raises SecurityError: a line or the header count exceeds its limit.
     :raises EOFError: the stream ended before the end of the head.
     """
-    complete = _complete_head(reader, max_line_length, max_headers)
+    complete = yield from _complete_head(reader, max_line_length, max_headers)
     if complete is not None:
         lines, raw_head = complete
         version, status_code, reason = _status_line(lines[0])
