@@ -445,7 +445,8 @@ class Connection(asyncio.BufferedProtocol):
             if data:
                 transport.write(data)
             elif transport.can_write_eof() and not protocol.stream_ended:
-                # The FIN goes now: close() alone would send it a turn of the loop later.
+                # On asyncio's loop the FIN goes now, where close() alone would send it a
+                # turn of the loop later; either way, what is buffered is written first.
                 transport.write_eof()
                 if protocol.peer_done:
                     # Nothing is left to read: don't wait for the peer's end of the stream.
