@@ -222,6 +222,37 @@ async def test_process_request_raising_async_logged_once(
     assert str(errors[0].exc_info[1]) == "async hook bug"
 
 
+@pytest.mark.parametrize("where", ["process_request", "handler"])
+async def test_cancelled_error_from_a_hook_or_handler_drops_the_connection(
+    echo_server: EchoServerFactory, where: str
+) -> None:
+    """A hook or handler that lets CancelledError out (it awaited something cancelled)
+    ends the connection's task: the connection is dropped then, not left open until
+    open_timeout or the client's own timeouts."""
+
+    async def cancelled(*args: Any) -> None:
+        await asyncio.sleep(0)
+        raise asyncio.CancelledError
+
+    if where == "process_request":
+        server, port = await echo_server(process_request=cancelled, open_timeout=10 * T)
+    else:
+        server, port = await echo_server(handler=cancelled)
+    async with asyncio.timeout(T):
+        client = await RawClient.open("127.0.0.1", port)
+        try:
+            await client.send(
+                f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            assert await client.wait_eof(T)
+        finally:
+            client.abort()
+        while server.connections:
+            await asyncio.sleep(0.01)
+
+
 async def test_process_request_runs_before_checks(echo_server: EchoServerFactory) -> None:
     """A plain HTTP GET (no upgrade) can be answered by the hook: health checks work."""
 

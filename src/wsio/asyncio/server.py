@@ -93,43 +93,53 @@ class ServerConnection(Connection):
         accept, TLS included), run the handler, close."""
         server = self.server
         try:
-            async with asyncio.timeout_at(self._open_deadline):
-                self._open_deadline = None  # a float less to keep per open connection
-                await self._request_ready
-                await self._answer_request()
-                # Queuing the answer, or losing the connection, ended the handshake: this
-                # only waits should some path leave it open.
-                if not self._handshake_done.done():
-                    await asyncio.shield(self._handshake_done)
-        except TimeoutError:
-            self.logger.info("opening handshake timed out after %s s", server.open_timeout)
-            self._abort()
-            return
-        response = self.protocol.response
-        if response is None or response.status_code != 101:
-            if response is not None and self._answered_by_hook:
-                # A health check or an auth challenge: routine, not a failure.
-                self.logger.debug("answered HTTP %d without upgrading", self._answered_by_hook)
-            elif self.protocol.handshake_exc is not None:
-                self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
+            try:
+                async with asyncio.timeout_at(self._open_deadline):
+                    self._open_deadline = None  # a float less to keep per open connection
+                    await self._request_ready
+                    await self._answer_request()
+                    # Queuing the answer, or losing the connection, ended the handshake:
+                    # this only waits should some path leave it open.
+                    if not self._handshake_done.done():
+                        await asyncio.shield(self._handshake_done)
+            except TimeoutError:
+                self.logger.info("opening handshake timed out after %s s", server.open_timeout)
+                self._abort()
+                return
+            response = self.protocol.response
+            if response is None or response.status_code != 101:
+                self._log_no_upgrade(response)
+                await self.wait_closed()
+                return
+            # Upgraded. Frames that came with the request may have closed the connection
+            # already: the handler still gets the messages before them, then the closure.
+            if self.protocol.state is State.OPEN:
+                self._start_keepalive()
+            try:
+                await server.handler(self)
+            except ConnectionClosed:
+                # The peer closed while the handler was sending or receiving: not a bug.
+                self.logger.debug("connection closed during handler", exc_info=True)
+            except Exception:
+                self.logger.error("connection handler failed", exc_info=True)
+                await self.close(1011)
             else:
-                self.logger.debug("connection closed before the opening handshake was answered")
-            await self.wait_closed()
-            return
-        # Upgraded. Frames that came with the request may have closed the connection
-        # already: the handler still gets the messages before them, then the closure.
-        if self.protocol.state is State.OPEN:
-            self._start_keepalive()
-        try:
-            await server.handler(self)
-        except ConnectionClosed:
-            # The peer closed while the handler was sending or receiving: not a bug.
-            self.logger.debug("connection closed during handler", exc_info=True)
-        except Exception:
-            self.logger.error("connection handler failed", exc_info=True)
-            await self.close(1011)
+                await self.close()
+        except BaseException:
+            # Cancelled, or a hook or the handler raised CancelledError or another
+            # BaseException: nothing will answer or close the connection now, and the
+            # peer mustn't be left waiting for open_timeout or its own timeouts.
+            self._abort()
+            raise
+
+    def _log_no_upgrade(self, response: Response | None) -> None:
+        if response is not None and self._answered_by_hook:
+            # A health check or an auth challenge: routine, not a failure.
+            self.logger.debug("answered HTTP %d without upgrading", self._answered_by_hook)
+        elif self.protocol.handshake_exc is not None:
+            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
         else:
-            await self.close()
+            self.logger.debug("connection closed before the opening handshake was answered")
 
     def _handshake_event(self, event: object) -> None:
         if not self._request_ready.done():
