@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from .. import defaults
 from ..exceptions import InvalidArgument, InvalidMessage, SecurityError
@@ -139,6 +139,8 @@ class Headers:
 
 HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
 
+_T = TypeVar("_T")
+
 
 @dataclasses.dataclass(slots=True)
 class Request:
@@ -226,33 +228,46 @@ def _read_line(
         raise EOFError(f"connection closed while reading {what}") from exc
 
 
-def _complete_head(
-    reader: StreamReader, max_line_length: int, max_headers: int
-) -> Generator[None, None, tuple[list[bytes], bytes] | None]:
-    """Wait for the first bytes; then the lines of a head that arrived whole and within
-    the limits, and the head itself, taken from the buffer; ``None`` otherwise.
+def _parse_head(
+    reader: StreamReader,
+    max_line_length: int,
+    max_headers: int,
+    start_line_limit: tuple[str, HTTPStatus],
+    parse_start_line: Callable[[bytes], _T],
+) -> Generator[None, None, tuple[_T, Headers, bytes]]:
+    """The start line as ``parse_start_line`` reads it, the header fields, and the head
+    verbatim (RFC 9112 §2.1). ``start_line_limit`` names the start line and the status
+    to answer when it is over ``max_line_length``.
 
-    A handshake usually arrives in one read: splitting it at once costs half as much as
-    reading it line by line. Anything else -- a head still incomplete, a bare LF, a line
-    or a header count over its limit -- is left to the line-by-line parser, which reports
-    the exact failure.
+    A handshake usually arrives in one read: splitting a head that arrived whole costs
+    half as much as reading it line by line. Anything else -- a head still incomplete, a
+    bare LF, a line or a header count over its limit -- is read line by line, which
+    reports the exact failure, and fails on a bad start line without waiting for more.
     """
     buffer = reader.buffer
     while not buffer and not reader.eof:
         yield
     end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = bytes(buffer[: end + 4])
-    lines = head[:end].split(b"\r\n")
-    if (
-        len(lines) > max_headers + 1
-        or head.count(b"\n") != len(lines) + 1
-        or max(map(len, lines)) + 2 > max_line_length
-    ):
-        return None
-    del buffer[: end + 4]
-    return lines, head
+    if end >= 0:
+        raw_head = bytes(buffer[: end + 4])
+        lines = raw_head[:end].split(b"\r\n")
+        if (
+            len(lines) <= max_headers + 1
+            and raw_head.count(b"\n") == len(lines) + 1
+            and max(map(len, lines)) + 2 <= max_line_length
+        ):
+            del buffer[: end + 4]
+            start_line = parse_start_line(lines[0])
+            headers = Headers()
+            for line in lines[1:]:
+                _add_field(headers, line)
+            return start_line, headers, raw_head
+    what, status = start_line_limit
+    line = yield from _read_line(reader, max_line_length, what, status)
+    start_line = parse_start_line(line)
+    head = [line]
+    headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
+    return start_line, headers, b"\r\n".join(head) + b"\r\n"
 
 
 def _parse_headers(
@@ -321,21 +336,13 @@ def parse_request(
     :raises SecurityError: a limit was exceeded (``http_status`` 414 or 431).
     :raises EOFError: the stream ended before the end of the head.
     """
-    complete = yield from _complete_head(reader, max_line_length, max_headers)
-    if complete is not None:
-        lines, raw_head = complete
-        method, target, version = _request_line(lines[0])
-        headers = Headers()
-        for line in lines[1:]:
-            _add_field(headers, line)
-    else:
-        line = yield from _read_line(
-            reader, max_line_length, "request line", HTTPStatus.REQUEST_URI_TOO_LONG
-        )
-        method, target, version = _request_line(line)
-        head = [line]
-        headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
-        raw_head = b"\r\n".join(head) + b"\r\n"
+    (method, target, version), headers, raw_head = yield from _parse_head(
+        reader,
+        max_line_length,
+        max_headers,
+        ("request line", HTTPStatus.REQUEST_URI_TOO_LONG),
+        _request_line,
+    )
     return Request(
         target.decode("ascii"),
         headers,
@@ -382,21 +389,13 @@ def parse_response(
     :raises SecurityError: a line or the header count exceeds its limit.
     :raises EOFError: the stream ended before the end of the head.
     """
-    complete = yield from _complete_head(reader, max_line_length, max_headers)
-    if complete is not None:
-        lines, raw_head = complete
-        version, status_code, reason = _status_line(lines[0])
-        headers = Headers()
-        for line in lines[1:]:
-            _add_field(headers, line)
-    else:
-        line = yield from _read_line(
-            reader, max_line_length, "status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
-        )
-        version, status_code, reason = _status_line(line)
-        head = [line]
-        headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
-        raw_head = b"\r\n".join(head) + b"\r\n"
+    (version, status_code, reason), headers, raw_head = yield from _parse_head(
+        reader,
+        max_line_length,
+        max_headers,
+        ("status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
+        _status_line,
+    )
     response = Response(
         status_code,
         reason.decode("iso-8859-1"),
