@@ -47,6 +47,12 @@ T = 5.0
 FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nforbidden"
 
 
+async def answer_403_at_once(conn: ServerConn) -> None:
+    """A server that answers 403 as soon as the connection is up, then waits for EOF."""
+    await conn.send(FORBIDDEN)
+    await conn.wait_eof()
+
+
 # Helpers -----------------------------------------------------------------------------------------
 
 
@@ -707,11 +713,7 @@ async def test_client_403_sent_on_accept(caplog: pytest.LogCaptureFixture) -> No
     """A server that answers 403 as soon as it accepts, before reading the request."""
     caplog.set_level(logging.INFO)
 
-    async def script(conn: ServerConn) -> None:
-        await conn.send(FORBIDDEN)
-        await conn.wait_eof()
-
-    async with RawServer(script) as srv, asyncio.timeout(T):
+    async with RawServer(answer_403_at_once) as srv, asyncio.timeout(T):
         with pytest.raises(wsio.InvalidStatus) as excinfo:
             await wsio.connect(srv.url, proxy=None)
     assert excinfo.value.response.status_code == 403
@@ -728,12 +730,8 @@ async def test_client_tls12_403_in_same_flight_as_server_finished(
     403 reaches the client together with the server's Finished."""
     caplog.set_level(logging.INFO)
 
-    async def script(conn: ServerConn) -> None:
-        await conn.send(FORBIDDEN)
-        await conn.wait_eof()
-
     async with (
-        RawServer(script, ssl=tls12_server_context) as srv,
+        RawServer(answer_403_at_once, ssl=tls12_server_context) as srv,
         Relay(srv.port, coalesce_down=0.05) as relay,
         asyncio.timeout(T),
     ):
@@ -757,12 +755,8 @@ async def test_client_tls12_403_in_same_flight_through_proxy(
     server's Finished, inside start_tls, before the request was sent."""
     caplog.set_level(logging.INFO)
 
-    async def script(conn: ServerConn) -> None:
-        await conn.send(FORBIDDEN)
-        await conn.wait_eof()
-
     async with (
-        RawServer(script, ssl=tls12_server_context) as srv,
+        RawServer(answer_403_at_once, ssl=tls12_server_context) as srv,
         Relay(mode=mode, coalesce_down=0.05) as proxy,
         asyncio.timeout(T),
     ):
