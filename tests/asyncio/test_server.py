@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import wsio
-from rawpeer import OP_CLOSE, OP_TEXT, RawClient
+from rawpeer import OP_CLOSE, OP_TEXT, RawClient, build_request
 
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
 
@@ -427,6 +427,64 @@ async def test_server_open_timeout(echo_server: EchoServerFactory) -> None:
     async with asyncio.timeout(T):
         while server.connections:
             await asyncio.sleep(0.005)
+
+
+async def test_connections_waiting_for_their_request_hold_no_task(
+    echo_server: EchoServerFactory,
+) -> None:
+    """Until its request arrives, a connection is a protocol and a timer: no task, so that
+    many connections that say nothing cost little. The 101 then starts the handler's."""
+    server, port = await echo_server()
+    baseline = asyncio.all_tasks()
+    clients = [await RawClient.open("127.0.0.1", port) for _ in range(10)]
+    try:
+        await wait_for_connections(server, 10)
+        await asyncio.sleep(0.05)
+        assert asyncio.all_tasks() == baseline
+        async with asyncio.timeout(T):
+            response = await clients[0].handshake()
+        assert response.status_code == 101
+        assert len(asyncio.all_tasks() - baseline) == 1
+    finally:
+        for client in clients:
+            client.abort()
+
+
+@pytest.mark.parametrize("hooks", [False, True])
+async def test_wait_closed_waits_for_a_request_finished_during_shutdown(hooks: bool) -> None:
+    """A connection that started its request before the shutdown is let finish it and gets
+    503, hooks or not; the server isn't closed before that connection is."""
+
+    async def handler(ws: Any) -> None:
+        raise AssertionError("must not run")  # pragma: no cover
+
+    async def process_request(connection: Any, request: Any) -> None:
+        raise AssertionError("must not run")  # pragma: no cover
+
+    async with asyncio.timeout(T):
+        server = await wsio.serve(
+            handler, "127.0.0.1", 0, process_request=process_request if hooks else None
+        )
+        port = port_of(server)
+        client = await RawClient.open("127.0.0.1", port)
+        request = build_request("/", host=f"127.0.0.1:{port}")
+        first_line = request.index(b"\r\n") + 2
+        try:
+            await client.send(request[:first_line])
+            await wait_for_connections(server, 1)
+            await asyncio.sleep(0.05)
+            server.close()
+            closed = asyncio.create_task(server.wait_closed())
+            await asyncio.sleep(0.1)
+            assert not closed.done()
+            await client.send(request[first_line:])
+            response = await client.read_http_response(T)
+            assert response.status_code == 503
+            assert await client.wait_eof(T)
+            client.close()
+            await closed
+        finally:
+            client.abort()
 
 
 async def test_server_open_timeout_partial_request(echo_server: EchoServerFactory) -> None:

@@ -433,6 +433,70 @@ async def test_server_eof_while_process_request_awaits(caplog: pytest.LogCapture
 
 
 @pytest.mark.parametrize("hook", ["process_request", "process_response"])
+async def test_server_hook_still_awaiting_at_open_timeout(
+    caplog: pytest.LogCaptureFixture, hook: str
+) -> None:
+    """open_timeout covers the hooks: one still awaiting then is cancelled, the connection
+    dropped without an answer, and nothing logged as an error."""
+    caplog.set_level(logging.INFO)
+    waiting_hook = WaitingHook()
+    cancelled = asyncio.Event()
+
+    async def hook_function(*args: Any) -> Any:
+        try:
+            return await waiting_hook(*args)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with asyncio.timeout(T):
+        server = await wsio.serve(_echo, "127.0.0.1", 0, open_timeout=0.3, **{hook: hook_function})
+        client = await open_raw(server)
+        try:
+            await client.send(raw_request(client))
+            await waiting_hook.entered.wait()
+            assert await client.wait_eof()
+            assert bytes(client.received) == b""
+            await cancelled.wait()
+            await wait_until(lambda: not server.connections)
+        finally:
+            client.abort()
+            server.close()
+            await server.wait_closed()
+    assert "opening handshake timed out" in caplog.text
+    assert_no_error_logged(caplog)
+
+
+async def test_server_hook_that_closes_the_connection(caplog: pytest.LogCaptureFixture) -> None:
+    """A process_request hook may drop a client rather than answer it: it closes the
+    connection and returns. Nothing is sent, the handler never runs, nothing is logged
+    as an error."""
+    caplog.set_level(logging.INFO)
+    handler_ran: list[Any] = []
+
+    async def handler(ws: Any) -> None:
+        handler_ran.append(ws)  # pragma: no cover
+
+    async def process_request(connection: Any, request: Any) -> None:
+        await connection.close()
+
+    async with asyncio.timeout(T):
+        server = await wsio.serve(handler, "127.0.0.1", 0, process_request=process_request)
+        client = await open_raw(server)
+        try:
+            await client.send(raw_request(client))
+            assert await client.wait_eof()
+            assert bytes(client.received) == b""
+            await wait_until(lambda: not server.connections)
+        finally:
+            client.abort()
+            server.close()
+            await server.wait_closed()
+    assert handler_ran == []
+    assert_no_error_logged(caplog)
+
+
+@pytest.mark.parametrize("hook", ["process_request", "process_response"])
 async def test_server_close_while_hook_awaits_answers_503(hook: str) -> None:
     """server.close() while a request is fully received but a hook is still awaiting: the
     handshake in progress gets 503, the handler never runs, and the shutdown completes."""

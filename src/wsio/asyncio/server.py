@@ -51,7 +51,7 @@ class ServerConnection(Connection):
         "_handler_task",
         "_hook_awaited",
         "_open_deadline",
-        "_request_ready",
+        "_open_timer",
         "server",
         "username",
     )
@@ -65,9 +65,12 @@ class ServerConnection(Connection):
         # handshake: open_timeout runs from here.
         timeout = server.open_timeout
         self._open_deadline = None if timeout is None else self.loop.time() + timeout
+        # Fires at that deadline unless the opening handshake ended before.
+        self._open_timer: asyncio.TimerHandle | None = None
+        # Runs the hooks, if any, then the handler. A connection gets one once its request
+        # arrived (with hooks) or once it upgraded (without): none while it waits for a
+        # request, which keeps a connection that never sends one cheap.
         self._handler_task: asyncio.Task[None] | None = None
-        # Resolved once the request arrived, or once the handshake ended without one.
-        self._request_ready: asyncio.Future[None] = self.loop.create_future()
         # Status of the answer that process_request gave instead of upgrading, if any.
         self._answered_by_hook = 0
         # Whether a hook awaited, with reading paused meanwhile.
@@ -78,7 +81,9 @@ class ServerConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server._connections.add(self)
-        self._handler_task = self.loop.create_task(self._run())
+        if self._open_deadline is not None:
+            self._open_timer = self.loop.call_at(self._open_deadline, self._open_timed_out)
+            self._open_deadline = None  # a float less to keep per open connection
         if self.server.closing:
             # Its TLS handshake was under way when the server started closing: the loop
             # runs TLS, so the connection only shows up now. It gets the same 503.
@@ -88,35 +93,68 @@ class ServerConnection(Connection):
         super().connection_lost(exc)
         self.server._connections.discard(self)
 
-    async def _run(self) -> None:
-        """Open the connection (the HTTP upgrade, within ``open_timeout`` of the TCP
-        accept, TLS included), run the handler, close."""
+    def _open_timed_out(self) -> None:
+        """``open_timeout`` passed before the end of the HTTP upgrade: give up on it."""
+        self._open_timer = None
+        self.logger.info("opening handshake timed out after %s s", self.server.open_timeout)
+        if self._handler_task is not None:
+            self._handler_task.cancel()  # a hook still running
+        self._abort()
+
+    def _handshake_event(self, event: object) -> None:
+        # The request arrived.
         server = self.server
+        if server.process_request is None and server.process_response is None:
+            # Nothing can await: answer before the loop reads again, with neither a task
+            # nor a turn of the loop between the request and its answer.
+            request = self.protocol.request
+            assert request is not None
+            if server.closing:
+                response = self.respond(*_SHUTTING_DOWN)
+            else:
+                try:
+                    response = self.protocol.accept(request)
+                except Exception:
+                    # select_subprotocol is the application's and may raise.
+                    response = self._answer_failed_hook()
+            self._send_answer(response)
+        else:
+            self._handler_task = self.loop.create_task(self._run_with_hooks())
+
+    def _end_handshake(self) -> None:
+        super()._end_handshake()
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
+        response = self.protocol.response
+        if response is None or response.status_code != 101:
+            self._log_no_upgrade(response)
+        elif self._handler_task is None:
+            self._handler_task = self.loop.create_task(self._run_handler())
+        # Else the task that ran the hooks goes on with the handler.
+
+    async def _run_with_hooks(self) -> None:
+        """Answer the request with the hooks' say, then run the handler if it upgraded."""
         try:
-            try:
-                async with asyncio.timeout_at(self._open_deadline):
-                    self._open_deadline = None  # a float less to keep per open connection
-                    await self._request_ready
-                    await self._answer_request()
-                    # Queuing the answer, or losing the connection, ended the handshake:
-                    # this only waits should some path leave it open.
-                    if not self._handshake_done.done():
-                        await asyncio.shield(self._handshake_done)
-            except TimeoutError:
-                self.logger.info("opening handshake timed out after %s s", server.open_timeout)
-                self._abort()
-                return
-            response = self.protocol.response
-            if response is None or response.status_code != 101:
-                self._log_no_upgrade(response)
-                await self.wait_closed()
-                return
-            # Upgraded. Frames that came with the request may have closed the connection
-            # already: the handler still gets the messages before them, then the closure.
+            await self._answer_request()
+        except BaseException:
+            # Cancelled (open_timeout), or a hook raised CancelledError or another
+            # BaseException: nothing will answer the request now.
+            self._abort()
+            raise
+        response = self.protocol.response
+        if response is not None and response.status_code == 101:
+            await self._run_handler()
+
+    async def _run_handler(self) -> None:
+        """Run the handler on the upgraded connection, then close it."""
+        try:
+            # Frames that came with the request may have closed the connection already:
+            # the handler still gets the messages before them, then the closure.
             if self.protocol.state is State.OPEN:
                 self._start_keepalive()
             try:
-                await server.handler(self)
+                await self.server.handler(self)
             except ConnectionClosed:
                 # The peer closed while the handler was sending or receiving: not a bug.
                 self.logger.debug("connection closed during handler", exc_info=True)
@@ -126,9 +164,9 @@ class ServerConnection(Connection):
             else:
                 await self.close()
         except BaseException:
-            # Cancelled, or a hook or the handler raised CancelledError or another
-            # BaseException: nothing will answer or close the connection now, and the
-            # peer mustn't be left waiting for open_timeout or its own timeouts.
+            # Cancelled, or the handler raised CancelledError or another BaseException:
+            # nothing will close the connection now, and the peer mustn't be left waiting
+            # for its own timeouts.
             self._abort()
             raise
 
@@ -140,15 +178,6 @@ class ServerConnection(Connection):
             self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
         else:
             self.logger.debug("connection closed before the opening handshake was answered")
-
-    def _handshake_event(self, event: object) -> None:
-        if not self._request_ready.done():
-            self._request_ready.set_result(None)
-
-    def _end_handshake(self) -> None:
-        super()._end_handshake()
-        if not self._request_ready.done():
-            self._request_ready.set_result(None)
 
     def _refuse_while_closing(self) -> None:
         """The server is closing: answer 503 now, rather than when the request arrives.
@@ -174,8 +203,7 @@ class ServerConnection(Connection):
         """Answer the opening handshake request: the ``process_request`` hook may answer
         it, else the core checks it; ``process_response`` may then edit a 101."""
         request = self.protocol.request
-        if self.protocol.state is not State.CONNECTING or request is None:
-            return
+        assert request is not None
         server = self.server
         response: Response | None = None
         try:
@@ -194,14 +222,25 @@ class ServerConnection(Connection):
                     if edited is not None:
                         response = edited
         except Exception:
-            self.logger.error("opening handshake failed in a hook", exc_info=True)
-            response = self.respond(
-                HTTPStatus.INTERNAL_SERVER_ERROR,
-                "Failed to open a WebSocket connection.\nSee server log for more information.\n",
-            )
-        if self.protocol.state is not State.CONNECTING:
-            return  # the connection ended while a hook ran
-        if server.closing and response.status_code == 101:
+            response = self._answer_failed_hook()
+        self._send_answer(response)
+
+    def _answer_failed_hook(self) -> Response:
+        """The answer when a hook (or select_subprotocol) raised: 500, and the traceback
+        in the log, since that is a bug of the application."""
+        self.logger.error("opening handshake failed in a hook", exc_info=True)
+        return self.respond(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            "Failed to open a WebSocket connection.\nSee server log for more information.\n",
+        )
+
+    def _send_answer(self, response: Response) -> None:
+        """Send the answer to the request, unless the connection ended meanwhile."""
+        if self.protocol.state is not State.CONNECTING or self._connection_lost.done():
+            # The connection ended while a hook ran. (Once the request is in, the core
+            # stays CONNECTING after the end of the stream, an answer being still due.)
+            return
+        if self.server.closing and response.status_code == 101:
             # The server started closing while a hook ran: its open connections are
             # being closed already, and this one mustn't open after them.
             response = self.respond(*_SHUTTING_DOWN)
@@ -291,6 +330,10 @@ class Server:
                 *(c.close(1001) for c in connections if c.state is State.OPEN),
                 return_exceptions=True,
             )
+        # Connections still opening have no task yet, or never get one: wait for each to
+        # end, then for the handlers, which may outlive their connection.
+        if connections:
+            await asyncio.wait([c._connection_lost for c in connections])
         tasks = [c._handler_task for c in connections if c._handler_task is not None]
         if tasks:
             await asyncio.wait(tasks)
