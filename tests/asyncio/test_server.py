@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import wsio
-from rawpeer import OP_CLOSE, OP_TEXT, RawClient, build_request
+from rawpeer import OP_CLOSE, OP_TEXT, RawClient, build_frame, build_request
 
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
 
@@ -611,6 +611,45 @@ async def test_server_closes_tcp_without_waiting_for_the_clients_end() -> None:
             assert server.connections == set()
         finally:
             client.abort()
+            server.close()
+            await server.wait_closed()
+
+
+async def test_server_close_timeout_holds_when_the_client_reads_nothing() -> None:
+    """The server closes TCP once the closing handshake is done, but what it still has
+    buffered waits for the client to read it: a client that never does is dropped at
+    close_timeout rather than held for good."""
+    handler_done = asyncio.Event()
+
+    async def handler(ws: Any) -> None:
+        try:
+            await ws.send(bytes(32 * 2**20))  # far more than loopback's buffers hold
+        finally:
+            handler_done.set()
+
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(T):
+        server = await wsio.serve(handler, "127.0.0.1", 0, close_timeout=0.5)
+        port = port_of(server)
+        client = socket.socket()
+        client.setblocking(False)
+        try:
+            await loop.sock_connect(client, ("127.0.0.1", port))
+            await loop.sock_sendall(client, build_request("/", host=f"127.0.0.1:{port}"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await loop.sock_recv(client, 1)
+            assert head.startswith(b"HTTP/1.1 101")
+            # From here on the client reads nothing; its close frame ends the handshake.
+            await wait_for_connections(server, 1)
+            await loop.sock_sendall(client, build_frame(OP_CLOSE, b"\x03\xe8", mask=b"abcd"))
+            start = loop.time()
+            await handler_done.wait()
+            while server.connections:
+                await asyncio.sleep(0.01)
+            assert 0.3 <= loop.time() - start <= 3
+        finally:
+            client.close()
             server.close()
             await server.wait_closed()
 

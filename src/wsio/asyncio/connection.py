@@ -459,6 +459,14 @@ class Connection(asyncio.BufferedProtocol):
             self._close_timer is None
             and self.close_timeout is not None
             and protocol.close_expected()
+            # TCP closed with nothing left to write ends at the next turn of the loop: no
+            # timer to arm and cancel. TLS (it can't half-close) may wait for the peer's
+            # close_notify, and buffered bytes for the peer to read them: those need one.
+            and not (
+                transport.is_closing()
+                and transport.can_write_eof()
+                and not transport.get_write_buffer_size()
+            )
         ):
             self._close_timer = self.loop.call_later(self.close_timeout, self._close_timed_out)
 
