@@ -88,6 +88,24 @@ def test_headers_repeated() -> None:
     assert list(headers) == ["Via", "Other", "via"]
 
 
+def test_headers_by_name_groups_every_value_in_order() -> None:
+    headers = Headers([("Via", "a"), ("Other", "x"), ("VIA", "b"), ("via", "c")])
+    assert headers.by_name() == {"via": ["a", "b", "c"], "other": ["x"]}
+    assert Headers().by_name() == {}
+    # Not kept: editing the result leaves the headers alone.
+    headers.by_name()["via"].append("d")
+    assert headers.get_all("via") == ["a", "b", "c"]
+
+
+def test_headers_from_valid_keeps_the_fields_as_given() -> None:
+    fields = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+    headers = Headers.from_valid(fields)
+    assert headers == Headers(fields)
+    headers["Server"] = "wsio"
+    assert headers.items()[-1] == ("Server", "wsio")
+    assert len(fields) == 2
+
+
 def test_headers_set_appends_and_replace_replaces() -> None:
     headers = Headers()
     headers["A"] = "1"

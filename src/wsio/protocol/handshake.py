@@ -77,7 +77,7 @@ def generate_key(random_bytes: Callable[[int], bytes]) -> str:
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value matching ``key`` (§4.2.2 step 5.4)."""
     digest = hashlib.sha1((key + GUID).encode()).digest()
-    return base64.b64encode(digest).decode()
+    return binascii.b2a_base64(digest, newline=False).decode()
 
 
 def parse_token_list(
@@ -102,17 +102,18 @@ def parse_token_list(
     return tokens
 
 
-def _upgrade_protocols(headers: Headers) -> list[str]:
-    """The protocols of the ``Upgrade`` header: ``name["/" version]`` (RFC 9110 §7.8)."""
+def _upgrade_protocols(values: Sequence[str]) -> list[str]:
+    """The protocols of the ``Upgrade`` header's ``values``: ``name["/" version]`` (RFC
+    9110 §7.8)."""
     try:
-        return parse_token_list(headers.get_all("Upgrade"), "Upgrade", _PROTOCOL)
+        return parse_token_list(values, "Upgrade", _PROTOCOL)
     except InvalidHeaderValue as exc:
         raise InvalidUpgrade("Upgrade", exc.value) from exc
 
 
-def _single(headers: Headers, name: str) -> str:
-    """The value of a header that must appear exactly once."""
-    values = headers.get_all(name)
+def _single(values: Sequence[str], name: str) -> str:
+    """The value of header ``name``, which must appear exactly once: ``values`` are all
+    those it has."""
     if not values:
         raise InvalidHeader(name)
     if len(values) > 1:
@@ -258,7 +259,7 @@ def _rule_status(response: Response, offer: _Offer) -> str:
 
 
 def _rule_upgrade(response: Response, offer: _Offer) -> str:
-    upgrade = _upgrade_protocols(response.headers)
+    upgrade = _upgrade_protocols(response.headers.get_all("Upgrade"))
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
     return upgrade[0]
@@ -272,7 +273,7 @@ def _rule_connection(response: Response, offer: _Offer) -> str:
 
 
 def _rule_accept(response: Response, offer: _Offer) -> str:
-    accept = _single(response.headers, "Sec-WebSocket-Accept")
+    accept = _single(response.headers.get_all("Sec-WebSocket-Accept"), "Sec-WebSocket-Accept")
     if accept != accept_key(offer.key):
         raise InvalidHeaderValue(
             "Sec-WebSocket-Accept", f"{accept}, expected {accept_key(offer.key)}"
@@ -369,27 +370,28 @@ def check_request(request: Request) -> str:
             f"WebSocket needs a GET request, not {request.method}",
             HTTPStatus.METHOD_NOT_ALLOWED,
         )
-    headers = request.headers
+    fields = request.headers.by_name()
     # A body would be read as WebSocket frames: refuse it rather than smuggle it.
-    if "Transfer-Encoding" in headers or any(
-        value.strip() != "0" for value in headers.get_all("Content-Length")
+    if "transfer-encoding" in fields or any(
+        value.strip() != "0" for value in fields.get("content-length", ())
     ):
         raise InvalidMessage("WebSocket handshake request must not have a body")
-    _single(headers, "Host")
-    upgrade = _upgrade_protocols(headers)
+    _single(fields.get("host", ()), "Host")
+    upgrade = _upgrade_protocols(fields.get("upgrade", ()))
     if not any(token.lower() == "websocket" for token in upgrade):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
-    connection = parse_token_list(headers.get_all("Connection"), "Connection")
+    connection = parse_token_list(fields.get("connection", ()), "Connection")
     if not any(token.lower() == "upgrade" for token in connection):
         raise InvalidUpgrade("Connection", ", ".join(connection) or None)
-    version = headers.get_all("Sec-WebSocket-Version")
+    version = fields.get("sec-websocket-version", ())
     if version != ["13"]:
         exc = InvalidHeaderValue("Sec-WebSocket-Version", ", ".join(version) or None)
         exc.http_status = HTTPStatus.UPGRADE_REQUIRED
         raise exc
-    key = _single(headers, "Sec-WebSocket-Key")
+    key = _single(fields.get("sec-websocket-key", ()), "Sec-WebSocket-Key")
     try:
-        raw_key = base64.b64decode(key.encode(), validate=True)
+        # Strict: only the base64 alphabet and padding where it belongs.
+        raw_key = binascii.a2b_base64(key.encode(), strict_mode=True)
     except binascii.Error as exc:
         raise InvalidHeaderValue("Sec-WebSocket-Key", key) from exc
     if len(raw_key) != 16:
@@ -440,10 +442,14 @@ def build_accept(
     server_header: str | None = None,
 ) -> Response:
     """The server's 101 answer (§4.2.2 step 5)."""
-    headers = Headers()
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Accept"] = accept_key(key)
+    # Constants and base64: nothing for the checks of headers[...] = ... to catch.
+    headers = Headers.from_valid(
+        [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept_key(key)),
+        ]
+    )
     if extensions is not None:
         headers["Sec-WebSocket-Extensions"] = extensions
     if subprotocol is not None:

@@ -53,6 +53,15 @@ class Headers:
         if items is not None:
             self.update(items)
 
+    @classmethod
+    def from_valid(cls, items: Iterable[tuple[str, str]]) -> Headers:
+        """Headers made of ``items``, taken as they are: only for fields known to be valid
+        (constants, values computed here), since the checks of ``headers[name] = value``
+        are skipped. Never for anything that came from outside."""
+        headers = cls()
+        headers._items = list(items)
+        return headers
+
     def _values(self, name: str) -> list[str]:
         key = name.lower()
         size = len(key)
@@ -104,7 +113,7 @@ class Headers:
         return f"{self.__class__.__name__}({self._items!r})"
 
     def __str__(self) -> str:
-        return "".join(f"{name}: {value}\r\n" for name, value in self._items) + "\r\n"
+        return "".join([f"{name}: {value}\r\n" for name, value in self._items]) + "\r\n"
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The single value of ``name``, or ``default`` when absent; see ``[]`` for repeats."""
@@ -116,6 +125,20 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order; an empty list when absent."""
         return self._values(name)
+
+    def by_name(self) -> dict[str, list[str]]:
+        """Every value of every field, in order, by lowercase name: one pass for the many
+        lookups of a handshake check, rather than a scan for each. Built on demand and
+        not kept."""
+        fields: dict[str, list[str]] = {}
+        for name, value in self._items:
+            key = name.lower()
+            values = fields.get(key)
+            if values is None:
+                fields[key] = [value]
+            else:
+                values.append(value)
+        return fields
 
     def replace(self, name: str, value: str) -> None:
         """Set ``name`` to a single value, dropping earlier ones."""
