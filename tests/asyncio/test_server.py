@@ -412,8 +412,12 @@ async def test_server_header(echo_server: EchoServerFactory) -> None:
             assert "Server" not in ws.response.headers
 
 
-async def test_server_open_timeout(echo_server: EchoServerFactory) -> None:
-    """A client that connects and sends nothing is dropped after open_timeout."""
+async def test_server_open_timeout(
+    echo_server: EchoServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that connects and sends nothing is dropped after open_timeout, with one
+    line in the log that says so."""
+    caplog.set_level(logging.INFO, logger="wsio")
     server, port = await echo_server(open_timeout=0.3)
     loop = asyncio.get_running_loop()
     client = await RawClient.open("127.0.0.1", port)
@@ -427,6 +431,8 @@ async def test_server_open_timeout(echo_server: EchoServerFactory) -> None:
     async with asyncio.timeout(T):
         while server.connections:
             await asyncio.sleep(0.005)
+    records = [r.getMessage() for r in caplog.records if r.name.startswith("wsio")]
+    assert records == ["opening handshake timed out after 0.3 s"]
 
 
 async def test_connections_waiting_for_their_request_hold_no_task(

@@ -467,18 +467,26 @@ async def test_server_hook_still_awaiting_at_open_timeout(
     assert_no_error_logged(caplog)
 
 
-async def test_server_hook_that_closes_the_connection(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("how", ["await close()", "transport.abort()"])
+async def test_server_hook_that_closes_the_connection(
+    caplog: pytest.LogCaptureFixture, how: str
+) -> None:
     """A process_request hook may drop a client rather than answer it: it closes the
-    connection and returns. Nothing is sent, the handler never runs, nothing is logged
-    as an error."""
+    connection and returns, awaiting the end of the connection or not. Nothing is sent,
+    the handler never runs, nothing is logged as an error."""
     caplog.set_level(logging.INFO)
     handler_ran: list[Any] = []
 
     async def handler(ws: Any) -> None:
         handler_ran.append(ws)  # pragma: no cover
 
-    async def process_request(connection: Any, request: Any) -> None:
+    async def closing_hook(connection: Any, request: Any) -> None:
         await connection.close()
+
+    def aborting_hook(connection: Any, request: Any) -> None:
+        connection.transport.abort()
+
+    process_request = closing_hook if how == "await close()" else aborting_hook
 
     async with asyncio.timeout(T):
         server = await wsio.serve(handler, "127.0.0.1", 0, process_request=process_request)

@@ -97,6 +97,9 @@ class ServerConnection(Connection):
         """``open_timeout`` passed before the end of the HTTP upgrade: give up on it."""
         self._open_timer = None
         self.logger.info("opening handshake timed out after %s s", self.server.open_timeout)
+        # The handshake is over, and that line said how: nothing more to log when the
+        # abort ends the connection.
+        super()._end_handshake()
         if self._handler_task is not None:
             self._handler_task.cancel()  # a hook still running
         self._abort()
@@ -236,8 +239,10 @@ class ServerConnection(Connection):
 
     def _send_answer(self, response: Response) -> None:
         """Send the answer to the request, unless the connection ended meanwhile."""
-        if self.protocol.state is not State.CONNECTING or self._connection_lost.done():
-            # The connection ended while a hook ran. (Once the request is in, the core
+        transport = self.transport
+        assert transport is not None
+        if self.protocol.state is not State.CONNECTING or transport.is_closing():
+            # The connection ended, or a hook closed it. (Once the request is in, the core
             # stays CONNECTING after the end of the stream, an answer being still due.)
             return
         if self.server.closing and response.status_code == 101:
@@ -246,8 +251,6 @@ class ServerConnection(Connection):
             response = self.respond(*_SHUTTING_DOWN)
         self.protocol.send_response(response)
         self._process_events()
-        transport = self.transport
-        assert transport is not None
         if self._hook_awaited and not self._reading_paused and not transport.is_closing():
             transport.resume_reading()
 
