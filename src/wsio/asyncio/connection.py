@@ -629,13 +629,14 @@ class Connection(asyncio.BufferedProtocol):
             self._keepalive_timer = None
         if not self._handshake_done.done():
             self._end_handshake()
-        close_exc = self.protocol.close_exc
-        for waiter, _ in self._pong_waiters.values():
-            if not waiter.done():
-                waiter.set_exception(close_exc)
-                # Nobody may await a keepalive ping's waiter: don't log it as unretrieved.
-                waiter.exception()
-        self._pong_waiters.clear()
+        if self._pong_waiters:
+            close_exc = self.protocol.close_exc
+            for waiter, _ in self._pong_waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(close_exc)
+                    # Nobody may await a keepalive ping's waiter: don't log it as unretrieved.
+                    waiter.exception()
+            self._pong_waiters.clear()
         self._resume_drain_waiters()
         if not self._connection_lost.done():
             self._connection_lost.set_result(None)
