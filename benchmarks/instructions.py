@@ -1,0 +1,251 @@
+"""``python -m benchmarks.instructions``: instructions per handshake and per message.
+
+Loopback rates on a shared 2-core machine move by 10-30 % from run to run, more than most
+single changes gain. This program counts what doesn't move: the CPU instructions that the
+Python side of a server spends per opening handshake and per echoed 16 B message, counted by
+``valgrind --tool=callgrind`` (the same count for the same code, whatever else the machine is
+doing). Use it to compare two commits; use ``python -m benchmarks`` for speed.
+
+What is counted, in one process, with a fake transport (no sockets, no system calls):
+
+- ``handshake``: a server connection from the accept to the end of its handler: the
+  request parsed, checked and answered with a 101, the client's close frame answered, the
+  connection lost, the handler's task ended;
+- ``message``: one 16 B binary message received and echoed by a handler written
+  ``async for message in ws: await ws.send(message)``.
+
+The task echo (``benchmarks.servers``: a canned 101, a task woken for each read) does the
+same work without any WebSocket code: it is the floor of a coroutine API. Each count is
+the difference between a run of N and a run of 2N operations, divided by N, so that
+start-up and imports cancel out; each operation includes the turn of the event loop that
+drives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .common import build_frame
+
+LIBRARIES = ("wsio", "task")
+OPERATIONS = ("handshake", "message")
+
+_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+_CLOSE = build_frame(8, b"\x03\xe8", b"abcd")
+_MESSAGE = build_frame(2, b"0123456789abcdef", b"abcd")
+
+
+class _FakeTransport(asyncio.Transport):
+    """What a server connection calls on its transport, doing nothing but keep count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes += 1
+
+    def write_eof(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _echo(ws: Any) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def _feed(connection: Any, data: bytes) -> None:
+    """Hand ``data`` to a protocol as the loop would: into its buffer, or as bytes."""
+    if isinstance(connection, asyncio.BufferedProtocol):
+        buffer = memoryview(connection.get_buffer(len(data)))
+        buffer[: len(data)] = data
+        connection.buffer_updated(len(data))
+    else:
+        connection.data_received(data)
+
+
+async def _turn() -> None:
+    """One turn of the loop: what a real server runs between two reads."""
+    await asyncio.sleep(0)
+
+
+async def _wsio_handshakes(count: int) -> None:
+    import wsio
+
+    # The connections are made as the server's listening socket makes them.
+    server = wsio.serve(_echo, compression=None).server
+    for _ in range(count):
+        connection = server._make_connection(server)
+        transport = _FakeTransport()
+        connection.connection_made(transport)
+        _feed(connection, _REQUEST)
+        await _turn()
+        _feed(connection, _CLOSE)
+        await _turn()
+        connection.connection_lost(None)
+        assert connection._handler_task is not None
+        await connection._handler_task
+        assert transport.writes == 2, "expected a 101 and a close frame"
+
+
+async def _task_handshakes(count: int) -> None:
+    from .servers import _TaskEcho
+
+    for _ in range(count):
+        protocol = _TaskEcho()
+        transport = _FakeTransport()
+        protocol.connection_made(transport)
+        _feed(protocol, _REQUEST)
+        await _turn()
+        _feed(protocol, _CLOSE)
+        await _turn()
+        protocol.connection_lost(None)
+        assert protocol.task is not None
+        await protocol.task
+        assert transport.writes == 2, "expected a 101 and the echoed close frame"
+
+
+async def _messages(protocol: Any, transport: _FakeTransport, count: int) -> None:
+    await _turn()
+    for _ in range(count):
+        _feed(protocol, _MESSAGE)
+        await _turn()
+    assert transport.writes >= count, "messages weren't echoed"
+
+
+async def _wsio_messages(count: int) -> None:
+    from wsio.asyncio.connection import Connection
+    from wsio.protocol.connection import Protocol, Side, State
+
+    connection = Connection(Protocol(Side.SERVER, state=State.OPEN))
+    transport = _FakeTransport()
+    connection.connection_made(transport)
+    task = asyncio.get_running_loop().create_task(_echo(connection))
+    await _messages(connection, transport, count)
+    task.cancel()
+
+
+async def _task_messages(count: int) -> None:
+    from .servers import _TaskEcho
+
+    protocol = _TaskEcho()
+    transport = _FakeTransport()
+    protocol.connection_made(transport)
+    protocol.open = True
+    protocol.task = asyncio.get_running_loop().create_task(protocol.echo())
+    await _messages(protocol, transport, count)
+    protocol.task.cancel()
+
+
+_WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
+    ("wsio", "handshake"): _wsio_handshakes,
+    ("task", "handshake"): _task_handshakes,
+    ("wsio", "message"): _wsio_messages,
+    ("task", "message"): _task_messages,
+}
+
+
+def _count(library: str, operation: str, count: int) -> int:
+    """Instructions of a whole run of ``count`` operations, under callgrind."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        "--worker",
+        library,
+        operation,
+        str(count),
+    ]
+    # A fixed hash seed: string hashing, and with it dict probing, the same in every run.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or match is None:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.instructions",
+        description="Instructions per server handshake and per echoed message (callgrind).",
+    )
+    parser.add_argument(
+        "--handshakes", type=int, default=1000, help="N for the handshake rows (1000)"
+    )
+    parser.add_argument("--messages", type=int, default=20000, help="N for the message rows")
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("LIBRARY", "OPERATION", "N"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+
+    if args.worker is not None:
+        library, operation, count = args.worker
+        asyncio.run(_WORKERS[library, operation](int(count)))
+        return
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind isn't installed: apt install valgrind")
+    accelerated = os.environ.get("WSIO_NO_SPEEDUPS", "") == ""
+    print(
+        "Instructions per operation, Python side of the server, fake transport "
+        f"(callgrind; wsio accelerator {'on' if accelerated else 'off'})"
+    )
+    print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}")
+    for operation, count in (("handshake", args.handshakes), ("message", args.messages)):
+        per_operation = {}
+        for library in LIBRARIES:
+            print(f"  counting {library} {operation}s...", end="\r", file=sys.stderr, flush=True)
+            once = _count(library, operation, count)
+            twice = _count(library, operation, 2 * count)
+            per_operation[library] = (twice - once) / count
+        wsio, task = per_operation["wsio"], per_operation["task"]
+        label = "handshake" if operation == "handshake" else "16 B message echoed"
+        print(f"{label:22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
+
+
+if __name__ == "__main__":
+    main()
