@@ -37,13 +37,19 @@ class ClientConnection(Connection):
     response)`` pairs.
     """
 
-    __slots__ = ("redirects",)
+    __slots__ = ("_handshake_done", "redirects")
 
     protocol: ClientProtocol
 
     def __init__(self, protocol: ClientProtocol, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
         self.redirects: list[tuple[str, Response]] = []
+        # Resolved once the opening handshake is over, whatever its outcome.
+        self._handshake_done: asyncio.Future[None] = self.loop.create_future()
+
+    def _end_handshake(self) -> None:
+        super()._end_handshake()
+        self._handshake_done.set_result(None)
 
     async def _handshake(self) -> None:
         """Send the opening handshake request and wait for the answer to be checked."""

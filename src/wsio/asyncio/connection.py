@@ -83,7 +83,7 @@ class Connection(asyncio.BufferedProtocol):
         "_drain_waiters",
         "_failure_timer",
         "_fragmented_send",
-        "_handshake_done",
+        "_handshake_over",
         "_keepalive_timer",
         "_message_waiter",
         "_messages",
@@ -145,8 +145,8 @@ class Connection(asyncio.BufferedProtocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
-        # Resolved once the opening handshake is over, whatever its outcome.
-        self._handshake_done: asyncio.Future[None] = self.loop.create_future()
+        # Whether the opening handshake is over, whatever its outcome.
+        self._handshake_over = False
         # Resolved once the TCP connection is closed.
         self._connection_lost: asyncio.Future[None] = self.loop.create_future()
 
@@ -524,7 +524,7 @@ class Connection(asyncio.BufferedProtocol):
                 )
         if protocol.state is not State.OPEN or protocol.has_data_to_send:
             self._flush()
-        if not self._handshake_done.done() and protocol.state is not State.CONNECTING:
+        if not self._handshake_over and protocol.state is not State.CONNECTING:
             self._end_handshake()
         message_waiter = self._message_waiter
         if (
@@ -539,7 +539,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def _end_handshake(self) -> None:
         """The opening handshake is over, whatever its outcome (sides may extend this)."""
-        self._handshake_done.set_result(None)
+        self._handshake_over = True
 
     # Keepalive runs on timer handles rather than a task: a task per connection costs
     # over a kilobyte, which matters with thousands of idle connections.
@@ -627,7 +627,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
             self._keepalive_timer = None
-        if not self._handshake_done.done():
+        if not self._handshake_over:
             self._end_handshake()
         if self._pong_waiters:
             close_exc = self.protocol.close_exc
