@@ -64,7 +64,8 @@ OPEN_TIMEOUT: Final[float | None] = 10.0
 #: Seconds to wait for the closing handshake and the end of the TCP connection.
 CLOSE_TIMEOUT: Final[float | None] = 10.0
 
-#: Seconds between keepalive pings (``None``: no keepalive).
+#: Seconds between keepalive pings (``None``: no keepalive). Keepalive deadlines are kept
+#: within 1/16 of their length, and within a second (:mod:`wsio.asyncio.timers`).
 PING_INTERVAL: Final[float | None] = 20.0
 
 #: Seconds to wait for the pong answering a keepalive ping (``None``: wait forever).

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import os
 import threading
 import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
+    Callable,
     Coroutine,
     Generator,
     Iterable,
@@ -38,6 +40,7 @@ from ..protocol.connection import (
     TextMessage,
 )
 from ..protocol.http11 import Request, Response
+from .timers import coarse_timers
 
 __all__ = ["Connection", "Data", "Opener"]
 
@@ -84,13 +87,14 @@ class Connection(asyncio.BufferedProtocol):
         "_failure_timer",
         "_fragmented_send",
         "_handshake_over",
-        "_keepalive_timer",
         "_message_waiter",
         "_messages",
         "_pong_waiters",
         "_read_buffer",
         "_reading_paused",
         "_recv_in_progress",
+        "_timer_slot",
+        "_timers",
         "_writing_paused",
         "close_timeout",
         "latency",
@@ -144,7 +148,10 @@ class Connection(asyncio.BufferedProtocol):
         self._pong_waiters: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
-        self._keepalive_timer: asyncio.TimerHandle | None = None
+        # The connection's one coarse timer at a time (open_timeout, then keepalive), and
+        # the slot it is armed in, if any.
+        self._timers = coarse_timers(self.loop)
+        self._timer_slot: float | None = None
         # Whether the opening handshake is over, whatever its outcome.
         self._handshake_over = False
         # Resolved once the TCP connection is closed.
@@ -541,7 +548,17 @@ class Connection(asyncio.BufferedProtocol):
         """The opening handshake is over, whatever its outcome (sides may extend this)."""
         self._handshake_over = True
 
-    # Keepalive runs on timer handles rather than a task: a task per connection costs
+    def _arm(self, when: float, callback: Callable[[], None]) -> None:
+        """Arm the connection's coarse timer: ``callback`` at ``when`` or a little later
+        (:mod:`wsio.asyncio.timers`). The callback disarms it first thing."""
+        self._timer_slot = self._timers.call_at(when, self, callback)
+
+    def _disarm(self) -> None:
+        if self._timer_slot is not None:
+            self._timers.cancel(self._timer_slot, self)
+            self._timer_slot = None
+
+    # Keepalive runs on the coarse timer rather than a task: a task per connection costs
     # over a kilobyte, which matters with thousands of idle connections.
 
     def _start_keepalive(self) -> None:
@@ -549,29 +566,28 @@ class Connection(asyncio.BufferedProtocol):
         pong comes within ``ping_timeout``, let the core fail the connection (RFC 6455
         §5.5.2 used as a heartbeat)."""
         if self.ping_interval is not None:
-            self._keepalive_timer = self.loop.call_later(self.ping_interval, self._keepalive_ping)
+            self._arm(self.loop.time() + self.ping_interval, self._keepalive_ping)
 
     def _keepalive_ping(self) -> None:
-        self._keepalive_timer = None
+        self._timer_slot = None
         if self.protocol.state is not State.OPEN:
             return
         waiter = self._send_ping(None)
         waiter.add_done_callback(self._keepalive_pong)
         if self.ping_timeout is not None:
-            self._keepalive_timer = self.loop.call_later(
-                self.ping_timeout, self._keepalive_timed_out, waiter
+            self._arm(
+                self.loop.time() + self.ping_timeout,
+                functools.partial(self._keepalive_timed_out, waiter),
             )
 
     def _keepalive_pong(self, waiter: asyncio.Future[float]) -> None:
         if waiter.cancelled() or waiter.exception() is not None:
             return  # the connection closed
-        if self._keepalive_timer is not None:
-            self._keepalive_timer.cancel()
-            self._keepalive_timer = None
+        self._disarm()
         self._start_keepalive()
 
     def _keepalive_timed_out(self, waiter: asyncio.Future[float]) -> None:
-        self._keepalive_timer = None
+        self._timer_slot = None
         if not waiter.done() and self.protocol.state is State.OPEN:
             self.logger.info("keepalive ping timed out after %.3g s", self.ping_timeout)
             self.protocol.ping_timeout_expired()
@@ -624,9 +640,7 @@ class Connection(asyncio.BufferedProtocol):
             if timer is not None:
                 timer.cancel()
         self._close_timer = self._failure_timer = None
-        if self._keepalive_timer is not None:
-            self._keepalive_timer.cancel()
-            self._keepalive_timer = None
+        self._disarm()
         if not self._handshake_over:
             self._end_handshake()
         if self._pong_waiters:

@@ -1,0 +1,151 @@
+"""wsio.asyncio.timers: the coarse timers of open_timeout and keepalive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from wsio.asyncio.timers import CoarseTimers, coarse_timers
+
+T = 5.0
+
+
+class Owner:
+    """A connection, as far as the timers can tell."""
+
+
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(T):
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.004, 0.05, 0.3])
+async def test_fires_after_its_deadline_late_by_at_most_a_16th(delay: float) -> None:
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    fired: list[float] = []
+    deadline = loop.time() + delay
+    slot = timers.call_at(deadline, Owner(), lambda: fired.append(loop.time()))
+    # The slot ends at or after the deadline, by less than the slot's longest length.
+    assert deadline <= slot <= deadline + max(delay / 16, 2**-10)
+    await wait_until(lambda: bool(fired))
+    assert fired[0] >= slot - 0.001  # the loop runs timers up to its clock's resolution early
+
+
+async def test_long_deadlines_are_late_by_less_than_a_second() -> None:
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    owner = Owner()
+    for delay in (16.0, 20.0, 3600.0):
+        deadline = loop.time() + delay
+        slot = timers.call_at(deadline, owner, lambda: None)
+        assert deadline <= slot < deadline + 1
+        timers.cancel(slot, owner)
+
+
+async def test_cancelled_timer_never_fires() -> None:
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    owner, other = Owner(), Owner()
+    fired: list[Owner] = []
+    deadline = loop.time() + 0.02
+    slot = timers.call_at(deadline, owner, lambda: fired.append(owner))
+    timers.call_at(deadline, other, lambda: fired.append(other))
+    timers.cancel(slot, owner)
+    await wait_until(lambda: bool(fired))
+    await asyncio.sleep(0.05)
+    assert fired == [other]
+    # Cancelling after it fired is harmless.
+    timers.cancel(slot, other)
+
+
+async def test_deadlines_of_a_slot_share_one_loop_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    loop_timers: list[float] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, callback: Callable[..., Any], *args: Any) -> Any:
+        loop_timers.append(when)
+        return call_at(when, callback, *args)
+
+    monkeypatch.setattr(loop, "call_at", counting_call_at)
+    now = loop.time()
+    slots = {Owner(): 0.0 for _ in range(1000)}
+    for owner in slots:
+        slots[owner] = timers.call_at(now + 20, owner, lambda: None)
+    # 1000 deadlines within a few milliseconds, 1 s slots: one loop timer, two at a boundary.
+    assert len(set(slots.values())) == len(loop_timers) <= 2
+    for owner, slot in slots.items():
+        timers.cancel(slot, owner)
+
+
+async def test_a_failing_callback_does_not_stop_the_others() -> None:
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+    fired: list[int] = []
+    try:
+        await fire_three(timers, fired)
+    finally:
+        loop.set_exception_handler(None)
+    assert len(errors) == 1
+    assert isinstance(errors[0]["exception"], RuntimeError)
+
+
+async def fire_three(timers: CoarseTimers, fired: list[int]) -> None:
+    """Three deadlines in one slot; the second one's callback raises."""
+    loop = timers.loop
+
+    def fail() -> None:
+        raise RuntimeError("bug")
+
+    deadline = loop.time() + 0.01
+    timers.call_at(deadline, Owner(), lambda: fired.append(1))
+    timers.call_at(deadline, Owner(), fail)
+    timers.call_at(deadline, Owner(), lambda: fired.append(2))
+    await wait_until(lambda: len(fired) == 2)
+
+
+async def test_callbacks_may_cancel_and_arm_in_the_slot_that_fires() -> None:
+    """A callback may cancel another deadline of the same slot, which then doesn't fire,
+    or arm one that falls in that slot (already due), which fires with it, before the
+    loop's next turn."""
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    first, second, third = Owner(), Owner(), Owner()
+    fired: list[str] = []
+    deadline = loop.time() + 0.01
+    slots: dict[Owner, float] = {}
+
+    def fire(me: Owner, other: Owner) -> None:
+        fired.append("first" if me is first else "second")
+        timers.cancel(slots[other], other)
+        loop.call_soon(fired.append, "next turn")
+        timers.call_at(slots[me], third, lambda: fired.append("third"))
+
+    slots[first] = timers.call_at(deadline, first, lambda: fire(first, second))
+    slots[second] = timers.call_at(deadline, second, lambda: fire(second, first))
+    assert slots[first] == slots[second]
+    await wait_until(lambda: "next turn" in fired)
+    # Whichever ran first cancelled the other.
+    assert fired in (["first", "third", "next turn"], ["second", "third", "next turn"])
+
+
+def test_each_loop_has_its_own_timers() -> None:
+    async def current() -> CoarseTimers:
+        return coarse_timers(asyncio.get_running_loop())
+
+    async def twice() -> tuple[CoarseTimers, CoarseTimers]:
+        return await current(), await current()
+
+    first_a, first_b = asyncio.run(twice())
+    assert first_a is first_b
+    second, _ = asyncio.run(twice())
+    assert second is not first_a
+    assert second.loop is not first_a.loop
