@@ -493,6 +493,22 @@ async def test_wait_closed_waits_for_a_request_finished_during_shutdown(hooks: b
             client.abort()
 
 
+@pytest.mark.parametrize("ping_interval", [None, 0.2])
+async def test_server_open_timeout_ends_with_the_handshake(
+    echo_server: EchoServerFactory, ping_interval: float | None
+) -> None:
+    """open_timeout bounds the opening handshake only: an upgraded connection lives on
+    past it, with keepalive (here due with open_timeout) or without."""
+    _, port = await echo_server(open_timeout=0.2, ping_interval=ping_interval)
+    async with asyncio.timeout(T):
+        ws = await wsio.connect(url(port))
+        await asyncio.sleep(0.6)
+        await ws.send("still open")
+        assert await ws.recv() == "still open"
+        await ws.close()
+    assert ws.close_code == 1000
+
+
 async def test_server_open_timeout_partial_request(echo_server: EchoServerFactory) -> None:
     _, port = await echo_server(open_timeout=0.3)
     client = await RawClient.open("127.0.0.1", port)

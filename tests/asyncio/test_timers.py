@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -149,3 +151,47 @@ def test_each_loop_has_its_own_timers() -> None:
     second, _ = asyncio.run(twice())
     assert second is not first_a
     assert second.loop is not first_a.loop
+
+
+def test_timers_go_with_the_last_connection_that_uses_them() -> None:
+    """The thread keeps no loop, and no connection, alive through its timers."""
+
+    async def armed_and_cancelled() -> weakref.ref[CoarseTimers]:
+        loop = asyncio.get_running_loop()
+        timers = coarse_timers(loop)
+        owner = Owner()
+        timers.cancel(timers.call_at(loop.time() + 0.001, owner, lambda: None), owner)
+        await asyncio.sleep(0.01)  # the slot's loop timer fires, empty
+        return weakref.ref(timers)
+
+    reference = asyncio.run(armed_and_cancelled())
+    gc.collect()
+    assert reference() is None
+
+
+def test_a_base_exception_leaves_the_rest_of_the_slot_for_the_next_turn() -> None:
+    fired: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def arm(timers: CoarseTimers) -> None:
+        deadline = timers.loop.time() + 0.005
+        timers.call_at(deadline, Owner(), lambda: fired.append("a"))
+        timers.call_at(deadline, Owner(), interrupt)
+        timers.call_at(deadline, Owner(), lambda: fired.append("b"))
+        await asyncio.sleep(T)
+
+    loop = asyncio.new_event_loop()
+    try:
+        timers = CoarseTimers(loop)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(arm(timers))
+        # The application caught it and runs the loop again: the rest still fire.
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert sorted(fired) == ["a", "b"]
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()

@@ -550,7 +550,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _arm(self, when: float, callback: Callable[[], None]) -> None:
         """Arm the connection's coarse timer: ``callback`` at ``when`` or a little later
-        (:mod:`wsio.asyncio.timers`). The callback disarms it first thing."""
+        (:mod:`wsio.asyncio.timers`). One at a time: arming replaces the timer armed."""
+        self._disarm()
         self._timer_slot = self._timers.call_at(when, self, callback)
 
     def _disarm(self) -> None:

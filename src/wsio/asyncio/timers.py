@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import weakref
 from collections.abc import Callable
 
 __all__ = ["CoarseTimers", "coarse_timers"]
@@ -30,7 +31,7 @@ _SHORTEST_SLOT, _LONGEST_SLOT = 2.0**-10, 1.0
 class CoarseTimers:
     """The coarse timers of one event loop, at most one per owner (a connection)."""
 
-    __slots__ = ("_slots", "loop")
+    __slots__ = ("__weakref__", "_slots", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -53,8 +54,8 @@ class CoarseTimers:
         slot = math.ceil(when / length) * length
         callbacks = self._slots.get(slot)
         if callbacks is None:
-            callbacks = self._slots[slot] = {}
             self.loop.call_at(slot, self._fire, slot)
+            callbacks = self._slots[slot] = {}
         callbacks[owner] = callback
         return slot
 
@@ -68,16 +69,23 @@ class CoarseTimers:
         callbacks = self._slots[slot]
         # The slot stays registered while it fires: a callback may cancel another timer of
         # the slot, or arm one that falls in it (a deadline already due), and both apply.
-        while callbacks:
-            _, callback = callbacks.popitem()
-            try:
-                callback()
-            except Exception as exc:
-                # One failing callback mustn't stop the other connections' deadlines.
-                self.loop.call_exception_handler(
-                    {"message": "coarse timer callback failed", "exception": exc}
-                )
-        del self._slots[slot]
+        try:
+            while callbacks:
+                _, callback = callbacks.popitem()
+                try:
+                    callback()
+                except Exception as exc:
+                    # One failing callback mustn't stop the other connections' deadlines.
+                    self.loop.call_exception_handler(
+                        {"message": "coarse timer callback failed", "exception": exc}
+                    )
+        finally:
+            if callbacks:
+                # A BaseException (KeyboardInterrupt...) cut the slot short: the rest fire
+                # at the loop's next turn, if it runs again.
+                self.loop.call_soon(self._fire, slot)
+            else:
+                del self._slots[slot]
 
 
 _thread_local = threading.local()
@@ -85,9 +93,13 @@ _thread_local = threading.local()
 
 def coarse_timers(loop: asyncio.AbstractEventLoop) -> CoarseTimers:
     """The coarse timers of ``loop``, shared by the connections that it runs in this thread."""
-    timers: CoarseTimers | None = getattr(_thread_local, "coarse_timers", None)
+    reference: weakref.ref[CoarseTimers] | None = getattr(_thread_local, "coarse_timers", None)
+    timers = None if reference is None else reference()
     if timers is None or timers.loop is not loop:
         # A new loop in this thread (asyncio.run again, say). Connections keep the timers
         # they were created with, so a switch back and forth loses nothing, only sharing.
-        timers = _thread_local.coarse_timers = CoarseTimers(loop)
+        # The thread holds them weakly: they, their loop and the connections armed in
+        # them go once neither a connection nor a pending slot needs them.
+        timers = CoarseTimers(loop)
+        _thread_local.coarse_timers = weakref.ref(timers)
     return timers
