@@ -109,6 +109,17 @@ async def _turn() -> None:
     await asyncio.sleep(0)
 
 
+async def _handshake(protocol: Any, transport: _FakeTransport) -> None:
+    """One server connection from the accept to the loss of the connection: the request,
+    then the client's close frame, each followed by a turn of the loop."""
+    protocol.connection_made(transport)
+    _feed(protocol, _REQUEST)
+    await _turn()
+    _feed(protocol, _CLOSE)
+    await _turn()
+    protocol.connection_lost(None)
+
+
 async def _wsio_handshakes(count: int) -> None:
     import wsio
 
@@ -117,12 +128,7 @@ async def _wsio_handshakes(count: int) -> None:
     for _ in range(count):
         connection = server._make_connection(server)
         transport = _FakeTransport()
-        connection.connection_made(transport)
-        _feed(connection, _REQUEST)
-        await _turn()
-        _feed(connection, _CLOSE)
-        await _turn()
-        connection.connection_lost(None)
+        await _handshake(connection, transport)
         assert connection._handler_task is not None
         await connection._handler_task
         assert transport.writes == 2, "expected a 101 and a close frame"
@@ -134,12 +140,7 @@ async def _task_handshakes(count: int) -> None:
     for _ in range(count):
         protocol = _TaskEcho()
         transport = _FakeTransport()
-        protocol.connection_made(transport)
-        _feed(protocol, _REQUEST)
-        await _turn()
-        _feed(protocol, _CLOSE)
-        await _turn()
-        protocol.connection_lost(None)
+        await _handshake(protocol, transport)
         assert protocol.task is not None
         await protocol.task
         assert transport.writes == 2, "expected a 101 and the echoed close frame"

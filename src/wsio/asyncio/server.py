@@ -108,16 +108,14 @@ class ServerConnection(Connection):
         if server.process_request is None and server.process_response is None:
             # Nothing can await: answer before the loop reads again, with neither a task
             # nor a turn of the loop between the request and its answer.
+            # A server closing meanwhile turns a 101 into 503 (_send_answer).
             request = self.protocol.request
             assert request is not None
-            if server.closing:
-                response = self.respond(*_SHUTTING_DOWN)
-            else:
-                try:
-                    response = self.protocol.accept(request)
-                except Exception:
-                    # select_subprotocol is the application's and may raise.
-                    response = self._answer_failed_hook()
+            try:
+                response = self.protocol.accept(request)
+            except Exception:
+                # select_subprotocol is the application's and may raise.
+                response = self._answer_failed_hook()
             self._send_answer(response)
         else:
             self._handler_task = self.loop.create_task(self._run_with_hooks())
@@ -242,8 +240,8 @@ class ServerConnection(Connection):
             # stays CONNECTING after the end of the stream, an answer being still due.)
             return
         if self.server.closing and response.status_code == 101:
-            # The server started closing while a hook ran: its open connections are
-            # being closed already, and this one mustn't open after them.
+            # The server is closing (it may have started while a hook ran): its open
+            # connections are being closed already, and this one mustn't open after them.
             response = self.respond(*_SHUTTING_DOWN)
         self.protocol.send_response(response)
         self._process_events()
