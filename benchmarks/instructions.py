@@ -109,14 +109,19 @@ async def _turn() -> None:
     await asyncio.sleep(0)
 
 
+async def _read(protocol: Any, data: bytes) -> None:
+    """``data`` handed over by a loop callback, as a transport does (not from within a
+    task, where wsio can't resume its receiver at once), then a turn of the loop."""
+    asyncio.get_running_loop().call_soon(_feed, protocol, data)
+    await _turn()
+
+
 async def _handshake(protocol: Any, transport: _FakeTransport) -> None:
     """One server connection from the accept to the loss of the connection: the request,
-    then the client's close frame, each followed by a turn of the loop."""
+    then the client's close frame, each read with a turn of the loop."""
     protocol.connection_made(transport)
-    _feed(protocol, _REQUEST)
-    await _turn()
-    _feed(protocol, _CLOSE)
-    await _turn()
+    await _read(protocol, _REQUEST)
+    await _read(protocol, _CLOSE)
     protocol.connection_lost(None)
 
 
@@ -149,8 +154,8 @@ async def _task_handshakes(count: int) -> None:
 async def _messages(protocol: Any, transport: _FakeTransport, count: int) -> None:
     await _turn()
     for _ in range(count):
-        _feed(protocol, _MESSAGE)
-        await _turn()
+        await _read(protocol, _MESSAGE)
+    await _turn()
     assert transport.writes >= count, "messages weren't echoed"
 
 

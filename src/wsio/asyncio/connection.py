@@ -41,6 +41,7 @@ from ..protocol.connection import (
 )
 from ..protocol.http11 import Request, Response
 from .timers import coarse_timers
+from .waiter import Waiter
 
 __all__ = ["Connection", "Data", "Opener"]
 
@@ -139,7 +140,7 @@ class Connection(asyncio.BufferedProtocol):
         # A list, not a deque: an empty deque costs 600 bytes, and reading pauses at
         # max_queue messages, so pop(0) only ever moves a few pointers.
         self._messages: list[Data] = []
-        self._message_waiter: asyncio.Future[None] | None = None
+        self._message_waiter: Waiter | None = None
         self._recv_in_progress = False
         self._reading_paused = False
         self._writing_paused = False
@@ -224,7 +225,7 @@ class Connection(asyncio.BufferedProtocol):
             self._recv_in_progress = True
             try:
                 while not self._messages and self.protocol.receiving:
-                    self._message_waiter = self.loop.create_future()
+                    self._message_waiter = Waiter(self.loop)
                     try:
                         await self._message_waiter
                     finally:
@@ -534,12 +535,16 @@ class Connection(asyncio.BufferedProtocol):
         if not self._handshake_over and protocol.state is not State.CONNECTING:
             self._end_handshake()
         message_waiter = self._message_waiter
-        if (
-            message_waiter is not None
-            and (messages or not protocol.receiving)
-            and not message_waiter.done()
-        ):
-            message_waiter.set_result(None)
+        if message_waiter is not None and not message_waiter.done():
+            if messages:
+                # Now, inside the read callback: the receiver takes its message without
+                # waiting for a turn of the loop (wsio.asyncio.waiter).
+                message_waiter.resume()
+            elif not protocol.receiving:
+                # At the next turn, as a future would: the end of the stream often comes
+                # with the loss of the connection, scheduled already, and a receiver
+                # resumed after it finds the connection closed instead of waiting for it.
+                message_waiter.resume_soon()
 
     def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
         """Hook for the sides: a handshake message arrived."""

@@ -1,0 +1,233 @@
+"""recv() resumes its task inside the read callback that brought the message.
+
+A handler waiting in recv() runs as soon as its message is parsed, within the transport's
+callback, instead of a turn of the loop later (wsio.asyncio.waiter). These tests pin down
+when that happens and that the handler can't tell: it is still its own task, in its own
+context, and cancellation, timeouts and errors behave as with an asyncio.Future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import wsio
+from wsio.asyncio.connection import Connection
+from wsio.protocol.connection import Protocol, Side, State
+
+EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
+
+T = 5.0
+
+
+def url(port: int, tls: bool = False) -> str:
+    return f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/"
+
+
+def masked_text(text: str) -> bytes:
+    """A client's text frame (RFC 6455 §5.2), masked, under 126 bytes of payload."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+class Trace:
+    """Records, in order, when a connection starts and ends processing what it read, and
+    when it writes."""
+
+    def __init__(self, ws: Any) -> None:
+        self.events: list[str] = []
+        self.reading = False
+        process, write = ws._process_events, ws.transport.write
+
+        def traced_process() -> None:
+            self.events.append("read")
+            self.reading = True
+            try:
+                process()
+            finally:
+                self.reading = False
+                self.events.append("read done")
+
+        def traced_write(data: Any) -> None:
+            self.events.append("write")
+            write(data)
+
+        # Instance attributes, looked up at each call. (TLS hands reads to a bound method
+        # taken once, so the read callback itself can't be wrapped; this is where it
+        # dispatches what it parsed.)
+        ws._process_events = traced_process
+        ws.transport.write = traced_write
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_server_handler_answers_inside_the_read_callback(
+    echo_server: EchoServerFactory,
+    tls: bool,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    traces: asyncio.Queue[Trace] = asyncio.Queue()
+
+    async def handler(ws: Any) -> None:
+        traces.put_nowait(Trace(ws))
+        async for message in ws:
+            await ws.send(message)
+
+    _, port = await echo_server(handler=handler, ssl=server_ssl_context if tls else None)
+    async with asyncio.timeout(T):
+        async with wsio.connect(url(port, tls), ssl=client_ssl_context if tls else None) as ws:
+            trace = await traces.get()
+            for message in ("one", "two"):
+                await ws.send(message)
+                assert await ws.recv() == message
+    # Each echo was written before the read that brought its message returned.
+    assert trace.events[:6] == ["read", "write", "read done"] * 2
+
+
+async def test_client_recv_returns_inside_the_read_callback(
+    echo_server: EchoServerFactory,
+) -> None:
+    _, port = await echo_server()
+    async with asyncio.timeout(T), wsio.connect(url(port)) as ws:
+        trace = Trace(ws)
+        task = asyncio.current_task()
+        await ws.send("ping")
+        assert await ws.recv() == "ping"
+        assert trace.reading
+        assert asyncio.current_task() is task
+
+
+async def test_resumed_handler_is_its_own_task_in_its_own_context(
+    echo_server: EchoServerFactory,
+) -> None:
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable")
+    seen: asyncio.Future[tuple[bool, str, bool]] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: Any) -> None:
+        task = asyncio.current_task()
+        variable.set("handler's")
+        trace = Trace(ws)
+        await ws.recv()
+        seen.set_result((trace.reading, variable.get(), asyncio.current_task() is task))
+        await ws.send("seen")
+
+    _, port = await echo_server(handler=handler)
+    async with asyncio.timeout(T), wsio.connect(url(port)) as ws:
+        await ws.send("go")
+        assert await ws.recv() == "seen"
+        assert await seen == (True, "handler's", True)
+    # The handler's set() stayed in the handler's context.
+    assert variable.get("unset") == "unset"
+
+
+async def test_handler_raising_after_a_resume_closes_with_1011(
+    echo_server: EchoServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+
+    async def handler(ws: Any) -> None:
+        await ws.recv()
+        raise RuntimeError("handler bug")
+
+    _, port = await echo_server(handler=handler)
+    with caplog.at_level(logging.ERROR):
+        async with asyncio.timeout(T):
+            ws = await wsio.connect(url(port))
+            await ws.send("fail now")
+            with pytest.raises(wsio.ConnectionClosedError) as excinfo:
+                await ws.recv()
+    assert excinfo.value.code == 1011
+    # The error ended the handler's task, which reported it; the transport never saw it.
+    assert any(
+        r.exc_info is not None and "handler bug" in str(r.exc_info[1]) for r in caplog.records
+    )
+    assert errors == []
+
+
+class FakeTransport(asyncio.Transport):
+    """Just enough of a transport for a connection fed by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+
+async def open_connection() -> Connection:
+    ws = Connection(Protocol(Side.SERVER, state=State.OPEN), ping_interval=None)
+    ws.connection_made(FakeTransport())
+    return ws
+
+
+async def test_message_read_within_a_task_resumes_at_the_next_turn() -> None:
+    # A task can't step inside another: data handed over by a task (as a client does with
+    # what a proxy sent after its answer) wakes the receiver the usual way.
+    ws = await open_connection()
+    receiver = asyncio.create_task(ws.recv())
+    await asyncio.sleep(0)
+    ws.data_received(masked_text("later"))
+    assert not receiver.done()
+    async with asyncio.timeout(T):
+        assert await receiver == "later"
+
+
+async def test_message_read_in_a_callback_resumes_at_once() -> None:
+    ws = await open_connection()
+    receiver = asyncio.create_task(ws.recv())
+    await asyncio.sleep(0)
+    done_after_read: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def read() -> None:
+        ws.data_received(masked_text("now"))
+        done_after_read.set_result(receiver.done())
+
+    asyncio.get_running_loop().call_soon(read)
+    async with asyncio.timeout(T):
+        assert await done_after_read
+        assert await receiver == "now"
+
+
+async def test_message_arriving_as_the_receiver_is_cancelled_is_kept() -> None:
+    ws = await open_connection()
+    receiver = asyncio.create_task(ws.recv())
+    await asyncio.sleep(0)
+
+    def cancel_then_read() -> None:
+        receiver.cancel()
+        ws.data_received(masked_text("kept"))
+
+    asyncio.get_running_loop().call_soon(cancel_then_read)
+    async with asyncio.timeout(T):
+        with pytest.raises(asyncio.CancelledError):
+            await receiver
+        assert await ws.recv() == "kept"
+
+
+async def test_receiver_timing_out_then_resumed_in_a_callback() -> None:
+    ws = await open_connection()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await ws.recv()
+    receiver = asyncio.create_task(ws.recv())
+    await asyncio.sleep(0)
+    asyncio.get_running_loop().call_soon(ws.data_received, masked_text("after"))
+    async with asyncio.timeout(T):
+        assert await receiver == "after"
