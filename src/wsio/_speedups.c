@@ -1320,7 +1320,7 @@ static PyTypeObject PayloadBufferType = {
 /* A future-like object (asyncio.isfuture) that a task awaits for the next message and that
  * the connection resumes where the message was read: the task's step runs inside the read
  * callback rather than a turn of the loop later. The reference and the fallback is
- * wsio.asyncio.waiter.Waiter, whose docstring says why and when it is safe.
+ * wsio.asyncio.waiter.PythonWaiter, whose module's docstring says why and when it is safe.
  *
  * An asyncio.Task awaiting it sees _asyncio_future_blocking set, checks get_loop(), then
  * registers its wake-up with add_done_callback(wakeup, context=...); on the wake-up it calls
@@ -1345,13 +1345,48 @@ typedef struct {
 
 static PyTypeObject WaiterType;
 
-/* What the waiter needs from asyncio, looked up once, on first use. */
+/* What the waiter needs from asyncio, looked up once, on first use. Process-wide, as the
+ * module is (single-phase initialisation): not for use from several interpreters. */
 static PyObject *asyncio_current_task;
 static PyObject *asyncio_cancelled_error;
 static PyObject *asyncio_invalid_state_error;
 static PyObject *str_call_soon;
 static PyObject *str_call_exception_handler;
+static PyObject *str_is_running;
 static PyObject *kwnames_context;
+static PyObject *waiter_reraise_function;
+
+/* The current exception, taken out of the error indicator, normalized. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* Scheduled by resume() to raise, from a handle of the loop, a KeyboardInterrupt or a
+ * SystemExit that a callback raised: the loop stops with it there, whichever loop it is
+ * (uvloop catches everything that a transport's callback raises). */
+static PyObject *
+waiter_reraise(PyObject *module, PyObject *exc)
+{
+    (void)module;
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    return NULL;
+}
+
+static PyMethodDef waiter_reraise_def = {"_reraise", waiter_reraise, METH_O, NULL};
 
 static int
 waiter_import_asyncio(void)
@@ -1365,25 +1400,28 @@ waiter_import_asyncio(void)
     if (asyncio == NULL) {
         return -1;
     }
-    asyncio_cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError");
-    asyncio_invalid_state_error = PyObject_GetAttrString(asyncio, "InvalidStateError");
-    str_call_soon = PyUnicode_InternFromString("call_soon");
-    str_call_exception_handler = PyUnicode_InternFromString("call_exception_handler");
-    kwnames_context = Py_BuildValue("(s)", "context");
-    /* Set last: its presence says that the others are. */
-    asyncio_current_task = PyObject_GetAttrString(asyncio, "current_task");
-    Py_DECREF(asyncio);
-    if (asyncio_cancelled_error == NULL || asyncio_invalid_state_error == NULL
-        || str_call_soon == NULL || str_call_exception_handler == NULL
-        || kwnames_context == NULL || asyncio_current_task == NULL) {
+    if ((asyncio_cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError")) == NULL
+        || (asyncio_invalid_state_error = PyObject_GetAttrString(asyncio, "InvalidStateError"))
+               == NULL
+        || (str_call_soon = PyUnicode_InternFromString("call_soon")) == NULL
+        || (str_call_exception_handler = PyUnicode_InternFromString("call_exception_handler"))
+               == NULL
+        || (str_is_running = PyUnicode_InternFromString("is_running")) == NULL
+        || (kwnames_context = Py_BuildValue("(s)", "context")) == NULL
+        || (waiter_reraise_function = PyCFunction_New(&waiter_reraise_def, NULL)) == NULL
+        /* Set last: its presence says that the others are. */
+        || (asyncio_current_task = PyObject_GetAttrString(asyncio, "current_task")) == NULL) {
+        Py_DECREF(asyncio);
         Py_CLEAR(asyncio_cancelled_error);
         Py_CLEAR(asyncio_invalid_state_error);
         Py_CLEAR(str_call_soon);
         Py_CLEAR(str_call_exception_handler);
+        Py_CLEAR(str_is_running);
         Py_CLEAR(kwnames_context);
-        Py_CLEAR(asyncio_current_task);
+        Py_CLEAR(waiter_reraise_function);
         return -1;
     }
+    Py_DECREF(asyncio);
     return 0;
 }
 
@@ -1459,11 +1497,26 @@ waiter_dealloc(PyObject *op)
 }
 
 /* loop.call_soon(callback, self, context=context) */
+/* Raises for a waiter that the garbage collector cleared (it lost its loop). */
+static int
+waiter_check_loop(WaiterObject *self)
+{
+    if (self->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Waiter has no loop: it was cleared");
+        return -1;
+    }
+    return 0;
+}
+
 static int
 waiter_call_soon(WaiterObject *self, PyObject *callback, PyObject *context)
 {
     PyObject *args[4] = {self->loop, callback, (PyObject *)self, context};
-    PyObject *handle = PyObject_VectorcallMethod(
+    PyObject *handle;
+    if (waiter_check_loop(self) < 0) {
+        return -1;
+    }
+    handle = PyObject_VectorcallMethod(
         str_call_soon, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames_context);
     if (handle == NULL) {
         return -1;
@@ -1510,14 +1563,17 @@ waiter_schedule_callbacks(WaiterObject *self)
 }
 
 /* Runs callback(self) in context, now. An exception goes to the loop's exception handler,
- * as it would from a callback the loop runs, except KeyboardInterrupt and SystemExit, which
- * propagate (returns -1). */
+ * as it would from a callback the loop runs; returns -1, with the exception set, for a
+ * KeyboardInterrupt or a SystemExit, or if reporting failed. */
 static int
 waiter_run_callback(WaiterObject *self, PyObject *callback, PyObject *context)
 {
-    PyObject *result, *report, *handled;
+    PyObject *result, *exc, *report, *handled;
 
     if (PyContext_Enter(context) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+            return -1;
+        }
         /* The context is in use (entered higher up the stack): resume a turn later. */
         PyErr_Clear();
         return waiter_call_soon(self, callback, context);
@@ -1535,19 +1591,10 @@ waiter_run_callback(WaiterObject *self, PyObject *callback, PyObject *context)
         || PyErr_ExceptionMatches(PyExc_SystemExit)) {
         return -1;
     }
-    {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        PyErr_NormalizeException(&type, &value, &traceback);
-        if (traceback != NULL) {
-            PyException_SetTraceback(value, traceback);
-        }
-        report = Py_BuildValue("{s:s,s:O,s:O}", "message", "Exception in callback",
-                               "exception", value, "callback", callback);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(traceback);
-    }
+    exc = take_exception();
+    report = Py_BuildValue("{s:s,s:O,s:O}", "message", "Exception in callback", "exception",
+                           exc, "callback", callback);
+    Py_XDECREF(exc);
     if (report == NULL) {
         return -1;
     }
@@ -1560,68 +1607,107 @@ waiter_run_callback(WaiterObject *self, PyObject *callback, PyObject *context)
     return 0;
 }
 
+/* Whether resume() may run the callbacks now: no task is running on the waiter's loop (a
+ * task can't step inside another), and the loop is running (a task resumed outside it
+ * would find no running loop). -1 on error. */
+static int
+waiter_may_resume_now(WaiterObject *self)
+{
+    PyObject *current, *running;
+    int truth;
+
+    current = PyObject_CallOneArg(asyncio_current_task, self->loop);
+    if (current == NULL) {
+        return -1;
+    }
+    Py_DECREF(current);
+    if (current != Py_None) {
+        return 0;
+    }
+    running = PyObject_CallMethodNoArgs(self->loop, str_is_running);
+    if (running == NULL) {
+        return -1;
+    }
+    truth = PyObject_IsTrue(running);
+    Py_DECREF(running);
+    return truth;
+}
+
 PyDoc_STRVAR(waiter_resume_doc,
 "resume($self, /)\n"
 "--\n"
 "\n"
-"Mark the waiter done and resume whoever awaits it: now, when no task is running on\n"
-"the loop (a read callback), else at the next turn of the loop. Does nothing if the\n"
+"Mark the waiter done and resume whoever awaits it: now, when the loop is running and\n"
+"no task is (a read callback), else at the next turn of the loop. Does nothing if the\n"
 "waiter is done already.");
 
 static PyObject *
 waiter_resume(PyObject *op, PyObject *unused)
 {
     WaiterObject *self = (WaiterObject *)op;
-    PyObject *current, *callback, *context, *more;
-    int status = 0;
+    PyObject *callback, *context, *more, *exc = NULL;
+    int now;
     Py_ssize_t i;
 
     (void)unused;
     if (self->state != WAITER_PENDING) {
         Py_RETURN_NONE;
     }
-    self->state = WAITER_DONE;
     if (self->callback == NULL) {
+        self->state = WAITER_DONE;
         Py_RETURN_NONE;
     }
-    current = PyObject_CallOneArg(asyncio_current_task, self->loop);
-    if (current == NULL) {
+    if (waiter_check_loop(self) < 0) {
         return NULL;
     }
-    Py_DECREF(current);
-    if (current != Py_None) {
-        /* Inside a task: another can't run until it yields. */
+    /* Decided before the waiter is marked done: on an error, it stays pending. */
+    now = waiter_may_resume_now(self);
+    if (now < 0) {
+        return NULL;
+    }
+    self->state = WAITER_DONE;
+    if (!now) {
         if (waiter_schedule_callbacks(self) < 0) {
             return NULL;
         }
         Py_RETURN_NONE;
     }
     waiter_take_callbacks(self, &callback, &context, &more);
-    status = waiter_run_callback(self, callback, context);
+    if (waiter_run_callback(self, callback, context) < 0) {
+        exc = take_exception();
+    }
     if (more != NULL) {
         for (i = 0; i < PyList_GET_SIZE(more); i++) {
             PyObject *item = PyList_GET_ITEM(more, i);
-            if (status == 0) {
-                status = waiter_run_callback(self, PyTuple_GET_ITEM(item, 0),
-                                             PyTuple_GET_ITEM(item, 1));
-            }
-            else {
-                /* KeyboardInterrupt: the remaining callbacks run at the next turn. */
-                PyObject *type, *value, *traceback;
-                PyErr_Fetch(&type, &value, &traceback);
-                if (waiter_call_soon(self, PyTuple_GET_ITEM(item, 0),
-                                     PyTuple_GET_ITEM(item, 1)) < 0) {
-                    PyErr_Clear();
+            if (exc == NULL) {
+                if (waiter_run_callback(self, PyTuple_GET_ITEM(item, 0),
+                                        PyTuple_GET_ITEM(item, 1)) < 0) {
+                    exc = take_exception();
                 }
-                PyErr_Restore(type, value, traceback);
+            }
+            /* After a KeyboardInterrupt, the others run at the next turn. */
+            else if (waiter_call_soon(self, PyTuple_GET_ITEM(item, 0),
+                                      PyTuple_GET_ITEM(item, 1)) < 0) {
+                PyErr_Clear();
             }
         }
     }
     Py_DECREF(callback);
     Py_DECREF(context);
     Py_XDECREF(more);
-    if (status < 0) {
-        return NULL;
+    if (exc != NULL) {
+        /* Raised from a handle of the loop rather than from here, inside the caller's
+         * callback, which the loop may catch (uvloop's transports do). */
+        PyObject *handle = PyObject_CallMethodObjArgs(self->loop, str_call_soon,
+                                                      waiter_reraise_function, exc, NULL);
+        if (handle == NULL) {
+            /* The loop is closed: raise it here after all. */
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(handle);
+        Py_DECREF(exc);
     }
     Py_RETURN_NONE;
 }
@@ -1675,8 +1761,12 @@ waiter_add_done_callback(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
             return NULL;
         }
     }
-    else {
+    else if (PyContext_CheckExact(bound[1])) {
         context = Py_NewRef(bound[1]);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback() context must be a Context");
+        return NULL;
     }
     if (self->state != WAITER_PENDING) {
         int status = waiter_call_soon(self, bound[0], context);
@@ -1714,45 +1804,63 @@ waiter_add_done_callback(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     Py_RETURN_NONE;
 }
 
+/* Comparing callbacks may run Python code (__eq__), which may complete the waiter or add
+ * callbacks meanwhile: what is compared is held, and the waiter is only updated where it
+ * still holds what was read before. */
 static PyObject *
 waiter_remove_done_callback(PyObject *op, PyObject *callback)
 {
     WaiterObject *self = (WaiterObject *)op;
+    PyObject *first, *more, *kept;
     Py_ssize_t removed = 0, i;
     int equal;
 
-    if (self->callback != NULL) {
-        equal = PyObject_RichCompareBool(self->callback, callback, Py_EQ);
+    first = Py_XNewRef(self->callback);
+    if (first != NULL) {
+        equal = PyObject_RichCompareBool(first, callback, Py_EQ);
         if (equal < 0) {
+            Py_DECREF(first);
             return NULL;
         }
-        if (equal) {
+        if (equal && self->callback == first) {
             Py_CLEAR(self->callback);
             Py_CLEAR(self->context);
             removed++;
         }
+        Py_DECREF(first);
     }
-    if (self->more != NULL) {
-        PyObject *kept = PyList_New(0);
+    more = Py_XNewRef(self->more);
+    if (more != NULL) {
+        kept = PyList_New(0);
         if (kept == NULL) {
+            Py_DECREF(more);
             return NULL;
         }
-        for (i = 0; i < PyList_GET_SIZE(self->more); i++) {
-            PyObject *item = PyList_GET_ITEM(self->more, i);
+        for (i = 0; i < PyList_GET_SIZE(more); i++) {
+            PyObject *item = Py_NewRef(PyList_GET_ITEM(more, i));
             equal = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 0), callback, Py_EQ);
             if (equal < 0 || (!equal && PyList_Append(kept, item) < 0)) {
+                Py_DECREF(item);
                 Py_DECREF(kept);
+                Py_DECREF(more);
                 return NULL;
             }
+            Py_DECREF(item);
             removed += equal;
         }
-        Py_SETREF(self->more, kept);
+        if (self->more == more) {
+            Py_SETREF(self->more, kept);
+        }
+        else {
+            Py_DECREF(kept);
+        }
+        Py_DECREF(more);
     }
     if (self->callback == NULL && self->more != NULL && PyList_GET_SIZE(self->more)) {
         /* Keep the first callback in its field: resume() runs that one first. */
-        PyObject *first = PyList_GET_ITEM(self->more, 0);
-        self->callback = Py_NewRef(PyTuple_GET_ITEM(first, 0));
-        self->context = Py_NewRef(PyTuple_GET_ITEM(first, 1));
+        PyObject *next = PyList_GET_ITEM(self->more, 0);
+        self->callback = Py_NewRef(PyTuple_GET_ITEM(next, 0));
+        self->context = Py_NewRef(PyTuple_GET_ITEM(next, 1));
         if (PyList_SetSlice(self->more, 0, 1, NULL) < 0) {
             return NULL;
         }
@@ -1846,6 +1954,9 @@ static PyObject *
 waiter_get_loop(PyObject *op, PyObject *unused)
 {
     (void)unused;
+    if (waiter_check_loop((WaiterObject *)op) < 0) {
+        return NULL;
+    }
     return Py_NewRef(((WaiterObject *)op)->loop);
 }
 
@@ -1972,7 +2083,7 @@ PyDoc_STRVAR(waiter_doc,
 "--\n"
 "\n"
 "A future-like object whose awaiting task resume() runs at once when no task is running\n"
-"(see wsio.asyncio.waiter.Waiter, the pure-Python reference).");
+"(see wsio.asyncio.waiter.PythonWaiter, the pure-Python reference).");
 
 static PyTypeObject WaiterType = {
     PyVarObject_HEAD_INIT(NULL, 0)

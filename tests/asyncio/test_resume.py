@@ -13,6 +13,8 @@ import contextvars
 import logging
 import os
 import ssl
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -160,12 +162,22 @@ class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written: list[bytes] = []
+        self.closing = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
 
     def is_closing(self) -> bool:
+        return self.closing
+
+    def can_write_eof(self) -> bool:
         return False
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass
@@ -231,3 +243,104 @@ async def test_receiver_timing_out_then_resumed_in_a_callback() -> None:
     asyncio.get_running_loop().call_soon(ws.data_received, masked_text("after"))
     async with asyncio.timeout(T):
         assert await receiver == "after"
+
+
+def masked_close() -> bytes:
+    """A client's close frame with code 1000 (RFC 6455 §5.5.1), masked."""
+    mask = os.urandom(4)
+    payload = b"\x03\xe8"
+    return b"\x88\x82" + mask + bytes(byte ^ mask[index] for index, byte in enumerate(payload))
+
+
+async def test_message_and_close_in_one_read() -> None:
+    ws = await open_connection()
+    receiver = asyncio.create_task(ws.recv())
+    await asyncio.sleep(0)
+    asyncio.get_running_loop().call_soon(
+        ws.data_received, masked_text("last words") + masked_close()
+    )
+    async with asyncio.timeout(T):
+        assert await receiver == "last words"
+        with pytest.raises(wsio.ConnectionClosedOK):
+            await ws.recv()
+
+
+class PausingTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses = 0
+
+    def pause_reading(self) -> None:
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_a_full_read_taken_at_once_does_not_pause_reading() -> None:
+    # A read that brings max_queue messages to a handler that takes them all inside the
+    # read callback leaves nothing queued: no reason to pause reading.
+    ws = Connection(Protocol(Side.SERVER, state=State.OPEN), ping_interval=None, max_queue=4)
+    transport = PausingTransport()
+    ws.connection_made(transport)
+    received: list[str] = []
+
+    async def handler() -> None:
+        async for message in ws:
+            received.append(str(message))
+
+    task = asyncio.create_task(handler())
+    await asyncio.sleep(0)
+    burst = b"".join(masked_text(str(index)) for index in range(4))
+    asyncio.get_running_loop().call_soon(ws.data_received, burst)
+    async with asyncio.timeout(T):
+        while len(received) < 4:
+            await asyncio.sleep(0)
+    assert transport.pauses == 0
+    # Messages left queued still pause it: a receiver that doesn't come back for them.
+    task.cancel()
+    asyncio.get_running_loop().call_soon(ws.data_received, burst)
+    await asyncio.sleep(0)
+    assert transport.pauses == 1
+
+
+SYSTEM_EXIT_FROM_A_HANDLER = """
+import asyncio, sys
+import wsio
+
+async def handler(ws):
+    await ws.recv()
+    raise SystemExit("from the handler")
+
+async def main():
+    async with wsio.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with wsio.connect(f"ws://127.0.0.1:{port}/") as ws:
+            await ws.send("stop")
+            await asyncio.sleep(20)  # the loop stops long before this ends
+    print("the loop went on")
+
+if sys.argv[1] == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_system_exit_from_a_resumed_handler_stops_the_loop(loop_name: str) -> None:
+    # As with a task woken by a future: the loop stops with it. The handler runs inside
+    # the read callback, and uvloop catches what such a callback raises; the waiter makes
+    # the loop raise it from a handle of its own instead. In a process of its own: the
+    # exit must end that process, not pytest's.
+    result = subprocess.run(
+        [sys.executable, "-c", SYSTEM_EXIT_FROM_A_HANDLER, loop_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "from the handler" in result.stderr
+    assert "the loop went on" not in result.stdout

@@ -769,46 +769,48 @@ async def test_an_error_in_a_callback_goes_to_the_loop(
 
 @pytest.mark.parametrize("position", [0, 1])
 @pytest.mark.parametrize("exception", [KeyboardInterrupt, SystemExit])
-async def test_keyboard_interrupt_in_a_callback_leaves_the_rest_for_the_next_turn(
+def test_keyboard_interrupt_in_a_callback_is_raised_by_the_loop(
     waiter_class: type[PythonWaiter], position: int, exception: type[BaseException]
 ) -> None:
-    loop = asyncio.get_running_loop()
-    errors = capture_errors(loop)
-    w = waiter_class(loop)
-    calls = Calls()
-    raising = False
+    # resume() doesn't raise it into its caller (a transport's callback, which uvloop would
+    # catch): it leaves the rest for the next turn and the loop raises it from a handle.
+    # On a loop of its own, so that the exception stops that loop, not pytest's.
+    loop = asyncio.new_event_loop()
+    try:
+        errors = capture_errors(loop)
+        w = waiter_class(loop)
+        calls = Calls()
 
-    def interrupt(waiter: object) -> None:
-        calls.calls.append(("interrupt", waiter, var.get()))
-        # Raises only inside the try below: never out of the loop, and so out of pytest.
-        if raising:
+        def interrupt(waiter: object) -> None:
+            calls.calls.append(("interrupt", waiter, var.get()))
             raise exception
 
-    names = ["before"] if position else []
-    names += ["interrupt", "after 1", "after 2"]
-    for name in names:
-        callback = interrupt if name == "interrupt" else calls.callback(name)
-        w.add_done_callback(callback, context=context_with(f"{name}'s"))
+        names = ["before"] if position else []
+        names += ["interrupt", "after 1", "after 2"]
+        for name in names:
+            callback = interrupt if name == "interrupt" else calls.callback(name)
+            w.add_done_callback(callback, context=context_with(f"{name}'s"))
+        returned: list[list[str]] = []
 
-    def resume() -> tuple[bool, list[str]]:
-        nonlocal raising
-        raising = True
-        try:
+        def resume() -> None:
             w.resume()
-        except exception:
-            return True, calls.names()
-        finally:
-            raising = False
-        return False, calls.names()
+            returned.append(calls.names())
 
-    interrupted, before = await in_callback(resume)
-    assert interrupted
-    assert before == (["before"] if position else []) + ["interrupt"]
-    assert w.done()
-    # The rest ran at the next turn, once each, in order, in their contexts.
-    await asyncio.sleep(0)
-    assert calls.calls[len(before) :] == [("after 1", w, "after 1's"), ("after 2", w, "after 2's")]
-    assert errors == []
+        loop.call_soon(resume)
+        with pytest.raises(exception):
+            loop.run_forever()
+        before = (["before"] if position else []) + ["interrupt"]
+        assert returned == [before]
+        assert w.done()
+        # The rest run once each, in order, in their contexts, when the loop goes on.
+        loop.run_until_complete(asyncio.sleep(0))
+        assert calls.calls[len(before) :] == [
+            ("after 1", w, "after 1's"),
+            ("after 2", w, "after 2's"),
+        ]
+        assert errors == []
+    finally:
+        loop.close()
 
 
 async def test_a_callback_whose_context_is_in_use_runs_at_the_next_turn(
@@ -894,3 +896,65 @@ async def test_a_cancelled_wait_leaves_no_cycle_through_the_waiter(
         assert count_alive(waiter_class) == alive - 1
     finally:
         gc.enable()
+
+
+async def test_a_callback_comparing_itself_may_complete_the_waiter(
+    waiter_class: type[PythonWaiter],
+) -> None:
+    # remove_done_callback compares callbacks, which runs their __eq__: one that cancels
+    # the waiter meanwhile must leave it consistent (in C, without touching freed memory).
+    loop = asyncio.get_running_loop()
+    w = waiter_class(loop)
+    calls = Calls()
+
+    class Meddler:
+        def __call__(self, waiter: object) -> None:
+            calls.calls.append(("meddler", waiter, var.get()))
+
+        def __eq__(self, other: object) -> bool:
+            w.cancel()
+            w.add_done_callback(calls.callback("late"))
+            return False
+
+        __hash__ = None  # type: ignore[assignment]
+
+    w.add_done_callback(calls.callback("first"))
+    w.add_done_callback(Meddler())
+    w.add_done_callback(Meddler())
+    assert w.remove_done_callback(lambda waiter: None) == 0
+    assert w.cancelled()
+    # Everything added ran once, at the next turn; nothing was put back into the waiter.
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert sorted(calls.names()) == sorted(["first", "meddler", "meddler", "late", "late"])
+    assert w.remove_done_callback(calls.callback("first")) == 0
+
+
+def test_resume_outside_the_running_loop_waits_for_the_loop(
+    waiter_class: type[PythonWaiter],
+) -> None:
+    # Between two runs of the loop no task may run: a task resumed then would find no
+    # running loop. The wake-up waits for the loop.
+    loop = asyncio.new_event_loop()
+    try:
+        w = waiter_class(loop)
+        steps: list[str] = []
+
+        async def waiting() -> None:
+            await w
+            steps.append(f"resumed, loop running: {asyncio.get_running_loop() is loop}")
+
+        task = loop.create_task(waiting())
+        loop.run_until_complete(asyncio.sleep(0))
+        w.resume()
+        assert steps == []
+        loop.run_until_complete(asyncio.wait_for(task, T))
+        assert steps == ["resumed, loop running: True"]
+    finally:
+        loop.close()
+
+
+async def test_a_context_must_be_a_context(waiter_class: type[PythonWaiter]) -> None:
+    w = waiter_class(asyncio.get_running_loop())
+    with pytest.raises(TypeError):
+        w.add_done_callback(lambda waiter: None, context={})  # type: ignore[arg-type]

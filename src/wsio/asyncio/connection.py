@@ -511,14 +511,6 @@ class Connection(asyncio.BufferedProtocol):
                         waiter.set_result(self.latency)
             elif isinstance(event, RequestReceived | ResponseReceived):
                 self._handshake_event(event)
-        if (
-            len(messages) >= self.max_queue
-            and not self._reading_paused
-            and protocol.state is State.OPEN
-        ):
-            self._reading_paused = True
-            assert self.transport is not None
-            self.transport.pause_reading()
         # A held failure has its failure set: the attribute is cheaper than the property.
         if protocol.failure is not None and protocol.failure_held:
             # Let the application handle the messages that came before the violation --
@@ -545,6 +537,16 @@ class Connection(asyncio.BufferedProtocol):
                 # with the loss of the connection, scheduled already, and a receiver
                 # resumed after it finds the connection closed instead of waiting for it.
                 message_waiter.resume_soon()
+        # After the receiver took what it could: a read that filled the queue and was
+        # emptied at once doesn't pause reading for nothing.
+        if (
+            len(messages) >= self.max_queue
+            and not self._reading_paused
+            and protocol.state is State.OPEN
+        ):
+            self._reading_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
 
     def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
         """Hook for the sides: a handshake message arrived."""

@@ -9,10 +9,17 @@ parsing the message. :meth:`Waiter.resume` runs the wake-up at once instead, ins
 callback: the handler takes the message, sends its answer and waits again before the loop
 goes on.
 
-When: only where no task is running on the loop (a transport's callback, a timer's): a task
-can't step inside another. Within a task, or if the task's context is in use, the wake-up
-is scheduled as an :class:`asyncio.Future` would. The connection resumes only once its
-state is consistent, after the whole read is processed.
+When: only where the loop is running and no task is (a transport's callback): a task can't
+step inside another, nor run outside its loop. Within a task, or if the task's context is
+in use, the wake-up is scheduled as an :class:`asyncio.Future` would. The connection
+resumes at once only for a message, once the whole read is processed and its state is
+consistent; the end of the stream wakes the receiver at the next turn.
+
+What changes for the handler: nothing it can see, but two things for whoever watches the
+loop. In asyncio's debug mode, the time the handler runs counts against the transport's
+read callback. A KeyboardInterrupt or SystemExit raised by the handler is raised by the
+loop at its next turn, from a handle, as it was with a future: not from the transport's
+callback, which uvloop would catch.
 
 How: asyncio's tasks accept any object with the future protocol (:func:`asyncio.isfuture`):
 the task finds ``_asyncio_future_blocking`` set, checks :meth:`get_loop`, and registers its
@@ -52,7 +59,7 @@ class PythonWaiter:
         "_yielded",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, /) -> None:
         self._loop = loop
         #: Set while a task is to wait for the waiter (the asyncio future protocol).
         self._asyncio_future_blocking = False
@@ -62,36 +69,50 @@ class PythonWaiter:
         self._yielded = False
 
     def resume(self) -> None:
-        """Mark the waiter done and resume whoever awaits it: now, when no task is running
-        on the loop (a read callback), else at the next turn of the loop. Does nothing if
-        the waiter is done already."""
+        """Mark the waiter done and resume whoever awaits it: now, when the loop is running
+        and no task is (a read callback), else at the next turn of the loop. Does nothing
+        if the waiter is done already."""
         if self._state != _PENDING:
             return
-        self._state = _DONE
         if not self._callbacks:
+            self._state = _DONE
             return
         loop = self._loop
-        if asyncio.current_task(loop) is not None:
-            # Inside a task: another can't run until it yields.
+        # Decided before the waiter is marked done: on an error, it stays pending. A task
+        # can't step inside another, nor resume outside its running loop.
+        now = asyncio.current_task(loop) is None and loop.is_running()
+        self._state = _DONE
+        if not now:
             self._schedule_callbacks()
             return
         callbacks, self._callbacks = self._callbacks, []
         for index, (callback, context) in enumerate(callbacks):
             try:
-                context.run(callback, self)
-            except RuntimeError as exc:
-                if not _context_in_use(exc):
-                    self._report(callback, exc)
-                    continue
-                # The context is in use (entered higher up the stack): a turn later.
-                loop.call_soon(callback, self, context=context)
-            except (KeyboardInterrupt, SystemExit):
-                # The remaining callbacks run at the next turn.
+                self._run(callback, context)
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit, a failed report
+                # The others run at the next turn, and the loop raises the exception from
+                # a handle of its own rather than from here, inside the caller's callback,
+                # which it may catch (uvloop's transports do).
                 for later, later_context in callbacks[index + 1 :]:
                     loop.call_soon(later, self, context=later_context)
-                raise
-            except BaseException as exc:
+                loop.call_soon(_reraise, exc)
+                return
+
+    def _run(self, callback: _Callback, context: contextvars.Context) -> None:
+        """Run ``callback(self)`` in ``context`` now, reporting its exception to the loop
+        as if the loop had run it; raise KeyboardInterrupt and SystemExit."""
+        try:
+            context.run(callback, self)
+        except RuntimeError as exc:
+            if not _context_in_use(exc):
                 self._report(callback, exc)
+                return
+            # The context is in use (entered higher up the stack): a turn later.
+            self._loop.call_soon(callback, self, context=context)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            self._report(callback, exc)
 
     def resume_soon(self) -> None:
         """Mark the waiter done and resume whoever awaits it at the next turn of the loop,
@@ -113,20 +134,25 @@ class PythonWaiter:
         )
 
     def add_done_callback(
-        self, callback: _Callback, *, context: contextvars.Context | None = None
+        self, callback: _Callback, /, *, context: contextvars.Context | None = None
     ) -> None:
         if context is None:
             context = contextvars.copy_context()
+        elif type(context) is not contextvars.Context:
+            raise TypeError("add_done_callback() context must be a Context")
         if self._state == _PENDING:
             self._callbacks.append((callback, context))
         else:
             self._loop.call_soon(callback, self, context=context)
 
-    def remove_done_callback(self, callback: _Callback) -> int:
-        kept = [item for item in self._callbacks if item[0] != callback]
-        removed = len(self._callbacks) - len(kept)
-        self._callbacks = kept
-        return removed
+    def remove_done_callback(self, callback: _Callback, /) -> int:
+        # Comparing may run Python code (__eq__), which may complete the waiter meanwhile:
+        # only a list still in place is replaced.
+        callbacks = self._callbacks
+        kept = [item for item in callbacks if item[0] != callback]
+        if self._callbacks is callbacks:
+            self._callbacks = kept
+        return len(callbacks) - len(kept)
 
     def cancel(self, msg: Any = None) -> bool:
         if self._state != _PENDING:
@@ -174,6 +200,11 @@ class PythonWaiter:
         return self.result()
 
     __iter__ = __await__
+
+
+def _reraise(exc: BaseException) -> None:
+    """Raise, from a handle of the loop, what a callback raised in :meth:`Waiter.resume`."""
+    raise exc
 
 
 def _context_in_use(exc: RuntimeError) -> bool:
