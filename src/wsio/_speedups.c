@@ -1496,7 +1496,6 @@ waiter_dealloc(PyObject *op)
     PyObject_GC_Del(op);
 }
 
-/* loop.call_soon(callback, self, context=context) */
 /* Raises for a waiter that the garbage collector cleared (it lost its loop). */
 static int
 waiter_check_loop(WaiterObject *self)
@@ -1508,6 +1507,7 @@ waiter_check_loop(WaiterObject *self)
     return 0;
 }
 
+/* loop.call_soon(callback, self, context=context) */
 static int
 waiter_call_soon(WaiterObject *self, PyObject *callback, PyObject *context)
 {
