@@ -48,10 +48,12 @@ _MESSAGE = build_frame(2, b"0123456789abcdef", b"abcd")
 
 
 class _FakeTransport(asyncio.Transport):
-    """What a server connection calls on its transport, doing nothing but keep count."""
+    """What a server connection calls on its transport, doing nothing but keep count,
+    except that closing it loses the connection at the next turn, as asyncio's do."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: asyncio.BaseProtocol) -> None:
         super().__init__()
+        self.protocol = protocol
         self.writes = 0
         self.closing = False
 
@@ -68,10 +70,12 @@ class _FakeTransport(asyncio.Transport):
         return self.closing
 
     def close(self) -> None:
-        self.closing = True
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
 
     def abort(self) -> None:
-        self.closing = True
+        self.close()
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -118,11 +122,21 @@ async def _read(protocol: Any, data: bytes) -> None:
 
 async def _handshake(protocol: Any, transport: _FakeTransport) -> None:
     """One server connection from the accept to the loss of the connection: the request,
-    then the client's close frame, each read with a turn of the loop."""
+    then the client's close frame, each read with a turn of the loop, then the client's
+    end of the stream unless the server closed the connection first."""
     protocol.connection_made(transport)
     await _read(protocol, _REQUEST)
     await _read(protocol, _CLOSE)
-    protocol.connection_lost(None)
+    if not transport.closing:
+        asyncio.get_running_loop().call_soon(_end_of_stream, protocol, transport)
+        await _turn()
+
+
+def _end_of_stream(protocol: Any, transport: _FakeTransport) -> None:
+    """The peer's end of the stream, as the loop reports it: the transport closes unless
+    the protocol keeps it half-open."""
+    if not protocol.eof_received():
+        transport.close()
 
 
 async def _wsio_handshakes(count: int) -> None:
@@ -132,7 +146,7 @@ async def _wsio_handshakes(count: int) -> None:
     server = wsio.serve(_echo, compression=None).server
     for _ in range(count):
         connection = server._make_connection(server)
-        transport = _FakeTransport()
+        transport = _FakeTransport(connection)
         await _handshake(connection, transport)
         assert connection._handler_task is not None
         await connection._handler_task
@@ -144,7 +158,7 @@ async def _task_handshakes(count: int) -> None:
 
     for _ in range(count):
         protocol = _TaskEcho()
-        transport = _FakeTransport()
+        transport = _FakeTransport(protocol)
         await _handshake(protocol, transport)
         assert protocol.task is not None
         await protocol.task
@@ -164,7 +178,7 @@ async def _wsio_messages(count: int) -> None:
     from wsio.protocol.connection import Protocol, Side, State
 
     connection = Connection(Protocol(Side.SERVER, state=State.OPEN))
-    transport = _FakeTransport()
+    transport = _FakeTransport(connection)
     connection.connection_made(transport)
     task = asyncio.get_running_loop().create_task(_echo(connection))
     await _messages(connection, transport, count)
@@ -175,7 +189,7 @@ async def _task_messages(count: int) -> None:
     from .servers import _TaskEcho
 
     protocol = _TaskEcho()
-    transport = _FakeTransport()
+    transport = _FakeTransport(protocol)
     protocol.connection_made(transport)
     protocol.open = True
     protocol.task = asyncio.get_running_loop().create_task(protocol.echo())

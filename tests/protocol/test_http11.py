@@ -643,16 +643,52 @@ def _outcome(parse: Callable[[], Any]) -> object:
 
 
 @SETTINGS
-@given(_messages | st.binary(max_size=200), st.booleans())
-def test_whole_head_parses_as_line_by_line(data: bytes, eof: bool) -> None:
+@given(_messages | st.binary(max_size=200), st.booleans(), st.sampled_from([64, 4096]))
+def test_whole_head_parses_as_line_by_line(data: bytes, eof: bool, max_line_length: int) -> None:
+    # A head no longer than max_line_length is split at once; a longer one is read line
+    # by line even when it arrived whole: 4096 tries the first, 64 mostly the second.
     for parser in (
-        request(max_line_length=64, max_headers=4),
-        response(max_line_length=64, max_headers=4, max_body_size=16),
+        request(max_line_length=max_line_length, max_headers=4),
+        response(max_line_length=max_line_length, max_headers=4, max_body_size=16),
     ):
         whole = _outcome(lambda: parse_all(parser, data, eof=eof))  # noqa: B023
         pieces = [data[i : i + 1] for i in range(len(data))]
         by_byte = _outcome(lambda: parse_pieces(parser, pieces, eof=eof))  # noqa: B023
         assert whole == by_byte
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"A: x"],
+        [b"A:x", b"B:\t y \t", b"C:", b"D:   ", b"E: a  b\tc"],
+        [b"A: caf\xe9", b"B: \x80\xff"],
+        [b"A : x"],  # whitespace before the colon
+        [b" A: x"],
+        [b"A: x", b" folded"],  # obsolete line folding
+        [b"A: x\x7f"],
+        [b"A: x\x00y"],
+        [b"A: x\ry"],
+        [b"A: x\ny"],  # a bare LF inside a field line
+        [b"A: x\n"],
+        [b"A\n: x"],
+        [b": x"],
+        [b"A"],
+        [b"A@: x"],
+        [b"A: x", b"B: y", b"C: z", b"D: w", b"E: v"],  # over max_headers
+    ],
+)
+def test_whole_head_checks_each_field_line(lines: list[bytes]) -> None:
+    """Every field line of a head split at once passes the checks of a line read alone."""
+    head = b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+    for parser, start in (
+        (request(max_headers=4), b"GET / HTTP/1.1\r\n"),
+        (response(max_headers=4), b"HTTP/1.1 101\r\n"),
+    ):
+        data = start + head
+        whole = _outcome(lambda: parse_all(parser, data))  # noqa: B023
+        pieces = [data[i : i + 1] for i in range(len(data))]
+        assert whole == _outcome(lambda: parse_pieces(parser, pieces))  # noqa: B023
 
 
 def test_whole_head_within_the_limits_keeps_the_head_verbatim() -> None:

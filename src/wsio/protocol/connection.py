@@ -70,7 +70,7 @@ from .handshake import (
     check_response,
     generate_key,
     negotiate_extensions,
-    parse_token_list,
+    offered_subprotocols,
     select_subprotocol,
 )
 from .http11 import (
@@ -932,23 +932,23 @@ class ServerProtocol(Protocol):
     def accept(self, request: Request) -> Response:
         """Check ``request`` and build the answer: a 101, or the rejection that the failure
         calls for (400, 403, 405, 426, 505), recorded in :attr:`handshake_exc`."""
+        # Every field the checks look up, in one pass over the headers.
+        fields = request.headers.by_name()
         try:
-            key = check_request(request)
+            key = check_request(request, fields)
             if self.origins is not None:
-                check_origin(request, self.origins)
+                check_origin(request, self.origins, fields)
             if self.select_subprotocol is None:
-                subprotocol = select_subprotocol(request, self.available_subprotocols)
+                subprotocol = select_subprotocol(request, self.available_subprotocols, fields)
             else:
-                offered = parse_token_list(
-                    request.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
-                )
+                offered = offered_subprotocols(request, fields)
                 subprotocol = self.select_subprotocol(offered)
                 if subprotocol is not None and subprotocol not in offered:
                     raise InvalidArgument(
                         f"select_subprotocol returned {subprotocol!r}, which wasn't offered"
                     )
             extensions_header, self._negotiated = negotiate_extensions(
-                request, self.available_extensions
+                request, self.available_extensions, fields
             )
         except InvalidHandshake as exc:
             self.handshake_exc = exc

@@ -11,7 +11,7 @@ import binascii
 import dataclasses
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import TypeAlias
 
@@ -52,6 +52,7 @@ __all__ = [
     "check_response",
     "generate_key",
     "negotiate_extensions",
+    "offered_subprotocols",
     "parse_token_list",
     "redirect_location",
     "response_checks",
@@ -119,6 +120,16 @@ def _single(values: Sequence[str], name: str) -> str:
     if len(values) > 1:
         raise InvalidHeaderValue(name, "more than one " + name + " header")
     return values[0]
+
+
+def _field_values(
+    request: Request, fields: Mapping[str, list[str]] | None, name: str
+) -> list[str]:
+    """Every value of header ``name`` in ``request``: from ``fields``, its
+    ``headers.by_name()``, when the caller computed it for several lookups."""
+    if fields is None:
+        return request.headers.get_all(name)
+    return fields.get(name.lower(), [])
 
 
 def build_request(
@@ -217,16 +228,19 @@ def accept_extensions(
 
 
 def negotiate_extensions(
-    request: Request, factories: Sequence[ServerExtensionFactory]
+    request: Request,
+    factories: Sequence[ServerExtensionFactory],
+    fields: Mapping[str, list[str]] | None = None,
 ) -> tuple[str | None, list[Extension]]:
     """The server's choice among the client's offers (§9.1): the value of the
     ``Sec-WebSocket-Extensions`` answer (``None`` for none) and the extensions.
+    ``fields`` is ``request.headers.by_name()``, if the caller has it already.
 
     Offers are considered in the client's order; unknown extensions are ignored.
 
     :raises InvalidHeaderFormat: a malformed header (HTTP 400).
     """
-    offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
+    offers = parse_extensions(_field_values(request, fields, "Sec-WebSocket-Extensions"))
     if not offers or not factories:
         return None, []
     answer: list[tuple[str, list[ExtensionParameter]]] = []
@@ -354,8 +368,10 @@ def response_checks(
     return checks
 
 
-def check_request(request: Request) -> str:
+def check_request(request: Request, fields: Mapping[str, list[str]] | None = None) -> str:
     """Check a client's opening handshake request (§4.2.1); return its key.
+
+    ``fields`` is ``request.headers.by_name()``, if the caller has it already.
 
     Each failure carries the HTTP status that the server answers with
     (:attr:`InvalidHandshake.http_status`).
@@ -370,18 +386,21 @@ def check_request(request: Request) -> str:
             f"WebSocket needs a GET request, not {request.method}",
             HTTPStatus.METHOD_NOT_ALLOWED,
         )
-    fields = request.headers.by_name()
+    if fields is None:
+        fields = request.headers.by_name()
     # A body would be read as WebSocket frames: refuse it rather than smuggle it.
-    if "transfer-encoding" in fields or any(
-        value.strip() != "0" for value in fields.get("content-length", ())
+    lengths = fields.get("content-length")
+    if "transfer-encoding" in fields or (
+        lengths is not None and any(value.strip() != "0" for value in lengths)
     ):
         raise InvalidMessage("WebSocket handshake request must not have a body")
     _single(fields.get("host", ()), "Host")
+    # map() rather than a generator: no frame to create and resume per token.
     upgrade = _upgrade_protocols(fields.get("upgrade", ()))
-    if not any(token.lower() == "websocket" for token in upgrade):
+    if "websocket" not in map(str.lower, upgrade):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
     connection = parse_token_list(fields.get("connection", ()), "Connection")
-    if not any(token.lower() == "upgrade" for token in connection):
+    if "upgrade" not in map(str.lower, connection):
         raise InvalidUpgrade("Connection", ", ".join(connection) or None)
     version = fields.get("sec-websocket-version", ())
     if version != ["13"]:
@@ -399,16 +418,21 @@ def check_request(request: Request) -> str:
     return key
 
 
-def check_origin(request: Request, origins: Sequence[Origin]) -> str | None:
+def check_origin(
+    request: Request,
+    origins: Sequence[Origin],
+    fields: Mapping[str, list[str]] | None = None,
+) -> str | None:
     """Check the ``Origin`` header against the allowed ``origins`` (§4.2.1 step 8, §10.2).
 
     Strings match exactly (scheme, host and port), patterns must match the whole value,
-    ``None`` allows requests without ``Origin``.
+    ``None`` allows requests without ``Origin``. ``fields`` is
+    ``request.headers.by_name()``, if the caller has it already.
 
     :raises InvalidOrigin: not allowed (HTTP 403).
     :raises InvalidHeader: repeated (HTTP 400).
     """
-    values = request.headers.get_all("Origin")
+    values = _field_values(request, fields, "Origin")
     if len(values) > 1:
         raise InvalidHeaderValue("Origin", "more than one Origin header")
     origin = values[0] if values else None
@@ -421,13 +445,26 @@ def check_origin(request: Request, origins: Sequence[Origin]) -> str | None:
     raise InvalidOrigin(origin)
 
 
-def select_subprotocol(request: Request, subprotocols: Sequence[str] | None) -> str | None:
-    """The first subprotocol the client offers that the server supports, if any (§4.2.2)."""
+def offered_subprotocols(
+    request: Request, fields: Mapping[str, list[str]] | None = None
+) -> list[str]:
+    """The subprotocols that the client offers, in its order of preference (§4.1).
+    ``fields`` is ``request.headers.by_name()``, if the caller has it already."""
+    return parse_token_list(
+        _field_values(request, fields, "Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+    )
+
+
+def select_subprotocol(
+    request: Request,
+    subprotocols: Sequence[str] | None,
+    fields: Mapping[str, list[str]] | None = None,
+) -> str | None:
+    """The first subprotocol the client offers that the server supports, if any (§4.2.2).
+    ``fields`` is ``request.headers.by_name()``, if the caller has it already."""
     if not subprotocols:
         return None
-    offered = parse_token_list(
-        request.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
-    )
+    offered = offered_subprotocols(request, fields)
     for protocol in offered:
         if protocol in subprotocols:
             return protocol

@@ -65,8 +65,13 @@ class Headers:
     def _values(self, name: str) -> list[str]:
         key = name.lower()
         size = len(key)
-        # Comparing lengths first skips most lower() calls.
-        return [v for n, v in self._items if len(n) == size and n.lower() == key]
+        # A loop rather than a list comprehension, which is a function call of its own;
+        # comparing lengths first skips most lower() calls.
+        values = []
+        for n, v in self._items:
+            if len(n) == size and n.lower() == key:
+                values.append(v)
+        return values
 
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys(name for name, _ in self._items))
@@ -226,13 +231,25 @@ def build_response(
     return Response(status.value, status.phrase, response_headers, body)
 
 
-# RFC 9110 §5.1: field-name = token; §5.6.2: tchar.
-_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
-# RFC 9110 §5.5: field-value = *field-content, visible characters, spaces, tabs, obs-text.
-_FIELD_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+# RFC 9110 §5.6.2: tchar; §5.5: field-vchar (visible characters and obs-text), as
+# character classes for patterns over bytes or over text decoded as ISO-8859-1 (one
+# character per byte).
+_TCHAR = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]"
+_FIELD_VCHAR = r"[\x21-\x7e\x80-\xff]"
+_FIELD_CHAR = r"[\x09\x20-\x7e\x80-\xff]"  # field-vchar, space and tab
+# §5.1: field-name = token.
+_TOKEN = re.compile(f"{_TCHAR}+".encode())
+# §5.5: field-value = *field-content.
+_FIELD_VALUE = re.compile(f"{_FIELD_CHAR}*".encode("iso-8859-1"))
+# A field line as _add_field accepts it, CRLF included, in a head decoded as ISO-8859-1:
+# the name, and the value without the whitespace around it (RFC 9112 §5).
+_FIELD_LINE = re.compile(
+    rf"^({_TCHAR}+):[ \t]*((?:{_FIELD_VCHAR}(?:{_FIELD_CHAR}*{_FIELD_VCHAR})?)?)[ \t]*\r\n",
+    re.MULTILINE,
+)
 _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
-_TOKEN_TEXT = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_TOKEN_TEXT = re.compile(f"{_TCHAR}+")
 _VALUE_TEXT = re.compile(r"[^\x00\r\n]*")
 _DIGITS = re.compile(r"[0-9]+")
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]+")
@@ -262,28 +279,32 @@ def _parse_head(
     verbatim (RFC 9112 §2.1). ``start_line_limit`` names the start line and the status
     to answer when it is over ``max_line_length``.
 
-    A handshake usually arrives in one read: splitting a head that arrived whole costs
-    half as much as reading it line by line. Anything else -- a head still incomplete, a
-    bare LF, a line or a header count over its limit -- is read line by line, which
-    reports the exact failure, and fails on a bad start line without waiting for more.
+    A handshake usually arrives in one read: one regular expression then checks and
+    splits all the field lines of a head that arrived whole, with one call where a line
+    read alone takes several. Anything else -- a head still incomplete or longer than a
+    line may be, a bare LF, an invalid line, a header count over its limit -- is read line
+    by line, which reports the exact failure, and fails on a bad start line without
+    waiting for more.
     """
     buffer = reader.buffer
     while not buffer and not reader.eof:
         yield
     end = buffer.find(b"\r\n\r\n")
-    if end >= 0:
+    # A head no longer than a line can't have a line over the limit.
+    if 0 <= end <= max_line_length - 4:
         raw_head = bytes(buffer[: end + 4])
-        lines = raw_head[:end].split(b"\r\n")
-        if (
-            len(lines) <= max_headers + 1
-            and raw_head.count(b"\n") == len(lines) + 1
-            and max(map(len, lines)) + 2 <= max_line_length
-        ):
+        text = raw_head.decode("iso-8859-1")
+        start_line_end = text.find("\r\n")
+        fields = _FIELD_LINE.findall(text, start_line_end + 2, end + 2)
+        # Each field line matched holds one LF: as many LFs as matches (plus those of the
+        # start line and of the empty line) means that every line matched.
+        if len(fields) <= max_headers and text.count("\n") == len(fields) + 2:
             del buffer[: end + 4]
-            start_line = parse_start_line(lines[0])
-            headers = Headers()
-            for line in lines[1:]:
-                _add_field(headers, line)
+            start_line = parse_start_line(raw_head[:start_line_end])
+            shared = _SHARED_TEXT.get
+            headers = Headers.from_valid(
+                [(shared(name) or _shared_text(name), value) for name, value in fields]
+            )
             return start_line, headers, raw_head
     what, status = start_line_limit
     line = yield from _read_line(reader, max_line_length, what, status)
@@ -324,24 +345,23 @@ def _add_field(headers: Headers, line: bytes) -> None:
     if not _FIELD_VALUE.fullmatch(value):
         raise InvalidMessage(f"invalid value in {name.decode()} header", HTTPStatus.BAD_REQUEST)
     # Checked above on the bytes, more strictly than Headers.__setitem__ would.
-    headers._items.append((_shared_text(name), value.decode("iso-8859-1")))
+    headers._items.append((_shared_text(name.decode()), value.decode("iso-8859-1")))
 
 
 # Field names, methods and versions as received, shared between messages: every open
 # connection keeps the request of its handshake, and clients spell these the same way.
 # Bounded, so that a peer sending made-up names only stops it from growing.
-_SHARED_TEXT: dict[bytes, str] = {}
+_SHARED_TEXT: dict[str, str] = {}
 _MAX_SHARED_TEXT = 256
 
 
-def _shared_text(raw: bytes) -> str:
-    try:
-        return _SHARED_TEXT[raw]
-    except KeyError:
-        text = raw.decode()
-        if len(_SHARED_TEXT) < _MAX_SHARED_TEXT:
-            _SHARED_TEXT[raw] = text
-        return text
+def _shared_text(text: str) -> str:
+    shared = _SHARED_TEXT.get(text)
+    if shared is not None:
+        return shared
+    if len(_SHARED_TEXT) < _MAX_SHARED_TEXT:
+        _SHARED_TEXT[text] = text
+    return text
 
 
 def parse_request(
@@ -369,8 +389,8 @@ def parse_request(
     return Request(
         target.decode("ascii"),
         headers,
-        _shared_text(method),
-        _shared_text(version),
+        _shared_text(method.decode()),
+        _shared_text(version.decode()),
         raw_head,
     )
 
