@@ -387,7 +387,8 @@ class Connection(asyncio.BufferedProtocol):
             self._flush()
         elif self.protocol.state is State.CONNECTING:
             self._abort()
-        await asyncio.shield(self._connection_lost)
+        if not self._connection_lost.done():  # as a handler returns, it often is
+            await asyncio.shield(self._connection_lost)
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""

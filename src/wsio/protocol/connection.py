@@ -699,12 +699,13 @@ class Protocol:
                     f"message of {self._message_size + length} bytes or more "
                     f"exceeds the limit of {self.max_size} bytes"
                 )
-            mask = (yield from reader.read_exact(4)) if mask_expected else None
-
             if opcode >= Opcode.CLOSE:
-                payload = yield from reader.read_exact(length)
-                if mask is not None:
-                    payload = apply_mask(payload, mask)
+                # The masking key and the short payload (§5.5) in one read.
+                if mask_expected:
+                    masked = yield from reader.read_exact(4 + length)
+                    payload = apply_mask(masked[4:], masked[:4])
+                else:
+                    payload = yield from reader.read_exact(length)
                 if opcode == Opcode.CLOSE:
                     self._receive_close(payload)
                     # §1.4: after a close frame, the peer sends nothing more; ignore it.
@@ -712,6 +713,7 @@ class Protocol:
                 self._receive_control(opcode, payload)
                 continue
 
+            mask = (yield from reader.read_exact(4)) if mask_expected else None
             # Fast path: a whole unfragmented message already buffered is decoded once.
             if fin and message_opcode is None and not decoders and len(reader.buffer) >= length:
                 payload = yield from reader.read_exact(length)
@@ -832,9 +834,10 @@ class Protocol:
             # §5.5.1: "the endpoint typically echos the status code it received"; the
             # reason is echoed too, as browsers and most libraries do.
             self.close_rcvd_then_sent = True
-            echo = close
-            self._send_frame(Opcode.CLOSE, echo.serialize())
-            self.close_sent = echo
+            # The payload that Close.parse accepted is what close.serialize() would give:
+            # sent back as received.
+            self._send_frame(Opcode.CLOSE, payload)
+            self.close_sent = close
             self.state = State.CLOSING
         elif self.close_rcvd_then_sent is None:
             self.close_rcvd_then_sent = False
