@@ -53,6 +53,7 @@ _Address: TypeAlias = Any
 # Tuples, not unions: isinstance() is faster with them, and these run for every message.
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _MESSAGES = (TextMessage, BinaryMessage)
+_HANDSHAKE_EVENTS = (RequestReceived, ResponseReceived)
 
 
 class _Closable(TypingProtocol):
@@ -510,7 +511,7 @@ class Connection(asyncio.BufferedProtocol):
                     self.latency = now - sent_at
                     if not waiter.done():
                         waiter.set_result(self.latency)
-            elif isinstance(event, RequestReceived | ResponseReceived):
+            elif isinstance(event, _HANDSHAKE_EVENTS):
                 self._handshake_event(event)
         # A held failure has its failure set: the attribute is cheaper than the property.
         if protocol.failure is not None and protocol.failure_held:
