@@ -4,8 +4,11 @@ and shortcuts to feed a :class:`Protocol` and collect what it produced."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import threading
+import time
 from collections.abc import Callable, Generator, Iterable
 from typing import TypeVar
 
@@ -213,3 +216,28 @@ def output(protocol: Protocol) -> tuple[list[Frame], bool]:
     for item in frames:
         assert item.mask == expected_mask
     return frames, eof
+
+
+def time_in_thread(
+    function: Callable[[], object], timeout: float, expected: tuple[type[BaseException], ...]
+) -> float:
+    """Run ``function`` in a daemon thread, where it may raise one of ``expected``; fail if
+    it isn't done within ``timeout``. Returns the time it took.
+
+    For the linear-time tests of parsers fed hostile input: a superlinear parser doesn't
+    finish, and the test fails instead of hanging.
+    """
+    elapsed: list[float] = []
+
+    def run() -> None:
+        start = time.perf_counter()
+        with contextlib.suppress(*expected):
+            function()
+        elapsed.append(time.perf_counter() - start)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"not done within {timeout} s"
+    assert elapsed, "it raised something else than " + ", ".join(e.__name__ for e in expected)
+    return elapsed[0]

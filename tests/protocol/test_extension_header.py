@@ -4,9 +4,6 @@ input, and building."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +12,8 @@ from hypothesis import strategies as st
 
 from wsio.exceptions import InvalidHeader, InvalidHeaderFormat
 from wsio.protocol.extensions import build_extensions, parse_extensions
+
+from .helpers import time_in_thread
 
 PMD = "permessage-deflate"
 
@@ -212,22 +211,8 @@ PATHOLOGICAL: dict[str, Callable[[int], str]] = {
 
 
 def _parse_in_thread(header: str, timeout: float) -> float:
-    """Parse ``header`` in a daemon thread; fail if it isn't done within ``timeout``.
-    Returns the time it took."""
-    elapsed: list[float] = []
-
-    def run() -> None:
-        start = time.perf_counter()
-        with contextlib.suppress(InvalidHeaderFormat):
-            parse_extensions([header])
-        elapsed.append(time.perf_counter() - start)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"parsing {len(header)} bytes took over {timeout} s"
-    assert elapsed, "the parser raised something else than InvalidHeaderFormat"
-    return elapsed[0]
+    """Parse ``header``; fail if it isn't done within ``timeout``. Returns the time it took."""
+    return time_in_thread(lambda: parse_extensions([header]), timeout, (InvalidHeaderFormat,))
 
 
 @pytest.mark.parametrize("build", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())

@@ -24,7 +24,7 @@ from wsio.protocol.http11 import (
 )
 from wsio.protocol.streams import StreamReader
 
-from .helpers import chop, parse_all, parse_pieces
+from .helpers import chop, parse_all, parse_pieces, time_in_thread
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -689,6 +689,60 @@ def test_whole_head_checks_each_field_line(lines: list[bytes]) -> None:
         whole = _outcome(lambda: parse_all(parser, data))  # noqa: B023
         pieces = [data[i : i + 1] for i in range(len(data))]
         assert whole == _outcome(lambda: parse_pieces(parser, pieces))  # noqa: B023
+
+
+# Linear time: a head that arrived whole goes through one regular expression, which must
+# not backtrack over what a hostile peer sends. The limits are raised so that heads of
+# 256 KiB take that path; the default max_line_length caps it at 8 KiB.
+
+_HEAD_SIZE = 1 << 18
+
+# One field line of about n bytes, valid or not: runs of what the expression loops over.
+_HOSTILE_FIELD_LINES: dict[str, Callable[[int], bytes]] = {
+    "spaces then a NUL": lambda n: b"A:" + b" " * n + b"\x00",
+    "tabs then CR CR LF": lambda n: b"A:" + b"\t" * n + b"\r",
+    "a value, spaces, then DEL": lambda n: b"A: a" + b" " * n + b"\x7f",
+    "words then a bare CR": lambda n: b"A: a" + b" a" * (n // 2) + b"\r",
+    "spaces and tabs then obs-fold": lambda n: b"A: a" + b" \t" * (n // 2) + b"\r\n b",
+    "long name without colon": lambda n: b"A" * n,
+    "long name then space": lambda n: b"A" * n + b" : x",
+    "long valid value": lambda n: b"A: " + b"a" * n,
+    "many short fields": lambda n: b"A: b\r\n" * (n // 6) + b"C: d",
+    "many short bad lines": lambda n: b"A\r\n" * (n // 3) + b"C: d",
+}
+
+
+def _parse_hostile_head(line: bytes, timeout: float) -> float:
+    data = b"GET / HTTP/1.1\r\n" + line + b"\r\n\r\n"
+    parser = request(max_line_length=2 * _HEAD_SIZE, max_headers=_HEAD_SIZE)
+    return time_in_thread(lambda: parse_all(parser, data), timeout, (InvalidHandshake,))
+
+
+@pytest.mark.parametrize("build", _HOSTILE_FIELD_LINES.values(), ids=_HOSTILE_FIELD_LINES.keys())
+def test_parse_hostile_head_in_linear_time(build: Callable[[int], bytes]) -> None:
+    """A 256 KiB hostile head parses, or fails, quickly. Timing is only compared loosely:
+    a linear parser takes about 10 times as long for 10 times the input, a quadratic one
+    about 100 times, and on 256 KiB a quadratic one doesn't finish within the bound."""
+    small = _parse_hostile_head(build(_HEAD_SIZE // 10), timeout=20)
+    large = _parse_hostile_head(build(_HEAD_SIZE), timeout=20)
+    # Very loose: only a superlinear parser, or a very noisy machine, gets near this.
+    assert large < 60 * small + 2.0, (small, large)
+
+
+def test_parse_hostile_head_outcomes() -> None:
+    """What the hostile heads above give, so that the timing test exercises the paths it
+    means to: the valid ones parse, the others fail as a line read alone would."""
+    parser = request(max_line_length=2 * _HEAD_SIZE, max_headers=_HEAD_SIZE)
+
+    def parse(name: str) -> Request:
+        line = _HOSTILE_FIELD_LINES[name](1000)
+        return parse_all(parser, b"GET / HTTP/1.1\r\n" + line + b"\r\n\r\n")
+
+    assert parse("long valid value").headers["A"] == "a" * 1000
+    assert len(parse("many short fields").headers) == 1000 // 6 + 1
+    for name in _HOSTILE_FIELD_LINES.keys() - {"long valid value", "many short fields"}:
+        with pytest.raises(InvalidMessage):
+            parse(name)
 
 
 def test_whole_head_within_the_limits_keeps_the_head_verbatim() -> None:

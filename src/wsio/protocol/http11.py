@@ -242,9 +242,11 @@ _TOKEN = re.compile(f"{_TCHAR}+".encode())
 # §5.5: field-value = *field-content.
 _FIELD_VALUE = re.compile(f"{_FIELD_CHAR}*".encode("iso-8859-1"))
 # A field line as _add_field accepts it, CRLF included, in a head decoded as ISO-8859-1:
-# the name, and the value without the whitespace around it (RFC 9112 §5).
+# the name, and the value without the whitespace around it (RFC 9112 §5). The whitespace
+# runs are possessive (*+): a value of spaces followed by an invalid byte would otherwise
+# be retried at every split of the run between them, in quadratic time.
 _FIELD_LINE = re.compile(
-    rf"^({_TCHAR}+):[ \t]*((?:{_FIELD_VCHAR}(?:{_FIELD_CHAR}*{_FIELD_VCHAR})?)?)[ \t]*\r\n",
+    rf"^({_TCHAR}+):[ \t]*+((?:{_FIELD_VCHAR}(?:{_FIELD_CHAR}*{_FIELD_VCHAR})?)?)[ \t]*+\r\n",
     re.MULTILINE,
 )
 _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
