@@ -1125,11 +1125,17 @@ class ClientProtocol(Protocol):
             self._send_eof()
             yield from self._discard()
         self.response = response
+        # Every field the checks look up, in one pass over the headers.
+        fields = response.headers.by_name()
         try:
             self.subprotocol = check_response(
-                response, self.key, self.available_subprotocols, self.available_extensions
+                response,
+                self.key,
+                self.available_subprotocols,
+                self.available_extensions,
+                fields,
             )
-            self._use_extensions(accept_extensions(response, self.available_extensions))
+            self._use_extensions(accept_extensions(response, self.available_extensions, fields))
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             self.state = State.CLOSED

@@ -70,6 +70,10 @@ _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _PROTOCOL = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+(/[-!#$%&'*+.^_`|~0-9a-zA-Z]+)?")
 
 
+#: Header fields by lowercase name, as ``Headers.by_name()`` returns them.
+_Fields: TypeAlias = Mapping[str, list[str]]
+
+
 def generate_key(random_bytes: Callable[[int], bytes]) -> str:
     """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64-encoded (§4.1)."""
     return base64.b64encode(random_bytes(16)).decode()
@@ -122,13 +126,11 @@ def _single(values: Sequence[str], name: str) -> str:
     return values[0]
 
 
-def _field_values(
-    request: Request, fields: Mapping[str, list[str]] | None, name: str
-) -> list[str]:
-    """Every value of header ``name`` in ``request``: from ``fields``, its
+def _field_values(message: Request | Response, fields: _Fields | None, name: str) -> list[str]:
+    """Every value of header ``name`` in ``message``: from ``fields``, its
     ``headers.by_name()``, when the caller computed it for several lookups."""
     if fields is None:
-        return request.headers.get_all(name)
+        return message.headers.get_all(name)
     return fields.get(name.lower(), [])
 
 
@@ -206,9 +208,12 @@ class _Offer:
 
 
 def accept_extensions(
-    response: Response, factories: Sequence[ClientExtensionFactory]
+    response: Response,
+    factories: Sequence[ClientExtensionFactory],
+    fields: _Fields | None = None,
 ) -> list[Extension]:
     """The extensions that the server's answer accepted, from those offered (§9.1).
+    ``fields`` is ``response.headers.by_name()``, if the caller has it already.
 
     :raises NegotiationError: an extension that wasn't offered, accepted twice, or with
         parameters that its offer doesn't allow.
@@ -216,7 +221,8 @@ def accept_extensions(
     """
     accepted: list[Extension] = []
     available = {factory.name: factory for factory in factories}
-    for name, parameters in parse_extensions(response.headers.get_all("Sec-WebSocket-Extensions")):
+    offered = _field_values(response, fields, "Sec-WebSocket-Extensions")
+    for name, parameters in parse_extensions(offered):
         factory = available.pop(name, None)
         if factory is None:
             raise NegotiationError(f"server accepted an extension that wasn't offered: {name}")
@@ -230,7 +236,7 @@ def accept_extensions(
 def negotiate_extensions(
     request: Request,
     factories: Sequence[ServerExtensionFactory],
-    fields: Mapping[str, list[str]] | None = None,
+    fields: _Fields | None = None,
 ) -> tuple[str | None, list[Extension]]:
     """The server's choice among the client's offers (§9.1): the value of the
     ``Sec-WebSocket-Extensions`` answer (``None`` for none) and the extensions.
@@ -264,7 +270,11 @@ def _first_offer(offers: Sequence[tuple[str, object]], name: str) -> int:
     return len(offers)
 
 
-def _rule_status(response: Response, offer: _Offer) -> str:
+# Each rule gets the answer, its fields by lowercase name (response.headers.by_name(),
+# built once for all the rules) and the client's offer.
+
+
+def _rule_status(response: Response, fields: _Fields, offer: _Offer) -> str:
     # §4.1: "If the status code received from the server is not 101, the client handles
     # the response per HTTP procedures." The reason phrase is never looked at.
     if response.status_code != 101:
@@ -272,22 +282,22 @@ def _rule_status(response: Response, offer: _Offer) -> str:
     return "101"
 
 
-def _rule_upgrade(response: Response, offer: _Offer) -> str:
-    upgrade = _upgrade_protocols(response.headers.get_all("Upgrade"))
+def _rule_upgrade(response: Response, fields: _Fields, offer: _Offer) -> str:
+    upgrade = _upgrade_protocols(fields.get("upgrade", ()))
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
     return upgrade[0]
 
 
-def _rule_connection(response: Response, offer: _Offer) -> str:
-    connection = parse_token_list(response.headers.get_all("Connection"), "Connection")
-    if not any(token.lower() == "upgrade" for token in connection):
+def _rule_connection(response: Response, fields: _Fields, offer: _Offer) -> str:
+    connection = parse_token_list(fields.get("connection", ()), "Connection")
+    if "upgrade" not in map(str.lower, connection):
         raise InvalidUpgrade("Connection", ", ".join(connection) or None)
     return ", ".join(connection)
 
 
-def _rule_accept(response: Response, offer: _Offer) -> str:
-    accept = _single(response.headers.get_all("Sec-WebSocket-Accept"), "Sec-WebSocket-Accept")
+def _rule_accept(response: Response, fields: _Fields, offer: _Offer) -> str:
+    accept = _single(fields.get("sec-websocket-accept", ()), "Sec-WebSocket-Accept")
     if accept != accept_key(offer.key):
         raise InvalidHeaderValue(
             "Sec-WebSocket-Accept", f"{accept}, expected {accept_key(offer.key)}"
@@ -295,15 +305,15 @@ def _rule_accept(response: Response, offer: _Offer) -> str:
     return accept
 
 
-def _rule_extensions(response: Response, offer: _Offer) -> str:
+def _rule_extensions(response: Response, fields: _Fields, offer: _Offer) -> str:
     # §4.1 item 5: each extension in the answer must be one the client offered.
-    extensions = accept_extensions(response, offer.extensions)
+    extensions = accept_extensions(response, offer.extensions, fields)
     return ", ".join(extension.name for extension in extensions) or "none"
 
 
-def _rule_subprotocol(response: Response, offer: _Offer) -> str:
+def _rule_subprotocol(response: Response, fields: _Fields, offer: _Offer) -> str:
     protocols = parse_token_list(
-        response.headers.get_all("Sec-WebSocket-Protocol"), "Sec-WebSocket-Protocol"
+        fields.get("sec-websocket-protocol", ()), "Sec-WebSocket-Protocol"
     )
     if len(protocols) > 1:
         raise NegotiationError(f"server selected several subprotocols: {', '.join(protocols)}")
@@ -314,7 +324,7 @@ def _rule_subprotocol(response: Response, offer: _Offer) -> str:
 
 #: The rules a client checks on the server's answer (§4.1, client requirements 1–6), in
 #: order; each raises the matching :class:`InvalidHandshake` when broken.
-RESPONSE_RULES: tuple[tuple[str, Callable[[Response, _Offer], str]], ...] = (
+RESPONSE_RULES: tuple[tuple[str, Callable[[Response, _Fields, _Offer], str]], ...] = (
     ("status code is 101", _rule_status),
     ("Upgrade is websocket", _rule_upgrade),
     ("Connection includes Upgrade", _rule_connection),
@@ -329,8 +339,10 @@ def check_response(
     key: str,
     subprotocols: Sequence[str] | None,
     extensions: Sequence[ClientExtensionFactory] = (),
+    fields: _Fields | None = None,
 ) -> str | None:
     """Check the server's answer (§4.1, client requirements 1–6); return the subprotocol.
+    ``fields`` is ``response.headers.by_name()``, if the caller has it already.
 
     Only the status code matters: the reason phrase is free text and is never examined.
 
@@ -340,9 +352,11 @@ def check_response(
     :raises NegotiationError: a subprotocol or extension that wasn't offered.
     """
     offer = _Offer(key, subprotocols, extensions)
+    if fields is None:
+        fields = response.headers.by_name()
     for _, rule in RESPONSE_RULES:
-        rule(response, offer)
-    protocols = response.headers.get_all("Sec-WebSocket-Protocol")
+        rule(response, fields, offer)
+    protocols = fields.get("sec-websocket-protocol")
     return protocols[0].strip() if protocols else None
 
 
@@ -357,10 +371,11 @@ def response_checks(
     After a status other than 101 the other rules don't apply and aren't listed.
     """
     offer = _Offer(key, subprotocols, extensions)
+    fields = response.headers.by_name()
     checks = []
     for name, rule in RESPONSE_RULES:
         try:
-            checks.append(Check(name, True, rule(response, offer)))
+            checks.append(Check(name, True, rule(response, fields, offer)))
         except InvalidStatus:
             return [Check(name, False, f"status code is {response.status_code}")]
         except InvalidHandshake as exc:
@@ -368,7 +383,7 @@ def response_checks(
     return checks
 
 
-def check_request(request: Request, fields: Mapping[str, list[str]] | None = None) -> str:
+def check_request(request: Request, fields: _Fields | None = None) -> str:
     """Check a client's opening handshake request (§4.2.1); return its key.
 
     ``fields`` is ``request.headers.by_name()``, if the caller has it already.
@@ -421,7 +436,7 @@ def check_request(request: Request, fields: Mapping[str, list[str]] | None = Non
 def check_origin(
     request: Request,
     origins: Sequence[Origin],
-    fields: Mapping[str, list[str]] | None = None,
+    fields: _Fields | None = None,
 ) -> str | None:
     """Check the ``Origin`` header against the allowed ``origins`` (§4.2.1 step 8, §10.2).
 
@@ -445,9 +460,7 @@ def check_origin(
     raise InvalidOrigin(origin)
 
 
-def offered_subprotocols(
-    request: Request, fields: Mapping[str, list[str]] | None = None
-) -> list[str]:
+def offered_subprotocols(request: Request, fields: _Fields | None = None) -> list[str]:
     """The subprotocols that the client offers, in its order of preference (§4.1).
     ``fields`` is ``request.headers.by_name()``, if the caller has it already."""
     return parse_token_list(
@@ -458,7 +471,7 @@ def offered_subprotocols(
 def select_subprotocol(
     request: Request,
     subprotocols: Sequence[str] | None,
-    fields: Mapping[str, list[str]] | None = None,
+    fields: _Fields | None = None,
 ) -> str | None:
     """The first subprotocol the client offers that the server supports, if any (§4.2.2).
     ``fields`` is ``request.headers.by_name()``, if the caller has it already."""
