@@ -241,3 +241,20 @@ def time_in_thread(
     assert not thread.is_alive(), f"not done within {timeout} s"
     assert elapsed, "it raised something else than " + ", ".join(e.__name__ for e in expected)
     return elapsed[0]
+
+
+def assert_linear_time(
+    build: Callable[[int], T],
+    parse: Callable[[T], object],
+    size: int,
+    expected: tuple[type[BaseException], ...],
+) -> None:
+    """``parse`` the hostile input that ``build`` makes, of ``size`` and of a tenth of it,
+    where it may raise one of ``expected``. Timing is only compared loosely: a linear
+    parser takes about 10 times as long for 10 times the input, a quadratic one about 100
+    times, and on the whole size a quadratic one doesn't finish within the bound."""
+    small_input, large_input = build(size // 10), build(size)
+    small = time_in_thread(lambda: parse(small_input), 20, expected)
+    large = time_in_thread(lambda: parse(large_input), 20, expected)
+    # Very loose: only a superlinear parser, or a very noisy machine, gets near this.
+    assert large < 60 * small + 2.0, (small, large)

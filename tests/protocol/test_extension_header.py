@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from wsio.exceptions import InvalidHeader, InvalidHeaderFormat
 from wsio.protocol.extensions import build_extensions, parse_extensions
 
-from .helpers import time_in_thread
+from .helpers import assert_linear_time
 
 PMD = "permessage-deflate"
 
@@ -210,20 +210,10 @@ PATHOLOGICAL: dict[str, Callable[[int], str]] = {
 }
 
 
-def _parse_in_thread(header: str, timeout: float) -> float:
-    """Parse ``header``; fail if it isn't done within ``timeout``. Returns the time it took."""
-    return time_in_thread(lambda: parse_extensions([header]), timeout, (InvalidHeaderFormat,))
-
-
 @pytest.mark.parametrize("build", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
 def test_parse_pathological_header_in_linear_time(build: Callable[[int], str]) -> None:
-    """A 1 MiB hostile header parses, or fails, quickly. Timing is only compared loosely:
-    a linear parser takes about 10 times as long for 10 times the input, a quadratic one
-    about 100 times, and on 1 MiB a quadratic one doesn't finish within the bound."""
-    small = _parse_in_thread(build(N // 10), timeout=20)
-    large = _parse_in_thread(build(N), timeout=20)
-    # Very loose: only a superlinear parser, or a very noisy machine, gets near this.
-    assert large < 60 * small + 2.0, (small, large)
+    """A 1 MiB hostile header parses, or fails, quickly."""
+    assert_linear_time(build, lambda header: parse_extensions([header]), N, (InvalidHeaderFormat,))
 
 
 def test_parse_pathological_outcomes() -> None:

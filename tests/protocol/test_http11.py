@@ -24,7 +24,7 @@ from wsio.protocol.http11 import (
 )
 from wsio.protocol.streams import StreamReader
 
-from .helpers import chop, parse_all, parse_pieces, time_in_thread
+from .helpers import assert_linear_time, chop, parse_all, parse_pieces
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -712,31 +712,23 @@ _HOSTILE_FIELD_LINES: dict[str, Callable[[int], bytes]] = {
 }
 
 
-def _parse_hostile_head(line: bytes, timeout: float) -> float:
+def _parse_hostile_head(line: bytes) -> Request:
     data = b"GET / HTTP/1.1\r\n" + line + b"\r\n\r\n"
-    parser = request(max_line_length=2 * _HEAD_SIZE, max_headers=_HEAD_SIZE)
-    return time_in_thread(lambda: parse_all(parser, data), timeout, (InvalidHandshake,))
+    return parse_all(request(max_line_length=2 * _HEAD_SIZE, max_headers=_HEAD_SIZE), data)
 
 
 @pytest.mark.parametrize("build", _HOSTILE_FIELD_LINES.values(), ids=_HOSTILE_FIELD_LINES.keys())
 def test_parse_hostile_head_in_linear_time(build: Callable[[int], bytes]) -> None:
-    """A 256 KiB hostile head parses, or fails, quickly. Timing is only compared loosely:
-    a linear parser takes about 10 times as long for 10 times the input, a quadratic one
-    about 100 times, and on 256 KiB a quadratic one doesn't finish within the bound."""
-    small = _parse_hostile_head(build(_HEAD_SIZE // 10), timeout=20)
-    large = _parse_hostile_head(build(_HEAD_SIZE), timeout=20)
-    # Very loose: only a superlinear parser, or a very noisy machine, gets near this.
-    assert large < 60 * small + 2.0, (small, large)
+    """A 256 KiB hostile head parses, or fails, quickly."""
+    assert_linear_time(build, _parse_hostile_head, _HEAD_SIZE, (InvalidHandshake,))
 
 
 def test_parse_hostile_head_outcomes() -> None:
     """What the hostile heads above give, so that the timing test exercises the paths it
     means to: the valid ones parse, the others fail as a line read alone would."""
-    parser = request(max_line_length=2 * _HEAD_SIZE, max_headers=_HEAD_SIZE)
 
     def parse(name: str) -> Request:
-        line = _HOSTILE_FIELD_LINES[name](1000)
-        return parse_all(parser, b"GET / HTTP/1.1\r\n" + line + b"\r\n\r\n")
+        return _parse_hostile_head(_HOSTILE_FIELD_LINES[name](1000))
 
     assert parse("long valid value").headers["A"] == "a" * 1000
     assert len(parse("many short fields").headers) == 1000 // 6 + 1
