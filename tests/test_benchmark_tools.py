@@ -4,6 +4,7 @@ must not break it unnoticed. Nothing is timed or counted here."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,46 @@ def test_instruction_counter_workers_run(library: str, operation: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("task", ["task", "task-resumed"])
+def test_task_client_and_task_echo_exchange_messages(task: str) -> None:
+    """The API ceilings of the benchmark (the task echo and the task client), woken through
+    a future or inside the read callback, echo and check real messages over loopback."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.servers", task, "0", "--loop", "asyncio"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        assert ready.startswith("READY "), ready
+        port = ready.split()[1]
+        commands = [
+            {"op": "throughput", "size": size, "conns": conns, "repeats": 1}
+            | {"duration": 0.05, "warmup": 0.01}
+            for size, conns in ((16, 1), (16, 4), (70_000, 2))
+        ]
+        commands.append({"op": "handshakes", "repeats": 1, "duration": 0.05, "warmup": 0.01})
+        client = subprocess.run(
+            [sys.executable, "-m", "benchmarks.clients", task, port, "--peer", "echo"],
+            cwd=ROOT,
+            input="".join(json.dumps(command) + "\n" for command in commands),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert client.returncode == 0, client.stderr
+        lines = client.stdout.splitlines()
+        assert json.loads(lines[0]) == {"ready": True}
+        results = [json.loads(line) for line in lines[1:]]
+        assert len(results) == len(commands)
+        for result in results:
+            assert "error" not in result, result
+            assert result["values"][0] > 0
+    finally:
+        server.kill()
+        server.wait(timeout=10)
