@@ -1125,17 +1125,8 @@ class ClientProtocol(Protocol):
             self._send_eof()
             yield from self._discard()
         self.response = response
-        # Every field the checks look up, in one pass over the headers.
-        fields = response.headers.by_name()
         try:
-            self.subprotocol = check_response(
-                response,
-                self.key,
-                self.available_subprotocols,
-                self.available_extensions,
-                fields,
-            )
-            self._use_extensions(accept_extensions(response, self.available_extensions, fields))
+            self._accept_response(response)
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             self.state = State.CLOSED
@@ -1145,3 +1136,19 @@ class ClientProtocol(Protocol):
         self.state = State.OPEN
         self._events.append(ResponseReceived(response))
         yield from self._parse()
+
+    def _accept_response(self, response: Response) -> None:
+        """Check the answer to the opening handshake (§4.1) and take up the subprotocol and
+        the extensions it selected.
+
+        A method of its own, not inline in the parser: the parser's frame lives as long as
+        the connection, and would keep the checks' scratch (the fields by name) with it.
+
+        :raises InvalidHandshake: the answer doesn't complete the handshake.
+        """
+        # Every field the checks look up, in one pass over the headers.
+        fields = response.headers.by_name()
+        self.subprotocol = check_response(
+            response, self.key, self.available_subprotocols, self.available_extensions, fields
+        )
+        self._use_extensions(accept_extensions(response, self.available_extensions, fields))
