@@ -258,3 +258,20 @@ def assert_linear_time(
     large = time_in_thread(lambda: parse(large_input), 20, expected)
     # Very loose: only a superlinear parser, or a very noisy machine, gets near this.
     assert large < 60 * small + 2.0, (small, large)
+
+
+def parser_buffers(protocol: Protocol) -> dict[str, int]:
+    """The lengths of the bytes and strings that the parser's suspended frames hold, by
+    ``generator.variable``: the parser lives as long as the connection, and so does
+    whatever these refer to."""
+    found: dict[str, int] = {}
+    generator = protocol._parser
+    while isinstance(generator, Generator) and generator.gi_frame is not None:
+        for name, value in generator.gi_frame.f_locals.items():
+            if isinstance(value, memoryview):
+                with contextlib.suppress(ValueError):  # released: it refers to nothing
+                    found[f"{generator.gi_code.co_name}.{name}"] = value.nbytes
+            elif isinstance(value, bytes | bytearray | str):
+                found[f"{generator.gi_code.co_name}.{name}"] = len(value)
+        generator = generator.gi_yieldfrom
+    return found

@@ -50,6 +50,7 @@ from .helpers import (
     make,
     other,
     output,
+    parser_buffers,
     sent_by,
     to,
 )
@@ -1695,3 +1696,34 @@ def test_closing_while_streaming_a_payload_still_delivers_it(side: Side) -> None
         Ping(b"ping"),
     ]
     assert protocol.state is State.CLOSING
+
+
+_BIG = 300_000
+
+
+@pytest.mark.parametrize(
+    ("frames", "piece_size"),
+    [
+        # The general parser's whole-frame path (a ping first keeps the C fast path out).
+        ([(PING, b"p", True), (TEXT, b"t" * _BIG, True)], None),
+        # Text streamed piece by piece, for UTF-8 to fail early.
+        ([(TEXT, b"t" * _BIG, True)], 65_536),
+        # A large binary frame filled as it arrives.
+        ([(BINARY, b"b" * _BIG, True)], 65_536),
+        # A fragmented message.
+        ([(BINARY, b"b" * _BIG, False), (CONT, b"b" * _BIG, True)], None),
+    ],
+    ids=["after-ping", "streamed-text", "large-binary", "fragmented"],
+)
+def test_parser_keeps_no_message_once_delivered(
+    frames: list[tuple[int, bytes, bool]], piece_size: int | None
+) -> None:
+    # Idle memory: once the message is handed over and dropped, nothing of it may stay
+    # alive with the connection while the parser waits for the next frame.
+    server = make(Side.SERVER)
+    data = b"".join(to(Side.SERVER, opcode, payload, fin=fin) for opcode, payload, fin in frames)
+    feed(server, data, piece_size)
+    events = server.events_received()
+    assert len(events[-1].data) == sum(len(payload) for _, payload, _ in frames if payload != b"p")
+    del events
+    assert max(parser_buffers(server).values(), default=0) < 1024, parser_buffers(server)

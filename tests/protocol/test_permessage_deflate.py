@@ -59,6 +59,7 @@ from .helpers import (
     make,
     output,
     parse_all,
+    parser_buffers,
 )
 
 PMD = "permessage-deflate"
@@ -1640,3 +1641,20 @@ def test_plain_messages_take_the_fast_path_and_compressed_ones_do_not(
     protocol.receive_data(plain)
     assert taken == [len(plain), len(plain)]
     assert [event.data for event in protocol.events_received()] == ["plain"]
+
+
+@pytest.mark.parametrize("side", SIDES, ids=side_ids)
+@pytest.mark.parametrize("piece_size", [None, 65_536], ids=["whole", "pieces"])
+def test_parser_keeps_no_decompressed_message_once_delivered(
+    side: Side, piece_size: int | None
+) -> None:
+    # As without compression: the decoded pieces and the decompressor's tail of the last
+    # message must not stay alive with the connection (found: 536 KB kept after a 512 KiB
+    # incompressible message).
+    protocol = opened(side)
+    message = noise(300_000, seed=4)
+    feed(protocol, to(side, BINARY, deflate(compressor(), message), rsv=RSV1), piece_size)
+    [event] = protocol.events_received()
+    assert event == BinaryMessage(message)
+    del event
+    assert max(parser_buffers(protocol).values(), default=0) < 1024, parser_buffers(protocol)

@@ -636,6 +636,10 @@ class Protocol:
         # extensions such as permessage-deflate leave alone.
         fast_path = all(extension.passes_plain_messages for extension in self.extensions)
         while True:
+            # The parser lives as long as the connection: what the last frame left in
+            # these would stay in memory while it waits for the next one, up to a whole
+            # message's bytes after the application dropped it.
+            payload = chunk = piece = tail = b""
             self._between_messages = fast_path and message_opcode is None
             head = yield from reader.read_exact(2)
             self._between_messages = False
