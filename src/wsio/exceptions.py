@@ -146,7 +146,10 @@ class InvalidURI(WebSocketError):
         super().__init__(uri, msg)
 
     def __str__(self) -> str:
-        return f"{self.uri} isn't a valid URI: {self.msg}"
+        # Quoted when it holds control characters or lone surrogates, which would
+        # garble a terminal or break a log encoder.
+        uri = self.uri if self.uri.isprintable() else repr(self.uri)
+        return f"{uri} isn't a valid URI: {self.msg}"
 
 
 class InvalidProxy(WebSocketError):

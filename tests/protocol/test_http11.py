@@ -537,7 +537,7 @@ def test_body_until_eof_over_the_limit_without_eof() -> None:
     assert (resp.body, resp.body_truncated) == (b"some", True)
 
 
-@pytest.mark.parametrize("status", [204, 304, 100, 199])
+@pytest.mark.parametrize("status", [204, 304])
 def test_no_body(status: int) -> None:
     data = b"HTTP/1.1 %d X\r\nContent-Length: 5\r\n\r\nhello" % status
     resp = parse_all(response(), data, eof=False)

@@ -39,6 +39,7 @@ from ..protocol.connection import (
     State,
     TextMessage,
 )
+from ..protocol.frames import encode_text
 from ..protocol.http11 import Request, Response
 from .timers import coarse_timers
 from .waiter import Waiter
@@ -264,6 +265,8 @@ class Connection(asyncio.BufferedProtocol):
 
         :raises ConnectionClosed: the connection is closing or closed.
         :raises TypeError: an unsupported type, or fragments of mixed types.
+        :raises InvalidArgument: text that isn't valid Unicode (a lone surrogate); nothing
+            is sent, or for a fragment, the message fails with 1011 as for any bad one.
         """
         while self._fragmented_send is not None:
             # Another coroutine is sending a fragmented message: frames can't interleave.
@@ -272,7 +275,7 @@ class Connection(asyncio.BufferedProtocol):
         if isinstance(message, str):
             if protocol.state is not State.OPEN:
                 raise protocol.close_exc
-            protocol.send_text(message.encode(), True, compress)
+            protocol.send_text(encode_text(message, "message"), True, compress)
         elif isinstance(message, _BYTES_LIKE):
             if protocol.state is not State.OPEN:
                 raise protocol.close_exc
@@ -357,7 +360,7 @@ class Connection(asyncio.BufferedProtocol):
             while payload in self._pong_waiters:  # pragma: no cover - 1 in 2**32
                 payload = os.urandom(4)
         else:
-            payload = data.encode() if isinstance(data, str) else bytes(data)
+            payload = encode_text(data, "ping payload") if isinstance(data, str) else bytes(data)
         self._check_open()
         self.protocol.send_ping(payload)
         waiter: asyncio.Future[float] = self.loop.create_future()
@@ -367,7 +370,7 @@ class Connection(asyncio.BufferedProtocol):
 
     async def pong(self, data: DataLike = b"") -> None:
         """Send an unsolicited pong, e.g. as a unidirectional heartbeat (RFC 6455 §5.5.3)."""
-        payload = data.encode() if isinstance(data, str) else bytes(data)
+        payload = encode_text(data, "pong payload") if isinstance(data, str) else bytes(data)
         self._check_open()
         self.protocol.send_pong(payload)
         self._flush()
@@ -731,7 +734,7 @@ def _fragment_bytes(fragment: DataLike, text: bool) -> bytes:
     if isinstance(fragment, str):
         if not text:
             raise TypeError("all fragments of a message must be of the same type")
-        return fragment.encode()
+        return encode_text(fragment, "fragment")
     if isinstance(fragment, bytes | bytearray | memoryview):
         if text:
             raise TypeError("all fragments of a message must be of the same type")

@@ -30,6 +30,7 @@ __all__ = [
     "Close",
     "CloseCode",
     "Opcode",
+    "encode_text",
     "parse_messages",
     "python_parse_messages",
     "python_serialize_frame",
@@ -110,6 +111,20 @@ def is_valid_close_code(code: int) -> bool:
     return code in _SENDABLE_RFC_CODES or 3000 <= code <= 4999
 
 
+def encode_text(text: str, what: str) -> bytes:
+    """``text`` in UTF-8, as text messages and close reasons carry it (RFC 6455 §5.6,
+    §5.5.1). ``what`` names it in the error.
+
+    :raises InvalidArgument: a lone surrogate, which has no UTF-8 encoding.
+    """
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(
+            f"{what} isn't valid Unicode: lone surrogate at position {exc.start}"
+        ) from None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Close:
     """The payload of a close frame: a code and a reason (RFC 6455 §5.5.1).
@@ -154,7 +169,8 @@ class Close:
     def serialize(self) -> bytes:
         """Payload of the close frame; empty for ``NO_STATUS_RCVD``.
 
-        :raises InvalidArgument: the code may not be sent or the reason is too long.
+        :raises InvalidArgument: the code may not be sent, the reason is too long or
+            isn't valid Unicode.
         """
         if self.code == CloseCode.NO_STATUS_RCVD and not self.reason:
             return b""
@@ -162,7 +178,7 @@ class Close:
             raise InvalidArgument(
                 f"close code {self.code} may not be sent: use 1000-1003, 1007-1014 or 3000-4999"
             )
-        reason = self.reason.encode()
+        reason = encode_text(self.reason, "close reason")
         if len(reason) > MAX_CLOSE_REASON:
             raise InvalidArgument(
                 f"close reason is {len(reason)} bytes long; at most {MAX_CLOSE_REASON} fit"

@@ -18,6 +18,7 @@ from typing import TypeAlias, TypeVar
 from .. import defaults
 from ..exceptions import InvalidArgument, InvalidMessage, SecurityError
 from .streams import StreamReader
+from .uri import split_authority, split_uri
 
 __all__ = [
     "Headers",
@@ -172,7 +173,12 @@ _T = TypeVar("_T")
 
 @dataclasses.dataclass(slots=True)
 class Request:
-    """An HTTP request of the opening handshake. ``path`` is the request target."""
+    """An HTTP request of the opening handshake.
+
+    ``path`` is the request target in origin-form, the path and query (RFC 9112 §3.2.1),
+    also when the request line carried it in absolute-form; ``head`` keeps the request
+    line as it was.
+    """
 
     path: str
     headers: Headers
@@ -252,7 +258,17 @@ _FIELD_LINE = re.compile(
 _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
 _TOKEN_TEXT = re.compile(f"{_TCHAR}+")
-_VALUE_TEXT = re.compile(r"[^\x00\r\n]*")
+# Lone surrogates too: they can't be encoded, so they couldn't be sent.
+_VALUE_TEXT = re.compile(r"[^\x00\r\n\ud800-\udfff]*")
+# RFC 9112 §3.2.1: origin-form = absolute-path [ "?" query ], where absolute-path is
+# 1*( "/" segment ) and a segment is made of pchar (RFC 3986 §3.3, §3.4).
+_ORIGIN_FORM = re.compile(
+    r"/(?:[-A-Za-z0-9._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
+    r"(?:\?(?:[-A-Za-z0-9._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
+)
+#: Default ports of the schemes that an absolute-form target may have (RFC 9110 §4.2,
+#: RFC 6455 §3).
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 _DIGITS = re.compile(r"[0-9]+")
 _CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]+")
 
@@ -276,10 +292,12 @@ def _parse_head(
     max_headers: int,
     start_line_limit: tuple[str, HTTPStatus],
     parse_start_line: Callable[[bytes], _T],
+    counted: int = 0,
 ) -> Generator[None, None, tuple[_T, Headers, bytes]]:
     """The start line as ``parse_start_line`` reads it, the header fields, and the head
     verbatim (RFC 9112 §2.1). ``start_line_limit`` names the start line and the status
-    to answer when it is over ``max_line_length``.
+    to answer when it is over ``max_line_length``; ``counted`` header fields of
+    ``max_headers`` are already taken.
 
     A handshake usually arrives in one read: one regular expression then checks and
     splits all the field lines of a head that arrived whole, with one call where a line
@@ -300,7 +318,7 @@ def _parse_head(
         fields = _FIELD_LINE.findall(text, start_line_end + 2, end + 2)
         # Each field line matched holds one LF: as many LFs as matches (plus those of the
         # start line and of the empty line) means that every line matched.
-        if len(fields) <= max_headers and text.count("\n") == len(fields) + 2:
+        if len(fields) + counted <= max_headers and text.count("\n") == len(fields) + 2:
             del buffer[: end + 4]
             start_line = parse_start_line(raw_head[:start_line_end])
             shared = _SHARED_TEXT.get
@@ -312,14 +330,19 @@ def _parse_head(
     line = yield from _read_line(reader, max_line_length, what, status)
     start_line = parse_start_line(line)
     head = [line]
-    headers = yield from _parse_headers(reader, max_line_length, max_headers, head)
+    headers = yield from _parse_headers(reader, max_line_length, max_headers, head, counted)
     return start_line, headers, b"\r\n".join(head) + b"\r\n"
 
 
 def _parse_headers(
-    reader: StreamReader, max_line_length: int, max_headers: int, head: list[bytes]
+    reader: StreamReader,
+    max_line_length: int,
+    max_headers: int,
+    head: list[bytes],
+    counted: int = 0,
 ) -> Generator[None, None, Headers]:
-    """Header fields up to the empty line (RFC 9112 §5); lines read are added to ``head``."""
+    """Header fields up to the empty line (RFC 9112 §5); lines read are added to ``head``,
+    and ``counted`` fields of ``max_headers`` are already taken."""
     headers = Headers()
     while True:
         line = yield from _read_line(
@@ -328,7 +351,7 @@ def _parse_headers(
         head.append(line)
         if line == b"":
             return headers
-        if len(headers) >= max_headers:
+        if len(headers) + counted >= max_headers:
             raise SecurityError(
                 f"more than {max_headers} header fields",
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -375,9 +398,11 @@ def parse_request(
     """Parse the head of an HTTP request (RFC 9112 §3).
 
     Any method and any HTTP/1.x version are parsed; whether they are acceptable for a
-    WebSocket upgrade is the handshake's decision. Bodies are never read here.
+    WebSocket upgrade is the handshake's decision. Bodies are never read here. The
+    target and ``Host`` follow :func:`_origin_form`: ``path`` is always origin-form.
 
-    :raises InvalidMessage: malformed request (``http_status`` 400).
+    :raises InvalidMessage: malformed request, request target or ``Host`` header
+        (``http_status`` 400).
     :raises SecurityError: a limit was exceeded (``http_status`` 414 or 431).
     :raises EOFError: the stream ended before the end of the head.
     """
@@ -389,12 +414,73 @@ def parse_request(
         _request_line,
     )
     return Request(
-        target.decode("ascii"),
+        _origin_form(target.decode("ascii"), headers),
         headers,
         _shared_text(method.decode()),
         _shared_text(version.decode()),
         raw_head,
     )
+
+
+def _origin_form(target: str, headers: Headers) -> str:
+    """The path and query of ``target``, once it and the ``Host`` field are checked.
+
+    A server answers 400 to a target that is neither origin-form (``/path?query``,
+    RFC 9112 §3.2.1) nor absolute-form (``ws://host/path?query``, §3.2.2) with an
+    ``http``, ``https``, ``ws`` or ``wss`` URI without user info (RFC 9110 §4.2.4):
+    asterisk-form and authority-form (§3.2.3, §3.2.4) belong to ``OPTIONS`` and
+    ``CONNECT``, which a WebSocket server doesn't serve.
+
+    ``Host`` may not appear twice and must hold ``uri-host [":" port]`` (RFC 9112 §3.2,
+    RFC 9110 §7.2) with a host: a WebSocket URI always has one (RFC 6455 §3), so an empty
+    ``Host`` is refused. (A missing ``Host`` is refused by the handshake's check, which
+    needs it whatever the version.) After an absolute-form
+    target, ``Host`` is replaced by the target's authority (RFC 9112 §3.2.2); the two
+    must name the same host and port, since an application routing on ``Host`` would
+    otherwise see another server than the one the target names.
+    """
+    hosts = headers.get_all("Host")
+    if len(hosts) > 1:
+        raise InvalidMessage("more than one Host header")
+    host = _host_port(hosts[0], "Host header") if hosts else None
+    if target.startswith("/"):
+        path = target
+    else:
+        parts = split_uri(target)
+        if parts is None or parts[0].lower() not in _DEFAULT_PORTS:
+            raise InvalidMessage(
+                f"request target isn't origin-form or an absolute http(s) or ws(s) URI: "
+                f"{target[:80]!r}"
+            )
+        scheme, authority, path, query, fragment = parts
+        if fragment is not None or "@" in authority:
+            raise InvalidMessage(f"invalid request target: {target[:80]!r}")
+        target_host = _host_port(authority, "authority in request target")
+        if host is not None:
+            default = _DEFAULT_PORTS[scheme.lower()]
+            if (host[0].lower(), host[1] or default) != (
+                target_host[0].lower(),
+                target_host[1] or default,
+            ):
+                raise InvalidMessage(
+                    f"Host header {hosts[0][:80]!r} doesn't match request target {target[:80]!r}"
+                )
+            headers._items = [
+                (name, authority if name.lower() == "host" else value)
+                for name, value in headers._items
+            ]
+        path = (path or "/") + ("" if query is None else "?" + query)
+    if not _ORIGIN_FORM.fullmatch(path):
+        raise InvalidMessage(f"invalid request target: {target[:80]!r}")
+    return path
+
+
+def _host_port(authority: str, where: str) -> tuple[str, int | None]:
+    """``split_authority`` of a received ``authority``, failing as a request does."""
+    try:
+        return split_authority(authority)
+    except ValueError as exc:
+        raise InvalidMessage(f"invalid {where} {authority[:80]!r}: {exc}") from None
 
 
 def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
@@ -428,19 +514,35 @@ def parse_response(
     The reason phrase is kept verbatim and may be absent altogether: ``HTTP/1.1 101`` is a
     complete status line. A body longer than ``max_body_size`` is cut to it.
 
+    Interim answers (1xx other than 101: ``100 Continue``, ``103 Early Hints``...) are
+    read and dropped, as a client must (RFC 9110 §15.2); the response returned is the
+    final one. Each interim answer costs one header field of ``max_headers``, plus its
+    own fields, so that every head read, interim or final, counts against that one
+    budget: a server can't make us read more than ``max_headers`` heads, each bounded
+    by the line limit.
+
     With ``connect``, the response answers a ``CONNECT`` request: a 2xx has no body.
 
     :raises InvalidMessage: malformed response.
-    :raises SecurityError: a line or the header count exceeds its limit.
+    :raises SecurityError: a line or the header count, interim answers included,
+        exceeds its limit.
     :raises EOFError: the stream ended before the end of the head.
     """
-    (version, status_code, reason), headers, raw_head = yield from _parse_head(
-        reader,
-        max_line_length,
-        max_headers,
-        ("status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
-        _status_line,
-    )
+    counted = 0
+    while True:
+        (version, status_code, reason), headers, raw_head = yield from _parse_head(
+            reader,
+            max_line_length,
+            max_headers,
+            ("status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
+            _status_line,
+            counted,
+        )
+        if not 100 <= status_code < 200 or status_code == 101:
+            break
+        counted += len(headers) + 1
+        if counted > max_headers:
+            raise SecurityError(f"more than {max_headers} header fields, interim answers included")
     response = Response(
         status_code,
         reason.decode("iso-8859-1"),
@@ -475,7 +577,8 @@ def _read_body(
     reader: StreamReader, response: Response, max_line_length: int, max_body_size: int
 ) -> Generator[None, None, tuple[bytes, bool]]:
     """The body of a response, cut to ``max_body_size`` (RFC 9112 §6.3)."""
-    if 100 <= response.status_code < 200 or response.status_code in (204, 304):
+    # 1xx answers are interim: parse_response never reads a body after them.
+    if response.status_code in (204, 304):
         return b"", False
     headers = response.headers
     try:

@@ -203,14 +203,10 @@ class ProxyTunnel:
         if self.proxy.user_info is not None:
             lines.append(f"Proxy-Authorization: {basic_authorization(*self.proxy.user_info)}")
         self._writes.append(("\r\n".join(lines) + "\r\n\r\n").encode())
+        # Interim 1xx answers are skipped by parse_response (RFC 9110 §15.2).
         response = yield from parse_response(
             self._reader, max_body_size=defaults.MAX_BODY_SIZE, connect=True
         )
-        # RFC 9110 §15.2: interim 1xx answers come before the final one.
-        while 100 <= response.status_code < 200:
-            response = yield from parse_response(
-                self._reader, max_body_size=defaults.MAX_BODY_SIZE, connect=True
-            )
         if not 200 <= response.status_code < 300:
             raise InvalidProxyStatus(
                 f"proxy rejected connection: HTTP {response.status_code}", response=response

@@ -1,13 +1,23 @@
-"""WebSocket URIs (RFC 6455 §3)."""
+"""WebSocket URIs (RFC 6455 §3), and the ``host [":" port]`` of URIs and of the ``Host``
+header (RFC 3986 §3.2, RFC 9110 §7.2)."""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import urllib.parse
 
 from ..exceptions import InvalidURI, SecurityError
 
-__all__ = ["WebSocketURI", "parse_uri", "resolve_redirect", "same_origin"]
+__all__ = [
+    "WebSocketURI",
+    "parse_uri",
+    "resolve_redirect",
+    "same_origin",
+    "split_authority",
+    "split_uri",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,43 +49,149 @@ class WebSocketURI:
         return f"{host}:{self.port}"
 
 
-def parse_uri(uri: str) -> WebSocketURI:
-    """Parse and validate a WebSocket URI.
+# RFC 3986 §3: scheme "://" authority path-abempty ["?" query] ["#" fragment], split as
+# Appendix B does (any characters in each part; each part is checked on its own).
+_URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.S)
+# §3.2.2: reg-name = *( unreserved / pct-encoded / sub-delims ), less ",": Host is a
+# singleton field, and a comma in it is what two Host lines folded into one look like
+# (RFC 9110 §5.3), so it is refused rather than guessed at.
+_REG_NAME = re.compile(r"(?:[-A-Za-z0-9._~!$&'()*+;=]|%[0-9A-Fa-f]{2})+")
+# §3.2.2: IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ).
+_IP_FUTURE = re.compile(r"[vV][0-9A-Fa-f]+\.[-A-Za-z0-9._~!$&'()*+;=:]+")
+_PORT = re.compile(r"[0-9]*")
+# §3.3, §3.4: what may follow the authority, "%" only as pct-encoded.
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Characters of a path or query left as they are (RFC 3986 §3.3, §3.4: pchar, "/", "?")
+# when percent-encoding the others; "%" starts a pct-encoded octet, checked beforehand.
+_PATH_SAFE = "!$&'()*+,;=:@/?%"
 
-    :raises InvalidURI: not a ``ws``/``wss`` URI, no host, a fragment, or a bad port.
+
+def split_uri(uri: str) -> tuple[str, str, str, str | None, str | None] | None:
+    """The scheme, authority, path, query and fragment of an absolute URI with an
+    authority (RFC 3986 §3), ``None`` for anything else; query and fragment are ``None``
+    when absent, ``""`` when empty. Nothing is checked but the shape."""
+    match = _URI.fullmatch(uri)
+    if match is None:
+        return None
+    scheme, authority, path, query, fragment = match.groups()
+    return scheme, authority, path, query, fragment
+
+
+def split_authority(authority: str) -> tuple[str, int | None]:
+    """The host and port of ``host [":" port]`` (RFC 3986 §3.2.2, §3.2.3), as the ``Host``
+    header carries it (RFC 9110 §7.2). An IP literal keeps its brackets; the port is
+    ``None`` when absent or empty (§6.2.3: then it is the scheme's default).
+
+    :raises ValueError: not a valid host and port; the message says why.
     """
-    parsed = urllib.parse.urlsplit(uri)
-    if parsed.scheme not in ("ws", "wss"):
-        raise InvalidURI(uri, "scheme isn't ws or wss")
-    if parsed.hostname is None:
-        raise InvalidURI(uri, "hostname isn't provided")
-    # §3: "Fragment identifiers are meaningless in the context of WebSocket URIs".
-    if parsed.fragment:
-        raise InvalidURI(uri, "fragment identifier is meaningless")
-    secure = parsed.scheme == "wss"
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            raise ValueError("unterminated IPv6 address")
+        host, port_text = authority[: end + 1], authority[end + 1 :]
+        if port_text and not port_text.startswith(":"):
+            raise ValueError("invalid characters after IPv6 address")
+        literal = host[1:-1]
+        if not _IP_FUTURE.fullmatch(literal):
+            # A zone ID (RFC 6874) means nothing to another host: not accepted.
+            try:
+                ipaddress.IPv6Address("%" if "%" in literal else literal)
+            except ValueError:
+                raise ValueError("invalid IPv6 address") from None
+    else:
+        host, colon, port_text = authority.partition(":")
+        port_text = colon + port_text
+        if not host:
+            raise ValueError("empty host")
+        if not _REG_NAME.fullmatch(host):
+            raise ValueError("invalid host")
+    port_text = port_text[1:]
+    if not port_text:
+        return host, None
+    if not _PORT.fullmatch(port_text):
+        raise ValueError("port isn't a number")
+    digits = port_text.lstrip("0")
+    if len(digits) > 5 or int(digits or "0") > 65535:
+        raise ValueError("port isn't between 0 and 65535")
+    return host, int(digits or "0")
+
+
+def parse_uri(uri: str) -> WebSocketURI:
+    """Parse and validate a WebSocket URI (RFC 6455 §3).
+
+    Characters that a URI can't hold in its path or query (spaces, non-ASCII...) are
+    percent-encoded as UTF-8, and an internationalized host name is converted to its
+    ASCII form (IDNA), so that the request line and ``Host`` header stay valid.
+
+    :raises InvalidURI: not a ``ws``/``wss`` URI, a control character or lone surrogate,
+        an invalid host or port, an invalid percent-encoding, or a fragment.
+    """
+    if _CONTROL.search(uri):
+        raise InvalidURI(uri, "control character in URI")
     try:
-        port = parsed.port
-    except ValueError as exc:
-        raise InvalidURI(uri, "port isn't a number between 0 and 65535") from exc
+        uri.encode()
+    except UnicodeEncodeError:
+        raise InvalidURI(uri, "lone surrogate in URI") from None
+    parts = split_uri(uri)
+    if parts is None or parts[0].lower() not in ("ws", "wss"):
+        scheme = uri.partition(":")[0].lower()
+        if scheme in ("ws", "wss"):
+            raise InvalidURI(uri, "hostname isn't provided")
+        raise InvalidURI(uri, "scheme isn't ws or wss")
+    scheme, authority, path, query, fragment = parts
+    # §3: "Fragment identifiers are meaningless in the context of WebSocket URIs".
+    if fragment is not None:
+        raise InvalidURI(uri, "fragment identifier is meaningless")
+    raw_user_info, at, host_port = authority.rpartition("@")
+    host, port = _host_port(uri, host_port)
+    secure = scheme.lower() == "wss"
     if port is None:
         port = 443 if secure else 80
-    resource_name = parsed.path or "/"
-    if parsed.query:
-        resource_name += "?" + parsed.query
-    # Non-ASCII characters are percent-encoded so that the request line stays ASCII.
-    resource_name = urllib.parse.quote(resource_name, safe="!#$%&'()*+,/:;=?@[]~")
+    elif port == 0:
+        raise InvalidURI(uri, "port 0 can't be connected to")
+    resource_name = path or "/"
+    if query is not None:
+        resource_name += "?" + query
+    if _BAD_PERCENT.search(resource_name):
+        raise InvalidURI(uri, "invalid percent-encoding in path or query")
+    resource_name = urllib.parse.quote(resource_name, safe=_PATH_SAFE)
     user_info = None
-    if parsed.username is not None:
-        user_info = (
-            urllib.parse.unquote(parsed.username),
-            urllib.parse.unquote(parsed.password or ""),
-        )
-    host = parsed.hostname
-    try:
-        host.encode("ascii")
-    except UnicodeEncodeError:
-        host = host.encode("idna").decode()
+    if at:
+        username, _, password = raw_user_info.partition(":")
+        user_info = (urllib.parse.unquote(username), urllib.parse.unquote(password))
     return WebSocketURI(secure, host, port, resource_name, user_info)
+
+
+def _host_port(uri: str, host_port: str) -> tuple[str, int | None]:
+    """The host, as a name to resolve or an address, and the port of ``uri``.
+
+    :raises InvalidURI: the host or port is invalid.
+    """
+    if not host_port or host_port.startswith(":"):
+        raise InvalidURI(uri, "hostname isn't provided")
+    if not host_port.isascii():
+        # An IP literal and a port are ASCII: only a name can be internationalized.
+        name, colon, port_text = host_port.partition(":")
+        try:
+            host_port = name.encode("idna").decode() + colon + port_text
+        except UnicodeError:
+            raise InvalidURI(uri, "invalid internationalized domain name") from None
+    try:
+        host, port = split_authority(host_port)
+    except ValueError as exc:
+        raise InvalidURI(uri, str(exc)) from None
+    if host.startswith("["):
+        if _IP_FUTURE.fullmatch(host[1:-1]):
+            raise InvalidURI(uri, "IPvFuture addresses aren't supported")
+        return host[1:-1].lower(), port
+    try:
+        # What the resolver will be given, so that it fails here rather than there:
+        # empty labels (a..b) and labels over 63 characters.
+        host.encode("idna")
+    except UnicodeError:
+        raise InvalidURI(uri, "invalid domain name") from None
+    return host.lower(), port
 
 
 def resolve_redirect(uri: WebSocketURI, location: str) -> WebSocketURI:
