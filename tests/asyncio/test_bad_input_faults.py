@@ -421,6 +421,12 @@ async def test_blocking_handler_causes_no_spurious_close(echo_server: EchoServer
         "close(1000, 'é' * 62)",
         "ping(b'p' * 126)",
         "pong(b'p' * 126)",
+        # Lone surrogates have no UTF-8 encoding.
+        "close(1000, 'a\\ud800')",
+        "ping('\\udfff')",
+        "pong('p\\ud800')",
+        "send('text \\ud800')",
+        "send(['\\ud800', 'b'])",
     ],
 )
 async def test_misuse_raises_invalid_argument(
