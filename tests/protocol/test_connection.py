@@ -240,6 +240,14 @@ def test_send_close_reason_too_long(side: Side) -> None:
     assert protocol.data_to_send() == []
 
 
+def test_send_close_reason_not_encodable(side: Side) -> None:
+    protocol = make(side)
+    with pytest.raises(InvalidArgument, match="lone surrogate"):
+        protocol.send_close(1000, "bye \ud800")
+    assert_open(protocol)
+    assert protocol.data_to_send() == []
+
+
 def test_send_close_reason_without_code(side: Side) -> None:
     protocol = make(side)
     with pytest.raises(InvalidArgument):

@@ -477,3 +477,10 @@ def test_lengths_count_bytes_whatever_the_buffer_item_size() -> None:
     data = memoryview(b"\x82\x01ab").cast("H")
     assert parse_messages(data, events, False, -1, str, bytes) == 3
     assert events == [b"a"]
+
+
+@pytest.mark.parametrize("reason", ["\ud800", "bye \udfff", "\udbff\udc00"])
+def test_serialize_unencodable_reason(reason: str) -> None:
+    """A lone surrogate has no UTF-8 encoding (RFC 6455 §5.5.1 wants UTF-8)."""
+    with pytest.raises(InvalidArgument, match="lone surrogate"):
+        Close(1000, reason).serialize()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsio.exceptions import InvalidHandshake, InvalidMessage, SecurityError
+from wsio.exceptions import InvalidArgument, InvalidHandshake, InvalidMessage, SecurityError
 from wsio.protocol.http11 import (
     Headers,
     MultipleValuesError,
@@ -764,3 +764,271 @@ def test_line_limit_counts_the_crlf(whole: bool, extra: int) -> None:
                 parse()
         else:
             assert parse().headers["A"] == "a" * 95
+
+
+# -- Request targets and Host (RFC 9112 §3.2, RFC 9110 §7.2) ----------------------------------
+
+
+def target_request(target: bytes, host: bytes | None = b"h") -> bytes:
+    host_line = b"" if host is None else b"Host: " + host + b"\r\n"
+    return b"GET " + target + b" HTTP/1.1\r\n" + host_line + b"Upgrade: websocket\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"*",
+        b"localhost:80",
+        b"h:80",
+        b"chat",
+        b"?q",
+        b"http:/x",
+        b"urn:x",
+        b"ftp://h/x",
+        b"http://other/x",
+        b"http://h:81/x",
+        b"https://h:80/x",  # Host "h" is port 443 after https
+        b"http://user@h/x",
+        b"http://h/x#f",
+        b"http://h/#",
+        b"http://",
+        b"http:///x",
+        b"http://:80/x",
+        b"http://h:x/",
+        b"http://[::1/",
+        b"/a#b",
+        b"/%zz",
+        b"/%2",
+        b"/a%",
+        b'/a"b',
+        b"/<x>",
+        b"/a{b}",
+        b"/a\\b",
+        b"/a|b",
+        b"/a^b",
+        b"/a`b",
+        b"/[x]",
+        b"/?q=[x]",
+        b"/?q=#",
+    ],
+)
+def test_parse_request_refuses_target(target: bytes) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_all(request(), target_request(target))
+    assert info.value.http_status == HTTPStatus.BAD_REQUEST
+    assert "target" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"",
+        b" ",
+        b"a, b",
+        b"a,b",
+        b"a b",
+        b":80",
+        b"h:99999",
+        b"h:65536",
+        b"h:-1",
+        b"h:+80",
+        b"h:x",
+        b"h:80:80",
+        b"h:" + b"9" * 5000,
+        b"[::1",
+        b"[::1]x",
+        b"[::1]:x",
+        b"[zz::1]",
+        b"[1.2.3.4]",
+        b"[fe80::1%25eth0]",
+        b"[fe80::1%eth0]",
+        b"::1",
+        b"h/x",
+        b"h?x",
+        b"h#x",
+        b"user@h",
+        b"h\\x",
+        b"h%zz",
+        b"caf\xe9",
+    ],
+)
+def test_parse_request_refuses_host(host: bytes) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_all(request(), target_request(b"/", host))
+    assert info.value.http_status == HTTPStatus.BAD_REQUEST
+    assert "Host" in str(info.value)
+
+
+def test_parse_request_refuses_two_hosts() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n"
+    with pytest.raises(InvalidMessage, match="more than one Host"):
+        parse_all(request(), data)
+
+
+#: Valid targets and Host values: (target, Host, path, Host after parsing).
+VALID_TARGETS = [
+    (b"/", b"h", "/", "h"),
+    (b"/chat?room=1&x=%20", b"h", "/chat?room=1&x=%20", "h"),
+    (b"//a//b/?", b"h", "//a//b/?", "h"),
+    (b"/:@!$&'()*+,;=-._~?/?:@", b"h", "/:@!$&'()*+,;=-._~?/?:@", "h"),
+    # RFC 9112 §3.2.2: the path and query of an absolute-form target, and its
+    # authority as Host.
+    (b"http://h/x?q", b"h", "/x?q", "h"),
+    (b"HTTP://H/x", b"h", "/x", "H"),
+    (b"ws://h:80", b"h", "/", "h:80"),
+    (b"ws://h?q", b"h:80", "/?q", "h"),
+    (b"wss://h/x", b"h:443", "/x", "h"),
+    (b"https://h:443/", b"h", "/", "h:443"),
+    (b"http://[::1]:8080/x", b"[::1]:8080", "/x", "[::1]:8080"),
+    (b"http://h:/x", b"h", "/x", "h:"),
+    # Host values that are uri-host [":" port] (RFC 3986 §3.2.2).
+    *(
+        (b"/", host, "/", host.decode())
+        for host in [
+            b"H:80",
+            b"h:",
+            b"h:0080",
+            b"127.0.0.1:8080",
+            b"999.1.1.1",
+            b"[::1]",
+            b"[::ffff:1.2.3.4]:80",
+            b"[v1.x]",
+            b"my_host.example.",
+            b"a%2Eb",
+            b"a-b~c!$&'()*+;=",
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "by_byte"])
+def test_parse_request_accepts_valid_targets_and_hosts(whole: bool) -> None:
+    """Each valid request parses, with its target in origin-form; the head is kept as
+    received."""
+    for target, host, path, new_host in VALID_TARGETS:
+        data = target_request(target, host)
+        if whole:
+            parsed = parse_all(request(), data)
+        else:
+            parsed = parse_pieces(request(), chop(data, range(len(data))))
+        assert (parsed.path, parsed.headers.get_all("Host")) == (path, [new_host]), target
+        assert parsed.head == data
+        assert parsed.serialize().startswith(f"GET {path} HTTP/1.1\r\n".encode())
+
+
+def test_parse_request_refuses_target_byte_by_byte() -> None:
+    """The slow path, line by line, applies the same rules."""
+    data = target_request(b"*")
+    with pytest.raises(InvalidMessage):
+        parse_pieces(request(), chop(data, range(len(data))))
+
+
+def test_parse_request_absolute_form_without_host() -> None:
+    """Host stays missing, for the handshake to refuse (RFC 9112 §3.2); the target's
+    authority is still checked."""
+    parsed = parse_all(request(), target_request(b"ws://h/x", None))
+    assert (parsed.path, parsed.headers.get_all("Host")) == ("/x", [])
+    with pytest.raises(InvalidMessage):
+        parse_all(request(), target_request(b"ws://h:99999/x", None))
+
+
+def test_header_value_with_lone_surrogate_is_refused() -> None:
+    with pytest.raises(InvalidArgument):
+        Headers({"User-Agent": "x\ud800"})
+
+
+# -- Interim answers (RFC 9110 §15.2) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 102\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\nLink: </b>\r\n\r\n",
+        b"HTTP/1.1 100\r\n\r\nHTTP/1.0 199 x\r\n\r\nHTTP/1.1 103 \r\nA: b\r\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("connect", [False, True])
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "by_byte"])
+def test_parse_response_skips_interim_answers(interim: bytes, connect: bool, whole: bool) -> None:
+    final = b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n" if connect else RESPONSE
+    data = interim + final + b"after"
+    reader = StreamReader()
+    parser = parse_response(reader, connect=connect)
+    next(parser)
+    resp = None
+    for piece in [data] if whole else chop(data, range(len(data))):
+        reader.feed_data(piece)
+        if resp is None:
+            try:
+                parser.send(None)
+            except StopIteration as exc:
+                resp = exc.value
+    assert resp is not None
+    assert resp.head == final
+    assert resp.status_code == (200 if connect else 101)
+    assert bytes(reader.buffer) == b"after"
+
+
+@pytest.mark.parametrize("connect", [False, True])
+def test_parse_response_101_is_final(connect: bool) -> None:
+    data = b"HTTP/1.1 100\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"
+    resp = parse_all(response(connect=connect), data)
+    assert resp.status_code == 101
+    assert resp.head == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+
+
+def test_parse_response_interim_before_refusal_keeps_the_final_one() -> None:
+    data = b"HTTP/1.1 100 Continue\r\nA: 1\r\n\r\nHTTP/1.1 403 No\r\nContent-Length: 2\r\n\r\nno"
+    resp = parse_all(response(), data)
+    assert (resp.status_code, resp.reason_phrase, resp.headers.items(), resp.body) == (
+        403,
+        "No",
+        [("Content-Length", "2")],
+        b"no",
+    )
+
+
+@pytest.mark.parametrize(
+    ("heads", "fields", "final_fields", "ok"),
+    [
+        # Each interim answer takes one field of the budget, plus its own fields.
+        (10, 0, 118, True),
+        (10, 0, 119, False),
+        (5, 2, 113, True),
+        (5, 2, 114, False),
+        (1, 126, 1, True),
+        (1, 127, 1, False),
+        (1, 128, 0, False),
+        (11, 0, 0, False),
+    ],
+)
+@pytest.mark.parametrize("connect", [False, True])
+def test_parse_response_interim_answers_count_against_max_headers(
+    heads: int, fields: int, final_fields: int, ok: bool, connect: bool
+) -> None:
+    interim = b"HTTP/1.1 103 Early Hints\r\n" + b"Link: </a>\r\n" * fields + b"\r\n"
+    final = b"HTTP/1.1 101\r\n" + b"A: b\r\n" * final_fields + b"\r\n"
+    parser = response(max_headers=10 if heads == 11 else 128, connect=connect)
+    data = interim * heads + final
+    if ok:
+        assert len(parse_all(parser, data).headers) == final_fields
+    else:
+        with pytest.raises(SecurityError, match="header fields"):
+            parse_all(parser, data)
+
+
+def test_parse_response_endless_interim_answers_stop_at_the_bound() -> None:
+    """Whatever follows, a server can't make the client read more than max_headers
+    interim heads: the parser fails before it is fed the rest."""
+    reader = StreamReader()
+    parser = parse_response(reader, max_headers=128)
+    next(parser)
+    fed = 0
+    with pytest.raises(SecurityError):
+        for _ in range(1000):
+            reader.feed_data(b"HTTP/1.1 100 Continue\r\n\r\n")
+            fed += 1
+            parser.send(None)
+    assert fed == 129
