@@ -161,7 +161,9 @@ class InvalidProxy(WebSocketError):
         super().__init__(proxy, msg)
 
     def __str__(self) -> str:
-        return f"{self.proxy} isn't a valid proxy: {self.msg}"
+        # Quoted when it holds control characters or lone surrogates, as for InvalidURI.
+        proxy = self.proxy if self.proxy.isprintable() else repr(self.proxy)
+        return f"{proxy} isn't a valid proxy: {self.msg}"
 
 
 class InvalidHandshake(WebSocketError):

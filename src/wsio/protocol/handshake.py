@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import TypeAlias
 
 from ..exceptions import (
+    InvalidArgument,
     InvalidHandshake,
     InvalidHeader,
     InvalidHeaderValue,
@@ -144,7 +145,14 @@ def build_request(
     user_agent: str | None = None,
     extensions: Sequence[ClientExtensionFactory] = (),
 ) -> Request:
-    """The client's opening handshake request (§4.1)."""
+    """The client's opening handshake request (§4.1).
+
+    :raises InvalidArgument: a subprotocol that isn't a token (§4.1 item 10), or a
+        header value that can't be sent.
+    """
+    for protocol in subprotocols or ():
+        if not _TOKEN.fullmatch(protocol):
+            raise InvalidArgument(f"subprotocol isn't a token: {protocol!r}")
     headers = Headers()
     headers["Host"] = uri.host_header
     headers["Upgrade"] = "websocket"

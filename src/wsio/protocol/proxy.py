@@ -12,7 +12,6 @@ import dataclasses
 import ipaddress
 import os
 import struct
-import urllib.parse
 from collections.abc import Generator, Mapping
 
 from .. import defaults
@@ -26,7 +25,7 @@ from ..exceptions import (
 from .auth import basic_authorization
 from .http11 import parse_response
 from .streams import StreamReader
-from .uri import WebSocketURI
+from .uri import WebSocketURI, check_text, parse_host_port, split_uri, split_user_info
 
 __all__ = ["Proxy", "ProxyTunnel", "parse_proxy", "proxy_from_environment"]
 
@@ -59,27 +58,26 @@ def parse_proxy(proxy: str) -> Proxy:
 
     :raises InvalidProxy: another scheme, no host, a path, or a ``:`` in the username.
     """
-    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    scheme = parsed.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise InvalidProxy(proxy, f"scheme {parsed.scheme or '(none)'} isn't supported")
-    if parsed.hostname is None:
-        raise InvalidProxy(proxy, "hostname isn't provided")
-    if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
-        raise InvalidProxy(proxy, "a proxy URI has no path, query or fragment")
     try:
-        port = parsed.port or _DEFAULT_PORTS[scheme]
+        check_text(proxy)
     except ValueError as exc:
-        raise InvalidProxy(proxy, "port isn't a number between 0 and 65535") from exc
-    user_info = None
-    if parsed.username is not None:
-        user_info = (
-            urllib.parse.unquote(parsed.username),
-            urllib.parse.unquote(parsed.password or ""),
-        )
-        if ":" in user_info[0]:
-            raise InvalidProxy(proxy, "a username can't contain ':'")
-    return Proxy(scheme, parsed.hostname, port, user_info)
+        raise InvalidProxy(proxy, str(exc)) from None
+    parts = split_uri(proxy if "://" in proxy else f"http://{proxy}")
+    if parts is None or parts[0].lower() not in _DEFAULT_PORTS:
+        scheme = parts[0] if parts is not None else proxy.partition(":")[0]
+        raise InvalidProxy(proxy, f"scheme {scheme or '(none)'} isn't supported")
+    scheme, authority, path, query, fragment = parts
+    scheme = scheme.lower()
+    if path not in ("", "/") or query is not None or fragment is not None:
+        raise InvalidProxy(proxy, "a proxy URI has no path, query or fragment")
+    user_info, host_port = split_user_info(authority)
+    try:
+        host, port = parse_host_port(host_port)
+    except ValueError as exc:
+        raise InvalidProxy(proxy, str(exc)) from None
+    if user_info is not None and ":" in user_info[0]:
+        raise InvalidProxy(proxy, "a username can't contain ':'")
+    return Proxy(scheme, host, port or _DEFAULT_PORTS[scheme], user_info)
 
 
 def proxy_from_environment(

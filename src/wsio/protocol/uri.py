@@ -12,11 +12,14 @@ from ..exceptions import InvalidURI, SecurityError
 
 __all__ = [
     "WebSocketURI",
+    "check_text",
+    "parse_host_port",
     "parse_uri",
     "resolve_redirect",
     "same_origin",
     "split_authority",
     "split_uri",
+    "split_user_info",
 ]
 
 
@@ -127,12 +130,10 @@ def parse_uri(uri: str) -> WebSocketURI:
     :raises InvalidURI: not a ``ws``/``wss`` URI, a control character or lone surrogate,
         an invalid host or port, an invalid percent-encoding, or a fragment.
     """
-    if _CONTROL.search(uri):
-        raise InvalidURI(uri, "control character in URI")
     try:
-        uri.encode()
-    except UnicodeEncodeError:
-        raise InvalidURI(uri, "lone surrogate in URI") from None
+        check_text(uri)
+    except ValueError as exc:
+        raise InvalidURI(uri, str(exc)) from None
     parts = split_uri(uri)
     if parts is None or parts[0].lower() not in ("ws", "wss"):
         scheme = uri.partition(":")[0].lower()
@@ -143,54 +144,77 @@ def parse_uri(uri: str) -> WebSocketURI:
     # §3: "Fragment identifiers are meaningless in the context of WebSocket URIs".
     if fragment is not None:
         raise InvalidURI(uri, "fragment identifier is meaningless")
-    raw_user_info, at, host_port = authority.rpartition("@")
-    host, port = _host_port(uri, host_port)
+    user_info, host_port = split_user_info(authority)
+    try:
+        host, port = parse_host_port(host_port)
+    except ValueError as exc:
+        raise InvalidURI(uri, str(exc)) from None
     secure = scheme.lower() == "wss"
     if port is None:
         port = 443 if secure else 80
-    elif port == 0:
-        raise InvalidURI(uri, "port 0 can't be connected to")
     resource_name = path or "/"
     if query is not None:
         resource_name += "?" + query
     if _BAD_PERCENT.search(resource_name):
         raise InvalidURI(uri, "invalid percent-encoding in path or query")
     resource_name = urllib.parse.quote(resource_name, safe=_PATH_SAFE)
-    user_info = None
-    if at:
-        username, _, password = raw_user_info.partition(":")
-        user_info = (urllib.parse.unquote(username), urllib.parse.unquote(password))
     return WebSocketURI(secure, host, port, resource_name, user_info)
 
 
-def _host_port(uri: str, host_port: str) -> tuple[str, int | None]:
-    """The host, as a name to resolve or an address, and the port of ``uri``.
+def check_text(uri: str) -> None:
+    """Refuse what no URI may hold, whatever its scheme: control characters (RFC 3986
+    §2) and lone surrogates, which have no encoding.
 
-    :raises InvalidURI: the host or port is invalid.
+    :raises ValueError: the reason.
+    """
+    if _CONTROL.search(uri):
+        raise ValueError("control character in URI")
+    try:
+        uri.encode()
+    except UnicodeEncodeError:
+        raise ValueError("lone surrogate in URI") from None
+
+
+def split_user_info(authority: str) -> tuple[tuple[str, str] | None, str]:
+    """The credentials of ``userinfo@host:port``, percent-decoded (``None`` without
+    ``@``), and ``host:port``."""
+    raw_user_info, at, host_port = authority.rpartition("@")
+    if not at:
+        return None, host_port
+    username, _, password = raw_user_info.partition(":")
+    return (urllib.parse.unquote(username), urllib.parse.unquote(password)), host_port
+
+
+def parse_host_port(host_port: str) -> tuple[str, int | None]:
+    """The host to connect to, as a name to resolve (ASCII, IDNA for an internationalized
+    one) or an address (an IPv6 one without brackets), and the port (``None``: the
+    scheme's default) of ``host [":" port]`` in a URI.
+
+    :raises ValueError: the host or port is invalid, or the port is 0, which can't be
+        connected to; the message says why.
     """
     if not host_port or host_port.startswith(":"):
-        raise InvalidURI(uri, "hostname isn't provided")
+        raise ValueError("hostname isn't provided")
     if not host_port.isascii():
         # An IP literal and a port are ASCII: only a name can be internationalized.
         name, colon, port_text = host_port.partition(":")
         try:
             host_port = name.encode("idna").decode() + colon + port_text
         except UnicodeError:
-            raise InvalidURI(uri, "invalid internationalized domain name") from None
-    try:
-        host, port = split_authority(host_port)
-    except ValueError as exc:
-        raise InvalidURI(uri, str(exc)) from None
+            raise ValueError("invalid internationalized domain name") from None
+    host, port = split_authority(host_port)
+    if port == 0:
+        raise ValueError("port 0 can't be connected to")
     if host.startswith("["):
         if _IP_FUTURE.fullmatch(host[1:-1]):
-            raise InvalidURI(uri, "IPvFuture addresses aren't supported")
+            raise ValueError("IPvFuture addresses aren't supported")
         return host[1:-1].lower(), port
     try:
         # What the resolver will be given, so that it fails here rather than there:
         # empty labels (a..b) and labels over 63 characters.
         host.encode("idna")
     except UnicodeError:
-        raise InvalidURI(uri, "invalid domain name") from None
+        raise ValueError("invalid domain name") from None
     return host.lower(), port
 
 
