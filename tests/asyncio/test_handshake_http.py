@@ -355,3 +355,63 @@ async def test_bad_uri_raises_invalid_uri(uri: str) -> None:
     # A short message that prints whatever the URI holds.
     message = str(info.value)
     assert message.isprintable() and len(message) < 200 + len(uri)
+
+
+# -- Other arguments -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"subprotocols": ["a b"]},
+        {"subprotocols": ["chat, superchat"]},
+        {"subprotocols": ["chat", ""]},
+        {"subprotocols": ["\ud800"]},
+        {"additional_headers": {"X-Token": "a\ud800"}},
+        {"user_agent_header": "\udfff"},
+        {"origin": "http://\ud800.example"},
+    ],
+)
+async def test_bad_argument_raises_invalid_argument(kwargs: dict[str, Any]) -> None:
+    """Nothing that can't be sent as it is goes out: no request line reaches the server."""
+    received: list[bytes] = []
+
+    async def script(conn: ServerConn) -> None:
+        await conn.wait_eof(STEP)
+        received.append(bytes(conn.parser.buffer))
+
+    async with RawServer(script) as srv:
+        with pytest.raises(wsio.InvalidArgument):
+            await asyncio.wait_for(wsio.connect(srv.url, proxy=None, **kwargs), STEP)
+    assert received == [b""]
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "http://[::1",
+        "http://[zz]:3128",
+        "http://a..b:3128",
+        "http://a b:3128",
+        "http://h:3128\x00",
+        "socks5://\ud800",
+        "http://h:0",
+    ],
+)
+@pytest.mark.parametrize("source", ["argument", "environment"])
+async def test_bad_proxy_raises_invalid_proxy(
+    proxy: str, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if source == "environment":
+        if "\x00" in proxy or "\ud800" in proxy:
+            proxy = proxy.replace("\x00", "\x01").replace("\ud800", "\x7f")
+        monkeypatch.setenv("http_proxy", proxy)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        kwargs: dict[str, Any] = {}
+    else:
+        kwargs = {"proxy": proxy}
+    with pytest.raises(wsio.InvalidProxy) as info:
+        await asyncio.wait_for(wsio.connect("ws://server.example/", **kwargs), STEP)
+    assert info.value.proxy == proxy
+    assert str(info.value).isprintable()
