@@ -9,6 +9,7 @@ from http import HTTPStatus
 import pytest
 
 from wsio.exceptions import (
+    InvalidArgument,
     InvalidHandshake,
     InvalidHeader,
     InvalidHeaderFormat,
@@ -190,6 +191,13 @@ def test_build_request_additional_headers_override_defaults() -> None:
 def test_build_request_empty_subprotocols() -> None:
     req = build_request(parse_uri("ws://a/"), RFC_KEY, subprotocols=[])
     assert "Sec-WebSocket-Protocol" not in req.headers
+
+
+@pytest.mark.parametrize("protocol", ["a b", "chat,x", "", "a/b", "caf\u00e9", "\ud800", "x\r\n"])
+def test_build_request_subprotocol_not_a_token(protocol: str) -> None:
+    """§4.1 item 10: each subprotocol offered is a token."""
+    with pytest.raises(InvalidArgument, match="subprotocol"):
+        build_request(parse_uri("ws://a/"), RFC_KEY, subprotocols=["chat", protocol])
 
 
 def test_build_request_passes_check_request() -> None:

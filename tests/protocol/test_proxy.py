@@ -676,3 +676,38 @@ def test_no_proxy_applies_to_all_proxy() -> None:
     environ = {"all_proxy": "socks5://c", "no_proxy": "example.com"}
     assert proxy_from_environment(WS, environ) is None
     assert proxy_from_environment(WSS, environ) is None
+
+
+@pytest.mark.parametrize(
+    ("proxy", "message"),
+    [
+        ("http://[::1", "unterminated IPv6 address"),
+        ("http://[zz]:3128", "invalid IPv6 address"),
+        ("http://a..b:3128", "invalid domain name"),
+        ("http://bü..cher:3128", "internationalized domain name"),
+        ("http://a b:3128", "invalid host"),
+        ("http://a,b:3128", "invalid host"),
+        ("http://h:3128\x00", "control character"),
+        ("socks5://\ud800", "lone surrogate"),
+        ("http://h:0", "port 0"),
+        ("http://:3128", "hostname"),
+    ],
+)
+def test_parse_proxy_invalid_host_or_port(proxy: str, message: str) -> None:
+    """The host and port rules of WebSocket URIs; never ValueError or UnicodeError."""
+    with pytest.raises(InvalidProxy) as info:
+        parse_proxy(proxy)
+    assert message in info.value.msg
+    assert str(info.value).isprintable()
+
+
+def test_parse_proxy_hosts() -> None:
+    """Names in ASCII (IDNA when internationalized), lowercase; addresses unbracketed."""
+    for proxy, expected in [
+        ("http://Proxy.Example:3128", Proxy("http", "proxy.example", 3128)),
+        ("http://bücher.example:3128", Proxy("http", "xn--bcher-kva.example", 3128)),
+        ("socks5h://[::1]", Proxy("socks5h", "::1", 1080)),
+        ("proxy:3128", Proxy("http", "proxy", 3128)),
+        ("http://u:p%40@proxy:", Proxy("http", "proxy", 80, ("u", "p@"))),
+    ]:
+        assert parse_proxy(proxy) == expected, proxy
