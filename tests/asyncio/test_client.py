@@ -301,12 +301,37 @@ async def test_origin_none_allows_missing_header(echo_server: EchoServerFactory)
         "ws://127.0.0.1:99999/",
         "ws://127.0.0.1:port/",
         "",
+        # Each with a reason of its own, never ValueError or UnicodeError.
+        "ws://[::1/",
+        "ws://[::1]x/",
+        "ws://[zz]/",
+        "ws://[fe80::1%25eth0]/",
+        "ws://a..b/",
+        "ws://" + "a" * 64 + ".example/",
+        "ws://.example/",
+        "ws://bü..cher/",
+        "ws://h:0/",
+        "ws://a,b/",
+        "ws://a b/",
+        "ws://h\\x/",
+        "ws://h\x00/",
+        "ws://h/\x7f",
+        "ws://h/\r\nX: y",
+        "ws://h\t/",
+        "ws://h/\ud800",
+        "ws://\udfff/",
+        "ws://user:\ud800@h/",
+        "ws://h/100%",
+        "ws://h/%zz",
+        "ws://h/#",
     ],
 )
 async def test_invalid_uri(uri: str) -> None:
     with pytest.raises(wsio.InvalidURI) as excinfo:
         await wsio.connect(uri)
     assert excinfo.value.uri == uri
+    # A short message that prints whatever the URI holds.
+    assert str(excinfo.value).isprintable()
     with pytest.raises(wsio.InvalidURI):
         async with wsio.connect(uri):
             pytest.fail("connected with an invalid URI")  # pragma: no cover
