@@ -277,3 +277,222 @@ async def test_handler_ending_on_a_peer_violation_logs_no_traceback(
     lines = [r.getMessage() for r in caplog.records if r.name == "wsio.server"]
     assert any(line.startswith("connection closed during handler: ") for line in lines), lines
     assert_quiet(caplog)
+
+
+# -- Hooks: the application's bugs -----------------------------------------------------------
+
+
+class Boom(BaseException):
+    """A BaseException of the application's own, neither an exit nor a cancellation."""
+
+
+async def resolved(value: Any) -> Any:
+    await asyncio.sleep(0)
+    return value
+
+
+def future_of(value: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(future.set_result, value)
+    return future
+
+
+async def answer_to_raw_client(server: Any) -> tuple[int, bool]:
+    """A raw client's handshake with ``server``: the status, and whether EOF followed."""
+    port = server.sockets[0].getsockname()[1]
+    async with await RawClient.open("127.0.0.1", port) as client:
+        response = await client.handshake(timeout=T)
+        return response.status_code, await client.wait_eof(T)
+
+
+TUPLE = (101, [("X-Old-Style", "yes")], b"")
+
+WRONG_ANSWERS = {
+    "process_response-tuple": ("process_response", lambda *_: TUPLE, "(101, [("),
+    "process_response-str": ("process_response", lambda *_: "nope", "'nope'"),
+    "process_response-async-tuple": ("process_response", lambda *_: resolved(TUPLE), "(101"),
+    "process_response-future-str": ("process_response", lambda *_: future_of("x"), "'x'"),
+    "process_request-tuple": ("process_request", lambda *_: (200, [], b"ok"), "(200, [], b'ok')"),
+    "process_request-async-str": ("process_request", lambda *_: resolved("ok"), "'ok'"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_ANSWERS)
+async def test_hook_returning_the_wrong_type_is_answered_500(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hook, function, shown = WRONG_ANSWERS[case]
+    caplog.set_level(logging.DEBUG)
+    server = await wsio.serve(lambda ws: ws.close(), "127.0.0.1", 0, **{hook: function})
+    try:
+        assert await answer_to_raw_client(server) == (500, True)
+        await until(lambda: not server.connections)
+    finally:
+        await close_server(server)
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failed) == 1, failed
+    assert f"{hook} returned {shown}" in failed[0], failed[0]
+    assert "not a Response or None" in failed[0], failed[0]
+
+
+class EqualsAnything:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
+async def select_coroutine(connection: Any, offered: Any) -> str:
+    return "chat"
+
+
+def select_raising(connection: Any, offered: Any) -> str:
+    raise Boom("select_subprotocol bug")
+
+
+SELECT_CASES = {
+    "equals-anything": lambda connection, offered: EqualsAnything(),
+    "bytes": lambda connection, offered: b"chat",
+    "coroutine": select_coroutine,
+    "base-exception": select_raising,
+}
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("hooks", [False, True], ids=["no-hooks", "with-hooks"])
+@pytest.mark.parametrize("case", SELECT_CASES)
+async def test_select_subprotocol_bug_is_answered_500(
+    case: str, hooks: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    kwargs: dict[str, Any] = {"select_subprotocol": SELECT_CASES[case]}
+    if hooks:  # the request is then answered from a task, not from the read callback
+        kwargs["process_request"] = lambda connection, request: None
+    server = await wsio.serve(lambda ws: ws.close(), "127.0.0.1", 0, open_timeout=T, **kwargs)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with await RawClient.open("127.0.0.1", port) as client:
+            response = await client.handshake(headers={"Sec-WebSocket-Protocol": "chat"})
+            assert response.status_code == 500
+            assert await client.wait_eof(T)
+        await until(lambda: not server.connections)
+    finally:
+        await close_server(server)
+    gc.collect()  # a coroutine never awaited warns when collected
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failed) == 1, failed
+    assert failed[0].startswith("opening handshake failed in a hook: "), failed[0]
+    if case != "base-exception":
+        # What it returned is in the message itself, not only in a traceback.
+        assert "select_subprotocol returned " in failed[0], failed[0]
+
+
+def unserializable(connection: Any, request: Any, response: wsio.Response) -> wsio.Response:
+    return wsio.Response(101, "Switching Protocols", response.headers, "a str body")  # type: ignore[arg-type]
+
+
+def raising_boom(*args: Any) -> None:
+    raise Boom("hook bug")
+
+
+BROKEN_HOOKS = {
+    "process_request-base-exception": ("process_request", raising_boom),
+    "process_response-base-exception": ("process_response", raising_boom),
+    "process_response-unserializable": ("process_response", unserializable),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_HOOKS)
+async def test_broken_hook_is_answered_500(case: str, caplog: pytest.LogCaptureFixture) -> None:
+    hook, function = BROKEN_HOOKS[case]
+    caplog.set_level(logging.DEBUG)
+    server = await wsio.serve(lambda ws: ws.close(), "127.0.0.1", 0, **{hook: function})
+    try:
+        assert await answer_to_raw_client(server) == (500, True)
+        await until(lambda: not server.connections)
+    finally:
+        await close_server(server)
+    assert_quiet(caplog, errors=1)
+
+
+async def test_handler_raising_a_base_exception_closes_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def handler(ws: Any) -> None:
+        raise Boom("handler bug")
+
+    server = await wsio.serve(handler, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with await RawClient.open("127.0.0.1", port) as client:
+            assert (await client.handshake(timeout=T)).status_code == 101
+            frames = await client.recv_frames_until_close(T)
+            assert frames[-1].close_code == 1011
+            await client.send_close(1011)
+            assert await client.wait_eof(T)
+        await until(lambda: not server.connections)
+    finally:
+        await close_server(server)
+    failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in failed] == ["connection handler failed"]
+    assert failed[0].exc_info is not None and isinstance(failed[0].exc_info[1], Boom)
+
+
+async def never(*args: Any) -> None:
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("hook", ["process_request", "process_response"])
+async def test_hook_that_never_returns_ends_at_open_timeout(
+    hook: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await wsio.serve(
+        lambda ws: ws.close(), "127.0.0.1", 0, open_timeout=0.5, **{hook: never}
+    )
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with await RawClient.open("127.0.0.1", port) as client:
+            await client.send(
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            assert await client.wait_eof(T)
+            assert client.received == b""
+        await until(lambda: not server.connections)
+    finally:
+        await close_server(server)
+    assert_quiet(caplog)
+
+
+@pytest.mark.parametrize("hook", ["process_request", "process_response"])
+async def test_hook_that_never_returns_does_not_hold_the_shutdown(
+    hook: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    called = asyncio.Event()
+
+    async def waits_forever(*args: Any) -> None:
+        called.set()
+        await never()
+
+    server = await wsio.serve(
+        lambda ws: ws.close(), "127.0.0.1", 0, open_timeout=None, **{hook: waits_forever}
+    )
+    port = server.sockets[0].getsockname()[1]
+    async with await RawClient.open("127.0.0.1", port) as client:
+        handshake = asyncio.ensure_future(client.handshake(timeout=T))
+        try:
+            async with asyncio.timeout(T):
+                await called.wait()
+            server.close()
+            response = await asyncio.wait_for(handshake, T)
+        finally:
+            handshake.cancel()
+        assert response.status_code == 503
+        assert await client.wait_eof(T)
+    await close_server(server)
+    assert_quiet(caplog)
