@@ -496,3 +496,54 @@ async def test_hook_that_never_returns_does_not_hold_the_shutdown(
         assert await client.wait_eof(T)
     await close_server(server)
     assert_quiet(caplog)
+
+
+@pytest.mark.parametrize("hook", ["process_request", "process_response"])
+async def test_hook_is_cancelled_when_the_client_leaves(
+    hook: str,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hook still running when the connection is lost ends with it, even one that would
+    never return (no open_timeout to bound it). Reading pauses while a hook awaits, but
+    the loop's TLS reads on below it: it sees the reset."""
+    caplog.set_level(logging.DEBUG)
+    called = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def waits_forever(*args: Any) -> None:
+        called.set()
+        try:
+            await never()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    server = await wsio.serve(
+        lambda ws: ws.close(),
+        "127.0.0.1",
+        0,
+        ssl=server_ssl_context,
+        open_timeout=None,
+        **{hook: waits_forever},
+    )
+    try:
+        port = server.sockets[0].getsockname()[1]
+        client = await RawClient.open(
+            "127.0.0.1", port, ssl=client_ssl_context, server_hostname="localhost"
+        )
+        handshake = asyncio.ensure_future(client.handshake(timeout=T))
+        try:
+            async with asyncio.timeout(T):
+                await called.wait()
+            client.reset_connection()
+            async with asyncio.timeout(T):
+                await cancelled.wait()
+        finally:
+            handshake.cancel()
+            client.abort()
+        await until(lambda: not server.connections)
+    finally:
+        await close_server(server)
+    assert_quiet(caplog)

@@ -96,6 +96,10 @@ class ServerConnection(Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         try:
             super().connection_lost(exc)
+            if self._handler_task is not None and self.protocol.response is None:
+                # A hook is still running, and nobody is left to answer: without this,
+                # one that never returns would outlive the connection and its timeout.
+                self._handler_task.cancel()
         finally:
             # Whatever happened, a closed connection mustn't hold the server's shutdown.
             self.server._connections.discard(self)
