@@ -196,36 +196,14 @@ def long_grace(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("long_grace")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 @pytest.mark.parametrize(("role", "tls", "fault", "released_by"), FAULT_CASES)
-async def test_violation_then_peer_gone(
+def test_violation_then_peer_gone(
     role: str,
     tls: str,
     fault: str,
     released_by: str,
-    server_ssl_context: ssl.SSLContext,
-    client_ssl_context: ssl.SSLContext,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    secure = tls == "tls"
-    result = await violation_then_peer_gone(
-        role,
-        fault,
-        released_by,
-        server_ssl_context if secure else None,
-        client_ssl_context if secure else None,
-    )
-    check_violation_outcome(result)
-    assert_quiet(caplog)
-
-
-@pytest.mark.usefixtures("long_grace")
-@pytest.mark.parametrize(("role", "tls", "fault", "released_by"), FAULT_CASES)
-def test_violation_then_peer_gone_on_uvloop(
-    role: str,
-    tls: str,
-    fault: str,
-    released_by: str,
+    loop: str,
     server_ssl_context: ssl.SSLContext,
     client_ssl_context: ssl.SSLContext,
     caplog: pytest.LogCaptureFixture,
@@ -234,7 +212,7 @@ def test_violation_then_peer_gone_on_uvloop(
     secure = tls == "tls"
 
     async def main() -> tuple[list[Any], BaseException | None]:
-        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        assert loop in type(asyncio.get_running_loop()).__module__
         async with asyncio.timeout(3 * T):
             return await violation_then_peer_gone(
                 role,
@@ -244,7 +222,7 @@ def test_violation_then_peer_gone_on_uvloop(
                 client_ssl_context if secure else None,
             )
 
-    check_violation_outcome(uvloop.run(main()))
+    check_violation_outcome(uvloop.run(main()) if loop == "uvloop" else asyncio.run(main()))
     assert_quiet(caplog)
 
 
@@ -305,6 +283,17 @@ async def answer_to_raw_client(server: Any) -> tuple[int, bool]:
         return response.status_code, await client.wait_eof(T)
 
 
+async def answered_500(hook: str, function: Callable[..., Any]) -> None:
+    """A server with ``function`` as its ``hook`` answers a raw client 500 and hangs up;
+    the connection is gone, and the server closes."""
+    server = await wsio.serve(lambda ws: ws.close(), "127.0.0.1", 0, **{hook: function})
+    try:
+        assert await answer_to_raw_client(server) == (500, True)
+        await until(lambda: not server.connections)
+    finally:
+        await close_server(server)
+
+
 TUPLE = (101, [("X-Old-Style", "yes")], b"")
 
 WRONG_ANSWERS = {
@@ -323,12 +312,7 @@ async def test_hook_returning_the_wrong_type_is_answered_500(
 ) -> None:
     hook, function, shown = WRONG_ANSWERS[case]
     caplog.set_level(logging.DEBUG)
-    server = await wsio.serve(lambda ws: ws.close(), "127.0.0.1", 0, **{hook: function})
-    try:
-        assert await answer_to_raw_client(server) == (500, True)
-        await until(lambda: not server.connections)
-    finally:
-        await close_server(server)
+    await answered_500(hook, function)
     failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(failed) == 1, failed
     assert f"{hook} returned {shown}" in failed[0], failed[0]
@@ -406,12 +390,7 @@ BROKEN_HOOKS = {
 async def test_broken_hook_is_answered_500(case: str, caplog: pytest.LogCaptureFixture) -> None:
     hook, function = BROKEN_HOOKS[case]
     caplog.set_level(logging.DEBUG)
-    server = await wsio.serve(lambda ws: ws.close(), "127.0.0.1", 0, **{hook: function})
-    try:
-        assert await answer_to_raw_client(server) == (500, True)
-        await until(lambda: not server.connections)
-    finally:
-        await close_server(server)
+    await answered_500(hook, function)
     assert_quiet(caplog, errors=1)
 
 
