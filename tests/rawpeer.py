@@ -32,7 +32,7 @@ import struct
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 __all__ = [
     "DEFAULT_MASK",
@@ -494,9 +494,8 @@ class RawConnection:
 
     @property
     def transport(self) -> asyncio.Transport:
-        transport = self.writer.transport
-        assert isinstance(transport, asyncio.Transport)
-        return transport
+        # A cast, not an isinstance check: uvloop's transports don't subclass it.
+        return cast(asyncio.Transport, self.writer.transport)
 
     async def _read_more(self) -> bool:
         """Read one chunk into the parser buffer; ``False`` at EOF. Call under a timeout."""

@@ -460,7 +460,14 @@ class Connection(asyncio.BufferedProtocol):
             elif transport.can_write_eof() and not protocol.stream_ended:
                 # On asyncio's loop the FIN goes now, where close() alone would send it a
                 # turn of the loop later; either way, what is buffered is written first.
-                transport.write_eof()
+                try:
+                    transport.write_eof()
+                except OSError as exc:
+                    # The peer reset the connection and the kernel knows it before the
+                    # loop does: shutdown() fails (ENOTCONN) where the write before it
+                    # went through. Nothing is left to half-close.
+                    self._lose(exc)
+                    continue
                 if protocol.peer_done:
                     # Nothing is left to read: don't wait for the peer's end of the stream.
                     transport.close()
@@ -498,6 +505,13 @@ class Connection(asyncio.BufferedProtocol):
     def _abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def _lose(self, exc: OSError) -> None:
+        """The transport failed under us: drop the connection, with ``exc`` as its cause
+        unless the connection had failed already."""
+        if self.protocol.failure is None:
+            self.protocol.failure = exc
+        self._abort()
 
     def _process_events(self) -> None:
         """Dispatch what the core parsed, then write what it queued."""
@@ -641,32 +655,35 @@ class Connection(asyncio.BufferedProtocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and self.protocol.failure is None:
-            self.protocol.failure = exc
-        if self.protocol.failure is not None:
-            # A peer's mistake is no bug of ours: one line at debug level, no traceback.
-            self.logger.debug("connection failed: %s", self.protocol.failure)
-        self.protocol.receive_eof()
-        self.protocol.data_to_send()  # nowhere to write them anymore
-        self._process_events()
-        for timer in (self._close_timer, self._failure_timer):
-            if timer is not None:
-                timer.cancel()
-        self._close_timer = self._failure_timer = None
-        self._disarm()
-        if not self._handshake_over:
-            self._end_handshake()
-        if self._pong_waiters:
-            close_exc = self.protocol.close_exc
-            for waiter, _ in self._pong_waiters.values():
-                if not waiter.done():
-                    waiter.set_exception(close_exc)
-                    # Nobody may await a keepalive ping's waiter: don't log it as unretrieved.
-                    waiter.exception()
-            self._pong_waiters.clear()
-        self._resume_drain_waiters()
-        if not self._connection_lost.done():
-            self._connection_lost.set_result(None)
+        try:
+            if exc is not None and self.protocol.failure is None:
+                self.protocol.failure = exc
+            if self.protocol.failure is not None:
+                # A peer's mistake is no bug of ours: one line at debug level, no traceback.
+                self.logger.debug("connection failed: %s", self.protocol.failure)
+            self.protocol.receive_eof()
+            self.protocol.data_to_send()  # nowhere to write them anymore
+            self._process_events()
+            for timer in (self._close_timer, self._failure_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._close_timer = self._failure_timer = None
+            self._disarm()
+            if not self._handshake_over:
+                self._end_handshake()
+            if self._pong_waiters:
+                close_exc = self.protocol.close_exc
+                for waiter, _ in self._pong_waiters.values():
+                    if not waiter.done():
+                        waiter.set_exception(close_exc)
+                        # Nobody may await a keepalive ping's waiter: don't log it as unretrieved.
+                        waiter.exception()
+                self._pong_waiters.clear()
+            self._resume_drain_waiters()
+        finally:
+            # Whatever happened, whoever waits for the end of the connection mustn't hang.
+            if not self._connection_lost.done():
+                self._connection_lost.set_result(None)
 
     def pause_writing(self) -> None:
         self._writing_paused = True

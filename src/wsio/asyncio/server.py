@@ -7,6 +7,7 @@ import functools
 import hmac
 import inspect
 import logging
+import reprlib
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -41,6 +42,11 @@ _T = TypeVar("_T")
 
 # The answer to a handshake that comes while the server shuts down.
 _SHUTTING_DOWN = (HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
+
+# What a hook or handler may raise that is no bug of the application: these stop its task
+# (the loop, for the first two) instead of being answered with 500 or closed with 1011.
+_STOPS_LOOP = (KeyboardInterrupt, SystemExit)
+_ENDS_TASK = (*_STOPS_LOOP, GeneratorExit, asyncio.CancelledError)
 
 
 class ServerConnection(Connection):
@@ -88,8 +94,15 @@ class ServerConnection(Connection):
             self._refuse_while_closing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.server._connections.discard(self)
+        try:
+            super().connection_lost(exc)
+            if self._handler_task is not None and self.protocol.response is None:
+                # A hook is still running, and nobody is left to answer: without this,
+                # one that never returns would outlive the connection and its timeout.
+                self._handler_task.cancel()
+        finally:
+            # Whatever happened, a closed connection mustn't hold the server's shutdown.
+            self.server._connections.discard(self)
 
     def _open_timed_out(self) -> None:
         """``open_timeout`` passed before the end of the HTTP upgrade: give up on it."""
@@ -113,9 +126,11 @@ class ServerConnection(Connection):
             assert request is not None
             try:
                 response = self.protocol.accept(request)
-            except Exception:
+            except _STOPS_LOOP:
+                raise
+            except BaseException as exc:
                 # select_subprotocol is the application's and may raise.
-                response = self._answer_failed_hook()
+                response = self._answer_failed_hook(exc)
             self._send_answer(response)
         else:
             self._handler_task = self.loop.create_task(self._run_with_hooks())
@@ -135,9 +150,12 @@ class ServerConnection(Connection):
         try:
             await self._answer_request()
         except BaseException:
-            # Cancelled (open_timeout), or a hook raised CancelledError or another
-            # BaseException: nothing will answer the request now.
-            self._abort()
+            # Cancelled (open_timeout, the server closing), or a hook raised CancelledError,
+            # KeyboardInterrupt or SystemExit: nothing else will answer the request now.
+            if self.server.closing:
+                self._send_answer(self.respond(*_SHUTTING_DOWN))
+            if self.protocol.state is State.CONNECTING:
+                self._abort()
             raise
         response = self.protocol.response
         if response is not None and response.status_code == 101:
@@ -152,18 +170,21 @@ class ServerConnection(Connection):
                 self._start_keepalive()
             try:
                 await self.server.handler(self)
-            except ConnectionClosed:
-                # The peer closed while the handler was sending or receiving: not a bug.
-                self.logger.debug("connection closed during handler", exc_info=True)
-            except Exception:
+            except ConnectionClosed as exc:
+                # The peer closed while the handler was sending or receiving: not a bug,
+                # and often the peer's mistake. One line, no traceback.
+                self.logger.debug("connection closed during handler: %s", exc)
+            except _ENDS_TASK:
+                raise
+            except BaseException:
                 self.logger.error("connection handler failed", exc_info=True)
                 await self.close(1011)
             else:
                 await self.close()
         except BaseException:
-            # Cancelled, or the handler raised CancelledError or another BaseException:
-            # nothing will close the connection now, and the peer mustn't be left waiting
-            # for its own timeouts.
+            # Cancelled, or the handler raised CancelledError, KeyboardInterrupt or
+            # SystemExit: nothing will close the connection now, and the peer mustn't be
+            # left waiting for its own timeouts.
             self._abort()
             raise
 
@@ -207,25 +228,29 @@ class ServerConnection(Connection):
             if server.closing:
                 response = self.respond(*_SHUTTING_DOWN)
             elif server.process_request is not None:
-                response = await self._hook_answer(server.process_request(self, request))
+                response = await self._hook_answer(
+                    "process_request", server.process_request(self, request)
+                )
                 if response is not None:
                     self._answered_by_hook = response.status_code
             if response is None:
                 response = self.protocol.accept(request)
                 if response.status_code == 101 and server.process_response is not None:
                     edited = await self._hook_answer(
-                        server.process_response(self, request, response)
+                        "process_response", server.process_response(self, request, response)
                     )
                     if edited is not None:
                         response = edited
-        except Exception:
-            response = self._answer_failed_hook()
+        except _ENDS_TASK:
+            raise
+        except BaseException as exc:
+            response = self._answer_failed_hook(exc)
         self._send_answer(response)
 
-    def _answer_failed_hook(self) -> Response:
-        """The answer when a hook (or select_subprotocol) raised: 500, and the traceback
-        in the log, since that is a bug of the application."""
-        self.logger.error("opening handshake failed in a hook", exc_info=True)
+    def _answer_failed_hook(self, exc: BaseException) -> Response:
+        """The answer when a hook (or select_subprotocol) raised or returned something
+        unusable: 500, and the error in the log, since that is a bug of the application."""
+        self.logger.error("opening handshake failed in a hook: %s", exc, exc_info=exc)
         return self.respond(
             HTTPStatus.INTERNAL_SERVER_ERROR,
             "Failed to open a WebSocket connection.\nSee server log for more information.\n",
@@ -243,26 +268,48 @@ class ServerConnection(Connection):
             # The server is closing (it may have started while a hook ran): its open
             # connections are being closed already, and this one mustn't open after them.
             response = self.respond(*_SHUTTING_DOWN)
-        self.protocol.send_response(response)
+        try:
+            self.protocol.send_response(response)
+        except Exception as exc:
+            # A hook's Response that can't be serialized (a str body, say). The core
+            # queued nothing of it, and the handshake is still to answer.
+            self.protocol.send_response(self._answer_failed_hook(exc))
         self._process_events()
         if self._hook_awaited and not self._reading_paused and not transport.is_closing():
             transport.resume_reading()
 
-    async def _hook_answer(self, answer: _T | Awaitable[_T]) -> _T:
-        """What a hook returned, awaited if need be.
+    async def _hook_answer(
+        self, hook: str, answer: Response | Awaitable[Response | None] | None
+    ) -> Response | None:
+        """What a hook returned, awaited if need be: a :class:`Response` or ``None``.
 
         While a hook awaits (up to ``open_timeout``), nothing more is read from the client,
         so that it can't make the server buffer without bound; reading resumes once the
         answer is sent. Without a hook that awaits, the answer goes before the loop reads
         again (the task resumes ahead of the next reads): there is nothing to pause for,
         and pausing would cost two system calls per handshake.
+
+        :raises TypeError: the hook returned something else, such as the ``(status,
+            headers, body)`` tuple of other libraries; the request is then answered 500.
         """
-        if not inspect.isawaitable(answer):
+        if inspect.isawaitable(answer):
+            assert self.transport is not None
+            self._hook_awaited = True
+            self.transport.pause_reading()
+            answer = await answer
+        if answer is None or isinstance(answer, Response):
             return answer
-        assert self.transport is not None
-        self._hook_awaited = True
-        self.transport.pause_reading()
-        return await answer
+        raise _wrong_type(hook, answer, "a Response or None")
+
+    def _select_subprotocol(
+        self, select_subprotocol: SelectSubprotocol, offered: Sequence[str]
+    ) -> str | None:
+        """The application's ``select_subprotocol``, held to returning a str or None: the
+        core checks that a str was offered (RFC 6455 §4.2.2)."""
+        chosen = select_subprotocol(self, offered)
+        if chosen is None or isinstance(chosen, str):
+            return chosen
+        raise _wrong_type("select_subprotocol", chosen, "a str or None")
 
 
 class Server:
@@ -322,6 +369,10 @@ class Server:
         for connection in connections:
             if connection.state is State.CONNECTING:
                 connection._refuse_while_closing()
+                if close_connections and connection._handler_task is not None:
+                    # A hook is running: it gets no longer than the connections (its
+                    # task answers 503), even without open_timeout to bound it.
+                    connection._handler_task.cancel()
         if close_connections:
             await asyncio.gather(
                 *(c.close(1001) for c in connections if c.state is State.OPEN),
@@ -452,7 +503,9 @@ class serve(Opener[Server]):
                 write_limit=write_limit,
             )
             if select_subprotocol is not None:
-                protocol.select_subprotocol = functools.partial(select_subprotocol, connection)
+                protocol.select_subprotocol = functools.partial(
+                    connection._select_subprotocol, select_subprotocol
+                )
             return connection
 
         self.server = Server(
@@ -485,6 +538,13 @@ class serve(Opener[Server]):
             **kwargs,
         )
         return server
+
+
+def _wrong_type(hook: str, value: object, expected: str) -> TypeError:
+    """The error for a hook that returned ``value`` instead of ``expected``."""
+    if inspect.iscoroutine(value):
+        value.close()  # never to be awaited: spare the "never awaited" warning
+    return TypeError(f"{hook} returned {reprlib.repr(value)}, not {expected}")
 
 
 async def _maybe_await(value: _T | Awaitable[_T]) -> _T:
