@@ -21,9 +21,11 @@ from ..exceptions import (
     ConnectionClosed,
     InvalidArgument,
     InvalidHandshake,
+    InvalidHeaderValue,
     InvalidStatus,
     WebSocketError,
 )
+from ..protocol.handshake import parse_token_list
 from ..protocol.http11 import Headers
 from .common import (
     UsageError,
@@ -102,6 +104,25 @@ def _header(text: str) -> tuple[str, str]:
     except InvalidArgument as exc:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}: {exc}") from exc
     return field
+
+
+def _origin(text: str) -> str:
+    """``--origin``: a value that the ``Origin`` header can carry."""
+    try:
+        Headers([("Origin", text)])
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
+def _subprotocol(text: str) -> str:
+    """``-p``: one subprotocol name, a token (RFC 6455 §4.1)."""
+    with contextlib.suppress(InvalidHeaderValue):
+        if parse_token_list([text], "Sec-WebSocket-Protocol") == [text]:
+            return text
+    raise argparse.ArgumentTypeError(
+        f"expected a name made of letters, digits and !#$%&'*+-.^_`|~, got {text!r}"
+    )
 
 
 def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> None:
@@ -198,12 +219,13 @@ def _parser() -> argparse.ArgumentParser:
     inspector.add_argument(
         "-p",
         "--subprotocol",
+        type=_subprotocol,
         action="append",
         default=[],
         metavar="NAME",
         help="subprotocol to offer (repeatable)",
     )
-    inspector.add_argument("--origin", help="value of the Origin header")
+    inspector.add_argument("--origin", type=_origin, help="value of the Origin header")
     _add_client_tls(inspector)
     _add_timeout(inspector, "for the whole handshake")
     inspector.add_argument("--json", action="store_true", help="print one JSON object")
