@@ -439,6 +439,11 @@ HEADER = "expected 'Name: value', got 'Bad Name: x': invalid header name: 'Bad N
             ["connect", "ws://127.0.0.1:1/", "--wait", "-1"],
             "argument --wait: expected a number of seconds, 0 or more, got '-1'",
         ),
+        (
+            ["probe", "ws://127.0.0.1:1/", "--origin", "a\r\nX-Injected: 1"],
+            "argument --origin: invalid value for header Origin: 'a\\r\\nX-Injected: 1'",
+        ),
+        (["probe", "ws://127.0.0.1:1/", "-p", "a b"], "argument -p/--subprotocol: expected"),
         (["connect", "ws://[::1/"], "wsio: ws://[::1/ isn't a valid URI: "),
         (["probe", "ws://[zz]/"], "wsio: ws://[zz]/ isn't a valid URI: "),
         (["connect", "ws://ex..ample/"], "wsio: ws://ex..ample/ isn't a valid URI: "),
