@@ -8,11 +8,14 @@ import asyncio
 import contextlib
 import re
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 import wsio
 from wsio.cli.demo import ChatRoom, demo_server, load_page
@@ -262,6 +265,25 @@ async def test_echo_text_and_binary(demo: Demo) -> None:
         await ws.send(["frag", "mented"])
         assert await ws.recv() == "fragmented"
     assert ws.close_code == 1000
+
+
+async def test_tls(
+    tls_server_cert: trustme.LeafCert, client_ssl_context: ssl.SSLContext, tmp_path: Path
+) -> None:
+    """``--certfile``: the page over https://, the endpoints over wss://."""
+    certfile = tmp_path / "server.pem"
+    tls_server_cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    running = await start_demo("--certfile", str(certfile), scheme="https")
+    try:
+        async with (
+            asyncio.timeout(T),
+            wsio.connect(f"wss://localhost:{running.port}/echo", ssl=client_ssl_context) as ws,
+        ):
+            await ws.send("private")
+            assert await ws.recv() == "private"
+    finally:
+        status, _, err = await running.stop()
+    assert status == 0, err
 
 
 async def test_max_size_option() -> None:
