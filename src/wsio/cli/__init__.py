@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import math
 import os
@@ -251,6 +252,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``wsio`` command; return its exit status."""
+    for stream in (sys.stdout, sys.stderr):
+        # A character the terminal's encoding lacks is written as an escape, not raised.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     try:
