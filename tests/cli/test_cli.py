@@ -675,3 +675,21 @@ async def test_probe_request_not_sent_when_connect_fails(running: Running) -> No
     assert status == 1, err
     assert "Request sent:" not in out.splitlines()
     assert "Request (not sent):" in out.splitlines()
+
+
+async def test_connect_output_encoding_without_the_characters(
+    running: Running, echo_server: EchoServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal whose encoding lacks a character the server sent gets an escape."""
+
+    async def handler(ws: Any) -> None:
+        await ws.send("caf\u00e9 \u2615")
+        await ws.close(1000, "\u2615")
+
+    _, port = await echo_server(handler=handler)
+    monkeypatch.setenv("PYTHONIOENCODING", "ascii")
+    proc = await running.start("connect", f"ws://127.0.0.1:{port}/", stdin=True)
+    status, out, err = await finish(proc)
+    assert status == 0, err
+    assert out == "caf\\xe9 \\u2615\n"
+    assert "connection closed: 1000 \\u2615\n" in err
