@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import re
 import signal
 import sys
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 import wsio
 from rawpeer import RawServer, ServerConn
@@ -59,13 +63,17 @@ async def running() -> AsyncIterator[Running]:
         await r.cleanup()
 
 
-async def start_echo(running: Running, *args: str) -> tuple[Process, int]:
-    """Start ``wsio echo --port 0`` and return it with the port it printed."""
-    proc = await running.start("echo", "--host", "127.0.0.1", "--port", "0", *args)
+async def start_echo(
+    running: Running, *args: str, host: str = "127.0.0.1", scheme: str = "ws"
+) -> tuple[Process, int]:
+    """Start ``wsio echo --host HOST --port 0 ARGS`` and return it with the port it printed
+    in ``SCHEME://HOST:PORT/`` (an IPv6 address in brackets)."""
+    proc = await running.start("echo", "--host", host, "--port", "0", *args)
     assert proc.stdout is not None
     async with asyncio.timeout(T):
         line = (await proc.stdout.readline()).decode()
-    match = re.search(r"listening on ws://127\.0\.0\.1:(\d+)/", line)
+    authority = re.escape(f"[{host}]" if ":" in host else host)
+    match = re.search(rf"listening on {scheme}://{authority}:(\d+)/\n", line)
     assert match, f"unexpected first line: {line!r}"
     return proc, int(match.group(1))
 
@@ -221,11 +229,8 @@ async def test_connect_echoes_lines_and_exits_on_eof(
 
 
 async def test_connect_all_stdin_at_once(running: Running, echo_server: EchoServerFactory) -> None:
-    """Piped input: every line is sent, then EOF closes cleanly (status 0, code 1000).
-
-    (Replies still in flight when the client closes may be lost: RFC 6455 lets the server
-    stop sending once it got the close frame. So the handler here only records.)
-    """
+    """Piped input: every line is sent, then EOF closes cleanly (status 0, code 1000),
+    after waiting --wait seconds for replies that never come."""
     seen: list[str | bytes] = []
     closed: list[int | None] = []
 
@@ -237,7 +242,7 @@ async def test_connect_all_stdin_at_once(running: Running, echo_server: EchoServ
             closed.append(ws.close_code)
 
     _, port = await echo_server(handler=handler)
-    proc = await running.start("connect", f"ws://127.0.0.1:{port}/", stdin=True)
+    proc = await running.start("connect", f"ws://127.0.0.1:{port}/", "--wait", "0.2", stdin=True)
     status, out, err = await finish(proc, b"one\ntwo\r\nthree\n")
     assert status == 0, err
     assert seen == ["one", "two", "three"]
@@ -405,3 +410,286 @@ async def test_no_command(running: Running) -> None:
     status, _, err = await finish(proc)
     assert status == 2
     assert "usage" in err.lower()
+
+
+# Bad arguments -----------------------------------------------------------------------------------
+
+
+PORT = "expected a port number from 0 to 65535, got"
+HEADER = "expected 'Name: value', got 'Bad Name: x': invalid header name: 'Bad Name'"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["echo", "--port", "99999"], f"argument --port: {PORT} '99999'"),
+        (["serve", "--port", "-1"], f"argument --port: {PORT} '-1'"),
+        (["echo", "--port", "abc"], f"argument --port: {PORT} 'abc'"),
+        (
+            ["echo", "--max-size", "abc"],
+            "argument --max-size: expected a positive number of bytes or 'none', got 'abc'",
+        ),
+        (["connect", "ws://127.0.0.1:1/", "-H", "Bad Name: x"], f"argument -H/--header: {HEADER}"),
+        (["probe", "ws://127.0.0.1:1/", "-H", "Bad Name: x"], f"argument -H/--header: {HEADER}"),
+        (
+            ["probe", "ws://127.0.0.1:1/", "--timeout", "inf"],
+            "argument --timeout: expected a positive number of seconds, got 'inf'",
+        ),
+        (
+            ["connect", "ws://127.0.0.1:1/", "--wait", "-1"],
+            "argument --wait: expected a number of seconds, 0 or more, got '-1'",
+        ),
+        (
+            ["probe", "ws://127.0.0.1:1/", "--origin", "a\r\nX-Injected: 1"],
+            "argument --origin: invalid value for header Origin: 'a\\r\\nX-Injected: 1'",
+        ),
+        (["probe", "ws://127.0.0.1:1/", "-p", "a b"], "argument -p/--subprotocol: expected"),
+        (["connect", "ws://[::1/"], "wsio: ws://[::1/ isn't a valid URI: "),
+        (["probe", "ws://[zz]/"], "wsio: ws://[zz]/ isn't a valid URI: "),
+        (["connect", "ws://ex..ample/"], "wsio: ws://ex..ample/ isn't a valid URI: "),
+        (["echo", "--keyfile", "key.pem"], "wsio: --keyfile needs --certfile"),
+    ],
+)
+async def test_bad_argument(running: Running, args: list[str], message: str) -> None:
+    """Status 2 and an error that names the option or repeats the value, never a traceback
+    nor the name of an internal function."""
+    proc = await running.start(*args)
+    status, out, err = await finish(proc)
+    assert status == 2, err
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
+
+
+async def test_echo_host_that_cannot_be_bound(running: Running) -> None:
+    proc = await running.start("echo", "--host", "ex..ample", "--port", "0")
+    status, out, err = await finish(proc)
+    assert status == 1
+    assert out == ""
+    assert err.startswith("wsio: couldn't listen on ex..ample:0: ")
+    assert err.count("\n") == 1
+
+
+async def test_echo_prints_ipv6_address_in_brackets(running: Running) -> None:
+    """The URL printed can be pasted back: ``ws://[::1]:PORT/``."""
+    _, port = await start_echo(running, host="::1")
+    async with asyncio.timeout(T), wsio.connect(f"ws://[::1]:{port}/") as ws:
+        await ws.send("over IPv6")
+        assert await ws.recv() == "over IPv6"
+
+
+async def test_help_shows_defaults(running: Running) -> None:
+    proc = await running.start("connect", "--help")
+    status, out, _ = await finish(proc)
+    assert status == 0
+    help_text = " ".join(out.split())
+    assert f"(default {wsio.defaults.MAX_SIZE})" in help_text
+    assert f"(default {wsio.defaults.OPEN_TIMEOUT})" in help_text
+    assert "--wait SECONDS" in help_text
+    proc = await running.start("echo", "--help")
+    _, out, _ = await finish(proc)
+    help_text = " ".join(out.split())
+    assert "(default 127.0.0.1)" in help_text
+    assert "(default 9001)" in help_text
+
+
+async def test_version(running: Running) -> None:
+    proc = await running.start("--version")
+    status, out, _ = await finish(proc)
+    assert status == 0
+    assert out == f"wsio {importlib.metadata.version('wsio')}\n"
+
+
+# Standard input of wsio connect ------------------------------------------------------------------
+
+
+async def test_connect_invalid_utf8_line_is_reported_and_the_rest_sent(
+    running: Running, echo_server: EchoServerFactory
+) -> None:
+    """A line that isn't UTF-8 can't be a text message: it is named on stderr and skipped,
+    the lines after it are sent, and the status (1) tells that not everything was."""
+    seen: list[str | bytes] = []
+
+    async def handler(ws: Any) -> None:
+        async for message in ws:
+            seen.append(message)
+
+    _, port = await echo_server(handler=handler)
+    proc = await running.start("connect", f"ws://127.0.0.1:{port}/", "--wait", "0", stdin=True)
+    status, out, err = await finish(proc, b"one\nbad \xff\xfe line\nthree\n")
+    assert seen == ["one", "three"]
+    assert status == 1
+    assert out == ""
+    assert "line 2 not sent: invalid UTF-8 at byte 5: b'bad \\xff\\xfe line'" in err
+    assert "Traceback" not in err
+
+
+async def test_connect_waits_for_replies_at_end_of_input(
+    running: Running, echo_server: EchoServerFactory
+) -> None:
+    """``echo hello | wsio connect URI`` prints the reply, even a late one."""
+
+    async def slow_echo(ws: Any) -> None:
+        async for message in ws:
+            await asyncio.sleep(0.3)
+            await ws.send(message)
+
+    _, port = await echo_server(handler=slow_echo)
+    proc = await running.start("connect", f"ws://127.0.0.1:{port}/", "--wait", "5", stdin=True)
+    status, out, err = await finish(proc, b"hello\n")
+    assert status == 0, err
+    assert out == "hello\n"
+
+
+# TLS and timeouts --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tls_ca: trustme.CA, tls_server_cert: trustme.LeafCert, tmp_path: Path) -> Path:
+    """ca.pem, cert.pem and key.pem in a directory."""
+    tls_ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls_server_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    tls_server_cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    return tmp_path
+
+
+async def test_echo_and_connect_over_tls(running: Running, tls_files: Path) -> None:
+    _, port = await start_echo(
+        running,
+        "--certfile",
+        str(tls_files / "cert.pem"),
+        "--keyfile",
+        str(tls_files / "key.pem"),
+        scheme="wss",
+    )
+    uri = f"wss://localhost:{port}/"
+    for options in (["--cafile", str(tls_files / "ca.pem")], ["--insecure"]):
+        proc = await running.start("connect", uri, *options, stdin=True)
+        status, out, err = await finish(proc, "secret ✓\n".encode())
+        assert status == 0, err
+        assert out == "secret ✓\n"
+    # Without the CA, the certificate isn't trusted: a one-line error.
+    proc = await running.start("connect", uri, stdin=True)
+    status, out, err = await finish(proc, b"")
+    assert status == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in err
+    assert "Traceback" not in err
+
+
+async def test_echo_unusable_certfile(running: Running, tmp_path: Path) -> None:
+    path = tmp_path / "cert.pem"
+    path.write_text("not a certificate\n")
+    proc = await running.start("echo", "--port", "0", "--certfile", str(path))
+    status, out, err = await finish(proc)
+    assert status == 2
+    assert out == ""
+    assert err.startswith(f"wsio: can't use {path} as certificate and key: ")
+    assert "Traceback" not in err
+
+
+async def test_connect_timeout(running: Running) -> None:
+    async def silent(conn: ServerConn) -> None:
+        await conn.read_request()
+        await conn.wait_eof(timeout=5)
+
+    async with RawServer(silent) as srv:
+        proc = await running.start("connect", f"{srv.url}/", "--timeout", "0.5")
+        status, out, err = await finish(proc)
+    assert status == 1
+    assert out == ""
+    assert err == f"wsio: couldn't connect to {srv.url}/: timed out after 0.5 s\n"
+
+
+# What a hostile server sends is escaped ----------------------------------------------------------
+
+HOSTILE = "red\x1b[31m cr\r nul\x00 bidi\u202e tab\t bell\x07 csi\x9b end"
+ESCAPED = "red\\x1b[31m cr\\r nul\\x00 bidi\\u202e tab\\t bell\\x07 csi\\x9b end"
+
+
+def assert_no_control_characters(text: str) -> None:
+    assert not any(
+        unicodedata.category(char) in ("Cc", "Cf") for char in text.replace("\n", "")
+    ), repr(text)
+
+
+async def test_connect_escapes_messages_and_close_reason(
+    running: Running, echo_server: EchoServerFactory
+) -> None:
+    async def handler(ws: Any) -> None:
+        await ws.send(HOSTILE)
+        await ws.send("two\nlines")
+        await ws.close(1000, "bye\x1b[2J")
+
+    _, port = await echo_server(handler=handler)
+    proc = await running.start("connect", f"ws://127.0.0.1:{port}/", stdin=True)
+    status, out, err = await finish(proc)
+    assert status == 0, err
+    assert out == f"{ESCAPED}\ntwo\\nlines\n"
+    assert "connection closed: 1000 bye\\x1b[2J\n" in err
+    assert_no_control_characters(out + err)
+
+
+async def hostile_403(conn: ServerConn) -> None:
+    body = f"{HOSTILE}\r\nsecond line\n".encode()
+    await conn.read_request()
+    await conn.send(
+        b"HTTP/1.1 403 Forbidden \x9b\r\nX-Evil: a\x9bb\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    conn.close()
+
+
+async def test_connect_escapes_failed_handshake(running: Running) -> None:
+    async with RawServer(hostile_403) as srv:
+        proc = await running.start("connect", f"{srv.url}/")
+        status, out, err = await finish(proc)
+    assert status == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0] == "handshake failed: HTTP 403 Forbidden \\x9b"
+    assert "X-Evil: a\\x9bb" in lines
+    assert lines[-2:] == [ESCAPED, "second line"]
+    assert_no_control_characters(err)
+
+
+async def test_probe_escapes_the_response(running: Running) -> None:
+    async with RawServer(hostile_403) as srv:
+        proc = await running.start("probe", f"{srv.url}/")
+        status, out, err = await finish(proc)
+    assert status == 1, err
+    lines = out.splitlines()
+    assert "< HTTP/1.1 403 Forbidden \\x9b" in lines
+    assert "< X-Evil: a\\x9bb" in lines
+    assert f"  {ESCAPED}" in lines
+    assert "  second line" in lines
+    assert_no_control_characters(out)
+
+
+async def test_probe_request_not_sent_when_connect_fails(running: Running) -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    proc = await running.start("probe", f"ws://127.0.0.1:{port}/")
+    status, out, err = await finish(proc)
+    assert status == 1, err
+    assert "Request sent:" not in out.splitlines()
+    assert "Request (not sent):" in out.splitlines()
+
+
+async def test_connect_output_encoding_without_the_characters(
+    running: Running, echo_server: EchoServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal whose encoding lacks a character the server sent gets an escape."""
+
+    async def handler(ws: Any) -> None:
+        await ws.send("caf\u00e9 \u2615")
+        await ws.close(1000, "\u2615")
+
+    _, port = await echo_server(handler=handler)
+    monkeypatch.setenv("PYTHONIOENCODING", "ascii")
+    proc = await running.start("connect", f"ws://127.0.0.1:{port}/", stdin=True)
+    status, out, err = await finish(proc)
+    assert status == 0, err
+    assert out == "caf\\xe9 \\u2615\n"
+    assert "connection closed: 1000 \\u2615\n" in err

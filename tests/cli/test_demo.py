@@ -8,14 +8,17 @@ import asyncio
 import contextlib
 import re
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 import wsio
-from wsio.cli.demo import ChatRoom, _url, demo_server, load_page
+from wsio.cli.demo import ChatRoom, demo_server, load_page
 
 T = 10.0  # a bound on every wait, subprocess start-up included
 
@@ -46,14 +49,16 @@ class Demo:
         return self.proc.returncode, out.decode(), err.decode()
 
 
-async def start_demo(*args: str) -> Demo:
+async def start_demo(*args: str, host: str = "127.0.0.1", scheme: str = "http") -> Demo:
+    """Start ``wsio serve --host HOST --port 0 ARGS``; check that it printed the URL it
+    listens on, ``SCHEME://HOST:PORT/`` with an IPv6 address in brackets."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "wsio",
         "serve",
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         "0",
         *args,
@@ -65,7 +70,8 @@ async def start_demo(*args: str) -> Demo:
         assert proc.stdout is not None
         async with asyncio.timeout(T):
             line = (await proc.stdout.readline()).decode()
-        match = re.fullmatch(r"wsio demo listening on http://127\.0\.0\.1:(\d+)/\n", line)
+        authority = re.escape(f"[{host}]" if ":" in host else host)
+        match = re.fullmatch(rf"wsio demo listening on {scheme}://{authority}:(\d+)/\n", line)
         assert match, f"unexpected first line: {line!r}"
     except BaseException:
         proc.kill()
@@ -261,6 +267,25 @@ async def test_echo_text_and_binary(demo: Demo) -> None:
     assert ws.close_code == 1000
 
 
+async def test_tls(
+    tls_server_cert: trustme.LeafCert, client_ssl_context: ssl.SSLContext, tmp_path: Path
+) -> None:
+    """``--certfile``: the page over https://, the endpoints over wss://."""
+    certfile = tmp_path / "server.pem"
+    tls_server_cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    running = await start_demo("--certfile", str(certfile), scheme="https")
+    try:
+        async with (
+            asyncio.timeout(T),
+            wsio.connect(f"wss://localhost:{running.port}/echo", ssl=client_ssl_context) as ws,
+        ):
+            await ws.send("private")
+            assert await ws.recv() == "private"
+    finally:
+        status, _, err = await running.stop()
+    assert status == 0, err
+
+
 async def test_max_size_option() -> None:
     running = await start_demo("--max-size", "1000")
     try:
@@ -316,9 +341,10 @@ async def test_idle_connection_does_not_delay_exit(demo: Demo) -> None:
         writer.close()
 
 
-def test_printed_url_brackets_ipv6() -> None:
-    assert _url(("127.0.0.1", 8765)) == "http://127.0.0.1:8765/"
-    assert _url(("::1", 8765, 0, 0)) == "http://[::1]:8765/"
+async def test_printed_url_brackets_ipv6() -> None:
+    running = await start_demo(host="::1")
+    status, _, err = await running.stop()
+    assert status == 0, err
 
 
 async def test_port_in_use(demo: Demo) -> None:

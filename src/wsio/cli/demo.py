@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import importlib.resources
 import itertools
+import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import TypeAlias
@@ -30,7 +31,7 @@ from .. import defaults
 from ..asyncio.server import Server, ServerConnection, serve
 from ..exceptions import ConnectionClosed
 from ..protocol.http11 import Request, Response
-from .common import stop_on_signals
+from .common import serve_until_stopped
 
 __all__ = ["ChatRoom", "demo_server", "load_page", "serve_demo"]
 
@@ -211,6 +212,7 @@ async def demo_server(
     *,
     room: ChatRoom | None = None,
     compression: str | None = defaults.COMPRESSION,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> AsyncIterator[Server]:
     """Run the demo's server for the duration of an ``async with`` block.
 
@@ -234,6 +236,7 @@ async def demo_server(
         max_size=max_size,
         compression=compression,
         process_request=make_process_request(page),
+        ssl=ssl,
     )
     try:
         yield server
@@ -242,22 +245,18 @@ async def demo_server(
         await server.wait_closed()
 
 
-def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
-    host, port = address[0], address[1]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}/"
-
-
 async def serve_demo(
-    host: str, port: int, max_size: int | None, compression: str | None = defaults.COMPRESSION
+    host: str,
+    port: int,
+    max_size: int | None,
+    compression: str | None = defaults.COMPRESSION,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> int:
-    """Run the demo server until SIGINT or SIGTERM; return the exit status (0).
+    """Run the demo server until SIGINT or SIGTERM; return the exit status (0, or 1 when
+    it can't listen).
 
     Leaving closes the server: open connections get 1001 (going away).
     """
-    stop = stop_on_signals()
-    async with demo_server(host, port, max_size, compression=compression) as server:
-        print(f"wsio demo listening on {_url(server.sockets[0].getsockname())}", flush=True)
-        await stop
-    return 0
+    server = demo_server(host, port, max_size, compression=compression, ssl=ssl)
+    scheme = "http" if ssl is None else "https"
+    return await serve_until_stopped(server, "wsio demo", scheme, host, port)

@@ -25,6 +25,14 @@ from ..protocol.extensions import build_extensions, parse_extensions
 from ..protocol.handshake import Check, response_checks
 from ..protocol.http11 import Headers, Request, Response
 from ..protocol.uri import WebSocketURI, parse_uri
+from .common import (
+    UsageError,
+    client_ssl_context,
+    escape,
+    escape_lines,
+    parse_uri_argument,
+    timed_out,
+)
 
 __all__ = ["ProbeReport", "probe", "run_probe"]
 
@@ -38,6 +46,8 @@ class ProbeReport:
 
     uri: str
     request: bytes = b""
+    #: Whether the request was written to the server (not when TCP or TLS failed).
+    request_sent: bool = False
     response: Response | None = None
     checks: list[Check] = dataclasses.field(default_factory=list)
     tls: dict[str, Any] | None = None
@@ -54,6 +64,7 @@ class ProbeReport:
             "ok": self.ok,
             "error": self.error,
             "request": self.request.decode("iso-8859-1"),
+            "request_sent": self.request_sent,
             "response": None
             if response is None
             else {
@@ -119,7 +130,7 @@ async def probe(
         async with asyncio.timeout(timeout):
             await _exchange(wsuri, protocol, request, report, ssl)
     except TimeoutError:
-        report.error = f"timed out after {timeout} s"
+        report.error = timed_out(timeout) if timeout is not None else "timed out"
     except (OSError, ssl_module.SSLError) as exc:
         report.error = f"{type(exc).__name__}: {exc}"
     if protocol.response is not None:
@@ -164,6 +175,8 @@ async def _exchange(
             report.tls = _tls_details(writer)
         step = time.perf_counter()
         protocol.send_request(request)
+        await _write(protocol, writer)
+        report.request_sent = True
         await _pump(protocol, reader, writer, until=lambda: protocol.state is not State.CONNECTING)
         report.timing["response"] = time.perf_counter() - step
         report.timing["total"] = time.perf_counter() - start
@@ -180,6 +193,14 @@ async def _exchange(
         writer.close()
 
 
+async def _write(protocol: ClientProtocol, writer: asyncio.StreamWriter) -> None:
+    """Write what the core has to send."""
+    for data in protocol.data_to_send():
+        if data:
+            writer.write(data)
+    await writer.drain()
+
+
 async def _pump(
     protocol: ClientProtocol,
     reader: asyncio.StreamReader,
@@ -188,10 +209,7 @@ async def _pump(
 ) -> None:
     """Move bytes between the socket and the core until ``until()`` or the end of stream."""
     while True:
-        for data in protocol.data_to_send():
-            if data:
-                writer.write(data)
-        await writer.drain()
+        await _write(protocol, writer)
         protocol.events_received()
         if until() or protocol.state is State.CLOSED:
             return
@@ -203,16 +221,17 @@ async def _pump(
 
 
 def _indent(prefix: str, data: bytes) -> list[str]:
-    text = data.decode("iso-8859-1")
-    lines = text.split("\r\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [f"{prefix} {line}".rstrip() for line in lines]
+    return [f"{prefix} {line}".rstrip() for line in escape_lines(data.decode("iso-8859-1"))]
 
 
 def print_report(report: ProbeReport, out: TextIO) -> None:
-    """The human-readable report."""
-    lines = [f"Probing {report.uri}", "", "Request sent:"]
+    """The human-readable report.
+
+    What came from the server is shown with its control characters escaped (see
+    :func:`~wsio.cli.common.escape`): a hostile server can't drive the terminal.
+    """
+    title = "Request sent:" if report.request_sent else "Request (not sent):"
+    lines = [f"Probing {escape(report.uri)}", "", title]
     lines += _indent(">", report.request)
     response = report.response
     if response is not None:
@@ -220,13 +239,13 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
         lines += _indent("<", response.head)
         if response.body:
             body = response.body.decode("utf-8", "replace")
-            lines += ["", "Body:"] + [f"  {line}" for line in body.splitlines()]
+            lines += ["", "Body:"] + [f"  {line}" for line in escape_lines(body)]
             if response.body_truncated:
                 lines.append(f"  [cut at {len(response.body)} bytes]")
         lines += ["", "Checks (RFC 6455 §4.1, the client's side of §4.2.2):"]
         for check in report.checks:
             mark = "PASS" if check.passed else "FAIL"
-            lines.append(f"  [{mark}] {check.rule}: {check.detail}")
+            lines.append(f"  [{mark}] {check.rule}: {escape(check.detail)}")
         reason = response.reason_phrase
         lines.append(
             f"  [INFO] reason phrase {reason!r}: free text, not examined (RFC 9112 §4)"
@@ -234,9 +253,11 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
             else "  [INFO] no reason phrase: allowed, it is free text and never examined"
         )
     if report.extensions:
-        lines += ["", "Extensions negotiated:"] + [f"  {ext}" for ext in report.extensions]
+        lines += ["", "Extensions negotiated:"] + [f"  {escape(ext)}" for ext in report.extensions]
     if report.tls is not None:
-        lines += ["", "TLS:"] + [f"  {name}: {value}" for name, value in report.tls.items()]
+        lines += ["", "TLS:"] + [
+            f"  {name}: {escape(str(value))}" for name, value in report.tls.items()
+        ]
     if report.timing:
         lines += ["", "Timing:"] + [
             f"  {name.replace('_', ' ')}: {value * 1000:.1f} ms"
@@ -246,7 +267,7 @@ def print_report(report: ProbeReport, out: TextIO) -> None:
     if report.ok:
         lines.append("Result: handshake succeeded")
     else:
-        lines.append(f"Result: handshake failed: {report.error}")
+        lines.append(f"Result: handshake failed: {escape(str(report.error))}")
     print("\n".join(lines), file=out)
 
 
@@ -264,17 +285,14 @@ async def run_probe(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    """``wsio probe``: 0 when the handshake succeeded, 1 when it failed, 2 for a bad URI."""
-    context: ssl_module.SSLContext | None = None
-    if cafile is not None or insecure:
-        try:
-            context = ssl_module.create_default_context(cafile=cafile)
-        except (OSError, ssl_module.SSLError) as exc:
-            print(f"wsio: can't use {cafile} as CA certificates: {exc}", file=err)
-            return 2
-        if insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl_module.CERT_NONE
+    """``wsio probe``: 0 when the handshake succeeded, 1 when it failed, 2 for a bad URI
+    or CA file."""
+    try:
+        context = client_ssl_context(cafile, insecure)
+        parse_uri_argument(uri)
+    except UsageError as exc:
+        print(f"wsio: {escape(str(exc))}", file=err)
+        return 2
     try:
         report = await probe(
             uri,
@@ -286,7 +304,7 @@ async def run_probe(
             compression=compression,
         )
     except (InvalidURI, InvalidHandshake) as exc:
-        print(f"wsio: {exc}", file=err)
+        print(f"wsio: {escape(str(exc))}", file=err)
         return 2
     if as_json:
         print(json.dumps(report.as_json(), indent=2), file=out)
