@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import pytest
 
 import wsio
 from rawpeer import (
+    DEFAULT_MASK,
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
@@ -648,3 +650,39 @@ async def test_client_bomb_fails_with_1009() -> None:
         await server.wait_scripts(T)
     assert [f.close_code for f in closes] == [1009]
     assert closes[0].masked
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_burst_of_compressed_messages_stays_within_the_queue(
+    deflate_pair: DeflatePairFactory, role: str
+) -> None:
+    """Many small compressed messages, each inflating to max_size, sent in one burst while
+    the application doesn't read: the core decodes no more than the queue holds (a few
+    hundred bytes on the wire each would otherwise cost max_size each), and every message
+    is delivered, in order, once the application reads."""
+    max_size, max_queue, count = 256 * KiB, 4, 64
+    pair = await deflate_pair(role, max_size=max_size, max_queue=max_queue)
+    compressor = new_compressor()
+    messages = [bytes([i]) * max_size for i in range(count)]
+    mask = DEFAULT_MASK if role == "server" else None
+    burst = b"".join(
+        build_frame(OP_BINARY, deflate(compressor, message), rsv1=True, mask=mask)
+        for message in messages
+    )
+    assert len(burst) < 32 * KiB
+    tracemalloc.start()
+    try:
+        await pair.peer.send(burst)
+        # The burst arrives in one or a few reads; then give the loop time to handle them.
+        for _ in range(100):
+            if len(pair.ws._messages) >= max_queue:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < max_queue * max_size + 512 * KiB
+    async with asyncio.timeout(T):
+        for message in messages:
+            assert await pair.ws.recv() == message

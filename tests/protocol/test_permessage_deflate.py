@@ -1658,3 +1658,49 @@ def test_parser_keeps_no_decompressed_message_once_delivered(
     assert event == BinaryMessage(message)
     del event
     assert max(parser_buffers(protocol).values(), default=0) < 1024, parser_buffers(protocol)
+
+
+# Messages held back ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", SIDES, ids=side_ids)
+def test_allow_messages_bounds_what_is_decoded(side: Side) -> None:
+    """Compressed messages past the room given are kept undecoded in the buffer, and
+    decoded, in order, once more room is given."""
+    protocol = opened(side)
+    comp = compressor()
+    messages = [bytes([i]) * (64 * KiB) for i in range(5)]
+    wire = b"".join(to(side, BINARY, deflate(comp, m), rsv=RSV1) for m in messages)
+    protocol.allow_messages(2)
+    feed(protocol, wire)
+    assert protocol.events_received() == [BinaryMessage(m) for m in messages[:2]]
+    assert protocol.parsing_paused
+    # A ping behind them waits too, as it would in the transport's buffer.
+    feed(protocol, to(side, PING, b"p"))
+    assert protocol.events_received() == []
+    protocol.allow_messages(4)
+    assert protocol.events_received() == [
+        *(BinaryMessage(m) for m in messages[2:]),
+        Ping(b"p"),
+    ]
+    protocol.allow_messages(None)
+    feed(protocol, to(side, BINARY, deflate(comp, b"last"), rsv=RSV1))
+    assert protocol.events_received() == [BinaryMessage(b"last")]
+    assert not protocol.parsing_paused
+
+
+@pytest.mark.parametrize("side", SIDES, ids=side_ids)
+def test_closing_reads_past_messages_held_back(side: Side) -> None:
+    """Once we sent a close frame, the peer's close frame behind held messages is read:
+    the messages past the room are dropped, and the closing handshake completes."""
+    protocol = opened(side)
+    comp = compressor()
+    wire = b"".join(to(side, TEXT, deflate(comp, b"x" * 1000), rsv=RSV1) for _ in range(4))
+    protocol.allow_messages(1)
+    feed(protocol, wire + to(side, CLOSE, close_payload(1000)))
+    assert protocol.events_received() == [TextMessage("x" * 1000)]
+    assert protocol.parsing_paused
+    protocol.send_close(1000)
+    assert protocol.events_received() == []
+    assert protocol.close_rcvd is not None and protocol.close_rcvd.code == 1000
+    assert not protocol.parsing_paused

@@ -122,6 +122,8 @@ class Connection(asyncio.BufferedProtocol):
         write_limit: int = defaults.WRITE_LIMIT,
     ) -> None:
         self.protocol = protocol
+        # The core decodes no more messages than the queue has room for.
+        protocol.allow_messages(max_queue)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
@@ -242,10 +244,14 @@ class Connection(asyncio.BufferedProtocol):
                     raise StopAsyncIteration
                 raise exc
         message = self._messages.pop(0)
-        if self._reading_paused and len(self._messages) <= self.max_queue // 4:
-            self._reading_paused = False
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
+        if len(self._messages) <= self.max_queue // 4:
+            if self._reading_paused:
+                self._reading_paused = False
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.resume_reading()
+            if self.protocol.parsing_paused:
+                # Messages held back in the core's buffer, undecoded, come next.
+                self._process_events()
         return message
 
     async def send(
@@ -517,7 +523,13 @@ class Connection(asyncio.BufferedProtocol):
         """Dispatch what the core parsed, then write what it queued."""
         protocol = self.protocol
         messages = self._messages
-        for event in protocol.events_received():
+        events = protocol.events_received()
+        if protocol.parsing_paused and len(messages) + len(events) < self.max_queue:
+            # The core paused at the room it was last given, and the application has
+            # taken messages since: go on decoding, up to the queue's bound.
+            protocol.allow_messages(self.max_queue - len(messages) - len(events))
+            events += protocol.events_received()
+        for event in events:
             if isinstance(event, _MESSAGES):
                 messages.append(event.data)
             elif isinstance(event, Pong):
@@ -566,6 +578,13 @@ class Connection(asyncio.BufferedProtocol):
             self._reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
+        room = self.max_queue - len(messages)
+        if room > 0 and protocol.parsing_paused:
+            # The receiver, resumed above, took messages held back in the core.
+            self._process_events()
+        else:
+            # What the queue has room for by the next read.
+            protocol.allow_messages(room)
 
     def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
         """Hook for the sides: a handshake message arrived."""

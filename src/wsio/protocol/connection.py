@@ -214,8 +214,10 @@ class Protocol:
         "_events",
         "_extension_rsv",
         "_held_failure",
+        "_message_room",
         "_message_size",
         "_parser",
+        "_parsing_paused",
         "_payload_buffer",
         "_pending_pings",
         "_reader",
@@ -272,6 +274,10 @@ class Protocol:
         self._sending_fragments = False
         # Size of the message being received, for the size limit.
         self._message_size = 0
+        # How many more messages the parser may complete before it pauses (None: no
+        # bound), and whether it is paused at a frame boundary for that reason.
+        self._message_room: int | None = None
+        self._parsing_paused = False
         self._receiving = True
         self._held_failure: Close | None = None
         #: Extensions in use, negotiated during the opening handshake (§9).
@@ -311,6 +317,7 @@ class Protocol:
             # without going through the buffer and the generator. It stops at anything
             # else -- a control frame, a fragment, a partial frame, a violation -- and the
             # general parser takes over from there with every rule checked.
+            parsed = len(self._events)
             consumed = parse_messages(
                 data,
                 self._events,
@@ -319,6 +326,10 @@ class Protocol:
                 TextMessage,
                 BinaryMessage,
             )
+            if self._message_room is not None:
+                # Plain messages cost no more than their bytes on the wire: the fast path
+                # may overshoot the room by one read, and the parser pauses after it.
+                self._message_room -= len(self._events) - parsed
             if consumed == len(data):
                 return
             if consumed:
@@ -340,6 +351,26 @@ class Protocol:
         """Events parsed since the last call, in order."""
         events, self._events = self._events, []
         return events
+
+    def allow_messages(self, count: int | None) -> None:
+        """Let the parser complete ``count`` more data messages; ``None`` lifts the bound.
+
+        The I/O layer gives the room left in its queue of received messages. Decoding is
+        where a peer's bytes turn into memory -- a few hundred bytes of permessage-deflate
+        may inflate to ``max_size`` -- so the parser pauses before the first message that
+        an extension would decode past the room, whatever the messages look like on the
+        wire. Plain messages cost no more than their bytes, which the I/O layer bounds by
+        pausing reading. A paused parser keeps what arrives in its buffer, control frames
+        included, as the transport's buffer would.
+        """
+        self._message_room = count
+        if self._parsing_paused:
+            self._advance()
+
+    @property
+    def parsing_paused(self) -> bool:
+        """Whether the parser waits for :meth:`allow_messages` to decode the next message."""
+        return self._parsing_paused
 
     @property
     def has_data_to_send(self) -> bool:
@@ -476,6 +507,9 @@ class Protocol:
         self._send_frame(Opcode.CLOSE, payload)
         self.close_sent = close
         self.state = State.CLOSING
+        if self._parsing_paused:
+            # The peer's close frame may already wait behind the messages held back.
+            self._advance()
 
     def ping_timeout_expired(self) -> None:
         """The peer didn't answer a keepalive ping in time: it is gone or stuck, so fail
@@ -608,6 +642,7 @@ class Protocol:
         """Drop every byte from now on, until the end of the stream."""
         self._receiving = False
         self._between_messages = False
+        self._parsing_paused = False
         self._payload_buffer = None
         while not self._reader.eof:
             self._reader.discard()
@@ -684,6 +719,19 @@ class Protocol:
                 raise ProtocolError("expected a continuation frame")
             else:
                 decoders = [ext for ext in reversed(self.extensions) if ext.begin_incoming(rsv)]
+                # A message that extensions decode may cost max_size however few bytes it
+                # takes on the wire: none is decoded past the room the I/O layer gave.
+                # Once our close frame is sent, the closing handshake needs the peer's,
+                # wherever it stands behind messages: see _message_received.
+                while (
+                    decoders
+                    and self._message_room is not None
+                    and self._message_room <= 0
+                    and self.state is not State.CLOSING
+                ):
+                    self._parsing_paused = True
+                    yield
+                self._parsing_paused = False
             if length == 126:
                 (length,) = struct.unpack("!H", (yield from reader.read_exact(2)))
             elif length == 127:
@@ -725,11 +773,11 @@ class Protocol:
                     payload = apply_mask(payload, mask)
                 if opcode == Opcode.TEXT:
                     try:
-                        self._events.append(TextMessage(payload.decode()))
+                        self._message_received(TextMessage(payload.decode()))
                     except UnicodeDecodeError as exc:
                         raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
                 else:
-                    self._events.append(BinaryMessage(payload))
+                    self._message_received(BinaryMessage(payload))
                 continue
 
             if fin and message_opcode is None and not decoders and opcode == Opcode.BINARY:
@@ -748,7 +796,7 @@ class Protocol:
                     else:
                         yield
                 self._payload_buffer = None
-                self._events.append(BinaryMessage(payload_buffer.finish()))
+                self._message_received(BinaryMessage(payload_buffer.finish()))
                 continue
 
             if message_opcode is None:
@@ -778,13 +826,23 @@ class Protocol:
                     validator.feed(b"", final=True)
                 except UnicodeDecodeError as exc:
                     raise ProtocolError("invalid UTF-8 in text message", 1007) from exc
-                self._events.append(TextMessage(message.decode()))
+                self._message_received(TextMessage(message.decode()))
             else:
-                self._events.append(BinaryMessage(bytes(message)))
+                self._message_received(BinaryMessage(bytes(message)))
             message_opcode = None
             validator = None
             message = bytearray()
             self._message_size = 0
+
+    def _message_received(self, message: TextMessage | BinaryMessage) -> None:
+        if self._message_room is not None:
+            if self._message_room <= 0 and self.state is State.CLOSING:
+                # We sent a close frame and the application's queue is full: what the
+                # peer sends before its own close frame is read to reach that frame, and
+                # dropped rather than held beyond the bound (§7.1.2 lets us stop there).
+                return
+            self._message_room -= 1
+        self._events.append(message)
 
     def _decoded(self, decoders: list[Extension], data: bytes) -> Iterator[bytes]:
         """``data`` through the extensions' decoders, piece by piece; only the last one's
