@@ -1,10 +1,11 @@
 """permessage-deflate (RFC 7692): compression of messages with DEFLATE.
 
 Memory per connection, with wsio's defaults (window of 2**12 bytes for what wsio
-compresses, zlib ``memLevel`` 5): about 40 KiB to compress (window and hash chains) and
-about 40 KiB to decompress at the peer's largest window (2**15), more precisely
-``2**(bits + 2) + 2**(mem_level + 9)`` bytes for a compressor and ``2**bits`` plus about
-7 KiB for a decompressor.
+compresses, zlib ``memLevel`` 5): about 40 KiB to compress (window and hash chains), more
+precisely ``2**(bits + 2) + 2**(mem_level + 9)`` bytes; to decompress, ``2**bits`` plus
+about 7 KiB for zlib's decompressor and up to ``2**bits`` more for the last window of
+output, kept for a stream that restarts after BFINAL: about 72 KiB at the peer's largest
+window (2**15) once a message of 32 KiB or more arrived.
 
 Decompression is bounded: each piece of payload is inflated with the room left under the
 message size limit, so a small message that would inflate to gigabytes fails with 1009
