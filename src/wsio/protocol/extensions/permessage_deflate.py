@@ -130,8 +130,10 @@ class PerMessageDeflate(Extension):
         # A new stream after a BFINAL block, with context takeover: its back-references
         # may reach into what came before (§7.2.2), so that is its dictionary.
         if self._dictionary is None:
-            history, start = self._history, self._history_start
-            self._dictionary = bytes(history[start:] + history[:start])
+            start = self._history_start
+            with memoryview(self._history) as view:
+                # Oldest first: one copy of the window.
+                self._dictionary = b"".join((view[start:], view[:start]))
         return zlib.decompressobj(wbits=-bits, zdict=self._dictionary)
 
     def _remember(self, output: bytes) -> None:
@@ -152,11 +154,13 @@ class PerMessageDeflate(Extension):
             output = output[room:]
         # Full: the newest bytes replace the oldest, from the start of the ring.
         start = self._history_start
-        first = min(len(output), window - start)
-        with memoryview(output) as view:
-            history[start : start + first] = view[:first]
-            history[: len(view) - first] = view[first:]
-        self._history_start = (start + len(output)) % window
+        end = start + len(output)
+        if end <= window:
+            history[start:end] = output
+        else:
+            history[start:] = output[: window - start]
+            history[: end - window] = output[window - start :]
+        self._history_start = end % window
 
     def decode(self, data: bytes, max_length: int | None) -> Iterator[bytes]:
         """Inflate ``data`` in steps of at most ``_INFLATE_STEP`` bytes of output, so that
