@@ -48,4 +48,7 @@ Methodology
 - Memory per idle connection: a fresh server (or client) process, warmed up with 10
   connections that exchange a message and close; then 1,000 and 5,000 idle connections
   are opened and ``(VmRSS - VmRSS before) / count`` is reported once RSS settles.
+- What inflating costs a wsio server connection that received one compressed message,
+  measured apart with tracemalloc over 1,000 sans-I/O connections (window 2**15):
+  ``python -m benchmarks.deflate_memory``, about a minute.
 """

@@ -379,6 +379,41 @@ async def test_receive_compressed_past_max_size(
     assert info.value.code == 1009
 
 
+async def expect_failure(pair: DeflatePair, code: int) -> None:
+    """The raw peer gets a close frame with ``code``; the application, ConnectionClosedError."""
+    frames = await pair.peer.recv_frames_until_close(T)
+    assert frames[-1].opcode == OP_CLOSE and frames[-1].close_code == code
+    with pytest.raises(wsio.ConnectionClosedError) as info:
+        async with asyncio.timeout(T):
+            await pair.ws.recv()
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_receive_many_empty_final_blocks_fails_with_1008(
+    deflate_pair: DeflatePairFactory, role: str
+) -> None:
+    """A message of 200,000 empty DEFLATE blocks with BFINAL set, each a new stream
+    (RFC 7692 §7.2.3.4), fails with 1008 instead of costing a decompressor per 2 bytes."""
+    pair = await deflate_pair(role)
+    await pair.send_compressed(OP_TEXT, b"context " * 5000)
+    async with asyncio.timeout(T):
+        assert await pair.ws.recv() == "context " * 5000
+    await pair.peer.send_frame(OP_BINARY, b"\x03\x00" * 200_000, rsv1=True)
+    await expect_failure(pair, 1008)
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_receive_compressed_payload_past_max_size_fails_with_1009(
+    deflate_pair: DeflatePairFactory, role: str
+) -> None:
+    """A compressed message longer on the wire than max_size plus DEFLATE's overhead
+    fails with 1009, though its empty stored blocks inflate to nothing."""
+    pair = await deflate_pair(role, max_size=64 * KiB)
+    await pair.peer.send_frame(OP_BINARY, b"\x00\x00\x00\xff\xff" * (20 * KiB), rsv1=True)
+    await expect_failure(pair, 1009)
+
+
 @pytest.mark.parametrize("value", ["gzip", "", "Deflate", "permessage-deflate", True, False, 1])
 async def test_invalid_compression_value(value: Any) -> None:
     async def handler(ws: Any) -> None:

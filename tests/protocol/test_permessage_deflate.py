@@ -1261,14 +1261,15 @@ def test_size_limit_exact(side: Side, size: int, ok: bool) -> None:
 
 @pytest.mark.parametrize("side", SIDES, ids=side_ids)
 def test_compressed_frame_larger_than_limit_but_inflating_under_it(side: Side) -> None:
-    """The limit is on the message the application gets: a compressed payload bigger than
-    max_size is fine when it inflates to less (incompressible data with stored blocks and
-    padding can't shrink, but fragments of empty blocks can grow the wire size)."""
+    """The limit is on the message the application gets: a compressed payload a little
+    bigger than max_size, within what DEFLATE adds to incompressible data (stored blocks,
+    flushes), is fine when it inflates to less."""
     protocol = opened(side, max_size=1000)
-    payload = b"\x00\x00\x00\xff\xff" * 300 + deflate(compressor(), b"x" * 900)
-    assert len(payload) > 1000
+    data = noise(950, seed=2)
+    payload = b"\x00\x00\x00\xff\xff" * 20 + deflate(compressor(), data)
+    assert len(payload) > 1050
     feed(protocol, to(side, BINARY, payload, rsv=RSV1))
-    assert protocol.events_received() == [BinaryMessage(b"x" * 900)], protocol.failure
+    assert protocol.events_received() == [BinaryMessage(data)], protocol.failure
 
 
 @pytest.mark.parametrize("side", SIDES, ids=side_ids)
@@ -1278,21 +1279,112 @@ def test_no_size_limit(side: Side) -> None:
     assert protocol.events_received() == [BinaryMessage(b"\x00" * (3 * MiB))]
 
 
+@pytest.fixture
+def zdicts(monkeypatch: pytest.MonkeyPatch) -> list[bytes | None]:
+    """The dictionary of every decompressor that wsio makes (None without one), kept alive
+    so that their identities can be compared."""
+    made: list[bytes | None] = []
+    real = zlib.decompressobj
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs.get("zdict"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pmd_module.zlib, "decompressobj", counting)
+    return made
+
+
 @pytest.mark.parametrize("side", SIDES, ids=side_ids)
-def test_many_final_blocks_in_linear_time(side: Side, zlib_log: ZlibLog) -> None:
-    """A message made of 100,000 empty DEFLATE blocks with BFINAL set ("03 00"), each one
-    read as a new stream after the previous one (§7.2.3.4): every byte of the payload is
-    handed to zlib a bounded number of times, not the rest of the payload once per block
-    (quadratic). Counted, not timed."""
+def test_many_final_blocks_in_one_frame_fail_with_1008(
+    side: Side, zdicts: list[bytes | None]
+) -> None:
+    """A frame of 100,000 empty DEFLATE blocks with BFINAL set ("03 00"), each one read as
+    a new stream (§7.2.3.4), would cost a decompressor and its dictionary per 2 bytes
+    received: past one new stream per frame and one per 1,024 bytes, it fails with 1008,
+    having made no more decompressors than that budget. Counted, not timed."""
     protocol = opened(side, max_size=None)
     feed(protocol, to(side, BINARY, deflate(compressor(), text(40000)), rsv=RSV1))
     assert len(protocol.events_received()) == 1
     payload = b"\x03\x00" * 100_000
-    zlib_log.clear()
+    zdicts.clear()
     feed(protocol, to(side, BINARY, payload, rsv=RSV1))
+    assert protocol.events_received() == []
+    assert_failed(protocol, 1008)
+    assert len(zdicts) <= 2 + len(payload) // 1024
+
+
+@pytest.mark.parametrize("side", SIDES, ids=side_ids)
+def test_fragments_each_ended_by_bfinal_share_one_dictionary(
+    side: Side, zdicts: list[bytes | None]
+) -> None:
+    """A message of 300 fragments each ended by an empty block with BFINAL set, after a
+    message that filled the window: one new stream per fragment is accepted, and as no
+    output came between them, all use one dictionary, made once (no window copied per
+    restart)."""
+    protocol = opened(side, max_size=None)
+    first = text(40000)
+    feed(protocol, to(side, BINARY, deflate(compressor(), first), rsv=RSV1))
+    assert len(protocol.events_received()) == 1
+    zdicts.clear()
+    wire = to(side, BINARY, b"\x03\x00", rsv=RSV1, fin=False)
+    wire += b"".join(to(side, CONT, b"\x03\x00", fin=False) for _ in range(298))
+    wire += to(side, CONT, b"\x03\x00")
+    feed(protocol, wire)
     assert protocol.events_received() == [BinaryMessage(b"")], protocol.failure
-    handed = sum(size for _, _, size in zlib_log)
-    assert handed <= 4 * len(payload) + 1000, f"{handed} bytes handed to zlib"
+    assert len(zdicts) == 300
+    assert len({id(zdict) for zdict in zdicts}) == 1
+    assert zdicts[0] == first[-(2**15) :]
+
+
+@pytest.mark.parametrize("side", SIDES, ids=side_ids)
+def test_history_is_one_window_and_wraps(side: Side) -> None:
+    """The output kept for a stream that restarts after BFINAL is one window (2**15
+    bytes) at most, even when it arrives a byte at a time; once it has wrapped around,
+    a new stream after BFINAL still reads back-references into the last window right."""
+    protocol = opened(side, max_size=None)
+    first = noise(50000, seed=3)
+    final = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload1 = final.compress(first) + final.flush(zlib.Z_FINISH) + b"\x00"
+    feed(protocol, to(side, BINARY, payload1, rsv=RSV1), chunk=1)
+    assert protocol.events_received() == [BinaryMessage(first)], protocol.failure
+    assert len(deflate_ext(protocol)._history) <= 2**15
+    follow = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=first[-(2**15) :])
+    second = first[-(2**15) :: 2]
+    feed(protocol, to(side, BINARY, deflate(follow, second), rsv=RSV1))
+    assert protocol.events_received() == [BinaryMessage(second)], protocol.failure
+
+
+@pytest.mark.parametrize("side", SIDES, ids=side_ids)
+def test_compressed_payload_over_the_limit_fails_from_the_header(side: Side) -> None:
+    """A compressed message is refused with 1009 as soon as a frame header announces more
+    payload than ``max_size`` plus what DEFLATE adds to incompressible data (5 bytes per
+    stored block of 127 bytes or more), before any of it is buffered; an incompressible
+    message of ``max_size`` bytes compressed by zlib at memLevel 1 still passes."""
+    max_size = 10_000
+    protocol = opened(side, max_size=max_size)
+    data = noise(max_size, seed=5)
+    small = zlib.compressobj(9, zlib.DEFLATED, -15, 1)
+    payload = deflate(small, data)
+    assert len(payload) > max_size + max_size // 65535 * 5 + 5
+    feed(protocol, to(side, BINARY, payload, rsv=RSV1))
+    assert protocol.events_received() == [BinaryMessage(data)], protocol.failure
+    header = to(side, BINARY, bytes(2 * max_size), rsv=RSV1)[:8]
+    feed(protocol, header)
+    assert_failed(protocol, 1009, PayloadTooBig)
+
+
+@pytest.mark.parametrize("side", SIDES, ids=side_ids)
+def test_compressed_fragments_over_the_limit_fail(side: Side) -> None:
+    """The compressed limit counts every fragment of the message: empty blocks that
+    inflate to nothing can't make a message longer on the wire than the limit allows."""
+    max_size = 10_000
+    protocol = opened(side, max_size=max_size)
+    empty = b"\x00\x00\x00\xff\xff" * 200
+    wire = to(side, BINARY, empty, rsv=RSV1, fin=False)
+    wire += b"".join(to(side, CONT, empty, fin=False) for _ in range(20))
+    feed(protocol, wire)
+    assert protocol.events_received() == []
+    assert_failed(protocol, 1009, PayloadTooBig)
 
 
 @pytest.mark.parametrize("side", SIDES, ids=side_ids)

@@ -667,6 +667,8 @@ class Protocol:
         validator: IncrementalValidator | None = None
         # The extensions that transform the message being received, in decoding order.
         decoders: list[Extension] = []
+        # The payload on the wire of the message being received, for its size limit.
+        wire_size = 0
         # The fast path of receive_data takes frames without RSV bits only: messages that
         # extensions such as permessage-deflate leave alone.
         fast_path = all(extension.passes_plain_messages for extension in self.extensions)
@@ -740,17 +742,24 @@ class Protocol:
                 if length >> 63:
                     raise ProtocolError("64-bit payload length with the top bit set")
             # The limit applies to what the application gets: for a message that an
-            # extension transforms (decompresses), it is checked while decoding.
-            if (
-                opcode < Opcode.CLOSE
-                and self.max_size is not None
-                and not decoders
-                and self._message_size + length > self.max_size
-            ):
-                raise PayloadTooBig(
-                    f"message of {self._message_size + length} bytes or more "
-                    f"exceeds the limit of {self.max_size} bytes"
-                )
+            # extension transforms (decompresses), it is checked while decoding, and its
+            # payload on the wire may exceed it by what DEFLATE adds to incompressible
+            # data only: 5 bytes per stored block, of 127 bytes at least from zlib
+            # (memLevel 1), and a few flushes.
+            if opcode < Opcode.CLOSE and self.max_size is not None:
+                if opcode != Opcode.CONTINUATION:
+                    wire_size = 0
+                wire_size += length
+                if not decoders and self._message_size + length > self.max_size:
+                    raise PayloadTooBig(
+                        f"message of {self._message_size + length} bytes or more "
+                        f"exceeds the limit of {self.max_size} bytes"
+                    )
+                if decoders and wire_size > self.max_size + 5 * (self.max_size // 127) + 69:
+                    raise PayloadTooBig(
+                        f"compressed message of {wire_size} bytes or more "
+                        f"exceeds the limit of {self.max_size} bytes"
+                    )
             if opcode >= Opcode.CLOSE:
                 # The masking key and the short payload (§5.5) in one read.
                 if mask_expected:

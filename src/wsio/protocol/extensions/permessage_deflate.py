@@ -1,14 +1,21 @@
 """permessage-deflate (RFC 7692): compression of messages with DEFLATE.
 
 Memory per connection, with wsio's defaults (window of 2**12 bytes for what wsio
-compresses, zlib ``memLevel`` 5): about 40 KiB to compress (window and hash chains) and
-about 40 KiB to decompress at the peer's largest window (2**15), more precisely
-``2**(bits + 2) + 2**(mem_level + 9)`` bytes for a compressor and ``2**bits`` plus about
-7 KiB for a decompressor.
+compresses, zlib ``memLevel`` 5): about 40 KiB to compress (window and hash chains), more
+precisely ``2**(bits + 2) + 2**(mem_level + 9)`` bytes; to decompress, ``2**bits`` plus
+about 7 KiB for zlib's decompressor and up to ``2**bits`` more for the last window of
+output, kept for a stream that restarts after BFINAL: about 72 KiB at the peer's largest
+window (2**15) once a message of 32 KiB or more arrived.
 
 Decompression is bounded: each piece of payload is inflated with the room left under the
 message size limit, so a small message that would inflate to gigabytes fails with 1009
 once it passes the limit, having used no more memory than the limit plus the window.
+Its CPU is bounded too: a new DEFLATE stream after a block with BFINAL set (§7.2.3.4)
+costs a decompressor and a dictionary of one window, so a piece of payload may start one
+such stream, as at the end of a fragment, plus one per 1,024 bytes; a peer that starts
+more (empty final blocks, 2 bytes each) fails with 1008. The parser refuses with 1009 a
+compressed message whose payload exceeds the limit by more than DEFLATE adds to
+incompressible data.
 """
 
 from __future__ import annotations
@@ -37,6 +44,11 @@ _RSV1 = 0x40
 _INFLATE_STEP = 65536
 # Input handed to zlib at once after a stream ended with BFINAL, doubling from there.
 _RESTART_SLICE = 4
+# Compressed bytes that pay for one more DEFLATE stream in a piece of payload, beyond the
+# one that a fragment ended by BFINAL starts. A new stream costs a decompressor and its
+# dictionary, a few microseconds: a peer sending empty final blocks (2 bytes each) would
+# otherwise buy that much CPU for every 2 bytes it sends.
+_BYTES_PER_STREAM = 1024
 
 
 def _window_bits(name: str, value: str | None) -> int:
@@ -78,8 +90,13 @@ class PerMessageDeflate(Extension):
         # compressed message doesn't pay for it.
         self._decoder: zlib._Decompress | None = None
         self._encoder: zlib._Compress | None = None
-        # The peer's latest output, for a stream that restarts after a BFINAL block.
+        # The peer's latest output, for a stream that restarts after a BFINAL block: at
+        # most one window, a ring once full whose oldest byte is at ``_history_start``.
         self._history = bytearray()
+        self._history_start = 0
+        # The history as the dictionary of a new stream, made once and kept while no
+        # output arrives: every restart until then reuses it.
+        self._dictionary: bytes | None = None
         self._encoding = False
 
     def __repr__(self) -> str:
@@ -112,27 +129,51 @@ class PerMessageDeflate(Extension):
             return zlib.decompressobj(wbits=-bits)
         # A new stream after a BFINAL block, with context takeover: its back-references
         # may reach into what came before (§7.2.2), so that is its dictionary.
-        return zlib.decompressobj(wbits=-bits, zdict=bytes(self._history[-self._window :]))
+        if self._dictionary is None:
+            start = self._history_start
+            with memoryview(self._history) as view:
+                # Oldest first: one copy of the window.
+                self._dictionary = b"".join((view[start:], view[:start]))
+        return zlib.decompressobj(wbits=-bits, zdict=self._dictionary)
 
     def _remember(self, output: bytes) -> None:
         """Keep the latest output, as much as the peer's window spans, for a stream that
-        restarts after a BFINAL block. One buffer, trimmed: a few bytes per piece."""
+        restarts after a BFINAL block: one window at most, written over in a ring."""
         if self.remote_no_context_takeover:
             return
+        self._dictionary = None
         window = self._window
         if len(output) >= window:
             self._history = bytearray(output[-window:])
+            self._history_start = 0
             return
-        self._history += output
-        if len(self._history) > 2 * window:
-            del self._history[:-window]
+        history = self._history
+        room = window - len(history)
+        if room > 0:
+            history += output[:room]
+            output = output[room:]
+        # Full: the newest bytes replace the oldest, from the start of the ring.
+        start = self._history_start
+        end = start + len(output)
+        if end <= window:
+            history[start:end] = output
+        else:
+            history[start:] = output[: window - start]
+            history[: end - window] = output[window - start :]
+        self._history_start = end % window
 
     def decode(self, data: bytes, max_length: int | None) -> Iterator[bytes]:
         """Inflate ``data`` in steps of at most ``_INFLATE_STEP`` bytes of output, so that
-        what is held at once stays small, checking the total against ``max_length``."""
+        what is held at once stays small, checking the total against ``max_length``.
+
+        A stream that ends with BFINAL may be followed by a new one (§7.2.3.4): once in
+        ``data``, as at the end of a fragment, and once more per ``_BYTES_PER_STREAM``
+        bytes of it; more fails with 1008, so that restarts cost CPU in proportion to the
+        bytes received."""
         produced = 0
         view = memoryview(data)
         position = 0
+        restarts = 1 + len(view) // _BYTES_PER_STREAM
         # How much input to hand zlib at once: all of it, until a stream ends within it;
         # then little at first, so that each restart hands back little (linear time).
         size = len(view)
@@ -162,6 +203,10 @@ class PerMessageDeflate(Extension):
                     # starts the empty stored block completed by 00 00 ff ff.
                     position -= len(self._decoder.unused_data)
                     self._decoder = None
+                    if position < len(view):
+                        restarts -= 1
+                        if restarts < 0:
+                            raise ProtocolError("too many DEFLATE streams in a message", 1008)
                     size = _RESTART_SLICE
                     break
                 chunk = self._decoder.unconsumed_tail
@@ -171,6 +216,8 @@ class PerMessageDeflate(Extension):
 
     def end_incoming(self, max_length: int | None) -> Iterator[bytes]:
         yield from self.decode(_EMPTY_BLOCK, max_length)
+        # Restarts in one message share the dictionary; between messages, it goes.
+        self._dictionary = None
         # A sender that doesn't keep context starts afresh.
         if self.remote_no_context_takeover:
             self._decoder = None
