@@ -218,6 +218,10 @@ class Protocol:
         "_parser",
         "_payload_buffer",
         "_pending_pings",
+        "_pong_due",
+        "_pong_index",
+        "_pong_queued",
+        "_pongs_paused",
         "_reader",
         "_receiving",
         "_sending_fragments",
@@ -268,6 +272,14 @@ class Protocol:
         self._eof_sent = False
         # Payloads of pings sent and not yet answered, in the order they were sent.
         self._pending_pings: dict[bytes, None] = {}
+        # While the I/O layer can't write, the payload of the latest ping left unanswered;
+        # its pong is queued when writing resumes (§5.5.3).
+        self._pongs_paused = False
+        self._pong_due: bytes | None = None
+        # The last pong queued and its index in _writes: a newer ping's pong replaces it
+        # while the I/O layer hasn't taken it (§5.5.3).
+        self._pong_queued: bytes | None = None
+        self._pong_index = 0
         # Whether a fragmented message is being sent, so the next frame is a continuation.
         self._sending_fragments = False
         # Size of the message being received, for the size limit.
@@ -476,6 +488,29 @@ class Protocol:
         self._send_frame(Opcode.CLOSE, payload)
         self.close_sent = close
         self.state = State.CLOSING
+
+    def pause_pongs(self) -> None:
+        """The I/O layer can't write for now (its buffer is full): hold the pongs that
+        received pings call for, keeping only the latest, until :meth:`resume_pongs`.
+
+        §5.5.3: "If an endpoint receives a Ping frame and has not yet sent Pong frame(s)
+        in response to previous Ping frame(s), the endpoint MAY elect to send a Pong frame
+        for only the most recently processed Ping frame." A peer that floods pings and
+        reads nothing thus costs one pending payload, not a pong per ping.
+
+        Nothing else the peer provokes needs holding back: the close echo (§5.5.1) and the
+        close frame of a failure (§7.1.7) are one frame each, of at most 131 bytes, sent
+        once per connection.
+        """
+        self._pongs_paused = True
+
+    def resume_pongs(self) -> None:
+        """The I/O layer can write again: queue the pong held by :meth:`pause_pongs`, if
+        the connection still answers pings (§5.5.2: not after a close frame arrived)."""
+        self._pongs_paused = False
+        payload, self._pong_due = self._pong_due, None
+        if payload is not None and self._receiving:
+            self._queue_pong(payload)
 
     def ping_timeout_expired(self) -> None:
         """The peer didn't answer a keepalive ping in time: it is gone or stuck, so fail
@@ -819,7 +854,10 @@ class Protocol:
             if self.state is State.OPEN or (
                 self.state is State.CLOSING and self.close_rcvd is None
             ):
-                self._send_frame(Opcode.PONG, payload)
+                if self._pongs_paused:
+                    self._pong_due = payload
+                else:
+                    self._queue_pong(payload)
             self._events.append(Ping(payload))
         else:
             acknowledged: tuple[bytes, ...] = ()
@@ -829,6 +867,27 @@ class Protocol:
                 for data in acknowledged:
                     del self._pending_pings[data]
             self._events.append(Pong(payload, acknowledged))
+
+    def _queue_pong(self, payload: bytes) -> None:
+        """Queue the pong for a ping (§5.5.2), in place of the pong for an earlier ping
+        that is still queued (§5.5.3): pings parsed from one read cost one pong."""
+        pong = serialize_frame(
+            Opcode.PONG,
+            payload,
+            True,
+            0,
+            self.random_bytes(4) if self.side is Side.CLIENT else None,  # §5.3
+        )
+        writes = self._writes
+        index = self._pong_index
+        # Once the I/O layer took _writes, the index points into a new list, where the
+        # object found there is not the pong queued last.
+        if index < len(writes) and writes[index] is self._pong_queued:
+            writes[index] = pong
+        else:
+            self._pong_index = len(writes)
+            writes.append(pong)
+        self._pong_queued = pong
 
     def _receive_close(self, payload: bytes) -> None:
         """Handle the peer's close frame (§5.5.1, §7.1.2, §7.1.3)."""
