@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 import ssl
 import struct
 import time
@@ -183,6 +184,50 @@ async def test_send_waits_when_peer_does_not_read(ws_pair: WsPairFactory, role: 
         assert caught.value.code == 1006
     finally:
         sender.cancel()
+
+
+async def test_pings_from_a_peer_that_never_reads(ws_pair: WsPairFactory, role: str) -> None:
+    """RFC 6455 §5.5.3: pongs wait with the write buffer, one for the latest ping. A peer
+    that floods pings and never reads costs write_limit and one frame, not a pong a ping,
+    and the connection works on once it reads."""
+    write_limit = 32768
+    pair = await ws_pair(role, write_limit=write_limit, ping_interval=None)
+    # Small kernel buffers on the way of the pongs: they reach wsio's write buffer sooner.
+    pair.ws.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+    )
+    pair.peer.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+    )
+    mask = None if role == "client" else b"\x01\x02\x03\x04"
+    payload_size = 125
+    pong_size = 2 + (4 if role == "client" else 0) + payload_size
+    frame_size = len(build_frame(OP_PING, bytes(payload_size), mask=mask))
+    per_batch = 262144 // frame_size
+    batches = 20_000_000 // (per_batch * frame_size)
+    highest = 0
+    last = b""
+    for batch in range(batches):
+        pings = []
+        for i in range(per_batch):
+            last = struct.pack("!II", batch, i).ljust(payload_size, b"-")
+            pings.append(build_frame(OP_PING, last, mask=mask))
+        await pair.peer.send(b"".join(pings), timeout=STEP)
+        highest = max(highest, pair.ws.transport.get_write_buffer_size())
+    assert highest <= write_limit + pong_size, highest
+    # The peer reads: pongs, the latest ping's last, then the connection works on.
+    for _ in range(batches * per_batch + 1):
+        frame = await pair.peer.recv_frame(STEP)
+        assert frame is not None and frame.opcode == OP_PONG
+        if frame.payload == last:
+            break
+    else:
+        raise AssertionError("no pong for the latest ping")
+    await pair.ws.send("still here")
+    frame = await pair.peer.recv_frame(STEP)
+    assert frame is not None and frame.opcode == OP_TEXT and frame.payload == b"still here"
+    await pair.peer.send_frame(OP_TEXT, "me too")
+    assert await asyncio.wait_for(pair.ws.recv(), STEP) == "me too"
 
 
 # -- 31. An application that never reads -----------------------------------------------------
