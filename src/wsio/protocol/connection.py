@@ -111,6 +111,11 @@ _CONTINUATION, _TEXT, _BINARY = Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY
 # copying 128 KiB costs more than the extra write; copying 64 KiB costs less (measured).
 _SEPARATE_PAYLOAD = 128 * 1024
 
+# Bytes of pongs queued and not yet taken by the I/O layer beyond which the pong for a newer
+# ping replaces the last one queued (§5.5.3): the pings of one read, whatever their number,
+# then cost at most this much, while a few pings in a row still get a pong each.
+_PONGS_UNTAKEN_LIMIT = 4096
+
 # Frame header, first two bytes (RFC 6455 §5.2).
 _FIN = 0x80
 _RSV = 0x70
@@ -221,6 +226,7 @@ class Protocol:
         "_pong_due",
         "_pong_index",
         "_pong_queued",
+        "_pong_untaken",
         "_pongs_paused",
         "_reader",
         "_receiving",
@@ -276,10 +282,12 @@ class Protocol:
         # its pong is queued when writing resumes (§5.5.3).
         self._pongs_paused = False
         self._pong_due: bytes | None = None
-        # The last pong queued and its index in _writes: a newer ping's pong replaces it
-        # while the I/O layer hasn't taken it (§5.5.3).
+        # The last pong queued, its index in _writes and the bytes of pongs queued with it
+        # that the I/O layer hasn't taken: past _PONGS_UNTAKEN_LIMIT, a newer ping's pong
+        # replaces it (§5.5.3).
         self._pong_queued: bytes | None = None
         self._pong_index = 0
+        self._pong_untaken = 0
         # Whether a fragmented message is being sent, so the next frame is a continuation.
         self._sending_fragments = False
         # Size of the message being received, for the size limit.
@@ -506,7 +514,8 @@ class Protocol:
 
     def resume_pongs(self) -> None:
         """The I/O layer can write again: queue the pong held by :meth:`pause_pongs`, if
-        the connection still answers pings (§5.5.2: not after a close frame arrived)."""
+        the connection still answers pings: not after the peer's close frame (§5.5.2) nor
+        after a failure (§7.1.7)."""
         self._pongs_paused = False
         payload, self._pong_due = self._pong_due, None
         if payload is not None and self._receiving:
@@ -869,8 +878,8 @@ class Protocol:
             self._events.append(Pong(payload, acknowledged))
 
     def _queue_pong(self, payload: bytes) -> None:
-        """Queue the pong for a ping (§5.5.2), in place of the pong for an earlier ping
-        that is still queued (§5.5.3): pings parsed from one read cost one pong."""
+        """Queue the pong for a ping (§5.5.2); once the pongs queued and not yet taken
+        reach :data:`_PONGS_UNTAKEN_LIMIT` bytes, in place of the last one (§5.5.3)."""
         pong = serialize_frame(
             Opcode.PONG,
             payload,
@@ -883,11 +892,16 @@ class Protocol:
         # Once the I/O layer took _writes, the index points into a new list, where the
         # object found there is not the pong queued last.
         if index < len(writes) and writes[index] is self._pong_queued:
-            writes[index] = pong
+            if self._pong_untaken >= _PONGS_UNTAKEN_LIMIT:
+                writes[index] = pong
+                self._pong_queued = pong
+                return
         else:
-            self._pong_index = len(writes)
-            writes.append(pong)
+            self._pong_untaken = 0
+        self._pong_index = len(writes)
+        writes.append(pong)
         self._pong_queued = pong
+        self._pong_untaken += len(pong)
 
     def _receive_close(self, payload: bytes) -> None:
         """Handle the peer's close frame (§5.5.1, §7.1.2, §7.1.3)."""
