@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 import ssl
 import struct
 import time
@@ -183,6 +184,66 @@ async def test_send_waits_when_peer_does_not_read(ws_pair: WsPairFactory, role: 
         assert caught.value.code == 1006
     finally:
         sender.cancel()
+
+
+@pytest.mark.parametrize("message_first", [False, True])
+async def test_pings_from_a_peer_that_never_reads(
+    ws_pair: WsPairFactory, role: str, message_first: bool
+) -> None:
+    """RFC 6455 §5.5.3: pongs wait with the write buffer, one for the latest ping. A peer
+    that floods pings and never reads costs write_limit and a few kilobytes, not a pong a
+    ping, and the connection works on once it reads. With a message sent first, writing is
+    paused throughout the flood and the latest ping's pong goes out when it resumes."""
+    write_limit = 32768
+    pair = await ws_pair(role, write_limit=write_limit, ping_interval=None)
+    # Small kernel buffers on the way of the pongs: they reach wsio's write buffer sooner.
+    pair.ws.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+    )
+    pair.peer.transport.get_extra_info("socket").setsockopt(
+        socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+    )
+    mask = None if role == "client" else b"\x01\x02\x03\x04"
+    payload_size = 125
+    pong_size = 2 + (4 if role == "client" else 0) + payload_size
+    frame_size = len(build_frame(OP_PING, bytes(payload_size), mask=mask))
+    per_batch = 262144 // frame_size
+    batches = 20_000_000 // (per_batch * frame_size)
+    # A message first: an empty one leaves the buffer empty; a large one keeps it above
+    # write_limit (the kernel buffers are small), so send() waits and writing is paused.
+    message = bytes(131072) if message_first else b""
+    sender = asyncio.ensure_future(pair.ws.send(message))
+    await asyncio.sleep(0)
+    assert sender.done() is not message_first
+    # At most write_limit, then what one read may add: the pongs that the core queues
+    # before it answers only the latest (4 KiB), or the message.
+    bound = write_limit + 4096 + pong_size + (len(message) + 10 if message_first else 0)
+    highest = 0
+    last = b""
+    for batch in range(batches):
+        pings = []
+        for i in range(per_batch):
+            last = struct.pack("!II", batch, i).ljust(payload_size, b"-")
+            pings.append(build_frame(OP_PING, last, mask=mask))
+        await pair.peer.send(b"".join(pings), timeout=STEP)
+        highest = max(highest, pair.ws.transport.get_write_buffer_size())
+    assert highest <= bound, highest
+    # The peer reads: pongs, the latest ping's last, then the connection works on.
+    frame = await pair.peer.recv_frame(STEP)
+    assert frame is not None and frame.opcode == OP_BINARY and frame.payload == message
+    await asyncio.wait_for(sender, STEP)
+    for _ in range(batches * per_batch + 1):
+        frame = await pair.peer.recv_frame(STEP)
+        assert frame is not None and frame.opcode == OP_PONG
+        if frame.payload == last:
+            break
+    else:
+        raise AssertionError("no pong for the latest ping")
+    await pair.ws.send("still here")
+    frame = await pair.peer.recv_frame(STEP)
+    assert frame is not None and frame.opcode == OP_TEXT and frame.payload == b"still here"
+    await pair.peer.send_frame(OP_TEXT, "me too")
+    assert await asyncio.wait_for(pair.ws.recv(), STEP) == "me too"
 
 
 # -- 31. An application that never reads -----------------------------------------------------

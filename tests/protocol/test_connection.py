@@ -639,6 +639,81 @@ def test_each_ping_is_answered(side: Side) -> None:
     assert writes == [sent_by(side, PONG, b"1"), sent_by(side, PONG, b"2")]
 
 
+def test_pings_of_one_read_cost_bounded_pongs(side: Side) -> None:
+    """§5.5.3: a flood of pings in one read gets pongs for the first ones, then one for
+    the latest, in place of the last queued: a few kilobytes whatever the flood."""
+    protocol = make(side)
+    payloads = [b"%04d" % i + bytes(121) for i in range(1000)]
+    events, writes = exchange(protocol, b"".join(to(side, PING, p) for p in payloads))
+    assert events == [Ping(p) for p in payloads]
+    pongs = [f.payload for f in decode_frames(b"".join(writes))]
+    assert 1 < len(pongs) < 100
+    assert pongs == payloads[: len(pongs) - 1] + payloads[-1:]
+    assert sum(map(len, writes)) <= 4096 + 2 * len(sent_by(side, PONG, payloads[0]))
+    # Once taken, the next read's pings get pongs of their own.
+    assert exchange(protocol, to(side, PING, b"1") + to(side, PING, b"2")) == (
+        [Ping(b"1"), Ping(b"2")],
+        [sent_by(side, PONG, b"1"), sent_by(side, PONG, b"2")],
+    )
+
+
+def test_paused_pongs_keep_only_the_latest_ping(side: Side) -> None:
+    """§5.5.3: while the I/O layer can't write, a flood of pings costs one payload, and
+    the latest ping is answered when writing resumes."""
+    protocol = make(side)
+    protocol.pause_pongs()
+    for i in range(1000):
+        payload = str(i).encode()
+        assert exchange(protocol, to(side, PING, payload)) == ([Ping(payload)], [])
+    protocol.resume_pongs()
+    assert protocol.data_to_send() == [sent_by(side, PONG, b"999")]
+    protocol.resume_pongs()
+    assert protocol.data_to_send() == []
+    assert exchange(protocol, to(side, PING, b"x")) == ([Ping(b"x")], [sent_by(side, PONG, b"x")])
+    assert_open(protocol)
+
+
+def test_paused_pongs_without_ping(side: Side) -> None:
+    protocol = make(side)
+    protocol.pause_pongs()
+    protocol.resume_pongs()
+    assert protocol.data_to_send() == []
+
+
+def test_paused_pong_after_our_close(side: Side) -> None:
+    """§5.5.2: pings are answered until the peer's close frame arrives."""
+    protocol = make(side)
+    protocol.pause_pongs()
+    protocol.send_close(1000)
+    assert protocol.data_to_send() == [sent_by(side, CLOSE, close_payload(1000))]
+    assert exchange(protocol, to(side, PING, b"p")) == ([Ping(b"p")], [])
+    protocol.resume_pongs()
+    assert protocol.data_to_send() == [sent_by(side, PONG, b"p")]
+
+
+def test_paused_pong_dropped_once_close_received(side: Side) -> None:
+    """§5.5.2: no pong is due once the peer's close frame arrived; the close echo is one
+    frame and isn't held back."""
+    protocol = make(side)
+    protocol.pause_pongs()
+    protocol.receive_data(to(side, PING, b"p") + to(side, CLOSE, close_payload(1000)))
+    assert protocol.data_to_send()[0] == sent_by(side, CLOSE, close_payload(1000))
+    protocol.resume_pongs()
+    assert protocol.data_to_send() == []
+
+
+def test_paused_pong_dropped_after_failure(side: Side) -> None:
+    """§7.1.7: nothing more is processed once the connection failed; the failure's close
+    frame is one frame and isn't held back."""
+    protocol = make(side)
+    protocol.pause_pongs()
+    protocol.receive_data(to(side, PING, b"p") + to(side, 0x3))
+    assert protocol.events_received() == [Ping(b"p")]
+    assert_failed(protocol, 1002)
+    protocol.resume_pongs()
+    assert protocol.data_to_send() == []
+
+
 @pytest.mark.parametrize("chunk", [None, 1])
 def test_ping_between_fragments(side: Side, chunk: int | None) -> None:
     """§5.4: control frames MAY be injected in the middle of a fragmented message."""

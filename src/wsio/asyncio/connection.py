@@ -705,10 +705,16 @@ class Connection(asyncio.BufferedProtocol):
                 self._connection_lost.set_result(None)
 
     def pause_writing(self) -> None:
+        # Reading goes on: two peers that stream to each other while reading would
+        # deadlock otherwise. The pongs that the peer's pings call for wait instead.
         self._writing_paused = True
+        self.protocol.pause_pongs()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self.protocol.resume_pongs()
+        if self.protocol.has_data_to_send:
+            self._flush()
         self._resume_drain_waiters()
 
     def _resume_drain_waiters(self) -> None:

@@ -111,6 +111,11 @@ _CONTINUATION, _TEXT, _BINARY = Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY
 # copying 128 KiB costs more than the extra write; copying 64 KiB costs less (measured).
 _SEPARATE_PAYLOAD = 128 * 1024
 
+# Bytes of pongs queued and not yet taken by the I/O layer beyond which the pong for a newer
+# ping replaces the last one queued (§5.5.3): the pings of one read, whatever their number,
+# then cost at most this much, while a few pings in a row still get a pong each.
+_PONGS_UNTAKEN_LIMIT = 4096
+
 # Frame header, first two bytes (RFC 6455 §5.2).
 _FIN = 0x80
 _RSV = 0x70
@@ -220,6 +225,11 @@ class Protocol:
         "_parsing_paused",
         "_payload_buffer",
         "_pending_pings",
+        "_pong_due",
+        "_pong_index",
+        "_pong_queued",
+        "_pong_untaken",
+        "_pongs_paused",
         "_reader",
         "_receiving",
         "_sending_fragments",
@@ -270,6 +280,16 @@ class Protocol:
         self._eof_sent = False
         # Payloads of pings sent and not yet answered, in the order they were sent.
         self._pending_pings: dict[bytes, None] = {}
+        # While the I/O layer can't write, the payload of the latest ping left unanswered;
+        # its pong is queued when writing resumes (§5.5.3).
+        self._pongs_paused = False
+        self._pong_due: bytes | None = None
+        # The last pong queued, its index in _writes and the bytes of pongs queued with it
+        # that the I/O layer hasn't taken: past _PONGS_UNTAKEN_LIMIT, a newer ping's pong
+        # replaces it (§5.5.3).
+        self._pong_queued: bytes | None = None
+        self._pong_index = 0
+        self._pong_untaken = 0
         # Whether a fragmented message is being sent, so the next frame is a continuation.
         self._sending_fragments = False
         # Size of the message being received, for the size limit.
@@ -510,6 +530,30 @@ class Protocol:
         if self._parsing_paused:
             # The peer's close frame may already wait behind the messages held back.
             self._advance()
+
+    def pause_pongs(self) -> None:
+        """The I/O layer can't write for now (its buffer is full): hold the pongs that
+        received pings call for, keeping only the latest, until :meth:`resume_pongs`.
+
+        §5.5.3: "If an endpoint receives a Ping frame and has not yet sent Pong frame(s)
+        in response to previous Ping frame(s), the endpoint MAY elect to send a Pong frame
+        for only the most recently processed Ping frame." A peer that floods pings and
+        reads nothing thus costs one pending payload, not a pong per ping.
+
+        Nothing else the peer provokes needs holding back: the close echo (§5.5.1) and the
+        close frame of a failure (§7.1.7) are one frame each, of at most 131 bytes, sent
+        once per connection.
+        """
+        self._pongs_paused = True
+
+    def resume_pongs(self) -> None:
+        """The I/O layer can write again: queue the pong held by :meth:`pause_pongs`, if
+        the connection still answers pings: not after the peer's close frame (§5.5.2) nor
+        after a failure (§7.1.7)."""
+        self._pongs_paused = False
+        payload, self._pong_due = self._pong_due, None
+        if payload is not None and self._receiving:
+            self._queue_pong(payload)
 
     def ping_timeout_expired(self) -> None:
         """The peer didn't answer a keepalive ping in time: it is gone or stuck, so fail
@@ -886,7 +930,10 @@ class Protocol:
             if self.state is State.OPEN or (
                 self.state is State.CLOSING and self.close_rcvd is None
             ):
-                self._send_frame(Opcode.PONG, payload)
+                if self._pongs_paused:
+                    self._pong_due = payload
+                else:
+                    self._queue_pong(payload)
             self._events.append(Ping(payload))
         else:
             acknowledged: tuple[bytes, ...] = ()
@@ -896,6 +943,32 @@ class Protocol:
                 for data in acknowledged:
                     del self._pending_pings[data]
             self._events.append(Pong(payload, acknowledged))
+
+    def _queue_pong(self, payload: bytes) -> None:
+        """Queue the pong for a ping (§5.5.2); once the pongs queued and not yet taken
+        reach :data:`_PONGS_UNTAKEN_LIMIT` bytes, in place of the last one (§5.5.3)."""
+        pong = serialize_frame(
+            Opcode.PONG,
+            payload,
+            True,
+            0,
+            self.random_bytes(4) if self.side is Side.CLIENT else None,  # §5.3
+        )
+        writes = self._writes
+        index = self._pong_index
+        # Once the I/O layer took _writes, the index points into a new list, where the
+        # object found there is not the pong queued last.
+        if index < len(writes) and writes[index] is self._pong_queued:
+            if self._pong_untaken >= _PONGS_UNTAKEN_LIMIT:
+                writes[index] = pong
+                self._pong_queued = pong
+                return
+        else:
+            self._pong_untaken = 0
+        self._pong_index = len(writes)
+        writes.append(pong)
+        self._pong_queued = pong
+        self._pong_untaken += len(pong)
 
     def _receive_close(self, payload: bytes) -> None:
         """Handle the peer's close frame (§5.5.1, §7.1.2, §7.1.3)."""
