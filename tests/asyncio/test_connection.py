@@ -975,6 +975,17 @@ async def test_max_queue_below_one_is_refused_up_front(max_queue: int) -> None:
         wsio.connect("ws://127.0.0.1:1/", max_queue=max_queue)
 
 
+async def test_negative_write_limit_is_refused_up_front() -> None:
+    # The transport would refuse set_write_buffer_limits() on every connection.
+    async def handler(ws: Any) -> None:
+        raise AssertionError("no connection is made")  # pragma: no cover
+
+    with pytest.raises(wsio.InvalidArgument, match="write_limit"):
+        wsio.serve(handler, "127.0.0.1", 0, write_limit=-1)
+    with pytest.raises(wsio.InvalidArgument, match="write_limit"):
+        wsio.connect("ws://127.0.0.1:1/", write_limit=-1)
+
+
 async def test_max_queue_on_server(ws_pair: WsPairFactory) -> None:
     pair = await ws_pair("server", max_queue=4)
     transport = pair.ws.transport

@@ -23,7 +23,7 @@ from ..protocol.http11 import Headers, HeadersLike, Response
 from ..protocol.proxy import Proxy, ProxyTunnel, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
 from .compression import client_extensions
-from .connection import Connection, Opener, check_max_queue
+from .connection import Connection, Opener, check_limits
 
 __all__ = ["ClientConnection", "connect"]
 
@@ -121,7 +121,7 @@ class connect(Opener[ClientConnection]):
         **create_connection_kwargs: Any,
     ) -> None:
         self.uri = parse_uri(uri)
-        check_max_queue(max_queue)
+        check_limits(max_queue, write_limit)
         if isinstance(proxy, str):
             parse_proxy(proxy)  # fail early on an invalid proxy
         self.proxy = proxy

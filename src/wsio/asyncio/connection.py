@@ -724,10 +724,13 @@ class Connection(asyncio.BufferedProtocol):
                 waiter.set_result(None)
 
 
-def check_max_queue(max_queue: int) -> None:
-    """Refuse a queue that can't hold one message: reading would stay paused for good."""
+def check_limits(max_queue: int, write_limit: int) -> None:
+    """Refuse a queue that can't hold one message (reading would stay paused for good)
+    and a negative write limit (the transport would refuse every connection)."""
     if max_queue < 1:
         raise InvalidArgument(f"max_queue must be at least 1, not {max_queue}")
+    if write_limit < 0:
+        raise InvalidArgument(f"write_limit must be 0 or more, not {write_limit}")
 
 
 _RECEIVE_BUFFER_SIZE = 256 * 1024

@@ -23,7 +23,7 @@ from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import MultipleValuesError, Request, Response
 from .compression import server_extensions
-from .connection import Connection, Opener, check_max_queue
+from .connection import Connection, Opener, check_limits
 
 __all__ = ["Server", "ServerConnection", "basic_auth", "serve"]
 
@@ -474,7 +474,7 @@ class serve(Opener[Server]):
     ) -> None:
         if logger is None:
             logger = _logger
-        check_max_queue(max_queue)
+        check_limits(max_queue, write_limit)
         if open_timeout is not None and open_timeout <= 0:
             # No handshake could succeed; with TLS, the loop would refuse each accept.
             raise InvalidArgument(f"open_timeout must be positive or None, not {open_timeout}")
