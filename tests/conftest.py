@@ -118,14 +118,17 @@ async def ws_pair(
 ) -> AsyncIterator[WsPairFactory]:
     """A factory of open :class:`WsPair`: ``pair = await ws_pair(role, tls=False, **kwargs)``.
 
-    ``kwargs`` go to ``wsio.serve`` or ``wsio.connect``. Everything is torn down at the end
-    of the test: the raw peer is aborted, the server or client closed.
+    ``peer_receive_buffer`` sets the raw peer's SO_RCVBUF before it connects (see
+    :meth:`RawClient.open`); ``kwargs`` go to ``wsio.serve`` or ``wsio.connect``. Everything
+    is torn down at the end of the test: the raw peer is aborted, the server or client closed.
     """
     import wsio
 
     async with contextlib.AsyncExitStack() as stack:
 
-        async def make(role: Role, *, tls: bool = False, **kwargs: Any) -> WsPair:
+        async def make(
+            role: Role, *, tls: bool = False, peer_receive_buffer: int | None = None, **kwargs: Any
+        ) -> WsPair:
             loop = asyncio.get_running_loop()
             release = asyncio.Event()
             if role == "server":
@@ -151,6 +154,7 @@ async def ws_pair(
                     port,
                     ssl=client_ssl_context if tls else None,
                     server_hostname="localhost",
+                    receive_buffer=peer_receive_buffer,
                 )
                 stack.callback(client.abort)
                 response = await client.handshake()
@@ -167,7 +171,11 @@ async def ws_pair(
                 await release.wait()
 
             srv = await stack.enter_async_context(
-                RawServer(script, ssl=server_ssl_context if tls else None)
+                RawServer(
+                    script,
+                    ssl=server_ssl_context if tls else None,
+                    receive_buffer=peer_receive_buffer,
+                )
             )
             ws = await asyncio.wait_for(
                 wsio.connect(f"{srv.url}/", ssl=client_ssl_context if tls else None, **kwargs),

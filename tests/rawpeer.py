@@ -743,15 +743,34 @@ class RawClient(RawConnection):
         ssl: ssl_module.SSLContext | None = None,
         server_hostname: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        receive_buffer: int | None = None,
     ) -> RawClient:
-        """Connect (and complete the TLS handshake when ``ssl`` is given)."""
+        """Connect (and complete the TLS handshake when ``ssl`` is given).
+
+        ``receive_buffer`` sets the socket's SO_RCVBUF before it connects: TCP then offers a
+        window that fits it. Shrunk after the connection exists, the buffer drops segments
+        that the window let through, window updates riding on them included, and two peers
+        that both stopped reading can stall each other for seconds."""
+        sock = None
+        if receive_buffer is not None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.setblocking(False)
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                host,
-                port,
-                ssl=ssl,
-                server_hostname=server_hostname if ssl is not None else None,
-            )
+            if sock is not None:
+                await asyncio.get_running_loop().sock_connect(sock, (host, port))
+                reader, writer = await asyncio.open_connection(
+                    sock=sock,
+                    ssl=ssl,
+                    server_hostname=server_hostname if ssl is not None else None,
+                )
+            else:
+                reader, writer = await asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=ssl,
+                    server_hostname=server_hostname if ssl is not None else None,
+                )
         return cls(reader, writer, host=host, port=port)
 
     async def __aenter__(self) -> RawClient:
@@ -864,8 +883,10 @@ class RawServer:
         ssl: ssl_module.SSLContext | None = None,
         host: str = "127.0.0.1",
         exit_timeout: float = DEFAULT_TIMEOUT,
+        receive_buffer: int | None = None,
     ) -> None:
         self.script = script
+        self.receive_buffer = receive_buffer
         self.ssl = ssl
         self.host = host
         self.exit_timeout = exit_timeout
@@ -903,6 +924,11 @@ class RawServer:
 
     async def __aenter__(self) -> RawServer:
         self._server = await asyncio.start_server(self._on_connect, self.host, 0, ssl=self.ssl)
+        if self.receive_buffer is not None:
+            # Accepted sockets inherit it, and offer a window that fits it from the SYN on
+            # (see RawClient.open).
+            for listener in self._server.sockets:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -195,13 +195,12 @@ async def test_pings_from_a_peer_that_never_reads(
     ping, and the connection works on once it reads. With a message sent first, writing is
     paused throughout the flood and the latest ping's pong goes out when it resumes."""
     write_limit = 32768
-    pair = await ws_pair(role, write_limit=write_limit, ping_interval=None)
     # Small kernel buffers on the way of the pongs: they reach wsio's write buffer sooner.
+    pair = await ws_pair(
+        role, write_limit=write_limit, ping_interval=None, peer_receive_buffer=4096
+    )
     pair.ws.transport.get_extra_info("socket").setsockopt(
         socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
-    )
-    pair.peer.transport.get_extra_info("socket").setsockopt(
-        socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
     )
     mask = None if role == "client" else b"\x01\x02\x03\x04"
     payload_size = 125
