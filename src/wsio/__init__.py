@@ -7,6 +7,7 @@ The API mirrors the asyncio API of the ``websockets`` package::
         print(await ws.recv())
 """
 
+from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.client import ClientConnection, connect
 from .asyncio.server import Server, ServerConnection, basic_auth, serve
 from .exceptions import (
@@ -40,6 +41,7 @@ from .protocol.frames import Close, CloseCode
 from .protocol.http11 import Headers, Request, Response
 
 __all__ = [
+    "BroadcastResult",
     "ClientConnection",
     "Close",
     "CloseCode",
@@ -74,6 +76,7 @@ __all__ = [
     "State",
     "WebSocketError",
     "basic_auth",
+    "broadcast",
     "connect",
     "serve",
 ]

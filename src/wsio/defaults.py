@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BROADCAST_LIMIT",
     "CLOSE_TIMEOUT",
     "COMPRESSION",
     "COMPRESSION_THRESHOLD",
@@ -26,6 +27,7 @@ __all__ = [
     "PING_INTERVAL",
     "PING_TIMEOUT",
     "SERVER_HEADER",
+    "SLOW_CONSUMER",
     "USER_AGENT",
     "WRITE_LIMIT",
 ]
@@ -57,6 +59,14 @@ MAX_QUEUE: Final[int] = 16
 
 #: Bytes buffered for writing before ``send()`` waits for the network to drain.
 WRITE_LIMIT: Final[int] = 32768
+
+#: Bytes that a connection may hold unsent (write buffer, messages waiting for a fragmented
+#: message to end) and still get a broadcast message: above it, it is a slow consumer.
+BROADCAST_LIMIT: Final[int] = 2**18
+
+#: What a broadcast does with a slow consumer: ``"skip"`` the message for it (counted), or
+#: ``"close"`` the connection with 1013 (try again later).
+SLOW_CONSUMER: Final[str] = "skip"
 
 #: Seconds for the whole opening handshake: TCP connect, TLS and HTTP upgrade.
 OPEN_TIMEOUT: Final[float | None] = 10.0

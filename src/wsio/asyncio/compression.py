@@ -31,11 +31,19 @@ def client_extensions(
 
 
 def server_extensions(
-    compression: str | None, threshold: int, extensions: Sequence[ServerExtensionFactory]
+    compression: str | None,
+    threshold: int,
+    extensions: Sequence[ServerExtensionFactory],
+    no_context_takeover: bool = False,
 ) -> list[ServerExtensionFactory]:
     """What a server accepts: permessage-deflate, then ``extensions``."""
     _check(compression)
     factories: list[ServerExtensionFactory] = []
     if compression == "deflate":
-        factories.append(ServerPerMessageDeflateFactory(compression_threshold=threshold))
+        factories.append(
+            ServerPerMessageDeflateFactory(
+                server_no_context_takeover=no_context_takeover,
+                compression_threshold=threshold,
+            )
+        )
     return [*factories, *extensions]

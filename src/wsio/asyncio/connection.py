@@ -205,6 +205,12 @@ class Connection(asyncio.BufferedProtocol):
         """Remote address of the socket."""
         return None if self.transport is None else self.transport.get_extra_info("peername")
 
+    @property
+    def broadcast_policy(self) -> tuple[int, str]:
+        """The ``broadcast_limit`` and ``slow_consumer`` policy that :func:`~wsio.broadcast`
+        applies to this connection unless told otherwise: its server's, or the defaults."""
+        return defaults.BROADCAST_LIMIT, defaults.SLOW_CONSUMER
+
     def recv(self) -> Coroutine[Any, Any, Data]:
         """Wait for the next message: ``str`` for text, ``bytes`` for binary.
 

@@ -22,6 +22,7 @@ from ..protocol.connection import ServerProtocol, State
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import MultipleValuesError, Request, Response
+from .broadcast import check_broadcast_policy
 from .compression import server_extensions
 from .connection import Connection, Opener, check_limits
 
@@ -80,6 +81,10 @@ class ServerConnection(Connection):
         self._hook_awaited = False
         #: The user authenticated by :func:`basic_auth`, if any.
         self.username: str | None = None
+
+    @property
+    def broadcast_policy(self) -> tuple[int, str]:
+        return self.server.broadcast_limit, self.server.slow_consumer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -328,8 +333,13 @@ class Server:
         process_request: ProcessRequest | None,
         process_response: ProcessResponse | None,
         make_connection: Callable[[Server], ServerConnection],
+        broadcast_limit: int = defaults.BROADCAST_LIMIT,
+        slow_consumer: str = defaults.SLOW_CONSUMER,
     ) -> None:
         self.handler = handler
+        #: What :func:`~wsio.broadcast` applies to this server's connections by default.
+        self.broadcast_limit = broadcast_limit
+        self.slow_consumer = slow_consumer
         self.ssl = ssl
         self.open_timeout = open_timeout
         self.process_request = process_request
@@ -434,6 +444,9 @@ class serve(Opener[Server]):
         (RFC 7692); ``None`` declines compression.
     :param compression_threshold: messages shorter than this many bytes are sent
         uncompressed; ``send(..., compress=...)`` decides for one message.
+    :param server_no_context_takeover: compress each message afresh rather than with the
+        context of the previous ones (RFC 7692 §7.1.1.1): a little less compression, and
+        :func:`~wsio.broadcast` then compresses a message once for all connections.
     :param extensions: more extensions to accept, after compression.
     :param process_request: ``(connection, request) -> Response | None``, plain or
         coroutine, called before the handshake is checked: a response returned is sent
@@ -444,6 +457,10 @@ class serve(Opener[Server]):
     :param max_size: largest incoming message in bytes; ``None`` disables the limit.
     :param open_timeout: seconds from the TCP accept to the end of the HTTP upgrade,
         TLS included (enforced within 1/16 of it, and within a second).
+    :param broadcast_limit: unsent bytes above which a connection is a slow consumer for
+        :func:`~wsio.broadcast`.
+    :param slow_consumer: what a broadcast does with a slow consumer: ``"skip"`` the
+        message for it, or ``"close"`` it with 1013.
     """
 
     def __init__(
@@ -458,6 +475,7 @@ class serve(Opener[Server]):
         select_subprotocol: SelectSubprotocol | None = None,
         compression: str | None = defaults.COMPRESSION,
         compression_threshold: int = defaults.COMPRESSION_THRESHOLD,
+        server_no_context_takeover: bool = False,
         extensions: Sequence[ServerExtensionFactory] = (),
         process_request: ProcessRequest | None = None,
         process_response: ProcessResponse | None = None,
@@ -469,18 +487,21 @@ class serve(Opener[Server]):
         max_size: int | None = defaults.MAX_SIZE,
         max_queue: int = defaults.MAX_QUEUE,
         write_limit: int = defaults.WRITE_LIMIT,
+        broadcast_limit: int = defaults.BROADCAST_LIMIT,
+        slow_consumer: str = defaults.SLOW_CONSUMER,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_server_kwargs: Any,
     ) -> None:
         if logger is None:
             logger = _logger
         check_limits(max_queue, write_limit)
+        check_broadcast_policy(broadcast_limit, slow_consumer)
         if open_timeout is not None and open_timeout <= 0:
             # No handshake could succeed; with TLS, the loop would refuse each accept.
             raise InvalidArgument(f"open_timeout must be positive or None, not {open_timeout}")
 
         server_extension_factories = server_extensions(
-            compression, compression_threshold, extensions
+            compression, compression_threshold, extensions, server_no_context_takeover
         )
 
         def make_connection(server: Server) -> ServerConnection:
@@ -515,6 +536,8 @@ class serve(Opener[Server]):
             process_request=process_request,
             process_response=process_response,
             make_connection=make_connection,
+            broadcast_limit=broadcast_limit,
+            slow_consumer=slow_consumer,
         )
         self._host = host
         # None with sock=..., as asyncio's create_server wants it.

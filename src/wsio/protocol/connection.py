@@ -31,7 +31,7 @@ import enum
 import logging
 import os
 import struct
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
 from http import HTTPStatus
 
 from .. import defaults
@@ -93,6 +93,7 @@ __all__ = [
     "Event",
     "Ping",
     "Pong",
+    "PreparedMessage",
     "Protocol",
     "ServerProtocol",
     "Side",
@@ -190,6 +191,34 @@ class ResponseReceived:
 
 Event = TextMessage | BinaryMessage | Ping | Pong | RequestReceived | ResponseReceived
 
+
+class PreparedMessage:
+    """A whole data message to send to many connections with :meth:`Protocol.send_prepared`.
+
+    Its frame is built once per distinct wire encoding and reused: a server's frames are
+    unmasked (§5.1), so every connection that transforms the message the same way, whatever
+    it sent before, writes the same bytes. With permessage-deflate, that takes a server
+    side without context takeover (RFC 7692 §7.1.1.1) for a compressed message; a client's
+    frames, masked anew each time (§5.3), are built per connection.
+
+    :param data: the payload; UTF-8 for a text message.
+    :param text: a text message (§5.6) rather than a binary one.
+    :param compress: as for :meth:`Protocol.send_text`.
+    """
+
+    __slots__ = ("_frames", "compress", "data", "encodings", "opcode")
+
+    def __init__(self, data: bytes, *, text: bool, compress: bool | None = None) -> None:
+        self.data = data
+        self.opcode = _TEXT if text else _BINARY
+        self.compress = compress
+        #: Frames built for this message so far: once per distinct encoding, plus once per
+        #: connection that can't share one.
+        self.encodings = 0
+        # The writes of the frame, by encoding key (Extension.shared_encoding).
+        self._frames: dict[tuple[Hashable, ...], tuple[bytes, ...]] = {}
+
+
 _Parser = Generator[None, None, None]
 
 
@@ -215,6 +244,7 @@ class Protocol:
         "__dict__",
         "__weakref__",
         "_between_messages",
+        "_deferred",
         "_eof_sent",
         "_events",
         "_extension_rsv",
@@ -292,6 +322,10 @@ class Protocol:
         self._pong_untaken = 0
         # Whether a fragmented message is being sent, so the next frame is a continuation.
         self._sending_fragments = False
+        # Prepared messages that came while a fragmented message was being sent, to send
+        # after its last frame (None rather than an empty list: most connections never
+        # have one).
+        self._deferred: list[PreparedMessage] | None = None
         # Size of the message being received, for the size limit.
         self._message_size = 0
         # How many more messages the parser may complete before it pauses (None: no
@@ -469,6 +503,53 @@ class Protocol:
         """Send the next fragment of the message started by ``send_text``/``send_binary``
         with ``fin=False`` (§5.4)."""
         self._send_data(_CONTINUATION, data, fin)
+        if fin and self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            for message in deferred:
+                self._send_prepared(message)
+
+    def send_prepared(self, message: PreparedMessage) -> None:
+        """Send a message prepared for many connections, reusing the frame built for
+        another connection when this one would write the same bytes.
+
+        While a fragmented message is being sent, it goes after that message's last frame:
+        §5.4 forbids interleaving the fragments of two messages.
+        """
+        self._check_open()
+        if self._sending_fragments:
+            if self._deferred is None:
+                self._deferred = []
+            self._deferred.append(message)
+        else:
+            self._send_prepared(message)
+
+    @property
+    def deferred_size(self) -> int:
+        """Bytes of the prepared messages waiting for a fragmented message to end."""
+        if self._deferred is None:
+            return 0
+        return sum(len(message.data) for message in self._deferred)
+
+    def _send_prepared(self, message: PreparedMessage) -> None:
+        key: tuple[Hashable, ...] | None = None
+        if self.side is Side.SERVER:
+            key = ()
+            for extension in self.extensions:
+                encoding = extension.shared_encoding(len(message.data), message.compress)
+                if encoding is None:
+                    key = None
+                    break
+                key += (encoding,)
+        if key is not None:
+            writes = message._frames.get(key)
+            if writes is not None:
+                self._writes.extend(writes)
+                return
+        start = len(self._writes)
+        self._send_data(message.opcode, message.data, True, message.compress)
+        message.encodings += 1
+        if key is not None:
+            message._frames[key] = tuple(self._writes[start:])
 
     def _send_data(
         self, opcode: Opcode, data: bytes, fin: bool, compress: bool | None = None

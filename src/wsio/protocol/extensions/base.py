@@ -13,7 +13,7 @@ while decoding, in bounded steps) and fail fast.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 
 __all__ = [
     "ClientExtensionFactory",
@@ -69,6 +69,16 @@ class Extension(abc.ABC):
         """Transform a fragment of an outgoing message; return the payload and the RSV
         bits for its frame. ``transform`` (on the first fragment) is the caller's wish:
         ``None`` lets the extension decide."""
+
+    def shared_encoding(self, size: int, transform: bool | None) -> Hashable | None:
+        """How :meth:`encode` would transform a whole message of ``size`` bytes, as a key
+        equal between connections exactly when their output is the same whatever each sent
+        before; ``None`` when the output depends on this connection's history.
+
+        A message sent to many connections (:class:`~wsio.protocol.PreparedMessage`) is
+        encoded once per key. The default, ``None``, is always safe.
+        """
+        return None
 
 
 class ClientExtensionFactory(abc.ABC):

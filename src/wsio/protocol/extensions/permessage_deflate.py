@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 
 from ... import defaults
 from ...exceptions import NegotiationError, PayloadTooBig, ProtocolError
@@ -245,6 +245,18 @@ class PerMessageDeflate(Extension):
             if self.local_no_context_takeover:
                 self._encoder = None
         return payload, (_RSV1 if first else 0)
+
+    def shared_encoding(self, size: int, transform: bool | None) -> Hashable | None:
+        """Uncompressed messages are the same everywhere; compressed ones too when this
+        side keeps no context between messages (``*_no_context_takeover``, §7.1.1) and
+        compresses with the same window and memory level: each starts a fresh stream."""
+        if transform is None:
+            transform = size >= self.compression_threshold
+        if not (transform and self.can_compress):
+            return ()
+        if not self.local_no_context_takeover:
+            return None
+        return (self.name, self._compress_bits, self._mem_level)
 
 
 def _parse_parameters(
