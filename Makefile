@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/interop/node
 
-.PHONY: run test lint venv chromium clean bench
+.PHONY: run test lint venv chromium redis clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,21 @@ chromium:
 	    echo "chromium is missing and this user can't install it: the browser test will be skipped" >&2; \
 	  fi; }
 
+# The tests of the Redis-backed pieces run a private redis-server (tests/redisserver.py) on a
+# free loopback port, never a system instance. Install Debian's package when missing and the
+# machine allows it (root with apt); otherwise those tests are skipped and say why. The
+# package may start a system service on port 6379: harmless, the tests don't use it.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
+	      || echo "redis-server could not be installed: the tests needing Redis will be skipped" >&2; \
+	  else \
+	    echo "redis-server is missing and this user can't install it: the tests needing Redis will be skipped" >&2; \
+	  fi; }
+
 run: $(VENV)/.installed
 	$(BIN)/wsio serve --host 127.0.0.1 --port 8765
 
@@ -52,7 +67,7 @@ lint: $(VENV)/.installed
 # code. The second pass runs tests/protocol and tests/conformance, which exercise the
 # sans-I/O core fully, and tests/asyncio for the waiter of recv() (~2 min); the interop,
 # CLI and browser tests would add ~1 min without reaching other replaced code.
-test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium lint
+test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint
 	rm -f .coverage .coverage.*
 	WSIO_NO_SPEEDUPS= $(BIN)/coverage run -m pytest -q
 	WSIO_NO_SPEEDUPS=1 $(BIN)/coverage run -m pytest -q tests/protocol tests/conformance \

@@ -1,5 +1,6 @@
-"""Shared fixtures: TLS certificates from a throw-away CA, a wsio echo server factory, and
-a factory of connected (wsio connection, raw peer) pairs in either role.
+"""Shared fixtures: TLS certificates from a throw-away CA, a wsio echo server factory, a
+factory of connected (wsio connection, raw peer) pairs in either role, and a private
+redis-server.
 
 ``wsio`` is imported inside the fixtures only, so tests that do not need it (for example the
 raw peer's self-tests) still collect while the library is being written.
@@ -23,6 +24,7 @@ import trustme
 sys.path.insert(0, str(Path(__file__).parent))
 
 from rawpeer import RawClient, RawConnection, RawServer, ServerConn
+from redisserver import RedisServer, redis_server_path
 
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
 
@@ -192,3 +194,17 @@ async def ws_pair(
 async def _close_quietly(ws: Any) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(ws.close(), 5)
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    """A started :class:`RedisServer` of the test's own (loopback, free port, temporary data
+    directory), stopped and its directory removed at teardown; skipped, loudly, if
+    ``redis-server`` is not installed."""
+    if redis_server_path() is None:
+        pytest.skip(
+            "redis-server is not installed: it is not on PATH, so the tests needing a real "
+            "Redis can't run; run `make test` as root or `apt-get install redis-server`"
+        )
+    async with RedisServer() as server:
+        yield server
