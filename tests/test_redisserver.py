@@ -52,7 +52,7 @@ async def test_configuration(redis_server: RedisServer) -> None:
     assert config["port"] == str(redis_server.port)
     assert os.path.samefile(str(config["dir"]), redis_server.directory)
     assert config["appendonly"] == "yes"
-    assert config["appendfsync"] == "always"
+    assert config["appendfsync"] == "everysec"
     assert config["save"] == ""
 
 

@@ -7,14 +7,18 @@ The API mirrors the asyncio API of the ``websockets`` package::
         print(await ws.recv())
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.client import ClientConnection, connect
+from .asyncio.hub import Backend, Hub, MemoryBackend
 from .asyncio.server import Server, ServerConnection, basic_auth, serve
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    HubError,
     InvalidArgument,
     InvalidHandshake,
     InvalidHeader,
@@ -41,6 +45,7 @@ from .protocol.frames import Close, CloseCode
 from .protocol.http11 import Headers, Request, Response
 
 __all__ = [
+    "Backend",
     "BroadcastResult",
     "ClientConnection",
     "Close",
@@ -50,6 +55,8 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "Headers",
+    "Hub",
+    "HubError",
     "InvalidArgument",
     "InvalidHandshake",
     "InvalidHeader",
@@ -64,10 +71,12 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "InvalidUpgrade",
+    "MemoryBackend",
     "NegotiationError",
     "PayloadTooBig",
     "ProtocolError",
     "ProxyError",
+    "RedisBackend",
     "Request",
     "Response",
     "SecurityError",
@@ -80,3 +89,15 @@ __all__ = [
     "connect",
     "serve",
 ]
+
+if TYPE_CHECKING:
+    from .asyncio.redis_hub import RedisBackend
+
+
+def __getattr__(name: str) -> Any:
+    # RedisBackend needs the optional redis package: imported when first asked for.
+    if name == "RedisBackend":
+        from .asyncio.redis_hub import RedisBackend
+
+        return RedisBackend
+    raise AttributeError(f"module 'wsio' has no attribute {name!r}")

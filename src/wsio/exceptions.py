@@ -25,7 +25,8 @@
     │   └── PayloadTooBig
     ├── InvalidState
     ├── ConcurrencyError
-    └── InvalidArgument (also a ValueError)
+    ├── InvalidArgument (also a ValueError)
+    └── HubError
 
 Peer mistakes never raise out of the core: the core records them as the cause of the
 closure, and the I/O layer raises :class:`ConnectionClosedError` chained to that cause.
@@ -47,6 +48,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
+    "HubError",
     "InvalidArgument",
     "InvalidHandshake",
     "InvalidHeader",
@@ -315,3 +317,8 @@ class ConcurrencyError(WebSocketError, RuntimeError):
 
 class InvalidArgument(WebSocketError, ValueError):
     """The caller passed a value that RFC 6455 does not allow (close code, payload size...)."""
+
+
+class HubError(WebSocketError):
+    """The backend of a :class:`~wsio.Hub` failed: its Redis server is unreachable, for
+    example. The backend's own exception is chained as ``__cause__``."""

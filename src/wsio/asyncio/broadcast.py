@@ -18,7 +18,13 @@ from ..protocol.connection import PreparedMessage, State
 from ..protocol.frames import CloseCode, encode_text
 from .connection import Connection, DataLike
 
-__all__ = ["BroadcastResult", "broadcast", "check_broadcast_policy"]
+__all__ = [
+    "BroadcastResult",
+    "broadcast",
+    "broadcast_prepared",
+    "check_broadcast_policy",
+    "prepare",
+]
 
 _SLOW_CONSUMER_POLICIES = ("skip", "close")
 
@@ -78,12 +84,30 @@ def broadcast(
         unknown ``slow_consumer``.
     """
     check_broadcast_policy(limit, slow_consumer)
+    return broadcast_prepared(connections, prepare(message, compress), limit, slow_consumer)
+
+
+def prepare(message: DataLike, compress: bool | None = None) -> PreparedMessage:
+    """``message`` as the core sends it to many connections: ``str`` as text, bytes-like
+    as binary.
+
+    :raises TypeError: ``message`` is neither str nor bytes-like.
+    :raises InvalidArgument: text that isn't valid Unicode.
+    """
     if isinstance(message, str):
-        prepared = PreparedMessage(encode_text(message, "message"), text=True, compress=compress)
-    elif isinstance(message, bytes | bytearray | memoryview):
-        prepared = PreparedMessage(bytes(message), text=False, compress=compress)
-    else:
-        raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+        return PreparedMessage(encode_text(message, "message"), text=True, compress=compress)
+    if isinstance(message, bytes | bytearray | memoryview):
+        return PreparedMessage(bytes(message), text=False, compress=compress)
+    raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+
+
+def broadcast_prepared(
+    connections: Iterable[Connection],
+    prepared: PreparedMessage,
+    limit: int | None,
+    slow_consumer: str | None,
+) -> BroadcastResult:
+    """:func:`broadcast` of a message already prepared, with arguments already checked."""
     result = BroadcastResult()
     for connection in connections:
         protocol = connection.protocol
