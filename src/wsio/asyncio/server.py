@@ -461,6 +461,10 @@ class serve(Opener[Server]):
         :func:`~wsio.broadcast`.
     :param slow_consumer: what a broadcast does with a slow consumer: ``"skip"`` the
         message for it, or ``"close"`` it with 1013.
+    :param reuse_port: let several processes (or servers) listen on one port, the kernel
+        spreading connections between them (Linux ``SO_REUSEPORT``). It is passed to
+        :meth:`asyncio.loop.create_server`, as is any keyword argument ``serve`` doesn't
+        take itself (``backlog``, ``sock``...).
     """
 
     def __init__(

@@ -41,6 +41,7 @@ from .common import (
 )
 from .demo import serve_demo
 from .probe import run_probe
+from .workers import MAX_WORKERS, run_workers, stop_with_parent
 
 __all__ = ["main"]
 
@@ -95,6 +96,16 @@ def _port(text: str) -> int:
     raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
 
 
+def _workers(text: str) -> int:
+    """``--workers`` (and the worker's hidden ``--as-worker``): 1 to MAX_WORKERS."""
+    with contextlib.suppress(ValueError):
+        if 1 <= (value := int(text)) <= MAX_WORKERS:
+            return value
+    raise argparse.ArgumentTypeError(
+        f"expected a whole number from 1 to {MAX_WORKERS}, got {text!r}"
+    )
+
+
 def _header(text: str) -> tuple[str, str]:
     """``-H``: ``Name: value``, checked as the request will check it."""
     name, colon, value = text.partition(":")
@@ -146,6 +157,17 @@ def _add_server_options(parser: argparse.ArgumentParser, default_port: int) -> N
     )
     _add_max_size(parser)
     _add_no_compression(parser)
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve with N processes sharing the port, the kernel spreading connections "
+        "among them (Linux only; default %(default)s: this process serves)",
+    )
+    # Set by the parent of --workers in each worker it starts: the worker's index. Its
+    # name shares no prefix with --workers, which argparse would then find ambiguous.
+    parser.add_argument("--as-worker", type=_workers, help=argparse.SUPPRESS)
 
 
 def _add_client_tls(parser: argparse.ArgumentParser) -> None:
@@ -256,10 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A character the terminal's encoding lacks is written as an escape, not raised.
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(arguments)
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(_run(args, arguments))
     except UsageError as exc:
         _error(str(exc))
         return 2
@@ -273,12 +296,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-async def _run(args: argparse.Namespace) -> int:
-    """The command chosen; :class:`UsageError` for an argument found bad after parsing."""
+async def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    """The command chosen (``argv``, its arguments, parsed as ``args``);
+    :class:`UsageError` for an argument found bad after parsing."""
     if args.command in ("echo", "serve"):
         ssl = server_ssl_context(args.certfile, args.keyfile)
-        run_server = _echo if args.command == "echo" else serve_demo
-        return await run_server(args.host, args.port, args.max_size, args.compression, ssl)
+        worker = args.as_worker
+        if worker is None and args.workers > 1:
+            return await run_workers(argv, args.host, args.port, args.workers)
+        if worker is not None:
+            stop_with_parent()
+        server_args = (args.host, args.port, args.max_size, args.compression, ssl)
+        reuse_port = worker is not None
+        if args.command == "echo":
+            return await _echo(*server_args, reuse_port=reuse_port)
+        return await serve_demo(*server_args, reuse_port=reuse_port, worker=worker)
     if args.command == "probe":
         return await run_probe(
             args.uri,
@@ -323,8 +355,17 @@ async def _echo(
     max_size: int | None,
     compression: str | None,
     ssl: ssl_module.SSLContext | None,
+    reuse_port: bool = False,
 ) -> int:
-    server = serve(_echo_handler, host, port, max_size=max_size, compression=compression, ssl=ssl)
+    server = serve(
+        _echo_handler,
+        host,
+        port,
+        max_size=max_size,
+        compression=compression,
+        ssl=ssl,
+        reuse_port=reuse_port,
+    )
     scheme = "ws" if ssl is None else "wss"
     return await serve_until_stopped(server, "wsio echo server", scheme, host, port)
 

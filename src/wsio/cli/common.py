@@ -16,6 +16,7 @@ from ..protocol.uri import WebSocketURI, parse_uri
 
 __all__ = [
     "UsageError",
+    "cannot_listen",
     "client_ssl_context",
     "escape",
     "escape_lines",
@@ -140,6 +141,13 @@ def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl_module.
     return context
 
 
+def cannot_listen(host: str, port: int, exc: Exception) -> int:
+    """Say on one line why a server can't listen on ``host:port``; return 1, the exit
+    status for it."""
+    print(f"wsio: couldn't listen on {host_port(host, port)}: {exc}", file=sys.stderr)
+    return 1
+
+
 async def serve_until_stopped(
     server: contextlib.AbstractAsyncContextManager[Server],
     name: str,
@@ -157,8 +165,7 @@ async def serve_until_stopped(
         try:
             running = await stack.enter_async_context(server)
         except (OSError, ValueError) as exc:  # ValueError: a host the IDNA codec refuses
-            print(f"wsio: couldn't listen on {host_port(host, port)}: {exc}", file=sys.stderr)
-            return 1
+            return cannot_listen(host, port, exc)
         address = running.sockets[0].getsockname()
         print(f"{name} listening on {scheme}://{host_port(address[0], address[1])}/", flush=True)
         await stop

@@ -3,7 +3,8 @@
 One server answers plain HTTP and WebSocket on the same port:
 
 - ``GET /`` -- the chat page (``demo.html``, shipped as package data);
-- ``GET /healthz`` -- ``OK``, for scripts and load balancers;
+- ``GET /healthz`` -- ``OK``, for scripts and load balancers; from a worker of
+  ``--workers``, with ``Wsio-Worker: <index>`` telling which one answered;
 - ``/chat`` -- a chat room: each connection gets a short name (``guest-3``), every text
   message is relayed to everyone as ``guest-3: text``, and joins and departures are
   announced to everyone;
@@ -168,10 +169,11 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origins[0]).netloc.lower() == hosts[0].strip().lower()
 
 
-def make_process_request(page: bytes) -> ProcessRequestHook:
+def make_process_request(page: bytes, worker: int | None = None) -> ProcessRequestHook:
     """The ``process_request`` hook of the demo: it answers the plain HTTP requests (the
     page, the health check, 404, 405) and lets WebSocket requests to ``/chat`` and
-    ``/echo`` through to the handshake."""
+    ``/echo`` through to the handshake. The health check of ``worker`` says so in a
+    ``Wsio-Worker`` header."""
 
     def process_request(ws: ServerConnection, request: Request) -> Response | None:
         path = _path(request)
@@ -191,7 +193,10 @@ def make_process_request(page: bytes) -> ProcessRequestHook:
             response.headers["Allow"] = "GET"
             return response
         if path == "/healthz":
-            return ws.respond(HTTPStatus.OK, "OK\n")
+            health = ws.respond(HTTPStatus.OK, "OK\n")
+            if worker is not None:
+                health.headers["Wsio-Worker"] = str(worker)
+            return health
         # respond() gives the headers every answer has (Server, Connection: close):
         # swap its text for the page.
         response = ws.respond(HTTPStatus.OK, "")
@@ -213,11 +218,14 @@ async def demo_server(
     room: ChatRoom | None = None,
     compression: str | None = defaults.COMPRESSION,
     ssl: ssl_module.SSLContext | None = None,
+    reuse_port: bool = False,
+    worker: int | None = None,
 ) -> AsyncIterator[Server]:
     """Run the demo's server for the duration of an ``async with`` block.
 
     Tests run it in-process with this; ``room`` replaces the chat room (to shrink its
     queues, for example). Leaving the block closes the server: open connections get 1001.
+    ``reuse_port`` and ``worker`` (its index) serve a worker of ``--workers``.
     """
     chat = ChatRoom() if room is None else room
     page = load_page()
@@ -235,8 +243,9 @@ async def demo_server(
         port,
         max_size=max_size,
         compression=compression,
-        process_request=make_process_request(page),
+        process_request=make_process_request(page, worker),
         ssl=ssl,
+        reuse_port=reuse_port,
     )
     try:
         yield server
@@ -251,12 +260,22 @@ async def serve_demo(
     max_size: int | None,
     compression: str | None = defaults.COMPRESSION,
     ssl: ssl_module.SSLContext | None = None,
+    reuse_port: bool = False,
+    worker: int | None = None,
 ) -> int:
     """Run the demo server until SIGINT or SIGTERM; return the exit status (0, or 1 when
     it can't listen).
 
     Leaving closes the server: open connections get 1001 (going away).
     """
-    server = demo_server(host, port, max_size, compression=compression, ssl=ssl)
+    server = demo_server(
+        host,
+        port,
+        max_size,
+        compression=compression,
+        ssl=ssl,
+        reuse_port=reuse_port,
+        worker=worker,
+    )
     scheme = "http" if ssl is None else "https"
     return await serve_until_stopped(server, "wsio demo", scheme, host, port)
