@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import io
 import logging
 import math
@@ -13,6 +14,7 @@ import ssl as ssl_module
 import sys
 import threading
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from .. import defaults
 from ..asyncio.client import connect
@@ -104,6 +106,17 @@ def _workers(text: str) -> int:
     raise argparse.ArgumentTypeError(
         f"expected a whole number from 1 to {MAX_WORKERS}, got {text!r}"
     )
+
+
+def _redis_url(text: str) -> str:
+    """``--redis``: a Redis URL, and the redis package to reach it with."""
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise argparse.ArgumentTypeError(
+            f"expected a redis://, rediss:// or unix:// URL, got {text!r}"
+        )
+    if importlib.util.find_spec("redis") is None:
+        raise argparse.ArgumentTypeError("needs the redis package: pip install 'wsio[redis]'")
+    return text
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -233,6 +246,13 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="run the demo: a chat page at /, an echo endpoint at /echo, /healthz"
     )
     _add_server_options(demo, default_port=8765)
+    demo.add_argument(
+        "--redis",
+        type=_redis_url,
+        metavar="URL",
+        help="chat through this Redis (redis://host:port/db): one room for every worker "
+        "and every server sharing it, instead of one per process",
+    )
 
     inspector = commands.add_parser(
         "probe", help="open one connection and show the handshake, checked against RFC 6455"
@@ -310,7 +330,9 @@ async def _run(args: argparse.Namespace, argv: list[str]) -> int:
         reuse_port = worker is not None
         if args.command == "echo":
             return await _echo(*server_args, reuse_port=reuse_port)
-        return await serve_demo(*server_args, reuse_port=reuse_port, worker=worker)
+        return await serve_demo(
+            *server_args, reuse_port=reuse_port, worker=worker, redis=args.redis
+        )
     if args.command == "probe":
         return await run_probe(
             args.uri,

@@ -11,7 +11,7 @@ import sys
 import unicodedata
 
 from ..asyncio.server import Server
-from ..exceptions import InvalidURI
+from ..exceptions import HubError, InvalidURI
 from ..protocol.uri import WebSocketURI, parse_uri
 
 __all__ = [
@@ -166,6 +166,9 @@ async def serve_until_stopped(
             running = await stack.enter_async_context(server)
         except (OSError, ValueError) as exc:  # ValueError: a host the IDNA codec refuses
             return cannot_listen(host, port, exc)
+        except HubError as exc:  # the demo's chat through an unreachable Redis
+            print(f"wsio: {escape(str(exc))}", file=sys.stderr)
+            return 1
         address = running.sockets[0].getsockname()
         print(f"{name} listening on {scheme}://{host_port(address[0], address[1])}/", flush=True)
         await stop

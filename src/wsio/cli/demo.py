@@ -11,17 +11,19 @@ One server answers plain HTTP and WebSocket on the same port:
 - ``/echo`` -- sends every message back unchanged, text as text and binary as binary.
 
 Plain HTTP requests are answered by the ``process_request`` hook, before any WebSocket
-check, so everything else is a 404 there. The chat never lets one client slow down the
-others: each member has its own bounded queue drained by its own task, and a member whose
-queue overflows is dropped (close code 1008) instead of being waited for.
+check, so everything else is a 404 there. The chat goes through a :class:`~wsio.Hub`: in
+memory, one room per process; with ``--redis``, one room for every process and machine
+sharing that Redis. It never lets one client slow down the others: a member that can't
+keep up is closed with 1013 instead of being waited for.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.resources
 import itertools
+import logging
+import secrets
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
@@ -29,15 +31,18 @@ from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from .. import defaults
+from ..asyncio.hub import Hub
 from ..asyncio.server import Server, ServerConnection, serve
-from ..exceptions import ConnectionClosed
+from ..exceptions import HubError
 from ..protocol.http11 import Request, Response
 from .common import serve_until_stopped
 
 __all__ = ["ChatRoom", "demo_server", "load_page", "serve_demo"]
 
-#: Messages waiting for one chat member before that member is dropped as too slow.
-CHAT_QUEUE_SIZE = 100
+_logger = logging.getLogger("wsio.demo")
+
+#: The hub topic of the chat room.
+CHAT_TOPIC = "chat"
 
 _WEBSOCKET_PATHS = ("/chat", "/echo")
 
@@ -49,90 +54,60 @@ def load_page() -> bytes:
     return importlib.resources.files(__package__ or "wsio.cli").joinpath("demo.html").read_bytes()
 
 
-class ChatMember:
-    """One connection in the chat room: its name, its outgoing queue and the task that
-    drains the queue into the connection."""
-
-    def __init__(self, ws: ServerConnection, name: str, queue_size: int) -> None:
-        self.ws = ws
-        self.name = name
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
-        self.writer = asyncio.get_running_loop().create_task(self._write())
-
-    async def _write(self) -> None:
-        """Send queued messages in order; only this task sends, so a slow peer holds up
-        nothing but its own queue."""
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await self.ws.send(await self.queue.get())
-
-
 class ChatRoom:
-    """Everyone connected to ``/chat``.
+    """Everyone connected to ``/chat``: in this process, or, with a hub on Redis, in every
+    process and on every machine sharing it.
 
-    Broadcasting never waits: it puts the message in each member's queue. A member whose
-    queue is full (its peer doesn't read, or reads slower than the room talks) is removed
-    and its connection closed with 1008, in the background.
+    Every line goes through the hub's topic ``chat``, which broadcasts it: the room never
+    waits for a member. A member that can't keep up (more than ``limit`` bytes unsent) is
+    closed with 1013 (try again later) instead of being waited for.
+
+    :param hub: the hub to chat through; one in memory by default.
+    :param name_prefix: what names start with; processes sharing a hub need different
+        ones so that names stay unique (``guest-`` then a number by default).
     """
 
-    def __init__(self, queue_size: int = CHAT_QUEUE_SIZE) -> None:
-        self.queue_size = queue_size
-        self.members: dict[ServerConnection, ChatMember] = {}
+    def __init__(
+        self,
+        hub: Hub | None = None,
+        *,
+        limit: int = defaults.BROADCAST_LIMIT,
+        name_prefix: str = "guest-",
+    ) -> None:
+        self.hub = Hub(limit=limit, slow_consumer="close") if hub is None else hub
+        self.name_prefix = name_prefix
+        #: The members connected to this process, and their names.
+        self.members: dict[ServerConnection, str] = {}
         self._numbers = itertools.count(1)
-        self._closing: set[asyncio.Task[None]] = set()
 
     async def handler(self, ws: ServerConnection) -> None:
-        """Run one member: join, relay its text messages, leave when it closes."""
-        member = self.join(ws)
+        """Run one member: it is told its name, joins, relays its text messages, and
+        leaves when it closes."""
+        name = f"{self.name_prefix}{next(self._numbers)}"
+        await ws.send(f"you are {name}")
+        self.members[ws] = name
+        self.hub.subscribe(ws, CHAT_TOPIC)
         try:
+            await self._say(f"{name} joined")
             async for message in ws:
                 if not isinstance(message, str):
                     await ws.close(1003, "the chat takes text messages only")
                     break
-                self.broadcast(f"{member.name}: {message}")
+                if not await self._say(f"{name}: {message}"):
+                    await ws.send("(not delivered: the chat is unavailable, try again later)")
         finally:
-            self.leave(ws)
-            member.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await member.writer
+            del self.members[ws]
+            self.hub.unsubscribe(ws)
+            await self._say(f"{name} left")
 
-    def join(self, ws: ServerConnection) -> ChatMember:
-        """Add ``ws`` under a new name; it is told its name, then everyone (itself included)
-        that it joined."""
-        member = ChatMember(ws, f"guest-{next(self._numbers)}", self.queue_size)
-        member.queue.put_nowait(f"you are {member.name}")
-        self.members[ws] = member
-        self.broadcast(f"{member.name} joined")
-        return member
-
-    def leave(self, ws: ServerConnection) -> None:
-        """Remove ``ws`` if it is still a member and tell the others it left."""
-        member = self.members.pop(ws, None)
-        if member is not None:
-            self.broadcast(f"{member.name} left")
-
-    def broadcast(self, text: str) -> None:
-        """Queue ``text`` for every member, without waiting; drop members that can't keep
-        up (their leaving is announced in turn)."""
-        too_slow = []
-        for ws, member in self.members.items():
-            try:
-                member.queue.put_nowait(text)
-            except asyncio.QueueFull:
-                too_slow.append(ws)
-        for ws in too_slow:
-            self._drop(ws)
-
-    def _drop(self, ws: ServerConnection) -> None:
-        member = self.members.get(ws)
-        if member is None:
-            return
-        member.writer.cancel()
-        self.leave(ws)
-        # Closing waits for the peer (close_timeout at most): don't make the room wait.
-        task = asyncio.get_running_loop().create_task(ws.close(1008, "too slow to keep up"))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+    async def _say(self, line: str) -> bool:
+        """Publish ``line`` to the room; whether the hub took it."""
+        try:
+            await self.hub.publish(CHAT_TOPIC, line)
+        except HubError as exc:
+            _logger.warning("chat: %s", exc)
+            return False
+        return True
 
 
 async def echo_handler(ws: ServerConnection) -> None:
@@ -220,14 +195,30 @@ async def demo_server(
     ssl: ssl_module.SSLContext | None = None,
     reuse_port: bool = False,
     worker: int | None = None,
+    redis: str | None = None,
 ) -> AsyncIterator[Server]:
     """Run the demo's server for the duration of an ``async with`` block.
 
     Tests run it in-process with this; ``room`` replaces the chat room (to shrink its
     queues, for example). Leaving the block closes the server: open connections get 1001.
-    ``reuse_port`` and ``worker`` (its index) serve a worker of ``--workers``.
+    ``reuse_port`` and ``worker`` (its index) serve a worker of ``--workers``; ``redis``
+    (a URL) makes the chat one room for every server sharing that Redis.
+
+    :raises HubError: Redis is unreachable.
     """
-    chat = ChatRoom() if room is None else room
+    if room is not None:
+        chat = room
+    elif redis is not None:
+        # Only here: the redis package is optional.
+        from ..asyncio.redis_hub import RedisBackend
+
+        # Several processes name members: a random part keeps their names apart.
+        chat = ChatRoom(
+            Hub(RedisBackend(redis, stream="wsio:demo"), slow_consumer="close"),
+            name_prefix=f"guest-{secrets.token_hex(2)}-",
+        )
+    else:
+        chat = ChatRoom()
     page = load_page()
 
     async def handler(ws: ServerConnection) -> None:
@@ -248,7 +239,8 @@ async def demo_server(
         reuse_port=reuse_port,
     )
     try:
-        yield server
+        async with chat.hub:
+            yield server
     finally:
         server.close()
         await server.wait_closed()
@@ -262,6 +254,7 @@ async def serve_demo(
     ssl: ssl_module.SSLContext | None = None,
     reuse_port: bool = False,
     worker: int | None = None,
+    redis: str | None = None,
 ) -> int:
     """Run the demo server until SIGINT or SIGTERM; return the exit status (0, or 1 when
     it can't listen).
@@ -276,6 +269,7 @@ async def serve_demo(
         ssl=ssl,
         reuse_port=reuse_port,
         worker=worker,
+        redis=redis,
     )
     scheme = "http" if ssl is None else "https"
     return await serve_until_stopped(server, "wsio demo", scheme, host, port)
