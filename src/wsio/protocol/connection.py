@@ -539,7 +539,9 @@ class Protocol:
                 if encoding is None:
                     key = None
                     break
-                key += (encoding,)
+                if encoding != ():
+                    # () leaves the message as it is: the same as no extension.
+                    key += (encoding,)
         if key is not None:
             writes = message._frames.get(key)
             if writes is not None:

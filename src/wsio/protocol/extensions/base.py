@@ -73,7 +73,8 @@ class Extension(abc.ABC):
     def shared_encoding(self, size: int, transform: bool | None) -> Hashable | None:
         """How :meth:`encode` would transform a whole message of ``size`` bytes, as a key
         equal between connections exactly when their output is the same whatever each sent
-        before; ``None`` when the output depends on this connection's history.
+        before: ``()`` when the message goes untransformed; ``None`` when the output depends
+        on this connection's history.
 
         A message sent to many connections (:class:`~wsio.protocol.PreparedMessage`) is
         encoded once per key. The default, ``None``, is always safe.
