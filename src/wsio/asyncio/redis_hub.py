@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from ..exceptions import HubError
+from ..exceptions import HubError, InvalidArgument
 from ..protocol.connection import PreparedMessage
 from ..protocol.frames import Opcode
 from .hub import Backend, Deliver
@@ -70,6 +70,8 @@ class RedisBackend(Backend):
     :param block: seconds each read waits for new entries before asking again.
     :param retry_delay: longest pause, in seconds, between attempts to reach Redis again
         after it was lost (the pause doubles from a tenth of a second up to this).
+    :param max_connections: connections to Redis at most, the reader's included; more
+        concurrent publishes wait for one.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class RedisBackend(Backend):
         timeout: float = 5.0,
         block: float = 1.0,
         retry_delay: float = 5.0,
+        max_connections: int = 8,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.url = url
@@ -89,6 +92,10 @@ class RedisBackend(Backend):
         self.timeout = timeout
         self.block = block
         self.retry_delay = retry_delay
+        if max_connections < 2:
+            # One stays with the reader's blocking reads.
+            raise InvalidArgument(f"max_connections must be 2 or more, not {max_connections}")
+        self.max_connections = max_connections
         self.logger = logger if logger is not None else logging.getLogger("wsio.hub")
         #: Id of the last entry read, as Redis spells it.
         self.last_id: bytes | None = None
@@ -103,8 +110,12 @@ class RedisBackend(Backend):
         self._closing = asyncio.Event()
 
     def _connect(self) -> redis.asyncio.Redis:
-        return redis.asyncio.Redis.from_url(
+        # At most max_connections: concurrent publishes beyond them wait their turn
+        # (within timeout) instead of opening a connection each.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=self.max_connections,
+            timeout=self.timeout,
             socket_connect_timeout=self.timeout,
             # A read blocks for up to `block` seconds before Redis answers.
             socket_timeout=self.timeout + self.block,
@@ -112,6 +123,7 @@ class RedisBackend(Backend):
             # once before a new one is made. Longer outages are the caller's to handle.
             retry=Retry(NoBackoff(), 1),
         )
+        return redis.asyncio.Redis.from_pool(pool)
 
     async def start(self, deliver: Deliver) -> None:
         """Connect, note where the stream ends, and start reading after that point.
