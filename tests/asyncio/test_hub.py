@@ -294,3 +294,23 @@ async def test_unreachable_redis(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(wsio.HubError, match="isn't started"):
         await hub.publish("t", "x")
     await hub.close()
+
+
+async def test_concurrent_publishes_share_a_few_connections(redis_server: RedisServer) -> None:
+    import redis.asyncio
+
+    backend = wsio.RedisBackend(redis_server.url, max_connections=3, block=0.2)
+    async with wsio.Hub(backend) as hub:
+        await asyncio.wait_for(
+            asyncio.gather(*(hub.publish("t", f"{i}") for i in range(500))), STEP
+        )
+        observer = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            clients = await observer.client_list()
+            # The hub's connections, at most 3, and the observer's.
+            assert len(clients) <= 4, clients
+            assert await observer.xlen("wsio:hub") == 500
+        finally:
+            await observer.aclose()
+    with pytest.raises(wsio.InvalidArgument, match="max_connections"):
+        wsio.RedisBackend(redis_server.url, max_connections=1)
