@@ -48,6 +48,9 @@ _TEXT, _BINARY = b"t", b"b"
 _Stream: TypeAlias = list[tuple[bytes, dict[bytes, bytes]]]
 _Entries: TypeAlias = list[tuple[bytes, _Stream]]
 
+# Publishes sent in one pipeline at most.
+_SEND_BATCH = 256
+
 # Entries read per XREAD: enough to catch up quickly after an outage.
 _READ_COUNT = 512
 
@@ -70,8 +73,7 @@ class RedisBackend(Backend):
     :param block: seconds each read waits for new entries before asking again.
     :param retry_delay: longest pause, in seconds, between attempts to reach Redis again
         after it was lost (the pause doubles from a tenth of a second up to this).
-    :param max_connections: connections to Redis at most, the reader's included; more
-        concurrent publishes wait for one.
+    :param max_connections: connections to Redis at most, the reader's included.
     """
 
     def __init__(
@@ -108,10 +110,15 @@ class RedisBackend(Backend):
         self._read_count = 0
         # Set by close(): the reader stops after its current read.
         self._closing = asyncio.Event()
+        # Publishes waiting to be sent, the task sending them, and whether a publisher is
+        # sending its own message (the outbox waits for it: order is kept).
+        self._outbox: list[tuple[dict[Any, Any], asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._sending = False
 
     def _connect(self) -> redis.asyncio.Redis:
-        # At most max_connections: concurrent publishes beyond them wait their turn
-        # (within timeout) instead of opening a connection each.
+        # At most max_connections: commands beyond them wait their turn (within
+        # timeout) instead of opening a connection each.
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             self.url,
             max_connections=self.max_connections,
@@ -144,18 +151,63 @@ class RedisBackend(Backend):
         self._reader = asyncio.get_running_loop().create_task(self._read(client, deliver))
 
     async def publish(self, topic: str, message: PreparedMessage) -> None:
-        client = self._client
-        if client is None:
+        """Hand the message to Redis. Publishes made while others are on their way go
+        together, in one pipeline of ``XADD`` commands, in the order they were made:
+        a round trip per batch rather than per message."""
+        if self._client is None:
             raise HubError("the hub isn't started: await hub.start() or use async with hub")
         fields: dict[Any, Any] = {
             _TOPIC: topic.encode(),
             _KIND: _TEXT if message.opcode is Opcode.TEXT else _BINARY,
             _DATA: message.data,
         }
+        client = self._client
+        if not self._sending and self._sender is None:
+            # Nothing on its way: send this one at once, as a command of its own; what
+            # comes meanwhile waits in the outbox, sent after it.
+            self._sending = True
+            try:
+                await client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            except RedisError as exc:
+                raise HubError(f"can't publish to redis at {self.url}: {exc}") from exc
+            finally:
+                self._sending = False
+                if self._outbox:
+                    self._sender = asyncio.get_running_loop().create_task(self._send(client))
+            return
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((fields, sent))
+        if self._sender is None and not self._sending:
+            self._sender = asyncio.get_running_loop().create_task(self._send(client))
+        await sent
+
+    async def _send(self, client: redis.asyncio.Redis) -> None:
+        """Send what the outbox holds, a batch at a time, until it is empty."""
         try:
-            await client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
-        except RedisError as exc:
-            raise HubError(f"can't publish to redis at {self.url}: {exc}") from exc
+            await self._send_batches(client)
+        finally:
+            self._sender = None
+
+    async def _send_batches(self, client: redis.asyncio.Redis) -> None:
+        while self._outbox:
+            batch = self._outbox[:_SEND_BATCH]
+            del self._outbox[:_SEND_BATCH]
+            pipeline = client.pipeline(transaction=False)
+            for fields, _ in batch:
+                pipeline.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            error: HubError | None = None
+            try:
+                await pipeline.execute()
+            except RedisError as exc:
+                error = HubError(f"can't publish to redis at {self.url}: {exc}")
+                error.__cause__ = exc
+            for _, sent in batch:
+                if sent.done():  # the publisher was cancelled
+                    continue
+                if error is None:
+                    sent.set_result(None)
+                else:
+                    sent.set_exception(error)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -163,6 +215,9 @@ class RedisBackend(Backend):
         if client is None:
             return
         self._closing.set()
+        if self._sender is not None:
+            # What publishers handed over goes out first.
+            await asyncio.wait([self._sender])
         if reader is not None:
             # Cancelling redis-py in the middle of a read may leave it waiting for the
             # answer for good: the reader stops by itself once its read returns, within
