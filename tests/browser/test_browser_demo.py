@@ -1,23 +1,29 @@
 """The demo page in a real headless Chromium, driven over the DevTools protocol through
-wsio's own client: two tabs chat through the page's form, a page echoes through /echo,
-the status line reports closes. Chromium's WebSocket client meets wsio's server, and
-Chromium's DevTools WebSocket server meets wsio's client."""
+wsio's own client: two tabs chat through the page's form, also when two server processes
+serve them through one Redis; a page echoes through /echo, the status line reports
+closes. Chromium's WebSocket client meets wsio's server, and Chromium's DevTools
+WebSocket server meets wsio's client."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 
 import pytest
 from cdp import Chromium, Tab
 
 import wsio
+from redisserver import RedisServer
 from wsio.cli.demo import demo_server
 
 pytestmark = pytest.mark.timeout(30)
 
 LOG_TEXT = "document.getElementById('log').innerText"
+
+# The demo_process fixture: starts `wsio serve ARGS`, returns its http:// base URL.
+DemoProcess = Callable[..., Awaitable[str]]
 
 
 async def open_chat(browser: Chromium, url: str) -> tuple[Tab, str]:
@@ -26,7 +32,8 @@ async def open_chat(browser: Chromium, url: str) -> tuple[Tab, str]:
     tab = await browser.cdp.open_tab(url)
     await tab.wait_for("window.demo && window.demo.state", lambda state: state == "open")
     greeting = await tab.wait_for("window.demo.messages[0]")
-    match = re.fullmatch(r"you are (guest-\d+)", greeting)
+    # guest-3, or guest-1a2b-3 from a server chatting through Redis.
+    match = re.fullmatch(r"you are (guest-(?:[0-9a-f]{4}-)?\d+)", greeting)
     assert match, greeting
     status = await tab.evaluate("document.getElementById('status').textContent")
     assert status == f"connected to {url.replace('http:', 'ws:')}chat"
@@ -72,6 +79,60 @@ async def test_two_tabs_chat(browser: Chromium, demo_url: str) -> None:
     await log_has(tab_b, f"{name_a} left")
     messages = await tab_b.evaluate("window.demo.messages")
     assert messages == [
+        f"you are {name_b}",
+        f"{name_b} joined",
+        f"{name_a}: hello from A",
+        f"{name_b}: <b>bold</b> & ☕",
+        f"{name_a} left",
+    ]
+    assert tab_b.exceptions() == []
+
+
+async def test_two_servers_chat_through_redis(
+    browser: Chromium, redis_server: RedisServer, demo_process: DemoProcess
+) -> None:
+    """``wsio serve --redis``: two tabs served by two server processes sharing one Redis
+    chat through the page's form, over compressed connections."""
+    first = await demo_process("--redis", redis_server.url)
+    second = await demo_process("--redis", redis_server.url)
+    assert first != second
+    tab_a, name_a = await open_chat(browser, f"{first}/")
+    # A's join line first, so that B's tab can't see it: B's log is then known exactly.
+    await log_has(tab_a, f"{name_a} joined")
+    tab_b, name_b = await open_chat(browser, f"{second}/")
+    # Each process draws the random part of its names.
+    part_a, part_b = (re.fullmatch(r"guest-([0-9a-f]{4})-\d+", n) for n in (name_a, name_b))
+    assert part_a and part_b, (name_a, name_b)
+    assert part_a.group(1) != part_b.group(1), "both processes drew the same part (p = 2**-16)"
+    await log_has(tab_b, f"{name_b} joined")
+    await log_has(tab_a, f"{name_b} joined")
+    # Chromium offered permessage-deflate, and each server accepted it.
+    for tab in (tab_a, tab_b):
+        extensions = await tab.evaluate("window.demo.socket.extensions")
+        assert extensions.startswith("permessage-deflate"), extensions
+
+    await type_and_send(tab_a, "hello from A")
+    await log_has(tab_b, f"{name_a}: hello from A")
+    await log_has(tab_a, f"{name_a}: hello from A")
+    await type_and_send(tab_b, "<b>bold</b> & ☕")
+    await log_has(tab_a, f"{name_b}: <b>bold</b> & ☕")
+    await log_has(tab_b, f"{name_b}: <b>bold</b> & ☕")
+    assert await tab_a.evaluate("document.querySelector('#log b')") is None
+    # Chat lines are shown as chat lines, the server's own lines as notices.
+    shown = await tab_a.evaluate(
+        "Array.from(document.querySelectorAll('#log li'), (li) => [li.textContent, li.className])"
+    )
+    assert shown == [
+        [f"you are {name_a}", "notice"],
+        [f"{name_a} joined", "notice"],
+        [f"{name_b} joined", "notice"],
+        [f"{name_a}: hello from A", ""],
+        [f"{name_b}: <b>bold</b> & ☕", ""],
+    ]
+
+    await tab_a.close()
+    await log_has(tab_b, f"{name_a} left")
+    assert await tab_b.evaluate("window.demo.messages") == [
         f"you are {name_b}",
         f"{name_b} joined",
         f"{name_a}: hello from A",

@@ -240,8 +240,15 @@ async def demo_server(
     )
     try:
         async with chat.hub:
-            yield server
+            try:
+                yield server
+            finally:
+                # Before the hub closes: the members' handlers, ending, publish their
+                # departures, which the other processes sharing the hub must get too.
+                server.close()
+                await server.wait_closed()
     finally:
+        # Also when the hub didn't start (Redis unreachable).
         server.close()
         await server.wait_closed()
 
