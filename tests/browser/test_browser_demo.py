@@ -33,7 +33,7 @@ async def open_chat(browser: Chromium, url: str) -> tuple[Tab, str]:
     await tab.wait_for("window.demo && window.demo.state", lambda state: state == "open")
     greeting = await tab.wait_for("window.demo.messages[0]")
     # guest-3, or guest-1a2b-3 from a server chatting through Redis.
-    match = re.fullmatch(r"you are (guest-(?:[0-9a-f]{4}-)?\d+)", greeting)
+    match = re.fullmatch(r"you are (guest-(?:[0-9a-f]{8}-)?\d+)", greeting)
     assert match, greeting
     status = await tab.evaluate("document.getElementById('status').textContent")
     assert status == f"connected to {url.replace('http:', 'ws:')}chat"
@@ -101,7 +101,7 @@ async def test_two_servers_chat_through_redis(
     await log_has(tab_a, f"{name_a} joined")
     tab_b, name_b = await open_chat(browser, f"{second}/")
     # Each process draws the random part of its names.
-    part_a, part_b = (re.fullmatch(r"guest-([0-9a-f]{4})-\d+", n) for n in (name_a, name_b))
+    part_a, part_b = (re.fullmatch(r"guest-([0-9a-f]{8})-\d+", n) for n in (name_a, name_b))
     assert part_a and part_b, (name_a, name_b)
     assert part_a.group(1) != part_b.group(1), "both processes drew the same part (p = 2**-16)"
     await log_has(tab_b, f"{name_b} joined")

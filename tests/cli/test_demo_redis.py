@@ -24,7 +24,7 @@ from wsio.cli.workers import REUSE_PORT
 T = 10.0  # a bound on every wait, subprocess start-up included
 
 # A member's name in Redis mode: a random part per process, then a number.
-NAME = r"guest-([0-9a-f]{4})-\d+"
+NAME = r"guest-([0-9a-f]{8})-\d+"
 
 # Messages read, at most, while looking for one line among others (other members' joins
 # and departures may come first).

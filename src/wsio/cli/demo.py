@@ -215,7 +215,7 @@ async def demo_server(
         # Several processes name members: a random part keeps their names apart.
         chat = ChatRoom(
             Hub(RedisBackend(redis, stream="wsio:demo"), slow_consumer="close"),
-            name_prefix=f"guest-{secrets.token_hex(2)}-",
+            name_prefix=f"guest-{secrets.token_hex(4)}-",
         )
     else:
         chat = ChatRoom()
