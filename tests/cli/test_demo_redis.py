@@ -394,10 +394,14 @@ async def test_redis_outage(redis_server: RedisServer, servers: Servers) -> None
             assert line.startswith(("chat: can't publish to redis", "redis at ")), line
 
 
-async def test_unreachable_redis_exits_1() -> None:
-    """Nothing listens at the URL: status 1 at once, one line, no traceback."""
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_unreachable_redis_exits_1(workers: int) -> None:
+    """Nothing listens at the URL: status 1 at once, a line per process, no traceback;
+    workers that can't start aren't started again."""
     url = f"redis://127.0.0.1:{free_port()}/0"
-    proc = await run_wsio("serve", "--redis", url, "--host", "127.0.0.1", "--port", "0")
+    proc = await run_wsio(
+        "serve", "--redis", url, "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)
+    )
     started = time.monotonic()
     try:
         async with asyncio.timeout(T):
@@ -410,8 +414,14 @@ async def test_unreachable_redis_exits_1() -> None:
     assert proc.returncode == 1
     assert out == b""
     lines = err.decode().splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(f"wsio: can't reach redis at {url}: "), lines
+    reasons = [line for line in lines if line.startswith(f"wsio: can't reach redis at {url}: ")]
+    if workers == 1:
+        assert lines == reasons and len(lines) == 1, lines
+    else:
+        # Each worker says why; the parent, that one of them exited before it listened.
+        assert 1 <= len(reasons) <= workers, lines
+        assert len(lines) == len(reasons) + 1, lines
+        assert "before it listened" in lines[-1], lines
 
 
 @pytest.mark.parametrize("url", ["http://x", "localhost:6379", ""])

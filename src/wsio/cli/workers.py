@@ -21,7 +21,9 @@ kernel spreads incoming connections among the listening sockets that share the p
 - Restarts. A worker that exits while the parent isn't stopping is started again, with
   its index, unless more than :data:`MAX_DEATHS` exits happened within
   :data:`DEATH_WINDOW` seconds: then every start is failing, and the parent stops the
-  others and exits with status 1.
+  others and exits with status 1. It does so at once when a worker exits before it
+  listened the first time: what stops one worker from starting (an unreachable Redis)
+  stops the others too, and each said why already.
 - Orphans. A worker's standard input is a pipe from the parent, which never writes to
   it: end of file means that the parent is gone, even killed by SIGKILL, and the worker
   stops rather than serve on unattended (see :func:`stop_with_parent`).
@@ -244,12 +246,17 @@ class _Workers:
             self.running[index] = proc
             if self.stop_signal is not None:  # stop() ran while it was starting
                 proc.send_signal(self.stop_signal)
-            await self._relay_output(index, proc)
+            listened = await self._relay_output(index, proc)
             status = await proc.wait()
             del self.running[index]
             if self.stop_signal is not None:
                 return
             how = _describe_exit(status)
+            if not listened and not self.announced:
+                # It couldn't start (an unreachable Redis, say), and it said why: the
+                # others won't fare better, and starting it again would say it again.
+                self._give_up(f"worker {index} exited ({how}) before it listened")
+                return
             if self._too_many_deaths():
                 self._give_up(
                     f"worker {index} exited ({how}), {len(self.deaths)} worker exits "
@@ -258,9 +265,10 @@ class _Workers:
                 return
             print(f"wsio: worker {index} exited ({how}); starting it again", file=sys.stderr)
 
-    async def _relay_output(self, index: int, proc: Process) -> None:
+    async def _relay_output(self, index: int, proc: Process) -> bool:
         """Read the worker's output until it closes; print its first line once every
-        worker has sent one, and its other lines as they come."""
+        worker has sent one, and its other lines as they come. Return whether it sent
+        its first line: that it listened."""
         assert proc.stdout is not None
         started = False
         async for line in proc.stdout:
@@ -272,6 +280,7 @@ class _Workers:
             if not self.announced and len(self.ready) == self.count:
                 self.announced = True
                 _print(line)
+        return started
 
     def _too_many_deaths(self) -> bool:
         """Count an exit; whether there were more than MAX_DEATHS in DEATH_WINDOW."""
