@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import broadcast
 from .harness import (
     BUSY,
     ROOT,
@@ -41,6 +42,8 @@ COLUMNS = {
     "server": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
     "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task client"),
 }
+#: Sections of the run, in order; "broadcast" is :mod:`benchmarks.broadcast`.
+SECTIONS = ("server", "client", "broadcast")
 #: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
 BYTE_ECHOES = ("tcp", "task")
 #: The server every client row runs against, on uvloop when installed.
@@ -123,6 +126,9 @@ class Bench:
         self.servers: dict[str, Child] = {}
         self.clients: dict[str, Child] = {}
         self.ports: dict[str, int] = {}
+        #: The broadcast section's results, and notes on what it skipped.
+        self.broadcast_results: broadcast.Results = {}
+        self.broadcast_notes: list[str] = []
 
     # Progress --------------------------------------------------------------------------------
 
@@ -254,6 +260,14 @@ class Bench:
         return libs
 
     def run_section(self, section: str) -> None:
+        if section == "broadcast":
+            broadcast.run(
+                self.broadcast_settings(),
+                self.progress,
+                self.broadcast_results,
+                self.broadcast_notes,
+            )
+            return
         libs = self.libraries(section)
         text = self.s.text
         for size, short, _ in SIZES:
@@ -276,6 +290,10 @@ class Bench:
             for lib in libs:
                 self.measure_memory(section, lib, counts)
             self.stop_all()
+
+    def broadcast_settings(self) -> broadcast.BroadcastSettings:
+        s = self.s
+        return broadcast.BroadcastSettings.make(s.quick, s.loop, s.pin, s.rows, s.repeats)
 
     def measure_row(
         self, section: str, libs: list[str], key: str, op: str, command: dict[str, Any]
@@ -371,6 +389,8 @@ def table(results: Results, settings: Settings) -> str:
         ", resumed inside the read callback" if settings.task_wakeup == "read-callback" else ""
     )
     for section in settings.sections:
+        if section not in COLUMNS:
+            continue  # the broadcast section prints its own table
         header = f"{'':<26}" + "".join(f"{column:>{width}}" for column in COLUMNS[section])
         names = CLIENTS if section == "client" else SERVERS
         if section == "server":
@@ -454,6 +474,8 @@ def _cpu_model() -> str:
 def to_json(results: Results, settings: Settings, interrupted: bool, elapsed: float) -> Any:
     rows = []
     for section in settings.sections:
+        if section not in COLUMNS:
+            continue
         names = CLIENTS if section == "client" else SERVERS
         for row in ROWS:
             cells = {name: results.get((section, row.key, name)) for name in names}
@@ -502,12 +524,17 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         prog="python -m benchmarks",
         description="Echo benchmarks of wsio, websockets, aiohttp, picows and plain asyncio.",
         epilog="Rows: " + ", ".join(row.key for row in ROWS) + " (globs; prefix with "
-        "'server.' or 'client.' for one section, e.g. --only 'msg16*,server.hs').",
+        "'server.' or 'client.' for one section, e.g. --only 'msg16*,server.hs'); section "
+        "broadcast: " + ", ".join(broadcast.KEYS) + ".",
     )
     parser.add_argument("--quick", action="store_true", help="3 x 0.1 s runs: about a minute")
     parser.add_argument("--json", metavar="PATH", help="write the results there as JSON")
     parser.add_argument("--only", metavar="ROWS", default="*", help="comma-separated rows")
-    parser.add_argument("--sections", default="server,client", help="server, client or both")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated: server, client, broadcast (all by default)",
+    )
     parser.add_argument("--servers", default=",".join(SERVERS), help="server columns")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="client columns")
     parser.add_argument("--repeats", type=int, help="runs per row (5; quick: 3)")
@@ -538,7 +565,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     servers = tuple(_split(args.servers))
     clients = tuple(_split(args.clients))
     for name, allowed, given in (
-        ("--sections", ("server", "client"), sections),
+        ("--sections", SECTIONS, sections),
         ("--servers", SERVERS, servers),
         ("--clients", CLIENTS, clients),
     ):
@@ -546,8 +573,10 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         if unknown:
             parser.error(f"{name}: unknown {', '.join(sorted(unknown))}")
     patterns = tuple(_split(args.only)) or ("*",)
-    keys = [f"{section}.{row.key}" for section in sections for row in ROWS]
-    keys += [row.key for row in ROWS]
+    keys = [f"{section}.{row.key}" for section in sections if section in COLUMNS for row in ROWS]
+    keys += [row.key for row in ROWS if set(sections) & set(COLUMNS)]
+    if "broadcast" in sections:
+        keys += [*broadcast.KEYS, *(f"broadcast.{key}" for key in broadcast.KEYS)]
     for pattern in patterns:
         if not fnmatch.filter(keys, pattern):
             parser.error(f"--only: {pattern!r} matches no row")
@@ -605,11 +634,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         kill_children()
     elapsed = time.monotonic() - bench.started
-    print(table(bench.results, settings))
+    if set(settings.sections) & set(COLUMNS):
+        print(table(bench.results, settings))
+    if "broadcast" in settings.sections:
+        if set(settings.sections) & set(COLUMNS):
+            print()
+        print(
+            broadcast.table(
+                bench.broadcast_results, bench.broadcast_settings(), bench.broadcast_notes
+            )
+        )
     if interrupted:
         print("(interrupted: partial results)")
     if json_path is not None:
         data = to_json(bench.results, settings, interrupted, elapsed)
+        if "broadcast" in settings.sections:
+            data["broadcast"] = broadcast.to_json(bench.broadcast_results, bench.broadcast_notes)
         Path(json_path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         bench.progress(f"results written to {json_path}")
     bench.progress(f"done in {elapsed:.0f} s")

@@ -131,12 +131,21 @@ class Child:
         return line.decode()
 
     def request(self, timeout: float, **command: Any) -> dict[str, Any]:
+        self.send(**command)
+        return self.answer(timeout)
+
+    def send(self, **command: Any) -> None:
+        """Send a command without reading its answer: several children can then work on
+        theirs at once, each answer read after with :meth:`answer`."""
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps(command).encode() + b"\n")
             self.proc.stdin.flush()
         except BrokenPipeError:
             raise BenchError(f"{self.label} is gone: {self.stderr_tail()}") from None
+
+    def answer(self, timeout: float) -> dict[str, Any]:
+        """The answer to the command sent last; an error answer raises :class:`BenchError`."""
         answer: dict[str, Any] = json.loads(self.readline(timeout))
         if "error" in answer:
             raise BenchError(f"{self.label}: {answer['error']}")
@@ -230,7 +239,7 @@ def format_value(value: float, unit: str) -> str:
         if value >= 1e3:
             return f"{value / 1e3:.1f}k"
         return f"{value:.0f}"
-    if value >= 1000:
+    if value >= 1000 or unit == "msg":
         return f"{value:.0f}"
     return f"{value:.1f}"
 
