@@ -1,10 +1,12 @@
 """Side-by-side benchmark of wsio, websockets, aiohttp, picows and a plain asyncio TCP echo.
 
 Run ``python -m benchmarks`` (or ``make bench``; about 20 minutes); ``--quick`` takes about
-a minute, ``--json PATH`` writes the results, ``--only ROWS`` picks rows, ``--help`` lists
-the rest. Linux only (``/proc``). ``python -m benchmarks.instructions`` counts the
-instructions of a server handshake and of an echoed message instead (valgrind): a figure
-that doesn't move with the machine's load, for comparing two commits.
+two minutes, ``--json PATH`` writes the results, ``--only ROWS`` picks rows, ``--sections``
+picks among ``server``, ``client`` and ``broadcast`` (all three by default; the last takes
+about a minute, 20 s with ``--quick``, and is also ``python -m benchmarks.broadcast``),
+``--help`` lists the rest. Linux only (``/proc``). ``python -m benchmarks.instructions``
+counts the instructions of a server handshake and of an echoed message instead
+(valgrind): a figure that doesn't move with the machine's load, for comparing two commits.
 
 Methodology
 -----------
@@ -48,6 +50,50 @@ Methodology
 - Memory per idle connection: a fresh server (or client) process, warmed up with 10
   connections that exchange a message and close; then 1,000 and 5,000 idle connections
   are opened and ``(VmRSS - VmRSS before) / count`` is reported once RSS settles.
+- Broadcast section (:mod:`benchmarks.broadcast`, processes in :mod:`benchmarks.fanout`):
+  one server process per column (``wsio.broadcast`` beside ``websockets.broadcast``),
+  compression and keepalive off (a stalled client's unanswered ping would close it
+  mid-run), holding 10,000 connections opened by 2 client processes on uvloop (5,000
+  each), servers on CPU 0 and clients on CPU 1. The clients do a raw, checked handshake,
+  then only parse frames: each must be a final, unmasked binary frame, its payload is
+  skipped uncopied, pings are answered. Every child raises its open-file limit to the hard
+  limit; the rows need at least 10,100.
+
+  - *64 B to 10,000: ms to the last*: the server reads ``time.monotonic()`` just before
+    the broadcast call; each client process reports the ``time.monotonic()`` at which its
+    last connection got the message (``CLOCK_MONOTONIC`` is one clock for every process
+    on Linux); the row is the latest minus the start. With it, the server's CPU time
+    during the call (``time.process_time()``); a 64-byte frame goes out within the call.
+    One broadcast is sent first, unmeasured, then 5 per column (``--quick``: 3),
+    alternating between the columns.
+  - *100 not reading: RSS +MiB*: then 100 of the same connections (50 per client), made
+    with a 4 KiB receive buffer before connecting, stop reading (``pause_reading``), and
+    the server broadcasts 32 x 64 KiB (``--quick``: 16), 2 MiB per stalled connection; the
+    other connections read each message before the next is sent, so only the stalled ones
+    fall behind. The row is the server's VmRSS once settled after the last message, less
+    before the first, in one run per column; with it, the messages wsio's broadcast
+    skipped (default ``broadcast_limit``, 256 KiB, policy ``skip``). The servers give
+    every connection a 64 KiB ``SO_SNDBUF``: left to itself, Linux grows a connection's
+    send buffer up to ``tcp_wmem``'s 4 MiB, and would take in the kernel, outside the
+    RSS, all a stalled client misses before the process holds any of it. 64 KiB messages
+    rather than many small ones: every message goes to all 10,000 connections, and 2 MiB
+    per connection in 1 KiB messages would take minutes to send.
+
+- Fan-out rows (same section): 2,000 connections from 2 client processes, each subscribed
+  by its handler to one topic of a ``wsio.Hub``, served by one wsio process with an
+  in-memory hub, or by two (1,000 connections each, on two ports) whose hubs share a
+  ``RedisBackend`` on a private ``redis-server`` that the run starts (loopback, a free
+  port, a temporary directory, no persistence; the column is skipped with a note when
+  ``redis-server`` or the ``redis`` package is missing; ``make redis`` installs the
+  server). The first server process publishes 100 messages of 64 B (``--quick``: 30),
+  awaiting each ``publish``; the row is messages x connections / (the time the last
+  connection got the last message - the time before the first publish), 5 runs per
+  column alternating. 100 messages stay under each connection's broadcast limit, so the
+  publisher can't run ahead into skipped messages: a run in which the hubs skipped or
+  closed any is an error. Both server processes share CPU 0, as one process would have
+  it: the ratio is the cost of going through Redis; ``--no-pin`` lets the two use both
+  CPUs. With it, the servers' CPU time per delivered message and redis-server's CPU time
+  per message published (its idle work included, about 2 ms a second).
 - What inflating costs a wsio server connection that received one compressed message,
   measured apart with tracemalloc over 1,000 sans-I/O connections (window 2**15):
   ``python -m benchmarks.deflate_memory``, about a minute.

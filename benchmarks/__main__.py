@@ -7,25 +7,33 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import dataclasses
 import datetime
 import fnmatch
 import json
 import os
 import platform
-import select
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import broadcast
+from .harness import (
+    BUSY,
+    ROOT,
+    BenchError,
+    Cell,
+    Child,
+    CpuWatch,
+    cell_text,
+    format_value,
+    kill_children,
+    settled_rss_kib,
+)
 
 SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp", "task")
 CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw", "task")
@@ -34,6 +42,8 @@ COLUMNS = {
     "server": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
     "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task client"),
 }
+#: Sections of the run, in order; "broadcast" is :mod:`benchmarks.broadcast`.
+SECTIONS = ("server", "client", "broadcast")
 #: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
 BYTE_ECHOES = ("tcp", "task")
 #: The server every client row runs against, on uvloop when installed.
@@ -47,8 +57,6 @@ SIZES = (
 )
 CONNS = (1, 16)
 IDLE_COUNTS = (1000, 5000)
-#: Share of the CPUs used by other processes above which a run is flagged.
-BUSY = 0.10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,187 +93,7 @@ def _rows() -> list[Row]:
 ROWS = _rows()
 
 
-# Results -------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Cell:
-    values: list[float] = dataclasses.field(default_factory=list)
-    error: str | None = None
-    #: Share of the CPUs that other processes used during each run (see CpuWatch).
-    background: list[float] = dataclasses.field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def spread(self) -> float:
-        """(max - min) / median."""
-        median = self.median
-        return (max(self.values) - min(self.values)) / median if median else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        if self.error is not None or not self.values:
-            return {"error": self.error or "not measured"}
-        return {
-            "median": self.median,
-            "min": min(self.values),
-            "max": max(self.values),
-            "spread": self.spread,
-            "values": self.values,
-            "background_cpu": [round(share, 3) for share in self.background],
-        }
-
-
 Results = dict[tuple[str, str, str], Cell]  # (section, row key, library)
-
-
-# Child processes -----------------------------------------------------------------------------
-
-
-class BenchError(Exception):
-    """A measurement failed: a child reported an error, died or didn't answer in time."""
-
-
-_CHILDREN: set[Child] = set()
-
-
-class Child:
-    """A server or client process, spoken to with JSON lines."""
-
-    def __init__(self, module: str, args: list[str], cpu: int | None, label: str) -> None:
-        self.label = label
-        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-X", "faulthandler", "-m", module, *args]
-        if cpu is not None:
-            command += ["--cpu", str(cpu)]
-        self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            cwd=ROOT,
-            start_new_session=True,  # Ctrl-C reaches the orchestrator only
-        )
-        _CHILDREN.add(self)
-        self._buffer = b""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def readline(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BenchError(f"{self.label}: no answer within {timeout:.0f} s")
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    self.proc.wait(5)
-                    raise BenchError(
-                        f"{self.label} exited ({self.proc.returncode}): {self.stderr_tail()}"
-                    )
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
-
-    def request(self, timeout: float, **command: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps(command).encode() + b"\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            raise BenchError(f"{self.label} is gone: {self.stderr_tail()}") from None
-        answer: dict[str, Any] = json.loads(self.readline(timeout))
-        if "error" in answer:
-            raise BenchError(f"{self.label}: {answer['error']}")
-        return answer
-
-    def stderr_tail(self, size: int = 600) -> str:
-        self.log.seek(0, os.SEEK_END)
-        self.log.seek(max(0, self.log.tell() - size))
-        return self.log.read().decode(errors="replace").strip().replace("\n", " | ")
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-        self.log.close()
-        _CHILDREN.discard(self)
-
-
-def _kill_children() -> None:
-    for child in list(_CHILDREN):
-        child.stop()
-
-
-class CpuWatch:
-    """How much CPU time processes other than ours used meanwhile: a busy machine (a build,
-    a test suite) skews a run, and this says which runs to distrust."""
-
-    def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
-        self.start = time.monotonic()
-        self.busy = self._busy()
-        self.ours = self._ours()
-
-    @staticmethod
-    def _busy() -> int:
-        with open("/proc/stat") as stat:
-            fields = [int(field) for field in stat.readline().split()[1:9]]
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-        return user + nice + system + irq + softirq + steal
-
-    def _ours(self) -> int:
-        total = 0
-        for pid in self.pids:
-            try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rpartition(")")[2].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total
-
-    def background(self) -> float:
-        """Share of all CPUs used by other processes since the start (0 to 1)."""
-        elapsed = time.monotonic() - self.start
-        ticks = elapsed * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
-        others = (self._busy() - self.busy) - (self._ours() - self.ours)
-        return max(0.0, others / ticks) if ticks else 0.0
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError(f"no VmRSS for {pid}")
-
-
-def settled_rss_kib(pid: int, limit: float = 3.0) -> int:
-    """RSS once it stops moving: two readings 0.1 s apart within 64 KiB."""
-    deadline = time.monotonic() + limit
-    previous = rss_kib(pid)
-    while True:
-        time.sleep(0.1)
-        current = rss_kib(pid)
-        if abs(current - previous) <= 64 or time.monotonic() > deadline:
-            return current
-        previous = current
 
 
 # The run -------------------------------------------------------------------------------------
@@ -298,6 +126,9 @@ class Bench:
         self.servers: dict[str, Child] = {}
         self.clients: dict[str, Child] = {}
         self.ports: dict[str, int] = {}
+        #: The broadcast section's results, and notes on what it skipped.
+        self.broadcast_results: broadcast.Results = {}
+        self.broadcast_notes: list[str] = []
 
     # Progress --------------------------------------------------------------------------------
 
@@ -310,7 +141,7 @@ class Bench:
         if cell.error is not None:
             shown = f"ERROR {cell.error}"
         else:
-            shown = f"{_format(cell.median, row.unit)} {row.unit} ±{cell.spread * 50:.0f}%"
+            shown = f"{format_value(cell.median, row.unit)} {row.unit} ±{cell.spread * 50:.0f}%"
         self.progress(f"{section:<6} {key:<10} {lib:<10} {shown}")
 
     # Processes -------------------------------------------------------------------------------
@@ -429,6 +260,14 @@ class Bench:
         return libs
 
     def run_section(self, section: str) -> None:
+        if section == "broadcast":
+            broadcast.run(
+                self.broadcast_settings(),
+                self.progress,
+                self.broadcast_results,
+                self.broadcast_notes,
+            )
+            return
         libs = self.libraries(section)
         text = self.s.text
         for size, short, _ in SIZES:
@@ -451,6 +290,10 @@ class Bench:
             for lib in libs:
                 self.measure_memory(section, lib, counts)
             self.stop_all()
+
+    def broadcast_settings(self) -> broadcast.BroadcastSettings:
+        s = self.s
+        return broadcast.BroadcastSettings.make(s.quick, s.loop, s.pin, s.rows, s.repeats)
 
     def measure_row(
         self, section: str, libs: list[str], key: str, op: str, command: dict[str, Any]
@@ -492,7 +335,7 @@ class Bench:
                 for cell in cells[lib].values():
                     cell.background.append(background)
                 busy = f" (busy {background:.0%})" if background > BUSY else ""
-                shown.append(f"{lib} {_format(answer['values'][0], unit)}{busy}")
+                shown.append(f"{lib} {format_value(answer['values'][0], unit)}{busy}")
             self.progress(
                 f"{section:<6} {key:<10} run {repeat + 1}/{s.repeats}: {', '.join(shown)}"
             )
@@ -539,36 +382,6 @@ class Bench:
 # Report --------------------------------------------------------------------------------------
 
 
-def _format(value: float, unit: str) -> str:
-    if unit in ("msg/s", "1/s"):
-        if value >= 1e6:
-            return f"{value / 1e6:.2f}M"
-        if value >= 1e3:
-            return f"{value / 1e3:.1f}k"
-        return f"{value:.0f}"
-    if value >= 1000:
-        return f"{value:.0f}"
-    return f"{value:.1f}"
-
-
-def _cell_text(cell: Cell | None, unit: str, reference: Cell | None, is_reference: bool) -> str:
-    if cell is None:
-        return "-"
-    if cell.error is not None or not cell.values:
-        return "error"
-    text = _format(cell.median, unit)
-    if (
-        not is_reference
-        and reference is not None
-        and reference.error is None
-        and reference.values
-        and reference.median
-    ):
-        text += f" {cell.median / reference.median:.2f}×"
-    busy = "*" if cell.background and statistics.median(cell.background) > BUSY else " "
-    return f"{text} ±{cell.spread * 50:.0f}%{busy}"
-
-
 def table(results: Results, settings: Settings) -> str:
     lines = []
     width = 21
@@ -576,6 +389,8 @@ def table(results: Results, settings: Settings) -> str:
         ", resumed inside the read callback" if settings.task_wakeup == "read-callback" else ""
     )
     for section in settings.sections:
+        if section not in COLUMNS:
+            continue  # the broadcast section prints its own table
         header = f"{'':<26}" + "".join(f"{column:>{width}}" for column in COLUMNS[section])
         names = CLIENTS if section == "client" else SERVERS
         if section == "server":
@@ -598,7 +413,7 @@ def table(results: Results, settings: Settings) -> str:
                 continue
             reference = cells[0]
             text = f"{row.label:<26}" + "".join(
-                f"{_cell_text(cell, row.unit, reference, index == 0):>{width}}"
+                f"{cell_text(cell, row.unit, reference, index == 0):>{width}}"
                 for index, cell in enumerate(cells)
             )
             section_lines.append(text)
@@ -659,6 +474,8 @@ def _cpu_model() -> str:
 def to_json(results: Results, settings: Settings, interrupted: bool, elapsed: float) -> Any:
     rows = []
     for section in settings.sections:
+        if section not in COLUMNS:
+            continue
         names = CLIENTS if section == "client" else SERVERS
         for row in ROWS:
             cells = {name: results.get((section, row.key, name)) for name in names}
@@ -707,12 +524,17 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         prog="python -m benchmarks",
         description="Echo benchmarks of wsio, websockets, aiohttp, picows and plain asyncio.",
         epilog="Rows: " + ", ".join(row.key for row in ROWS) + " (globs; prefix with "
-        "'server.' or 'client.' for one section, e.g. --only 'msg16*,server.hs').",
+        "'server.' or 'client.' for one section, e.g. --only 'msg16*,server.hs'); section "
+        "broadcast: " + ", ".join(broadcast.KEYS) + ".",
     )
     parser.add_argument("--quick", action="store_true", help="3 x 0.1 s runs: about a minute")
     parser.add_argument("--json", metavar="PATH", help="write the results there as JSON")
     parser.add_argument("--only", metavar="ROWS", default="*", help="comma-separated rows")
-    parser.add_argument("--sections", default="server,client", help="server, client or both")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated: server, client, broadcast (all by default)",
+    )
     parser.add_argument("--servers", default=",".join(SERVERS), help="server columns")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="client columns")
     parser.add_argument("--repeats", type=int, help="runs per row (5; quick: 3)")
@@ -743,7 +565,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     servers = tuple(_split(args.servers))
     clients = tuple(_split(args.clients))
     for name, allowed, given in (
-        ("--sections", ("server", "client"), sections),
+        ("--sections", SECTIONS, sections),
         ("--servers", SERVERS, servers),
         ("--clients", CLIENTS, clients),
     ):
@@ -751,8 +573,10 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         if unknown:
             parser.error(f"{name}: unknown {', '.join(sorted(unknown))}")
     patterns = tuple(_split(args.only)) or ("*",)
-    keys = [f"{section}.{row.key}" for section in sections for row in ROWS]
-    keys += [row.key for row in ROWS]
+    keys = [f"{section}.{row.key}" for section in sections if section in COLUMNS for row in ROWS]
+    keys += [row.key for row in ROWS if set(sections) & set(COLUMNS)]
+    if "broadcast" in sections:
+        keys += [*broadcast.KEYS, *(f"broadcast.{key}" for key in broadcast.KEYS)]
     for pattern in patterns:
         if not fnmatch.filter(keys, pattern):
             parser.error(f"--only: {pattern!r} matches no row")
@@ -790,7 +614,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings, json_path = _parse(argv)
-    atexit.register(_kill_children)
+    atexit.register(kill_children)
     # Ctrl-C, even when started with SIGINT ignored (in the background of a script).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -808,13 +632,24 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
         bench.progress("interrupted: stopping the servers and clients")
     finally:
-        _kill_children()
+        kill_children()
     elapsed = time.monotonic() - bench.started
-    print(table(bench.results, settings))
+    if set(settings.sections) & set(COLUMNS):
+        print(table(bench.results, settings))
+    if "broadcast" in settings.sections:
+        if set(settings.sections) & set(COLUMNS):
+            print()
+        print(
+            broadcast.table(
+                bench.broadcast_results, bench.broadcast_settings(), bench.broadcast_notes
+            )
+        )
     if interrupted:
         print("(interrupted: partial results)")
     if json_path is not None:
         data = to_json(bench.results, settings, interrupted, elapsed)
+        if "broadcast" in settings.sections:
+            data["broadcast"] = broadcast.to_json(bench.broadcast_results, bench.broadcast_notes)
         Path(json_path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         bench.progress(f"results written to {json_path}")
     bench.progress(f"done in {elapsed:.0f} s")
