@@ -51,7 +51,8 @@ Methodology
   connections that exchange a message and close; then 1,000 and 5,000 idle connections
   are opened and ``(VmRSS - VmRSS before) / count`` is reported once RSS settles.
 - Broadcast section (:mod:`benchmarks.broadcast`, processes in :mod:`benchmarks.fanout`):
-  one server process per column (``wsio.broadcast`` beside ``websockets.broadcast``),
+  one server process per column (``wsio.broadcast`` beside ``websockets.broadcast``, and
+  the ceiling),
   compression and keepalive off (a stalled client's unanswered ping would close it
   mid-run), holding 10,000 connections opened by 2 client processes on uvloop (5,000
   each), servers on CPU 0 and clients on CPU 1. The clients do a raw, checked handshake,
@@ -65,7 +66,9 @@ Methodology
     on Linux); the row is the latest minus the start. With it, the server's CPU time
     during the call (``time.process_time()``); a 64-byte frame goes out within the call.
     One broadcast is sent first, unmeasured, then 5 per column (``--quick``: 3),
-    alternating between the columns.
+    alternating between the columns. The ceiling column is the floor of any broadcast
+    from one thread: the wsio server's connections, sent one frame built beforehand with
+    one ``send()`` system call each and nothing checked.
   - *100 not reading: RSS +MiB*: then 100 of the same connections (50 per client), made
     with a 4 KiB receive buffer before connecting, stop reading (``pause_reading``), and
     the server broadcasts 32 x 64 KiB (``--quick``: 16), 2 MiB per stalled connection; the

@@ -56,7 +56,9 @@ SNDBUF = 64 * 1024
 FANOUT_CONNS = 2_000
 FANOUT_SIZE = 64
 
-LIBRARIES = ("wsio", "websockets")
+LIBRARIES = ("wsio", "websockets", "ceiling")
+#: The libraries of the rows of stalled connections: the ceiling has no slow-consumer rule.
+STALLED_LIBRARIES = ("wsio", "websockets")
 #: The two ways of serving the fan-out rows: one process with an in-memory hub, two
 #: processes with a hub on Redis.
 FANOUTS = ("memory", "redis")
@@ -360,6 +362,8 @@ class _Run:
             libraries = LIBRARIES
         try:
             for lib in libraries:
+                if lib not in STALLED_LIBRARIES and not latency:
+                    continue
                 try:
                     columns[lib] = self._broadcast_column(lib)
                 except BenchError as exc:
@@ -368,7 +372,7 @@ class _Run:
             if latency:
                 self._latency(columns, cells)
             if stalled:
-                for lib in LIBRARIES:
+                for lib in STALLED_LIBRARIES:
                     if lib in columns:
                         self._stalled(lib, columns.pop(lib), cells)
         finally:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -118,6 +119,10 @@ class _Server:
     async def start(self, port: int) -> int:
         if self.lib == "wsio":
             return await self._start_wsio(port)
+        if self.lib == "ceiling":
+            port = await self._start_wsio(port)
+            self.broadcast = self._broadcast_ceiling
+            return port
         return await self._start_websockets(port)
 
     async def _start_wsio(self, port: int) -> int:
@@ -174,6 +179,17 @@ class _Server:
 
         result = wsio.broadcast(self.connections, message)
         return {"delivered": result.delivered, "skipped": result.skipped}
+
+    def _broadcast_ceiling(self, message: bytes) -> dict[str, Any]:
+        """The floor of any broadcast in one thread: one frame built beforehand, then
+        one ``send()`` system call per connection, with nothing checked."""
+        frame = build_frame(0x2, message)
+        sent = 0
+        for connection in self.connections:
+            fd = connection.transport.get_extra_info("socket").fileno()
+            with contextlib.suppress(BlockingIOError):
+                sent += os.write(fd, frame) == len(frame)
+        return {"delivered": sent}
 
     def _broadcast_websockets(self, message: bytes) -> dict[str, Any]:
         from websockets.asyncio.server import broadcast
@@ -474,7 +490,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fanout")
     roles = parser.add_subparsers(dest="role", required=True)
     server = roles.add_parser("server")
-    server.add_argument("lib", choices=("wsio", "websockets"))
+    server.add_argument("lib", choices=("wsio", "websockets", "ceiling"))
     server.add_argument("--port", type=int, default=0)
     server.add_argument("--hub", choices=("memory", "redis"), default=None)
     server.add_argument("--redis", default=None, help="Redis URL for --hub redis")
