@@ -99,6 +99,21 @@ async def test_unsubscribe_one_topic_or_all() -> None:
         await client.close()
 
 
+async def test_subscribing_again_and_again_costs_nothing_more() -> None:
+    # A peer may make the application subscribe and unsubscribe at will.
+    async with wsio.Hub() as hub, subscribing_server(hub) as (port, connections):
+        client = await subscriber(port, "a")
+        (ws,) = connections
+        callbacks = len(ws._connection_lost._callbacks)
+        for _ in range(1000):
+            hub.unsubscribe(ws)
+            hub.subscribe(ws, "a")
+        assert len(ws._connection_lost._callbacks) == callbacks
+        await client.close()
+        await until(lambda: not hub.subscribers("a"))
+        assert ws not in hub._topics
+
+
 async def test_subscriptions_end_when_the_connection_closes() -> None:
     async with wsio.Hub() as hub, subscribing_server(hub) as (port, connections):
         client = await subscriber(port, "room")
@@ -330,3 +345,22 @@ async def test_concurrent_publishes_fail_together_when_redis_is_down(
         assert all(isinstance(result, wsio.HubError) for result in results), results
         await redis_server.start()
         await asyncio.wait_for(hub.publish("t", "back"), STEP)
+
+
+async def test_a_failing_delivery_is_logged_and_reading_goes_on(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing(wsio.Hub):
+        def _deliver(self, topic: str, message: Any) -> None:
+            if topic == "boom":
+                raise RuntimeError("a bug")
+            super()._deliver(topic, message)
+
+    hub = Failing(wsio.RedisBackend(redis_server.url, block=0.2))
+    async with hub, subscribing_server(hub) as (port, _):
+        client = await subscriber(port, "fine")
+        await hub.publish("boom", "x")
+        await hub.publish("fine", "still delivered")
+        assert await asyncio.wait_for(client.recv(), STEP) == "still delivered"
+        await client.close()
+    assert "delivering entry" in caplog.text and "a bug" in caplog.text

@@ -161,8 +161,8 @@ class Hub:
             subscribers.discard(connection)
             if not subscribers:
                 del self._subscribers[name]
-        if not topics:
-            del self._topics[connection]
+        # The connection's entry stays, empty, until it closes: its callback is there
+        # already, and subscribing again mustn't add one each time.
 
     def subscribers(self, topic: str) -> set[Connection]:
         """The connections subscribed to ``topic`` in this process."""
@@ -198,3 +198,4 @@ class Hub:
 
     def _forget(self, connection: Connection, _: Any) -> None:
         self.unsubscribe(connection)
+        del self._topics[connection]

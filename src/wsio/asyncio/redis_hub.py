@@ -267,7 +267,11 @@ class RedisBackend(Backend):
                             "skipped entry %r of %s: not a hub message", entry_id, self.stream
                         )
                         continue
-                    deliver(topic, PreparedMessage(data, text=text))
+                    try:
+                        deliver(topic, PreparedMessage(data, text=text))
+                    except Exception:
+                        # A bug, not a peer's doing: say so, and go on delivering.
+                        self.logger.exception("delivering entry %r failed", entry_id)
 
     async def _stream_info(self, client: redis.asyncio.Redis) -> dict[str, Any]:
         """XINFO STREAM, or nothing when the stream doesn't exist (yet)."""
