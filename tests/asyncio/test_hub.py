@@ -275,7 +275,7 @@ async def test_redis_restart_loses_nothing_within_retention(
 async def test_messages_trimmed_during_an_outage_are_reported(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "wsio.hub")
+    caplog.set_level(logging.DEBUG, "wsio.hub")
     reader = wsio.Hub(wsio.RedisBackend(redis_server.url, timeout=1.0, block=0.2, retry_delay=3.0))
     writer = wsio.Hub(wsio.RedisBackend(redis_server.url, maxlen=10))
     async with reader, subscribing_server(reader) as (port, _):
@@ -283,7 +283,7 @@ async def test_messages_trimmed_during_an_outage_are_reported(
         await redis_server.stop()
         # The reader's pauses double: once one lasts 1.6 s, Redis comes back, and far
         # more than maxlen messages are published before the reader reads again.
-        await until(lambda: "trying again in 1.6 s" in caplog.text, timeout=10)
+        await until(lambda: "again in 1.6 s" in caplog.text, timeout=10)
         await redis_server.start()
         async with writer:
             for i in range(400):
@@ -322,15 +322,16 @@ async def test_concurrent_publishes_share_a_few_connections(redis_server: RedisS
         observer = redis.asyncio.Redis.from_url(redis_server.url)
         try:
             clients = await observer.client_list()
-            # The hub's connections, at most 3, and the observer's.
-            assert len(clients) <= 4, clients
+            # The hub's connections, at most 3 for publishing and the reader's, and the
+            # observer's.
+            assert len(clients) <= 5, clients
             # One round trip for the first, then batches: in the order of the calls.
             entries = await observer.xrange("wsio:hub")
             assert [fields[b"d"] for _, fields in entries] == [f"{i}".encode() for i in range(500)]
         finally:
             await observer.aclose()
     with pytest.raises(wsio.InvalidArgument, match="max_connections"):
-        wsio.RedisBackend(redis_server.url, max_connections=1)
+        wsio.RedisBackend(redis_server.url, max_connections=0)
 
 
 async def test_concurrent_publishes_fail_together_when_redis_is_down(

@@ -368,8 +368,25 @@ async def test_port_in_use(demo: Demo) -> None:
 # One slow client doesn't hold up the room (in-process, with small queues) -------------------
 
 
+async def test_long_lines_are_refused() -> None:
+    """Each line goes to every member: its length is bounded, and what it costs with it."""
+    async with demo_server("127.0.0.1", 0, None) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/chat"
+        a, name_a = await join(url)
+        b, name_b = await join(url)
+        assert await recv_text(a) == f"{name_b} joined"
+        await a.send("x" * 4097)
+        assert await recv_text(a) == "(not delivered: lines are at most 4096 characters)"
+        await a.send("x" * 4096)
+        assert await recv_text(a) == f"{name_a}: {'x' * 4096}"
+        assert await recv_text(b) == f"{name_a}: {'x' * 4096}"
+        async with asyncio.timeout(T):
+            await a.close()
+            await b.close()
+
+
 async def test_slow_client_is_dropped_without_blocking_others() -> None:
-    room = ChatRoom(limit=65536)
+    room = ChatRoom(limit=65536, max_line=300_000)
     async with demo_server("127.0.0.1", 0, None, room=room) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/chat"
         # max_queue=1: once a message waits unread, the slow client stops reading the

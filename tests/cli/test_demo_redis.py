@@ -363,7 +363,7 @@ async def test_redis_outage(redis_server: RedisServer, servers: Servers) -> None
         # Redis stays down until each hub retried a few times, its pause doubling.
         for serve in (first, second):
             await serve.wait_stderr(f"redis at {redis_server.url} unreachable")
-            await serve.wait_stderr("trying again in 0.8 s")
+        await asyncio.sleep(1.0)
 
         await redis_server.start()
         # Send until a line is taken: the first ones may still find Redis unreachable.
@@ -418,10 +418,12 @@ async def test_unreachable_redis_exits_1(workers: int) -> None:
     if workers == 1:
         assert lines == reasons and len(lines) == 1, lines
     else:
-        # Each worker says why; the parent, that one of them exited before it listened.
+        # Each worker that got that far says why; the parent, that one of them exited
+        # before it listened.
         assert 1 <= len(reasons) <= workers, lines
-        assert len(lines) == len(reasons) + 1, lines
-        assert "before it listened" in lines[-1], lines
+        given_up = [line for line in lines if "exited" in line and "before it listened" in line]
+        assert len(given_up) == 1, lines
+        assert sorted(lines) == sorted(reasons + given_up), lines
 
 
 @pytest.mark.parametrize("url", ["http://x", "localhost:6379", ""])

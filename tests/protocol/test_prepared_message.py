@@ -183,9 +183,9 @@ def test_held_back_while_a_fragmented_message_is_sent() -> None:
     second = PreparedMessage(b"more", text=False)
     server.send_prepared(first)
     server.send_prepared(second)
-    assert server.deferred_size == 8
+    assert server.deferred_size == 8 + 2 * 14
     server.send_continuation(b"two", fin=False)
-    assert server.deferred_size == 8
+    assert server.deferred_size == 8 + 2 * 14
     server.send_continuation(b"three", fin=True)
     assert server.deferred_size == 0
     frames = decode_frames(b"".join(server.data_to_send()))

@@ -109,6 +109,8 @@ def broadcast_prepared(
 ) -> BroadcastResult:
     """:func:`broadcast` of a message already prepared, with arguments already checked."""
     result = BroadcastResult()
+    # The message may have been sent to other connections before (a hub's, in memory).
+    encodings_before = prepared.encodings
     for connection in connections:
         protocol = connection.protocol
         transport = connection.transport
@@ -116,7 +118,10 @@ def broadcast_prepared(
             continue
         own_limit, own_policy = connection.broadcast_policy
         bound = own_limit if limit is None else limit
-        if transport.get_write_buffer_size() + protocol.deferred_size > bound:
+        if (
+            bound is not None
+            and transport.get_write_buffer_size() + protocol.deferred_size > bound
+        ):
             if (own_policy if slow_consumer is None else slow_consumer) == "skip":
                 result.skipped += 1
             else:
@@ -127,5 +132,5 @@ def broadcast_prepared(
         protocol.send_prepared(prepared)
         connection._flush()
         result.delivered += 1
-    result.encodings = prepared.encodings
+    result.encodings = prepared.encodings - encodings_before
     return result

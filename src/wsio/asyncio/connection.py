@@ -206,7 +206,7 @@ class Connection(asyncio.BufferedProtocol):
         return None if self.transport is None else self.transport.get_extra_info("peername")
 
     @property
-    def broadcast_policy(self) -> tuple[int, str]:
+    def broadcast_policy(self) -> tuple[int | None, str]:
         """The ``broadcast_limit`` and ``slow_consumer`` policy that :func:`~wsio.broadcast`
         applies to this connection unless told otherwise: its server's, or the defaults."""
         return defaults.BROADCAST_LIMIT, defaults.SLOW_CONSUMER

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from ..protocol.connection import PreparedMessage
+from ..protocol.frames import encode_text
 from .broadcast import BroadcastResult, broadcast_prepared, check_broadcast_policy, prepare
 from .connection import Connection, DataLike
 
@@ -47,8 +48,9 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def close(self) -> None:
-        """Stop delivering and release what the backend holds."""
+    async def close(self, deliver: Deliver | None = None) -> None:
+        """Stop calling ``deliver`` (given to :meth:`start`) and release what the backend
+        holds for it."""
 
 
 class MemoryBackend(Backend):
@@ -67,8 +69,10 @@ class MemoryBackend(Backend):
         # loop mustn't keep every connection from reading meanwhile.
         await asyncio.sleep(0)
 
-    async def close(self) -> None:
-        self._deliveries.clear()
+    async def close(self, deliver: Deliver | None = None) -> None:
+        # Only the closing hub's: others may share this backend.
+        if deliver in self._deliveries:
+            self._deliveries.remove(deliver)
 
 
 class Hub:
@@ -105,20 +109,36 @@ class Hub:
         self.totals = BroadcastResult()
         self._subscribers: dict[str, set[Connection]] = {}
         self._topics: dict[Connection, set[str]] = {}
-        self._started = False
+        # Resolved once started; set before starting, so that a second start() waits
+        # for the first instead of starting the backend twice.
+        self._started: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Start delivering: messages published from now on reach this hub's subscribers.
-        ``async with hub`` starts it and closes it."""
-        if not self._started:
+        ``async with hub`` starts it and closes it.
+
+        :raises HubError: the backend can't start (Redis unreachable...).
+        """
+        if self._started is not None:
+            await asyncio.shield(self._started)
+            return
+        started = self._started = asyncio.get_running_loop().create_future()
+        try:
             await self.backend.start(self._deliver)
-            self._started = True
+        except BaseException as exc:
+            self._started = None
+            started.set_exception(exc)
+            started.exception()  # retrieved: whoever waits on it gets it raised
+            raise
+        started.set_result(None)
 
     async def close(self) -> None:
         """Stop delivering and close the backend. Subscriptions are kept."""
-        if self._started:
-            self._started = False
-            await self.backend.close()
+        started, self._started = self._started, None
+        if started is not None:
+            await asyncio.wait([started])
+            if not started.cancelled() and started.exception() is None:
+                await self.backend.close(self._deliver)
 
     async def __aenter__(self) -> Hub:
         await self.start()
@@ -182,12 +202,15 @@ class Hub:
         """
         if not isinstance(topic, str):
             raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+        encode_text(topic, "topic")  # Redis needs it in UTF-8: the same rule everywhere
         await self.backend.publish(topic, prepare(message, self.compress))
 
     def _deliver(self, topic: str, message: PreparedMessage) -> None:
         subscribers = self._subscribers.get(topic)
         if not subscribers:
             return
+        if message.compress is None and self.compress is not None:
+            message.compress = self.compress
         # A copy: closing a slow consumer may end subscriptions while this runs.
         result = broadcast_prepared(list(subscribers), message, self.limit, self.slow_consumer)
         totals = self.totals

@@ -33,7 +33,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from ..exceptions import HubError, InvalidArgument
+from .. import defaults
+from ..exceptions import HubError, InvalidArgument, InvalidState
 from ..protocol.connection import PreparedMessage
 from ..protocol.frames import Opcode
 from .hub import Backend, Deliver
@@ -41,7 +42,7 @@ from .hub import Backend, Deliver
 __all__ = ["RedisBackend"]
 
 # Fields of a stream entry: the topic, the kind of message (text or binary), the payload.
-_TOPIC, _KIND, _DATA = b"t", b"k", b"d"
+_TOPIC, _KIND, _DATA, _COMPRESS = b"t", b"k", b"d", b"c"
 _TEXT, _BINARY = b"t", b"b"
 
 # What XREAD answers (without decode_responses): per stream, its entries and their fields.
@@ -51,8 +52,9 @@ _Entries: TypeAlias = list[tuple[bytes, _Stream]]
 # Publishes sent in one pipeline at most.
 _SEND_BATCH = 256
 
-# Entries read per XREAD: enough to catch up quickly after an outage.
-_READ_COUNT = 512
+# Entries read per XREAD: enough to catch up quickly after an outage, few enough that
+# a read of messages of max_message_size stays a bounded amount of memory.
+_READ_COUNT = 64
 
 
 def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -68,12 +70,17 @@ class RedisBackend(Backend):
     :param url: the Redis server, as ``redis://host:port/db`` (``rediss://`` for TLS).
     :param stream: the stream's key; hubs on the same stream share their topics.
     :param maxlen: about how many entries the stream keeps (``XADD MAXLEN ~``): how far
-        behind a hub may fall, during a Redis outage, without losing messages.
-    :param timeout: seconds for connecting to Redis and for each command.
+        behind a hub may fall without losing messages. Redis holds up to about ``maxlen``
+        times the size of the messages.
+    :param max_message_size: largest message published, in bytes: larger ones are refused,
+        and entries larger than it are skipped when read (``None``: no limit).
+    :param timeout: seconds for connecting to Redis and for each command; a publish fails
+        with :class:`~wsio.HubError` within about twice this.
     :param block: seconds each read waits for new entries before asking again.
     :param retry_delay: longest pause, in seconds, between attempts to reach Redis again
         after it was lost (the pause doubles from a tenth of a second up to this).
-    :param max_connections: connections to Redis at most, the reader's included.
+    :param max_connections: connections to Redis for publishing at most; the reader has
+        one more of its own.
     """
 
     def __init__(
@@ -82,53 +89,66 @@ class RedisBackend(Backend):
         *,
         stream: str = "wsio:hub",
         maxlen: int = 10_000,
+        max_message_size: int | None = defaults.MAX_SIZE,
         timeout: float = 5.0,
         block: float = 1.0,
         retry_delay: float = 5.0,
-        max_connections: int = 8,
+        max_connections: int = 4,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
+        if max_connections < 1:
+            raise InvalidArgument(f"max_connections must be 1 or more, not {max_connections}")
         self.url = url
         self.stream = stream
         self.maxlen = maxlen
+        self.max_message_size = max_message_size
         self.timeout = timeout
         self.block = block
         self.retry_delay = retry_delay
-        if max_connections < 2:
-            # One stays with the reader's blocking reads.
-            raise InvalidArgument(f"max_connections must be 2 or more, not {max_connections}")
         self.max_connections = max_connections
         self.logger = logger if logger is not None else logging.getLogger("wsio.hub")
         #: Id of the last entry read, as Redis spells it.
         self.last_id: bytes | None = None
-        self._client: redis.asyncio.Redis | None = None
+        self._writer: redis.asyncio.Redis | None = None
+        self._reader_client: redis.asyncio.Redis | None = None
         self._reader: asyncio.Task[None] | None = None
         # Entries added to the stream before this hub started, and entries it read since:
-        # after an outage, what was added and neither read nor still in the stream was
-        # trimmed before this hub could read it.
+        # what was added and neither read nor still in the stream was trimmed before this
+        # hub could read it.
         self._added_before = 0
         self._read_count = 0
-        # Set by close(): the reader stops after its current read.
-        self._closing = asyncio.Event()
-        # Publishes waiting to be sent, the task sending them, and whether a publisher is
-        # sending its own message (the outbox waits for it: order is kept).
-        self._outbox: list[tuple[dict[Any, Any], asyncio.Future[None]]] = []
+        # Set by close(), made by start(): the reader stops after its current read.
+        self._closing: asyncio.Event | None = None
+        # Publishes waiting to be sent (fields, future, deadline), and the task sending.
+        self._outbox: list[tuple[dict[bytes, bytes], asyncio.Future[None], float]] = []
         self._sender: asyncio.Task[None] | None = None
-        self._sending = False
 
-    def _connect(self) -> redis.asyncio.Redis:
-        # At most max_connections: commands beyond them wait their turn (within
-        # timeout) instead of opening a connection each.
+    def _connect(self, *, reader: bool) -> redis.asyncio.Redis:
+        kwargs: dict[str, Any] = {
+            "socket_connect_timeout": self.timeout,
+            # RESP2: the shape of the answers read below.
+            "protocol": 2,
+        }
+        if reader:
+            # Reads block for up to `block` seconds before Redis answers, and may be tried
+            # again at once (after Redis restarted, a kept connection fails once): they
+            # change nothing.
+            return redis.asyncio.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout + self.block,
+                retry=Retry(NoBackoff(), 1),
+                **kwargs,
+            )
+        # XADD isn't tried again: Redis may have added the entry before the connection
+        # failed, and a second XADD would deliver it twice. At most max_connections:
+        # commands beyond them wait their turn instead of opening a connection each.
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             self.url,
             max_connections=self.max_connections,
             timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            # A read blocks for up to `block` seconds before Redis answers.
-            socket_timeout=self.timeout + self.block,
-            # One more try, at once: after Redis restarted, a pooled connection fails
-            # once before a new one is made. Longer outages are the caller's to handle.
-            retry=Retry(NoBackoff(), 1),
+            socket_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            **kwargs,
         )
         return redis.asyncio.Redis.from_pool(pool)
 
@@ -136,83 +156,101 @@ class RedisBackend(Backend):
         """Connect, note where the stream ends, and start reading after that point.
 
         :raises HubError: Redis is unreachable.
+        :raises InvalidState: the backend is started already.
         """
-        client = self._client = self._connect()
+        if self._writer is not None:
+            raise InvalidState("this RedisBackend is started already: one per hub")
+        reader_client = self._connect(reader=True)
         try:
-            info = await self._stream_info(client)
+            info = await self._stream_info(reader_client)
         except RedisError as exc:
-            self._client = None
-            await client.aclose()
+            await reader_client.aclose()
             raise HubError(f"can't reach redis at {self.url}: {exc}") from exc
-        self._closing.clear()
+        self._reader_client = reader_client
+        self._writer = self._connect(reader=False)
+        self._closing = asyncio.Event()
         self.last_id = info.get("last-generated-id", b"0-0")
         self._added_before = info.get("entries-added", 0)
         self._read_count = 0
-        self._reader = asyncio.get_running_loop().create_task(self._read(client, deliver))
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read(reader_client, deliver, self._closing)
+        )
 
     async def publish(self, topic: str, message: PreparedMessage) -> None:
         """Hand the message to Redis. Publishes made while others are on their way go
-        together, in one pipeline of ``XADD`` commands, in the order they were made:
-        a round trip per batch rather than per message."""
-        if self._client is None:
+        together, in one pipeline of ``XADD`` commands, in the order they were made.
+
+        :raises InvalidArgument: the message is over ``max_message_size``.
+        :raises HubError: Redis didn't take it in time. It may have: a message whose
+            publish failed may still be delivered, once.
+        """
+        if self._writer is None or self._closing is None or self._closing.is_set():
             raise HubError("the hub isn't started: await hub.start() or use async with hub")
-        fields: dict[Any, Any] = {
+        if self.max_message_size is not None and len(message.data) > self.max_message_size:
+            raise InvalidArgument(
+                f"message is {len(message.data)} bytes long; "
+                f"max_message_size is {self.max_message_size}"
+            )
+        fields = {
             _TOPIC: topic.encode(),
             _KIND: _TEXT if message.opcode is Opcode.TEXT else _BINARY,
             _DATA: message.data,
         }
-        client = self._client
-        if not self._sending and self._sender is None:
-            # Nothing on its way: send this one at once, as a command of its own; what
-            # comes meanwhile waits in the outbox, sent after it.
-            self._sending = True
-            try:
-                await client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
-            except RedisError as exc:
-                raise HubError(f"can't publish to redis at {self.url}: {exc}") from exc
-            finally:
-                self._sending = False
-                if self._outbox:
-                    self._sender = asyncio.get_running_loop().create_task(self._send(client))
-            return
-        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((fields, sent))
-        if self._sender is None and not self._sending:
-            self._sender = asyncio.get_running_loop().create_task(self._send(client))
+        if message.compress is not None:
+            fields[_COMPRESS] = b"1" if message.compress else b"0"
+        loop = asyncio.get_running_loop()
+        sent: asyncio.Future[None] = loop.create_future()
+        self._outbox.append((fields, sent, loop.time() + self.timeout))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send(self._writer))
         await sent
 
-    async def _send(self, client: redis.asyncio.Redis) -> None:
+    async def _send(self, writer: redis.asyncio.Redis) -> None:
         """Send what the outbox holds, a batch at a time, until it is empty."""
         try:
-            await self._send_batches(client)
+            while self._outbox:
+                await self._send_batch(writer)
         finally:
             self._sender = None
 
-    async def _send_batches(self, client: redis.asyncio.Redis) -> None:
-        while self._outbox:
-            batch = self._outbox[:_SEND_BATCH]
-            del self._outbox[:_SEND_BATCH]
-            pipeline = client.pipeline(transaction=False)
-            for fields, _ in batch:
-                pipeline.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
-            error: HubError | None = None
-            try:
-                await pipeline.execute()
-            except RedisError as exc:
-                error = HubError(f"can't publish to redis at {self.url}: {exc}")
-                error.__cause__ = exc
-            for _, sent in batch:
-                if sent.done():  # the publisher was cancelled
-                    continue
-                if error is None:
-                    sent.set_result(None)
-                else:
+    async def _send_batch(self, writer: redis.asyncio.Redis) -> None:
+        now = asyncio.get_running_loop().time()
+        batch: list[tuple[dict[bytes, bytes], asyncio.Future[None]]] = []
+        while self._outbox and len(batch) < _SEND_BATCH:
+            fields, sent, deadline = self._outbox.pop(0)
+            if sent.done():
+                continue  # the publisher was cancelled before it was sent: it isn't
+            if now > deadline:
+                sent.set_exception(HubError(f"timed out publishing to redis at {self.url}"))
+                continue
+            batch.append((fields, sent))
+        if not batch:
+            return
+        pipeline = writer.pipeline(transaction=False)
+        for fields, _ in batch:
+            pipeline.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+        try:
+            await pipeline.execute()
+        except RedisError as exc:
+            error = HubError(f"can't publish to redis at {self.url}: {exc}")
+            error.__cause__ = exc
+            # Redis failed this batch: the publishes waiting behind it fail now rather
+            # than one timeout after another.
+            failed = [sent for _, sent in batch] + [sent for _, sent, _ in self._outbox]
+            self._outbox.clear()
+            for sent in failed:
+                if not sent.done():
                     sent.set_exception(error)
+            return
+        for _, sent in batch:
+            if not sent.done():
+                sent.set_result(None)
 
-    async def close(self) -> None:
+    async def close(self, deliver: Deliver | None = None) -> None:
+        writer, self._writer = self._writer, None
+        reader_client, self._reader_client = self._reader_client, None
         reader, self._reader = self._reader, None
-        client, self._client = self._client, None
-        if client is None:
+        if writer is None or self._closing is None:
             return
         self._closing.set()
         if self._sender is not None:
@@ -223,16 +261,25 @@ class RedisBackend(Backend):
             # answer for good: the reader stops by itself once its read returns, within
             # `block` seconds (or `timeout` more when Redis doesn't answer).
             await reader
-        await client.aclose()
+        await writer.aclose()
+        if reader_client is not None:
+            await reader_client.aclose()
 
-    async def _read(self, client: redis.asyncio.Redis, deliver: Deliver) -> None:
+    async def _read(
+        self, client: redis.asyncio.Redis, deliver: Deliver, closing: asyncio.Event
+    ) -> None:
         """Read the stream for good, delivering each entry; ride out Redis outages."""
+        loop = asyncio.get_running_loop()
         block = max(1, math.ceil(self.block * 1000))
         delay = 0.0
-        while not self._closing.is_set():
+        outage_started = 0.0
+        # Whether entries may have been trimmed before they were read: after an outage,
+        # or when delivering took longer than a read waits.
+        check_gap = False
+        while not closing.is_set():
             assert self.last_id is not None
             try:
-                if delay:
+                if check_gap:
                     await self._check_gap(client)
                 answer = cast(
                     _Entries,
@@ -240,38 +287,62 @@ class RedisBackend(Backend):
                         {self.stream: self.last_id}, count=_READ_COUNT, block=block
                     ),
                 )
-            except RedisError as exc:
-                if self._closing.is_set():
+            except Exception as exc:
+                if closing.is_set():
                     return
+                if not delay:
+                    outage_started = loop.time()
+                    if isinstance(exc, RedisError):
+                        self.logger.warning("redis at %s unreachable: %s", self.url, exc)
+                    else:
+                        self.logger.exception("reading %s failed", self.stream)
                 delay = min(self.retry_delay, max(0.1, delay * 2))
-                self.logger.warning(
-                    "redis at %s unreachable (%s): trying again in %.1f s", self.url, exc, delay
-                )
+                self.logger.debug("trying redis at %s again in %.1f s", self.url, delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
+                    await asyncio.wait_for(closing.wait(), delay)
+                check_gap = True
                 continue
             if delay:
                 delay = 0.0
-                self.logger.info("redis at %s reachable again", self.url)
+                self.logger.warning(
+                    "redis at %s reachable again after %.1f s",
+                    self.url,
+                    loop.time() - outage_started,
+                )
+            started = loop.time()
             for _, entries in answer:
                 self._read_count += len(entries)
                 for entry_id, fields in entries:
                     self.last_id = entry_id
-                    try:
-                        data = fields[_DATA]
-                        text = fields[_KIND] == _TEXT
-                        topic = fields[_TOPIC].decode()
-                    except (KeyError, UnicodeDecodeError):
-                        # Not written by a hub: someone else's entry in our stream.
-                        self.logger.warning(
-                            "skipped entry %r of %s: not a hub message", entry_id, self.stream
-                        )
-                        continue
-                    try:
-                        deliver(topic, PreparedMessage(data, text=text))
-                    except Exception:
-                        # A bug, not a peer's doing: say so, and go on delivering.
-                        self.logger.exception("delivering entry %r failed", entry_id)
+                    self._deliver_entry(entry_id, fields, deliver)
+            check_gap = loop.time() - started > self.block
+
+    def _deliver_entry(
+        self, entry_id: bytes, fields: dict[bytes, bytes], deliver: Deliver
+    ) -> None:
+        """Deliver one entry of the stream, unless it isn't a hub message."""
+        data = fields.get(_DATA)
+        kind = fields.get(_KIND)
+        try:
+            topic = fields[_TOPIC].decode()
+            if data is None or kind not in (_TEXT, _BINARY):
+                raise ValueError("not a hub message")
+            if kind == _TEXT:
+                data.decode()  # valid UTF-8, or it would fail every subscriber (1007)
+            if self.max_message_size is not None and len(data) > self.max_message_size:
+                raise ValueError(f"{len(data)} bytes, over max_message_size")
+        except (KeyError, ValueError) as exc:
+            self.logger.warning("skipped entry %r of %s: %s", entry_id, self.stream, exc)
+            return
+        compress = fields.get(_COMPRESS)
+        message = PreparedMessage(
+            data, text=kind == _TEXT, compress=None if compress is None else compress == b"1"
+        )
+        try:
+            deliver(topic, message)
+        except Exception:
+            # A bug, not a peer's doing: say so, and go on delivering.
+            self.logger.exception("delivering entry %r failed", entry_id)
 
     async def _stream_info(self, client: redis.asyncio.Redis) -> dict[str, Any]:
         """XINFO STREAM, or nothing when the stream doesn't exist (yet)."""
@@ -282,22 +353,23 @@ class RedisBackend(Backend):
             return {}
 
     async def _check_gap(self, client: redis.asyncio.Redis) -> None:
-        """After an outage: warn when entries this hub hadn't read were trimmed."""
+        """Warn when entries this hub hadn't read were trimmed (Redis 7: it needs the
+        stream's ``entries-added``)."""
         info = await self._stream_info(client)
         assert self.last_id is not None
         first = info.get("first-entry")
         if first is None or _stream_id(first[0]) <= _stream_id(self.last_id):
             return  # the last entry read is still there: so is everything after it
+        if "entries-added" not in info:
+            return
         # Every entry in the stream came after the last one read; the others added since
         # the start and not read were trimmed.
-        unread = info.get("entries-added", 0) - self._added_before - self._read_count
+        unread = info["entries-added"] - self._added_before - self._read_count
         lost = unread - info.get("length", 0)
         if lost > 0:
             self.logger.warning(
-                "%d messages were trimmed from %s before this hub could read them, while "
-                "redis at %s was unreachable (maxlen=%d)",
+                "%d messages were trimmed from %s before this hub could read them (maxlen=%d)",
                 lost,
                 self.stream,
-                self.url,
                 self.maxlen,
             )

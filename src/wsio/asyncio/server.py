@@ -83,7 +83,7 @@ class ServerConnection(Connection):
         self.username: str | None = None
 
     @property
-    def broadcast_policy(self) -> tuple[int, str]:
+    def broadcast_policy(self) -> tuple[int | None, str]:
         return self.server.broadcast_limit, self.server.slow_consumer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -333,7 +333,7 @@ class Server:
         process_request: ProcessRequest | None,
         process_response: ProcessResponse | None,
         make_connection: Callable[[Server], ServerConnection],
-        broadcast_limit: int = defaults.BROADCAST_LIMIT,
+        broadcast_limit: int | None = defaults.BROADCAST_LIMIT,
         slow_consumer: str = defaults.SLOW_CONSUMER,
     ) -> None:
         self.handler = handler
@@ -458,7 +458,7 @@ class serve(Opener[Server]):
     :param open_timeout: seconds from the TCP accept to the end of the HTTP upgrade,
         TLS included (enforced within 1/16 of it, and within a second).
     :param broadcast_limit: unsent bytes above which a connection is a slow consumer for
-        :func:`~wsio.broadcast`.
+        :func:`~wsio.broadcast`; ``None``: never.
     :param slow_consumer: what a broadcast does with a slow consumer: ``"skip"`` the
         message for it, or ``"close"`` it with 1013.
     :param reuse_port: let several processes (or servers) listen on one port, the kernel
@@ -491,7 +491,7 @@ class serve(Opener[Server]):
         max_size: int | None = defaults.MAX_SIZE,
         max_queue: int = defaults.MAX_QUEUE,
         write_limit: int = defaults.WRITE_LIMIT,
-        broadcast_limit: int = defaults.BROADCAST_LIMIT,
+        broadcast_limit: int | None = defaults.BROADCAST_LIMIT,
         slow_consumer: str = defaults.SLOW_CONSUMER,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_server_kwargs: Any,
@@ -499,6 +499,8 @@ class serve(Opener[Server]):
         if logger is None:
             logger = _logger
         check_limits(max_queue, write_limit)
+        if slow_consumer is None:
+            raise InvalidArgument("slow_consumer must be 'skip' or 'close', not None")
         check_broadcast_policy(broadcast_limit, slow_consumer)
         if open_timeout is not None and open_timeout <= 0:
             # No handshake could succeed; with TLS, the loop would refuse each accept.

@@ -41,6 +41,9 @@ __all__ = ["ChatRoom", "demo_server", "load_page", "serve_demo"]
 
 _logger = logging.getLogger("wsio.demo")
 
+#: Longest chat line, in characters.
+CHAT_MAX_LINE = 4096
+
 #: The hub topic of the chat room.
 CHAT_TOPIC = "chat"
 
@@ -73,12 +76,16 @@ class ChatRoom:
         *,
         limit: int = defaults.BROADCAST_LIMIT,
         name_prefix: str = "guest-",
+        max_line: int = CHAT_MAX_LINE,
     ) -> None:
         self.hub = Hub(limit=limit, slow_consumer="close") if hub is None else hub
         self.name_prefix = name_prefix
+        self.max_line = max_line
         #: The members connected to this process, and their names.
         self.members: dict[ServerConnection, str] = {}
         self._numbers = itertools.count(1)
+        # Whether the hub failed last time: one warning per outage, not one per line.
+        self._failing = False
 
     async def handler(self, ws: ServerConnection) -> None:
         """Run one member: it is told its name, joins, relays its text messages, and
@@ -93,7 +100,11 @@ class ChatRoom:
                 if not isinstance(message, str):
                     await ws.close(1003, "the chat takes text messages only")
                     break
-                if not await self._say(f"{name}: {message}"):
+                if len(message) > self.max_line:
+                    # Every member gets each line: its size is everyone's cost, and the
+                    # whole line must fit the members' own message size limits.
+                    await ws.send(f"(not delivered: lines are at most {self.max_line} characters)")
+                elif not await self._say(f"{name}: {message}"):
                     await ws.send("(not delivered: the chat is unavailable, try again later)")
         finally:
             del self.members[ws]
@@ -105,8 +116,11 @@ class ChatRoom:
         try:
             await self.hub.publish(CHAT_TOPIC, line)
         except HubError as exc:
-            _logger.warning("chat: %s", exc)
+            if not self._failing:
+                self._failing = True
+                _logger.warning("chat: %s", exc)
             return False
+        self._failing = False
         return True
 
 
@@ -235,6 +249,8 @@ async def demo_server(
         max_size=max_size,
         compression=compression,
         process_request=make_process_request(page, worker),
+        # Every line goes to every member: compressed once for all of them.
+        server_no_context_takeover=True,
         ssl=ssl,
         reuse_port=reuse_port,
     )

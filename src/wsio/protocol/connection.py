@@ -117,6 +117,9 @@ _SEPARATE_PAYLOAD = 128 * 1024
 # then cost at most this much, while a few pings in a row still get a pong each.
 _PONGS_UNTAKEN_LIMIT = 4096
 
+# Longest frame header: 2 bytes, 8 of extended length, 4 of masking key (§5.2).
+_MAX_HEADER = 14
+
 # Frame header, first two bytes (RFC 6455 §5.2).
 _FIN = 0x80
 _RSV = 0x70
@@ -245,6 +248,7 @@ class Protocol:
         "__weakref__",
         "_between_messages",
         "_deferred",
+        "_deferred_size",
         "_eof_sent",
         "_events",
         "_extension_rsv",
@@ -326,6 +330,7 @@ class Protocol:
         # after its last frame (None rather than an empty list: most connections never
         # have one).
         self._deferred: list[PreparedMessage] | None = None
+        self._deferred_size = 0
         # Size of the message being received, for the size limit.
         self._message_size = 0
         # How many more messages the parser may complete before it pauses (None: no
@@ -519,16 +524,18 @@ class Protocol:
         if self._sending_fragments:
             if self._deferred is None:
                 self._deferred = []
+                self._deferred_size = 0
             self._deferred.append(message)
+            # A frame's header too: empty messages aren't free.
+            self._deferred_size += len(message.data) + _MAX_HEADER
         else:
             self._send_prepared(message)
 
     @property
     def deferred_size(self) -> int:
-        """Bytes of the prepared messages waiting for a fragmented message to end."""
-        if self._deferred is None:
-            return 0
-        return sum(len(message.data) for message in self._deferred)
+        """Bytes of the prepared messages waiting for a fragmented message to end, each
+        counted with the largest frame header."""
+        return 0 if self._deferred is None else self._deferred_size
 
     def _send_prepared(self, message: PreparedMessage) -> None:
         key: tuple[Hashable, ...] | None = None
