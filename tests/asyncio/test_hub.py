@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -365,3 +366,136 @@ async def test_a_failing_delivery_is_logged_and_reading_goes_on(
         assert await asyncio.wait_for(client.recv(), STEP) == "still delivered"
         await client.close()
     assert "delivering entry" in caplog.text and "a bug" in caplog.text
+
+
+# -- Redis misbehaving, hubs misused ----------------------------------------------------------
+
+
+async def test_a_stalled_redis_fails_publishes_in_time_and_adds_nothing_twice(
+    redis_server: RedisServer,
+) -> None:
+    import signal
+
+    import redis.asyncio
+
+    backend = wsio.RedisBackend(redis_server.url, timeout=1.0, block=0.2)
+    async with wsio.Hub(backend) as hub:
+        await hub.publish("t", "before")
+        process = redis_server._process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(hub.publish("t", f"stalled {i}") for i in range(20)), return_exceptions=True
+            )
+            # Within twice the timeout, all of them.
+            assert time.monotonic() - started < 2.5
+            assert all(isinstance(result, wsio.HubError) for result in results), results
+        finally:
+            process.send_signal(signal.SIGCONT)
+        await asyncio.wait_for(hub.publish("t", "after"), STEP)
+    observer = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        data = [fields[b"d"] for _, fields in await observer.xrange("wsio:hub")]
+    finally:
+        await observer.aclose()
+    # A publish that failed may have been added, but never twice.
+    assert len(data) == len(set(data)), data
+    assert data[0] == b"before" and data[-1] == b"after"
+
+
+async def test_close_sends_what_was_handed_over_and_refuses_the_rest(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio
+
+    hub = redis_hub(redis_server)
+    await hub.start()
+    pending = [asyncio.ensure_future(hub.publish("t", f"{i}")) for i in range(10)]
+    await asyncio.sleep(0)  # all of them handed over
+    cancelled = asyncio.ensure_future(hub.publish("t", "cancelled"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await hub.close()
+    assert all(task.done() and task.exception() is None for task in pending)
+    with pytest.raises(wsio.HubError):
+        await hub.publish("t", "too late")
+    observer = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        data = [fields[b"d"] for _, fields in await observer.xrange("wsio:hub")]
+    finally:
+        await observer.aclose()
+    assert data == [f"{i}".encode() for i in range(10)]
+
+
+async def test_entries_that_are_not_hub_messages_are_skipped(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis.asyncio
+
+    caplog.set_level(logging.WARNING, "wsio.hub")
+    async with redis_hub(redis_server) as hub, subscribing_server(hub) as (port, _):
+        client = await subscriber(port, "t")
+        observer = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            await observer.xadd("wsio:hub", {"t": "t", "k": "t", "d": b"\xff\xfe"})
+            await observer.xadd("wsio:hub", {"t": "t", "k": "x", "d": b"?"})
+            await observer.xadd("wsio:hub", {"unrelated": "entry"})
+        finally:
+            await observer.aclose()
+        await hub.publish("t", "valid")
+        assert await asyncio.wait_for(client.recv(), STEP) == "valid"
+        await client.close()
+    assert caplog.text.count("skipped entry") == 3
+
+
+async def test_publish_limits_and_misuse(redis_server: RedisServer) -> None:
+    backend = wsio.RedisBackend(redis_server.url, max_message_size=10, block=0.2)
+    async with wsio.Hub(backend) as hub:
+        with pytest.raises(wsio.InvalidArgument, match="max_message_size"):
+            await hub.publish("t", "x" * 11)
+        await hub.publish("t", "x" * 10)
+        with pytest.raises(wsio.InvalidArgument):
+            await hub.publish("\udc80", "x")
+        with pytest.raises(wsio.InvalidState):
+            await backend.start(lambda topic, message: None)
+
+
+async def test_concurrent_starts_start_once(redis_server: RedisServer) -> None:
+    hub = redis_hub(redis_server)
+    await asyncio.gather(hub.start(), hub.start())
+    async with subscribing_server(hub) as (port, _):
+        client = await subscriber(port, "t")
+        await hub.publish("t", "once")
+        assert await asyncio.wait_for(client.recv(), STEP) == "once"
+        assert await no_message(client, 0.3)
+        await client.close()
+    await hub.close()
+
+
+async def test_closing_one_hub_on_a_shared_memory_backend_leaves_the_others() -> None:
+    backend = wsio.MemoryBackend()
+    first, second = wsio.Hub(backend), wsio.Hub(backend)
+    await first.start()
+    async with second, subscribing_server(second) as (port, _):
+        client = await subscriber(port, "t")
+        await first.close()
+        await second.publish("t", "still here")
+        assert await asyncio.wait_for(client.recv(), STEP) == "still here"
+        await client.close()
+
+
+async def test_compress_of_the_publisher_travels_through_redis(redis_server: RedisServer) -> None:
+    text = "compressible " * 100
+    publisher = wsio.Hub(wsio.RedisBackend(redis_server.url, block=0.2), compress=False)
+    reader = redis_hub(redis_server)
+    async with publisher, reader, subscribing_server(reader) as (port, _):
+        clients = [await subscriber(port, "t") for _ in range(3)]
+        await publisher.publish("t", text)
+        for client in clients:
+            assert await asyncio.wait_for(client.recv(), STEP) == text
+        # Uncompressed: one frame for the three, though they keep compression context.
+        assert reader.totals.encodings == 1
+        for client in clients:
+            await client.close()
