@@ -37,7 +37,15 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from .common import HOST, LOOPS, MAX_SIZE, accept_key, build_frame, make_payload, prepare_child
+from .common import (
+    HOST,
+    LOOPS,
+    MAX_SIZE,
+    build_frame,
+    check_response,
+    make_payload,
+    prepare_child,
+)
 from .common import run_loop as _run_loop
 
 __all__ = ["CLIENTS", "main"]
@@ -448,16 +456,7 @@ class RawProtocol(asyncio.BufferedProtocol):
             self._echoed()
 
     def _check_response(self, head: bytes) -> str:
-        lines = head.split(b"\r\n")
-        if not lines[0].startswith(b"HTTP/1.1 101"):
-            return f"handshake failed: {lines[0]!r}"
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"sec-websocket-accept":
-                if value.strip() == accept_key(self.key):
-                    return ""
-                return "wrong Sec-WebSocket-Accept"
-        return "no Sec-WebSocket-Accept"
+        return check_response(head, self.key)
 
     def _close_received(self, payload: bytes) -> None:
         if self.phase != _Phase.CLOSING:

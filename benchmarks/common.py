@@ -20,6 +20,7 @@ __all__ = [
     "MAX_SIZE",
     "accept_key",
     "build_frame",
+    "check_response",
     "make_payload",
     "prepare_child",
     "run_loop",
@@ -109,3 +110,17 @@ def run_loop(loop: str, main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
         return uvloop.run(main())
     return asyncio.run(main())
+
+
+def check_response(head: bytes, key: bytes) -> str:
+    """What is wrong with the head of a handshake response to ``key``: ``""`` if nothing."""
+    lines = head.split(b"\r\n")
+    if not lines[0].startswith(b"HTTP/1.1 101"):
+        return f"handshake failed: {lines[0]!r}"
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-accept":
+            if value.strip() == accept_key(key):
+                return ""
+            return "wrong Sec-WebSocket-Accept"
+    return "no Sec-WebSocket-Accept"

@@ -40,7 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
-from .common import HOST, LOOPS, accept_key, build_frame, prepare_child, run_loop
+from .common import HOST, LOOPS, build_frame, check_response, prepare_child, run_loop
 
 __all__ = ["TOPIC", "main"]
 
@@ -388,16 +388,7 @@ class _Listener(asyncio.Protocol):
             self.group.received(self.count)
 
     def _check_response(self, head: bytes) -> str:
-        lines = head.split(b"\r\n")
-        if not lines[0].startswith(b"HTTP/1.1 101"):
-            return f"handshake failed: {lines[0]!r}"
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"sec-websocket-accept":
-                if value.strip() == accept_key(self.key):
-                    return ""
-                return "wrong Sec-WebSocket-Accept"
-        return "no Sec-WebSocket-Accept"
+        return check_response(head, self.key)
 
     def _fail(self, exc: Exception) -> None:
         if not self.opened.done():
