@@ -499,3 +499,28 @@ async def test_compress_of_the_publisher_travels_through_redis(redis_server: Red
         assert reader.totals.encodings == 1
         for client in clients:
             await client.close()
+
+
+async def test_each_hub_applies_its_own_compress_to_a_shared_message() -> None:
+    text = "compressible " * 100
+    backend = wsio.MemoryBackend()
+    plain, default = wsio.Hub(backend, compress=False), wsio.Hub(backend)
+    async with (
+        plain,
+        default,
+        subscribing_server(plain) as (port1, _),
+        subscribing_server(default) as (port2, _),
+    ):
+        clients = [await subscriber(port, "t") for port in (port1, port1, port2, port2)]
+        await default.publish("t", text)
+        await plain.publish("t", text)
+        for client in clients:
+            for _ in range(2):
+                assert await asyncio.wait_for(client.recv(), STEP) == text
+        # The plain hub: one uncompressed frame per message for both its connections.
+        # The other: the first message compressed with each connection's context (two
+        # frames), the second, published uncompressed, in the frame built already.
+        assert plain.totals.encodings == 2
+        assert default.totals.encodings == 2
+        for client in clients:
+            await client.close()

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from ..protocol.connection import PreparedMessage
-from ..protocol.frames import encode_text
+from ..protocol.frames import Opcode, encode_text
 from .broadcast import BroadcastResult, broadcast_prepared, check_broadcast_policy, prepare
 from .connection import Connection, DataLike
 
@@ -210,7 +210,10 @@ class Hub:
         if not subscribers:
             return
         if message.compress is None and self.compress is not None:
-            message.compress = self.compress
+            # A copy: other hubs of an in-memory backend get the same message.
+            message = PreparedMessage(
+                message.data, text=message.opcode is Opcode.TEXT, compress=self.compress
+            )
         # A copy: closing a slow consumer may end subscriptions while this runs.
         result = broadcast_prepared(list(subscribers), message, self.limit, self.slow_consumer)
         totals = self.totals
