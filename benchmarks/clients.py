@@ -29,10 +29,9 @@ import abc
 import argparse
 import asyncio
 import base64
-import json
+import functools
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -41,10 +40,12 @@ from .common import (
     HOST,
     LOOPS,
     MAX_SIZE,
+    answer,
     build_frame,
     check_response,
     make_payload,
     prepare_child,
+    serve_commands,
 )
 from .common import run_loop as _run_loop
 
@@ -759,23 +760,14 @@ async def _serve_commands(driver: Driver, measured_pid: int) -> None:
         "handshakes": worker.handshakes,
         "idle": worker.idle,
     }
-    loop = asyncio.get_running_loop()
-    print(json.dumps({"ready": True}), flush=True)
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            break
-        request = json.loads(line)
-        op = request.pop("op")
-        if op == "quit":
-            break
-        try:
-            result = await commands[op](request)
-        except Exception as exc:
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        print(json.dumps(result), flush=True)
-    # Idle connections are simply dropped with the process.
-    os._exit(0)
+    answer({"ready": True})
+    await serve_commands({op: functools.partial(_call, run) for op, run in commands.items()})
+
+
+async def _call(run: Callable[[dict[str, Any]], Any], **request: Any) -> dict[str, Any]:
+    """A worker's command, which takes its request as one dict."""
+    result: dict[str, Any] = await run(request)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,12 +6,13 @@ import asyncio
 import base64
 import ctypes
 import hashlib
+import json
 import os
 import resource
 import signal
 import struct
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = [
@@ -19,11 +20,13 @@ __all__ = [
     "LOOPS",
     "MAX_SIZE",
     "accept_key",
+    "answer",
     "build_frame",
     "check_response",
     "make_payload",
     "prepare_child",
     "run_loop",
+    "serve_commands",
 ]
 
 #: Every socket of the benchmark is on loopback.
@@ -124,3 +127,29 @@ def check_response(head: bytes, key: bytes) -> str:
                 return ""
             return "wrong Sec-WebSocket-Accept"
     return "no Sec-WebSocket-Accept"
+
+
+def answer(result: dict[str, Any]) -> None:
+    """Tell the orchestrator: one JSON line on stdout."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+async def serve_commands(commands: dict[str, Callable[..., Awaitable[dict[str, Any]]]]) -> None:
+    """Answer the orchestrator's commands, one JSON line each, until stdin ends or
+    ``quit``; then end the process at once (open connections are simply dropped)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        request = json.loads(line)
+        op = request.pop("op")
+        if op == "quit":
+            break
+        try:
+            result = await commands[op](**request)
+        except Exception as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        answer(result)
+    os._exit(0)

@@ -32,15 +32,22 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import json
 import os
 import socket
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
-from .common import HOST, LOOPS, build_frame, check_response, prepare_child, run_loop
+from .common import (
+    HOST,
+    LOOPS,
+    answer,
+    build_frame,
+    check_response,
+    prepare_child,
+    run_loop,
+    serve_commands,
+)
 
 __all__ = ["TOPIC", "main"]
 
@@ -58,31 +65,6 @@ _OPEN_TIMEOUT = 120.0
 _BINARY_FINAL = 0x82
 _PING = 0x89
 _PONG = 0xA
-
-
-def _answer(result: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-
-
-async def _serve_commands(commands: dict[str, Callable[..., Awaitable[dict[str, Any]]]]) -> None:
-    """Answer the orchestrator's commands, one JSON line each, until stdin ends or ``quit``."""
-    loop = asyncio.get_running_loop()
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line:
-            break
-        request = json.loads(line)
-        op = request.pop("op")
-        if op == "quit":
-            break
-        try:
-            result = await commands[op](**request)
-        except Exception as exc:
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        _answer(result)
-    # Connections are simply dropped with the process.
-    os._exit(0)
 
 
 # Servers -------------------------------------------------------------------------------------
@@ -235,8 +217,8 @@ class _Server:
 
     async def run(self, port: int) -> None:
         port = await self.start(port)
-        _answer({"ready": True, "port": port})
-        await _serve_commands(
+        answer({"ready": True, "port": port})
+        await serve_commands(
             {
                 "stats": self.stats,
                 "broadcast": self.do_broadcast,
@@ -466,8 +448,8 @@ class _Client:
         return {"stalled": len(stalled), "reading": self.group.reading}
 
     async def run(self) -> None:
-        _answer({"ready": True})
-        await _serve_commands({"open": self.open, "wait": self.wait, "stall": self.stall})
+        answer({"ready": True})
+        await serve_commands({"open": self.open, "wait": self.wait, "stall": self.stall})
 
 
 # Command line --------------------------------------------------------------------------------
