@@ -26,6 +26,12 @@ __all__ = [
     "OPEN_TIMEOUT",
     "PING_INTERVAL",
     "PING_TIMEOUT",
+    "REDIS_BLOCK",
+    "REDIS_MAXLEN",
+    "REDIS_MAX_CONNECTIONS",
+    "REDIS_RETRY_DELAY",
+    "REDIS_STREAM",
+    "REDIS_TIMEOUT",
     "SERVER_HEADER",
     "SLOW_CONSUMER",
     "USER_AGENT",
@@ -67,6 +73,25 @@ BROADCAST_LIMIT: Final[int] = 2**18
 #: What a broadcast does with a slow consumer: ``"skip"`` the message for it (counted), or
 #: ``"close"`` the connection with 1013 (try again later).
 SLOW_CONSUMER: Final[str] = "skip"
+
+#: Redis stream through which the hubs of a :class:`~wsio.RedisBackend` share topics.
+REDIS_STREAM: Final[str] = "wsio:hub"
+
+#: About how many entries that stream keeps (``XADD MAXLEN ~``): how far behind a hub may
+#: fall without losing messages.
+REDIS_MAXLEN: Final[int] = 10_000
+
+#: Seconds for connecting to Redis and for each command of a publish.
+REDIS_TIMEOUT: Final[float] = 5.0
+
+#: Seconds each read of the stream waits for new entries before asking again.
+REDIS_BLOCK: Final[float] = 1.0
+
+#: Longest pause, in seconds, between attempts to reach Redis again after it was lost.
+REDIS_RETRY_DELAY: Final[float] = 5.0
+
+#: Connections to Redis for publishing, at most (the reader has one more).
+REDIS_MAX_CONNECTIONS: Final[int] = 4
 
 #: Seconds for the whole opening handshake: TCP connect, TLS and HTTP upgrade.
 OPEN_TIMEOUT: Final[float | None] = 10.0

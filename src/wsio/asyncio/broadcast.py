@@ -125,8 +125,7 @@ def broadcast_prepared(
             if (own_policy if slow_consumer is None else slow_consumer) == "skip":
                 result.skipped += 1
             else:
-                protocol.send_close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-                connection._flush()
+                connection._start_closing(CloseCode.TRY_AGAIN_LATER, "slow consumer")
                 result.closed += 1
             continue
         protocol.send_prepared(prepared)

@@ -396,13 +396,7 @@ class Connection(asyncio.BufferedProtocol):
 
         :raises InvalidArgument: a code that may not be sent or a reason over 123 bytes.
         """
-        if self.protocol.failure_held:
-            self._release_failure()
-        elif self.protocol.state is State.OPEN:
-            self.protocol.send_close(code, reason)
-            self._flush()
-        elif self.protocol.state is State.CONNECTING:
-            self._abort()
+        self._start_closing(code, reason)
         if not self._connection_lost.done():  # as a handler returns, it often is
             await asyncio.shield(self._connection_lost)
 
@@ -429,6 +423,17 @@ class Connection(asyncio.BufferedProtocol):
     def _check_open(self) -> None:
         if self.protocol.state is not State.OPEN:
             raise self.protocol.close_exc
+
+    def _start_closing(self, code: int, reason: str) -> None:
+        """Start the closing handshake without waiting: with the close frame of a failure
+        held back, if there is one; with ``code`` and ``reason`` otherwise."""
+        if self.protocol.failure_held:
+            self._release_failure()
+        elif self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+        elif self.protocol.state is State.CONNECTING:
+            self._abort()
 
     async def _drain(self) -> None:
         """Wait while the transport's buffer is above the write limit."""
