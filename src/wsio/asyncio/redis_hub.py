@@ -215,9 +215,10 @@ class RedisBackend(Backend):
 
     async def _send_batch(self, writer: redis.asyncio.Redis) -> None:
         now = asyncio.get_running_loop().time()
+        taken = self._outbox[:_SEND_BATCH]
+        del self._outbox[:_SEND_BATCH]
         batch: list[tuple[dict[bytes, bytes], asyncio.Future[None]]] = []
-        while self._outbox and len(batch) < _SEND_BATCH:
-            fields, sent, deadline = self._outbox.pop(0)
+        for fields, sent, deadline in taken:
             if sent.done():
                 continue  # the publisher was cancelled before it was sent: it isn't
             if now > deadline:
