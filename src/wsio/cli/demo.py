@@ -84,7 +84,7 @@ class ChatRoom:
         #: The members connected to this process, and their names.
         self.members: dict[ServerConnection, str] = {}
         self._numbers = itertools.count(1)
-        # Whether the hub failed last time: one warning per outage, not one per line.
+        # Whether the latest publish failed: one warning per outage, not one per line.
         self._failing = False
 
     async def handler(self, ws: ServerConnection) -> None:
