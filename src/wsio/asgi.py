@@ -250,9 +250,9 @@ class WebSocketProtocol(Connection):
         super()._keepalive_ping()
 
     def _answer(self, response: Response) -> None:
-        """Send an answer other than 101, with uvicorn's default headers; the core closes
-        the connection after it."""
-        self._add_default_headers(response.headers)
+        """Send an answer other than 101, with uvicorn's default headers unless it has
+        its own; the core closes the connection after it."""
+        self._add_default_headers(response.headers, skip=response.headers)
         self.protocol.send_response(response)
         self._process_events()
         if self.scope:
@@ -417,9 +417,7 @@ class WebSocketProtocol(Connection):
         status, headers, body = self._denial
         self._phase = _DONE
         self._disconnect = {"type": "websocket.disconnect", "code": 1006}
-        answer = Headers()
-        self._add_default_headers(answer, skip=headers)
-        answer.update(headers)
+        answer = headers.copy()
         lengths = headers.get_all("Content-Length")
         if not lengths:
             answer["Content-Length"] = str(len(body))
