@@ -91,7 +91,7 @@ UVICORN_PYTEST := -m pytest -q -p no:cacheprovider \
   -o asyncio_mode=strict -o asyncio_default_fixture_loop_scope=function --timeout=30 \
   tests/protocols/test_websocket.py
 
-# The file alone, without coverage (~2 min); ARGS passes pytest options, e.g. ARGS='-k wsio'.
+# The file alone, without coverage (~75 s); ARGS passes pytest options, e.g. ARGS='-k wsio'.
 uvicorn-tests: uvicorn-suite
 	cd $(UVICORN_TREE) && $(CURDIR)/$(BIN)/python $(UVICORN_PYTEST) $(ARGS)
 
