@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/interop/node
 
-.PHONY: run test lint venv chromium redis clean bench
+.PHONY: run test lint venv chromium redis clean bench uvicorn-suite uvicorn-tests
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,48 @@ redis:
 	    echo "redis-server is missing and this user can't install it: the tests needing Redis will be skipped" >&2; \
 	  fi; }
 
+# uvicorn's own WebSocket tests: tests/protocols/test_websocket.py from uvicorn's source
+# distribution, the installed version, fetched with pip and extracted under .venv/ (never into
+# the repo), with our conftest installed beside the test file. It adds wsio.asgi's class to the
+# file's WebSocket backends; the file runs each against both of uvicorn's HTTP protocols.
+UVICORN_SUITE := $(VENV)/uvicorn-suite
+UVICORN_TREE := $(UVICORN_SUITE)/tree
+UVICORN_CONFTEST := tests/asgi/uvicorn_suite/protocols_conftest.py
+
+$(UVICORN_SUITE)/.fetched: $(VENV)/.installed
+	rm -rf $(UVICORN_SUITE)
+	mkdir -p $(UVICORN_SUITE)/sdist $(UVICORN_TREE)
+	version=$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("uvicorn"))') \
+	  && $(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+	       --dest $(UVICORN_SUITE)/sdist "uvicorn==$$version" \
+	  && tar -xzf $(UVICORN_SUITE)/sdist/uvicorn-$$version.tar.gz -C $(UVICORN_TREE) \
+	       --strip-components=1
+# The sdist's copy of the package goes, so that the tests import the installed uvicorn
+# (the same version), the one wsio.asgi runs under.
+	rm -rf $(UVICORN_TREE)/uvicorn
+	touch $@
+
+# A deeper conftest than uvicorn's tests/conftest.py: its ws_protocol_cls fixture wins.
+$(UVICORN_TREE)/tests/protocols/conftest.py: $(UVICORN_CONFTEST) $(UVICORN_SUITE)/.fetched
+	cp $< $@
+
+uvicorn-suite: $(UVICORN_TREE)/tests/protocols/conftest.py
+
+# Run from the extracted tree, so that uvicorn's pyproject.toml is the pytest config there,
+# with its --strict-config, --strict-markers, xfail_strict and filterwarnings=error. Overridden
+# only: addopts, to drop its `-n 8` (pytest-xdist, which we don't install; the rest is kept);
+# pytest-asyncio's options, because this venv loads that plugin too and, with its loop scope
+# unset, it warns (an error under their filterwarnings): strict mode leaves the tests, marked
+# anyio, to anyio's plugin. --timeout (pytest-timeout) bounds every test: a hang fails it.
+UVICORN_PYTEST := -m pytest -q -p no:cacheprovider \
+  -o addopts='-rxXs --strict-config --strict-markers' \
+  -o asyncio_mode=strict -o asyncio_default_fixture_loop_scope=function --timeout=30 \
+  tests/protocols/test_websocket.py
+
+# The file alone, without coverage (~75 s); ARGS passes pytest options, e.g. ARGS='-k wsio'.
+uvicorn-tests: uvicorn-suite
+	cd $(UVICORN_TREE) && $(CURDIR)/$(BIN)/python $(UVICORN_PYTEST) $(ARGS)
+
 run: $(VENV)/.installed
 	$(BIN)/wsio serve --host 127.0.0.1 --port 8765
 
@@ -66,12 +108,16 @@ lint: $(VENV)/.installed
 # test_speedups.py fails if it wasn't built), then with WSIO_NO_SPEEDUPS=1 on the pure-Python
 # code. The second pass runs tests/protocol and tests/conformance, which exercise the
 # sans-I/O core fully, and tests/asyncio for the waiter of recv() (~2 min); the interop,
-# CLI and browser tests would add ~1 min without reaching other replaced code.
-test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint
+# CLI and browser tests would add ~1 min without reaching other replaced code. Then uvicorn's
+# WebSocket test file (see uvicorn-suite above) runs from its tree, its coverage data written
+# beside ours so that the combined report counts wsio.asgi's lines it reaches.
+test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint uvicorn-suite
 	rm -f .coverage .coverage.*
 	WSIO_NO_SPEEDUPS= $(BIN)/coverage run -m pytest -q
 	WSIO_NO_SPEEDUPS=1 $(BIN)/coverage run -m pytest -q tests/protocol tests/conformance \
 	  tests/asyncio
+	cd $(UVICORN_TREE) && WSIO_NO_SPEEDUPS= COVERAGE_FILE=$(CURDIR)/.coverage \
+	  $(CURDIR)/$(BIN)/coverage run --rcfile=$(CURDIR)/pyproject.toml $(UVICORN_PYTEST)
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report
 
