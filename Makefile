@@ -125,6 +125,8 @@ clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules
 
 # The side-by-side benchmark of issue 5: about 20 minutes; ARGS='--quick' for about two.
+# ARGS='--sections asgi' runs the ASGI section instead (wsio.asgi beside uvicorn's backends,
+# about 3 minutes), which the default run leaves out.
 # Its fan-out rows run a private redis-server: without one, they say so and skip it.
 bench: $(VENV)/.bench-installed redis
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import broadcast
+from . import asgi, broadcast
 from .harness import (
     BUSY,
     ROOT,
@@ -37,13 +37,20 @@ from .harness import (
 
 SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp", "task")
 CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw", "task")
-#: Column headings of each section, in the order of SERVERS and CLIENTS.
+#: The columns of the ASGI section: uvicorn's ``--ws`` backends (:mod:`benchmarks.asgi`).
+BACKENDS = tuple(asgi.BACKENDS)
+#: The libraries of each section's columns.
+NAMES = {"server": SERVERS, "client": CLIENTS, "asgi": BACKENDS}
+#: Column headings of each section, in the order of NAMES.
 COLUMNS = {
     "server": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
     "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task client"),
+    "asgi": BACKENDS,
 }
 #: Sections of the run, in order; "broadcast" is :mod:`benchmarks.broadcast`.
-SECTIONS = ("server", "client", "broadcast")
+SECTIONS = ("server", "client", "broadcast", "asgi")
+#: Sections run when ``--sections`` isn't given (see :mod:`benchmarks` for why not asgi).
+DEFAULT_SECTIONS = ("server", "client", "broadcast")
 #: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
 BYTE_ECHOES = ("tcp", "task")
 #: The server every client row runs against, on uvloop when installed.
@@ -57,6 +64,10 @@ SIZES = (
 )
 CONNS = (1, 16)
 IDLE_COUNTS = (1000, 5000)
+#: The rows of the ASGI section, a subset of ROWS: the rest tell little more about a
+#: backend under uvicorn and Starlette, and would make the section long.
+ASGI_SIZES = (16, 65536)
+ASGI_IDLE_COUNTS = (1000,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +102,23 @@ def _rows() -> list[Row]:
 
 
 ROWS = _rows()
+
+
+def _asgi_row_keys() -> frozenset[str]:
+    shorts = [short for size, short, _ in SIZES if size in ASGI_SIZES]
+    keys = {
+        f"{kind}{short}x{conns}" for kind in ("msg", "cpu") for short in shorts for conns in CONNS
+    }
+    keys |= {"hs", "hs.cpu"} | {f"mem{n}" for n in ASGI_IDLE_COUNTS}
+    return frozenset(keys)
+
+
+def section_rows(section: str) -> list[Row]:
+    """The rows a section measures."""
+    if section == "asgi":
+        keys = _asgi_row_keys()
+        return [row for row in ROWS if row.key in keys]
+    return list(ROWS)
 
 
 Results = dict[tuple[str, str, str], Cell]  # (section, row key, library)
@@ -157,12 +185,17 @@ class Bench:
             return "task-resumed"
         return name
 
-    def start_server(self, name: str, loop: str) -> tuple[Child, int]:
-        name = self._process_name(name)
-        args = [name, "0", "--loop", loop]
-        if self.s.aiofastnet:
-            args.append("--aiofastnet")
-        child = Child("benchmarks.servers", args, self._cpu(0), f"server {name}")
+    def start_server(self, name: str, loop: str, section: str = "server") -> tuple[Child, int]:
+        if section == "asgi":
+            # A uvicorn process (benchmarks.asgi): the column is its --ws backend.
+            args = [name, "0", "--loop", loop]
+            child = Child("benchmarks.asgi", args, self._cpu(0), f"asgi server {name}")
+        else:
+            name = self._process_name(name)
+            args = [name, "0", "--loop", loop]
+            if self.s.aiofastnet:
+                args.append("--aiofastnet")
+            child = Child("benchmarks.servers", args, self._cpu(0), f"server {name}")
         line = child.readline(30)
         if not line.startswith("READY "):
             child.stop()
@@ -191,10 +224,16 @@ class Bench:
         if section == "server":
             peer = "echo" if lib in BYTE_ECHOES else "ws"
             return self.s.loadgen, peer, self.s.loadgen_loop
+        if section == "asgi":
+            return self.s.loadgen, "ws", self.s.loadgen_loop
         return lib, "ws", self.s.loop
 
     def _server_key(self, section: str, lib: str) -> str:
-        return lib if section == "server" else f"fixed {FIXED_SERVER}"
+        if section == "server":
+            return lib
+        if section == "asgi":
+            return f"asgi {lib}"
+        return f"fixed {FIXED_SERVER}"
 
     def pair(self, section: str, lib: str) -> Child:
         """The running client process of a column, with its server: started if needed."""
@@ -209,14 +248,15 @@ class Bench:
         if server is None or not server.alive():
             if server is not None:
                 server.stop()
-            if section == "server":
-                server, self.ports[key] = self.start_server(lib, self.s.loop)
-            else:
+            if section == "client":
                 server, self.ports[key] = self.start_server(FIXED_SERVER, self.s.loadgen_loop)
+            else:
+                server, self.ports[key] = self.start_server(lib, self.s.loop, section)
             self.servers[key] = server
         client_lib, peer, loop = self._client_spec(section, lib)
-        # CPU time is the server's in the server rows, the client's own in the client rows.
-        measured = server.pid if section == "server" else None
+        # CPU time is the server's in the server and ASGI rows, the client's own in the
+        # client rows.
+        measured = None if section == "client" else server.pid
         client = self.clients[lib] = self.start_client(
             client_lib, self.ports[key], peer, loop, measured
         )
@@ -228,13 +268,13 @@ class Bench:
         return client
 
     def reset(self, section: str, lib: str) -> None:
-        """Throw away a column's client, and its server in the server section, after a
-        failure: they are started afresh for the next row."""
+        """Throw away a column's client, and its server in the server and ASGI sections,
+        after a failure: they are started afresh for the next row."""
         child = self.clients.pop(lib, None)
         if child is not None:
             child.stop()
-        if section == "server":
-            child = self.servers.pop(lib, None)
+        if section != "client":
+            child = self.servers.pop(self._server_key(section, lib), None)
             if child is not None:
                 child.stop()
 
@@ -247,6 +287,8 @@ class Bench:
     # Measurements ----------------------------------------------------------------------------
 
     def wanted(self, section: str, key: str) -> bool:
+        if all(row.key != key for row in section_rows(section)):
+            return False
         return any(
             fnmatch.fnmatch(key, pattern) or fnmatch.fnmatch(f"{section}.{key}", pattern)
             for pattern in self.s.rows
@@ -350,10 +392,10 @@ class Bench:
             client: Child | None = None
             try:
                 client_lib, peer, loop = self._client_spec(section, lib)
-                if section == "server":
-                    server, port = self.start_server(lib, self.s.loop)
-                else:
+                if section == "client":
                     port = self.ports[self._server_key(section, lib)]
+                else:
+                    server, port = self.start_server(lib, self.s.loop, section)
                 client = self.start_client(client_lib, port, peer, loop)
                 measured = server if server is not None else client
                 # Warm-up: 10 connections exchange messages and close.
@@ -392,8 +434,15 @@ def table(results: Results, settings: Settings) -> str:
         if section not in COLUMNS:
             continue  # the broadcast section prints its own table
         header = f"{'':<26}" + "".join(f"{column:>{width}}" for column in COLUMNS[section])
-        names = CLIENTS if section == "client" else SERVERS
-        if section == "server":
+        names = NAMES[section]
+        if section == "asgi":
+            title = (
+                f"ASGI (a Starlette echo endpoint under uvicorn {_version('uvicorn')}, one "
+                f"column per --ws backend; --http httptools, loop {settings.loop}, "
+                "ws_per_message_deflate off; load generator: "
+                f"{settings.loadgen} client on {settings.loadgen_loop}, offering no compression)"
+            )
+        elif section == "server":
             title = (
                 f"SERVERS (load generator: {settings.loadgen} client on "
                 f"{settings.loadgen_loop}; servers on {settings.loop}; ceiling = plain "
@@ -428,14 +477,17 @@ def table(results: Results, settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
 def _versions() -> dict[str, str]:
-    versions = {}
-    for name in ("wsio", "websockets", "aiohttp", "picows", "aiofastnet", "uvloop"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "missing"
-    return versions
+    names = ["wsio", "websockets", "aiohttp", "picows", "aiofastnet", "uvloop"]
+    names += ["uvicorn", "starlette", "httptools", "wsproto"]
+    return {name: _version(name) for name in names}
 
 
 def _wsio_speedups() -> bool | None:
@@ -476,7 +528,7 @@ def to_json(results: Results, settings: Settings, interrupted: bool, elapsed: fl
     for section in settings.sections:
         if section not in COLUMNS:
             continue
-        names = CLIENTS if section == "client" else SERVERS
+        names = NAMES[section]
         for row in ROWS:
             cells = {name: results.get((section, row.key, name)) for name in names}
             if all(cell is None for cell in cells.values()):
@@ -524,7 +576,8 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         prog="python -m benchmarks",
         description="Echo benchmarks of wsio, websockets, aiohttp, picows and plain asyncio.",
         epilog="Rows: " + ", ".join(row.key for row in ROWS) + " (globs; prefix with "
-        "'server.' or 'client.' for one section, e.g. --only 'msg16*,server.hs'); section "
+        "'server.', 'client.' or 'asgi.' for one section, e.g. --only 'msg16*,server.hs'); "
+        "section asgi: " + ", ".join(row.key for row in section_rows("asgi")) + "; section "
         "broadcast: " + ", ".join(broadcast.KEYS) + ".",
     )
     parser.add_argument("--quick", action="store_true", help="3 x 0.1 s runs: about a minute")
@@ -532,11 +585,12 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     parser.add_argument("--only", metavar="ROWS", default="*", help="comma-separated rows")
     parser.add_argument(
         "--sections",
-        default=",".join(SECTIONS),
-        help="comma-separated: server, client, broadcast (all by default)",
+        default=",".join(DEFAULT_SECTIONS),
+        help="comma-separated: server, client, broadcast, asgi (default: all but asgi)",
     )
     parser.add_argument("--servers", default=",".join(SERVERS), help="server columns")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="client columns")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="asgi columns")
     parser.add_argument("--repeats", type=int, help="runs per row (5; quick: 3)")
     parser.add_argument("--duration", type=float, help="seconds per run (2; quick: 0.1)")
     parser.add_argument("--text", action="store_true", help="text messages instead of binary")
@@ -564,17 +618,24 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     sections = tuple(_split(args.sections))
     servers = tuple(_split(args.servers))
     clients = tuple(_split(args.clients))
+    backends = tuple(_split(args.backends))
     for name, allowed, given in (
         ("--sections", SECTIONS, sections),
         ("--servers", SERVERS, servers),
         ("--clients", CLIENTS, clients),
+        ("--backends", BACKENDS, backends),
     ):
         unknown = set(given) - set(allowed)
         if unknown:
             parser.error(f"{name}: unknown {', '.join(sorted(unknown))}")
     patterns = tuple(_split(args.only)) or ("*",)
-    keys = [f"{section}.{row.key}" for section in sections if section in COLUMNS for row in ROWS]
-    keys += [row.key for row in ROWS if set(sections) & set(COLUMNS)]
+    keys = [
+        f"{section}.{row.key}"
+        for section in sections
+        if section in COLUMNS
+        for row in section_rows(section)
+    ]
+    keys += [key.partition(".")[2] for key in keys]
     if "broadcast" in sections:
         keys += [*broadcast.KEYS, *(f"broadcast.{key}" for key in broadcast.KEYS)]
     for pattern in patterns:
@@ -602,7 +663,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         task_wakeup=args.task_wakeup,
         pin=not args.no_pin,
         sections=sections,
-        libraries={"server": servers, "client": clients},
+        libraries={"server": servers, "client": clients, "asgi": backends},
         rows=patterns,
     )
     return settings, args.json
