@@ -666,6 +666,10 @@ class Connection(asyncio.BufferedProtocol):
         self._process_events()
 
     def data_received(self, data: bytes | bytearray | memoryview) -> None:
+        if self._connection_lost.done():
+            # A read that was pending as the transport closed (Windows' proactor loop
+            # delivers those): nothing can answer it now.
+            return
         self.protocol.receive_data(data)
         self._process_events()
 

@@ -31,7 +31,7 @@ import enum
 import logging
 import os
 import struct
-from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from http import HTTPStatus
 
 from .. import defaults
@@ -60,6 +60,7 @@ from .frames import (
     serialize_unmasked_header,
 )
 from .handshake import (
+    HANDSHAKE_FIELDS,
     Origin,
     accept_extensions,
     build_accept,
@@ -1196,6 +1197,34 @@ class ServerProtocol(Protocol):
             extensions=extensions_header,
             server_header=self.server_header,
         )
+
+    def complete_accept(
+        self,
+        response: Response,
+        *,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Add what the application chose after :meth:`accept` to the 101 it built: the
+        subprotocol and more header fields. For servers whose application accepts once
+        the request was checked, such as ASGI's ``websocket.accept``.
+
+        The subprotocol must be one the client offered (RFC 6455 §4.2.2). The fields that
+        the handshake itself sets (``Upgrade``, ``Connection``, ``Sec-WebSocket-*``) can't
+        be added: the answer would contradict the negotiation.
+
+        :raises InvalidArgument: a subprotocol not offered, or a field that the handshake
+            sets, or one that isn't a valid header field.
+        """
+        if subprotocol is not None:
+            assert self.request is not None
+            if subprotocol not in offered_subprotocols(self.request):
+                raise InvalidArgument(f"subprotocol {subprotocol!r} wasn't offered")
+            response.headers["Sec-WebSocket-Protocol"] = subprotocol
+        for name, value in headers:
+            if name.lower() in HANDSHAKE_FIELDS:
+                raise InvalidArgument(f"the {name} header is set by the handshake")
+            response.headers[name] = value
 
     def reject(self, status: HTTPStatus | int, text: str) -> Response:
         """A plain-text HTTP answer that refuses the upgrade and closes the connection."""

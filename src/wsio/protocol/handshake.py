@@ -40,6 +40,7 @@ from .uri import WebSocketURI
 
 __all__ = [
     "GUID",
+    "HANDSHAKE_FIELDS",
     "RESPONSE_RULES",
     "Check",
     "Origin",
@@ -490,6 +491,20 @@ def select_subprotocol(
         if protocol in subprotocols:
             return protocol
     return None
+
+
+#: The fields of a 101 that the handshake sets (§4.2.2 step 5), in lowercase: an
+#: application adding its own fields to the answer can't set these.
+HANDSHAKE_FIELDS = frozenset(
+    {
+        "upgrade",
+        "connection",
+        "sec-websocket-accept",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-version",
+    }
+)
 
 
 def build_accept(
