@@ -68,8 +68,8 @@ async def test_two_tabs_chat_compressed(browser: Chromium, base: str) -> None:
     await type_and_send(tab_a, "hello from A")
     await lines_end_with(tab_b, f"{name_a}: hello from A")
     await lines_end_with(tab_a, f"{name_a}: hello from A")
-    await type_and_send(tab_b, "<i>hi</i> from B ☕ " + "long " * 200)
-    line_b = f"{name_b}: <i>hi</i> from B ☕ " + "long " * 200
+    await type_and_send(tab_b, "<i>hi</i> from B ☕ " + "long " * 100)
+    line_b = f"{name_b}: <i>hi</i> from B ☕ " + "long " * 100
     await lines_end_with(tab_a, line_b)
     await lines_end_with(tab_b, line_b)
     # Shown as text, never as markup.
