@@ -98,6 +98,21 @@ async def test_permessage_deflate_off() -> None:
         assert await recv(ws) == "plain"
 
 
+async def test_ws_max_size() -> None:
+    """uvicorn's ``ws_max_size`` (``--ws-max-size``) bounds every message: a larger one
+    closes the connection with 1009."""
+    async with (
+        serve_app(app_module.app, ws=WebSocketProtocol, ws_max_size=1000) as base,
+        wsio.connect(f"ws://{base}/echo") as ws,
+    ):
+        await ws.send(b"x" * 1000)
+        assert await recv(ws) == b"x" * 1000
+        await ws.send(b"x" * 1001)
+        with pytest.raises(wsio.ConnectionClosedError) as info:
+            await recv(ws)
+    assert info.value.code == 1009
+
+
 # --- /chat ---------------------------------------------------------------------------------
 
 
@@ -129,6 +144,17 @@ async def test_chat_between_two_clients(base: str) -> None:
             assert await recv(a) == f"{name_b}: <b>hello</b> from B"
         assert await recv(a) == f"{name_b} left"
         await a.close()
+
+
+async def test_chat_server_shutdown() -> None:
+    """The server stops while a client chats: the client is told 1012 (service restart),
+    and the server stops, its lifespan closing the hub after the endpoint returned."""
+    async with serve_app(app_module.app, ws=WebSocketProtocol) as base:
+        ws = await connect("wsio", f"ws://{base}/chat")
+        await join(ws)
+    with pytest.raises(wsio.ConnectionClosedError) as info:
+        await recv(ws)
+    assert info.value.code == 1012
 
 
 async def test_chat_rooms_are_apart(base: str) -> None:
@@ -208,6 +234,17 @@ async def test_subprotocol_none_supported(base: str, client: str, offer: list[st
     assert response.body == (
         b"no supported subprotocol offered; this endpoint speaks chat.v2, chat.v1\n"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="wsio.asgi sends uvicorn's default fields (date, server) twice in a denial "
+    "response: _send_denial adds them, then _answer adds them again",
+)
+async def test_denial_response_fields_once(base: str) -> None:
+    response = await refused("wsio", f"ws://{base}/private")
+    names = [name.lower() for name, _ in response.headers.items()]
+    assert len(names) == len(set(names)), names
 
 
 # --- /private ------------------------------------------------------------------------------
