@@ -99,7 +99,7 @@ run: $(VENV)/.installed
 	$(BIN)/wsio serve --host 127.0.0.1 --port 8765
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
 
 # The suite runs under coverage (branches, subprocesses included); the report fails below
