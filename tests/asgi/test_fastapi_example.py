@@ -236,11 +236,6 @@ async def test_subprotocol_none_supported(base: str, client: str, offer: list[st
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wsio.asgi sends uvicorn's default fields (date, server) twice in a denial "
-    "response: _send_denial adds them, then _answer adds them again",
-)
 async def test_denial_response_fields_once(base: str) -> None:
     response = await refused("wsio", f"ws://{base}/private")
     names = [name.lower() for name, _ in response.headers.items()]

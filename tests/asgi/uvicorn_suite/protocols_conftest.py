@@ -8,7 +8,7 @@ stays uvicorn's (httptools, h11; zttp is skipped when not installed).
 
 The file is not named ``conftest.py`` here so that wsio's own test run never loads it.
 
-Two adaptations apply when, and only when, the wsio parameter runs (see
+Three adaptations apply when, and only when, the wsio parameter runs (see
 ``_adapt_for_wsio``); nothing else in uvicorn's tests is changed. After the run, a summary
 counts the outcomes per (WebSocket backend, HTTP protocol) with the skip reasons.
 """
@@ -112,6 +112,21 @@ def _adapt_for_wsio(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
         "WebSocketsSansIOProtocol",
         (module.WebSocketsSansIOProtocol, wsio_cls),
     )
+
+    # c. test_close_resumes_reads_paused_on_an_unconsumed_message first asserts that
+    # reading paused with one message waiting, as uvicorn's two backends do whatever
+    # ws_max_queue says. wsio pauses once ws_max_queue messages wait (32 by uvicorn's
+    # default); what the test checks -- closing resumes reads paused on unread messages --
+    # is then tested with a queue of one: the module's Config gets ws_max_queue=1 by
+    # default, for that test only.
+    if request.node.originalname == "test_close_resumes_reads_paused_on_an_unconsumed_message":
+        config_cls = module.Config
+
+        class QueueOfOne(config_cls):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, ws_max_queue: int = 1, **kwargs: Any) -> None:
+                super().__init__(*args, ws_max_queue=ws_max_queue, **kwargs)
+
+        monkeypatch.setattr(module, "Config", QueueOfOne)
 
     # b. The asyncio transport methods MockWriteTransport lacks (see TRANSPORT_METHODS),
     # added to the class; those it defines are left as they are.
