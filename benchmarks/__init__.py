@@ -100,23 +100,25 @@ Methodology
   per message published (its idle work included, about 2 ms a second).
 - ASGI section (``--sections asgi``; server processes in :mod:`benchmarks.asgi`): one
   Starlette app, a ``WebSocketRoute`` that sends each message back as it came (text as
-  text, bytes as bytes) until the client leaves, served by uvicorn (``uvicorn.Config`` and
-  ``uvicorn.Server``) in one process per column, the column being uvicorn's ``ws``
-  setting: ``wsio.asgi:WebSocketProtocol``, ``websockets-sansio``, ``wsproto``
-  (``--backends`` picks among them). Every column has the httptools HTTP parser, the
-  servers' event loop (asyncio; uvloop with ``--uvloop``), ``lifespan="off"``, log level
-  ``warning`` without the access log, ``ws_max_size`` 2 MiB and uvicorn's default
-  keepalive. ``ws_per_message_deflate`` is off: the load generator offers no compression,
-  as in the server rows, so no backend would negotiate it anyway (on, it changes the idle
-  rows by 0.1 KiB at most: checked once, not measured by the section); off, the setting
-  says what the run measures. The rows are those of the server section for 16 B and
-  64 KiB over 1 and 16 connections, handshakes per second and memory per idle connection
-  at 1,000, measured the same way: same load generator, same interleaved runs, server CPU
-  per message. The section takes about 3 minutes (``--quick``: about 15 s). It is left
-  out of the default run: the other sections compare WebSocket libraries, this one
-  compares uvicorn backends under one framework, a separate question with its own goal,
-  and it would add a sixth to a 20-minute run (``--sections server,client,broadcast,asgi``
-  runs everything).
+  text, bytes as bytes) until the client leaves, served by uvicorn (``uvicorn.Config``
+  and ``uvicorn.Server``) in one process per column, the column being uvicorn's ``ws``
+  setting: ``wsio.asgi:WebSocketProtocol``, ``websockets-sansio``, ``wsproto``, and
+  ``ceiling``, a protocol class of the benchmark that does no WebSocket work and echoes
+  bytes (what uvicorn, Starlette and the loop cost every backend; the load generator
+  checks it as a byte echo; ``--backends`` picks among them). Every column has the
+  httptools HTTP parser, the servers' event loop (asyncio; uvloop with ``--uvloop``),
+  ``lifespan="off"``, log level ``warning`` without the access log, ``ws_max_size`` 2
+  MiB and uvicorn's default keepalive. ``ws_per_message_deflate`` is off: the load
+  generator offers no compression, as in the server rows, so no backend would negotiate
+  it anyway (on, it changes the idle rows by 0.1 KiB at most: checked once, not measured
+  by the section); off, the setting says what the run measures. The rows are those of
+  the server section for 16 B and 64 KiB over 1 and 16 connections, handshakes per
+  second and memory per idle connection at 1,000, measured the same way: same load
+  generator, same interleaved runs, server CPU per message. The section takes about 3
+  minutes (``--quick``: about 15 s). It is left out of the default run: the other
+  sections compare WebSocket libraries, this one compares uvicorn backends under one
+  framework, a separate question with its own goal, and it would add a sixth to a
+  20-minute run (``--sections server,client,broadcast,asgi`` runs everything).
 - What inflating costs a wsio server connection that received one compressed message,
   measured apart with tracemalloc over 1,000 sans-I/O connections (window 2**15):
   ``python -m benchmarks.deflate_memory``, about a minute.

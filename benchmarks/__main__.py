@@ -53,6 +53,7 @@ SECTIONS = ("server", "client", "broadcast", "asgi")
 DEFAULT_SECTIONS = ("server", "client", "broadcast")
 #: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
 BYTE_ECHOES = ("tcp", "task")
+ASGI_BYTE_ECHOES = ("ceiling",)
 #: The server every client row runs against, on uvloop when installed.
 FIXED_SERVER = "picows"
 
@@ -225,7 +226,8 @@ class Bench:
             peer = "echo" if lib in BYTE_ECHOES else "ws"
             return self.s.loadgen, peer, self.s.loadgen_loop
         if section == "asgi":
-            return self.s.loadgen, "ws", self.s.loadgen_loop
+            peer = "echo" if lib in ASGI_BYTE_ECHOES else "ws"
+            return self.s.loadgen, peer, self.s.loadgen_loop
         return lib, "ws", self.s.loop
 
     def _server_key(self, section: str, lib: str) -> str:

@@ -6,7 +6,8 @@ came (text as text, bytes as bytes) until the client leaves, served by uvicorn
 ``BACKEND``:
 
 - ``wsio``: ``wsio.asgi:WebSocketProtocol``;
-- ``websockets-sansio``, ``wsproto``: uvicorn's own backends of those names.
+- ``websockets-sansio``, ``wsproto``: uvicorn's own backends of those names;
+- ``ceiling``: :class:`CeilingProtocol`, no WebSocket work at all, a byte echo.
 
 Everything else is the same for every backend: the httptools HTTP parser, ``lifespan="off"``,
 log level ``warning`` without the access log, the 2 MiB size limit of the other servers
@@ -27,6 +28,7 @@ import sys
 from typing import Any
 
 from .common import HOST, LOOPS, MAX_SIZE, prepare_child, run_loop
+from .servers import _TaskEcho, _TcpEcho
 
 __all__ = ["BACKENDS", "main", "make_app", "make_config"]
 
@@ -35,7 +37,52 @@ BACKENDS = {
     "wsio": "wsio.asgi:WebSocketProtocol",
     "websockets-sansio": "websockets-sansio",
     "wsproto": "wsproto",
+    "ceiling": "benchmarks.asgi:CeilingProtocol",
 }
+
+
+class CeilingProtocol(_TaskEcho):
+    """The ceiling of the section: a uvicorn WebSocket protocol class that does no
+    WebSocket work. It answers the upgrade with a canned 101, hands each read to the
+    application as a ``websocket.receive`` of its raw bytes, and writes what the
+    application sends back untouched: the load generator checks it as a byte echo. What is
+    left is the price of uvicorn, Starlette, the endpoint and the loop for each message,
+    which every backend pays on top of its own work.
+    """
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+        super().__init__()
+        if not config.loaded:
+            config.load()
+        self.app = config.loaded_app
+        self.connect_due = True
+
+    def data_received(self, data: bytes) -> None:
+        opening = not self.open
+        if opening:
+            _TcpEcho.data_received(self, data)
+            if self.open:
+                scope = {"type": "websocket", "path": "/", "raw_path": b"/", "headers": []}
+                self.task = asyncio.get_running_loop().create_task(
+                    self.app(scope, self.asgi_receive, self.asgi_send)
+                )
+            return
+        self.chunks.append(data)
+        self.wake()
+
+    async def asgi_receive(self) -> dict[str, Any]:
+        if self.connect_due:
+            self.connect_due = False
+            return {"type": "websocket.connect"}
+        data = await self.receive()
+        if not data:
+            return {"type": "websocket.disconnect", "code": 1006}
+        return {"type": "websocket.receive", "bytes": data}
+
+    async def asgi_send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            await self.send(message["bytes"])
+
 
 #: Seconds allowed to uvicorn to start listening.
 _START_TIMEOUT = 30.0

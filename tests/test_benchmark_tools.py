@@ -71,11 +71,12 @@ def test_task_client_and_task_echo_exchange_messages(task: str) -> None:
         server.wait(timeout=10)
 
 
-@pytest.mark.parametrize("backend", ["wsio", "websockets-sansio", "wsproto"])
+@pytest.mark.parametrize("backend", ["wsio", "websockets-sansio", "wsproto", "ceiling"])
 def test_asgi_echo_answers_the_load_generator(backend: str) -> None:
     """The ASGI section's server (a Starlette echo under uvicorn, one --ws backend each)
     echoes binary and text messages, small and large, to the load generator, which checks
-    every byte, and completes opening and closing handshakes."""
+    every byte, and completes opening and closing handshakes. The ceiling is a byte echo,
+    checked as such."""
     pytest.importorskip("uvicorn")
     pytest.importorskip("starlette")
     if backend == "wsio":
@@ -99,8 +100,9 @@ def test_asgi_echo_answers_the_load_generator(backend: str) -> None:
         ]
         commands.append({"op": "handshakes", "repeats": 1, "duration": 0.05, "warmup": 0.01})
         commands.append({"op": "idle", "count": 5})
+        peer = "echo" if backend == "ceiling" else "ws"
         client = subprocess.run(
-            [sys.executable, "-m", "benchmarks.clients", "raw", port, "--peer", "ws"],
+            [sys.executable, "-m", "benchmarks.clients", "raw", port, "--peer", peer],
             cwd=ROOT,
             input="".join(json.dumps(command) + "\n" for command in commands),
             capture_output=True,
@@ -130,7 +132,7 @@ def test_asgi_section_is_selectable_with_its_rows() -> None:
 
     settings, _ = _parse(["--sections", "asgi", "--only", "asgi.msg16*,hs,mem1000"])
     assert settings.sections == ("asgi",)
-    assert settings.libraries["asgi"] == ("wsio", "websockets-sansio", "wsproto")
+    assert settings.libraries["asgi"] == ("wsio", "websockets-sansio", "wsproto", "ceiling")
     keys = {row.key for row in section_rows("asgi")}
     assert {"msg16x1", "msg16x16", "msg64kx1", "msg64kx16", "hs", "mem1000"} <= keys
     assert not keys & {"msg1kx1", "lat16.p50", "mem5000"}

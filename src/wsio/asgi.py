@@ -445,10 +445,20 @@ class WebSocketProtocol(Connection):
             if data is None:
                 raise RuntimeError("ASGI message 'websocket.send' needs 'bytes' or 'text'.")
         try:
-            # Wait for room before writing, as well as after (send): a paused transport
-            # takes nothing more until it drained.
-            await self._drain()
-            await self.send(data)
+            if self._writing_paused or self._fragmented_send is not None:
+                # Wait for room before writing as well as after: a paused transport takes
+                # nothing more until it drained. (A fragmented message in progress was
+                # sent through get_connection(): send() waits for its end.)
+                await self._drain()
+                await self.send(data)
+                return
+            if not self._write_message(data, None):
+                raise RuntimeError(
+                    "ASGI message 'websocket.send' needs 'bytes' or 'text', "
+                    f"not {type(data).__name__}."
+                )
+            if self._writing_paused:
+                await self._drain()
         except ConnectionClosed as exc:
             raise ClientDisconnected("the connection is closed") from exc
 

@@ -283,6 +283,26 @@ class Connection(asyncio.BufferedProtocol):
         while self._fragmented_send is not None:
             # Another coroutine is sending a fragmented message: frames can't interleave.
             await asyncio.shield(self._fragmented_send)
+        if self._write_message(message, compress):
+            if self._writing_paused:
+                await self._drain()
+        elif isinstance(message, Mapping):
+            # A dict is iterable, but sending its keys as fragments is never what's meant.
+            raise TypeError("message is a dict-like object: serialize it first")
+        elif isinstance(message, Iterable):
+            # Not str or bytes-like (_write_message took those): fragments.
+            await self._send_fragments(_aiter_sync(cast(Iterable[DataLike], message)), compress)
+        elif isinstance(message, AsyncIterable):
+            await self._send_fragments(aiter(message), compress)
+        else:
+            raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+
+    def _write_message(self, message: object, compress: bool | None) -> bool:
+        """Send a whole message, ``str`` or bytes-like, without waiting; ``False`` for any
+        other type. No fragmented message may be under way.
+
+        :raises ConnectionClosed: the connection is closing or closed.
+        """
         protocol = self.protocol
         if isinstance(message, str):
             if protocol.state is not State.OPEN:
@@ -295,20 +315,10 @@ class Connection(asyncio.BufferedProtocol):
             protocol.send_binary(
                 message if type(message) is bytes else bytes(message), True, compress
             )
-        elif isinstance(message, Mapping):
-            # A dict is iterable, but sending its keys as fragments is never what's meant.
-            raise TypeError("message is a dict-like object: serialize it first")
-        elif isinstance(message, Iterable):
-            await self._send_fragments(_aiter_sync(message), compress)
-            return
-        elif isinstance(message, AsyncIterable):
-            await self._send_fragments(aiter(message), compress)
-            return
         else:
-            raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+            return False
         self._flush()
-        if self._writing_paused:
-            await self._drain()
+        return True
 
     async def _send_fragments(
         self, fragments: AsyncIterator[DataLike], compress: bool | None
