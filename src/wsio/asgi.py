@@ -51,12 +51,12 @@ from uvicorn.protocols.utils import (
 from uvicorn.server import ServerState
 
 from . import defaults
-from .asyncio.compression import server_extensions
 from .asyncio.connection import Connection
 from .asyncio.server import _SHUTTING_DOWN
 from .exceptions import ConnectionClosed
 from .protocol.connection import RequestReceived, ResponseReceived, ServerProtocol, State
 from .protocol.http11 import Headers, Response
+from .shared.compression import server_extensions
 
 __all__ = ["WebSocketProtocol", "get_connection"]
 

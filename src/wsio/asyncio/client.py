@@ -22,7 +22,7 @@ from ..protocol.handshake import redirect_location
 from ..protocol.http11 import Headers, HeadersLike, Response
 from ..protocol.proxy import Proxy, ProxyTunnel, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
-from .compression import client_extensions
+from ..shared.compression import client_extensions
 from .connection import Connection, Opener, check_limits
 
 __all__ = ["ClientConnection", "connect"]

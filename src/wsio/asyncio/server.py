@@ -22,8 +22,8 @@ from ..protocol.connection import ServerProtocol, State
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import MultipleValuesError, Request, Response
+from ..shared.compression import server_extensions
 from .broadcast import check_broadcast_policy
-from .compression import server_extensions
 from .connection import Connection, Opener, check_limits
 
 __all__ = ["Server", "ServerConnection", "basic_auth", "serve"]

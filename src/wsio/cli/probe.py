@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .. import defaults
-from ..asyncio.compression import client_extensions
 from ..exceptions import InvalidHandshake, InvalidURI
 from ..protocol.connection import ClientProtocol, State
 from ..protocol.extensions import build_extensions, parse_extensions
 from ..protocol.handshake import Check, response_checks
 from ..protocol.http11 import Headers, Request, Response
 from ..protocol.uri import WebSocketURI, parse_uri
+from ..shared.compression import client_extensions
 from .common import (
     UsageError,
     client_ssl_context,

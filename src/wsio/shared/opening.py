@@ -1,0 +1,203 @@
+"""Opening a client connection, for both I/O layers: the options of ``connect``, checked
+once, and the redirects followed on the way to the server (RFC 9110 §15.4)."""
+
+from __future__ import annotations
+
+import logging
+import ssl as ssl_module
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict
+
+from .. import defaults
+from ..exceptions import InvalidHandshake, InvalidStatus, SecurityError
+from ..protocol.extensions import ClientExtensionFactory
+from ..protocol.handshake import redirect_location
+from ..protocol.http11 import Headers, HeadersLike, Response
+from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
+from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
+from .compression import client_extensions
+from .messages import check_limits
+
+__all__ = ["ClientOptions", "ClientSettings", "Redirects"]
+
+LoggerLike = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+_logger = logging.getLogger("wsio.client")
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments that ``connect`` takes in both I/O layers, with their
+    defaults in :mod:`wsio.defaults`:
+
+    - ``ssl``: TLS context for ``wss://``; a default, verifying context if omitted.
+    - ``server_hostname``: the name TLS checks the certificate against; the URI's host
+      if omitted.
+    - ``origin``: value of the ``Origin`` header.
+    - ``subprotocols``: subprotocols to offer, in order of preference.
+    - ``additional_headers``: extra request headers; they replace defaults of the same
+      name.
+    - ``user_agent_header``: value of ``User-Agent``; ``None`` leaves it out.
+    - ``open_timeout``: seconds for TCP connect, TLS and the HTTP upgrade together,
+      redirects included; ``None`` waits forever. Exceeding it raises
+      :class:`TimeoutError`.
+    - ``ping_interval``, ``ping_timeout``: keepalive; ``None`` disables either.
+    - ``close_timeout``: seconds for the closing handshake.
+    - ``max_size``: largest incoming message in bytes; ``None`` disables the limit.
+    - ``max_queue``: incoming messages queued before reading pauses.
+    - ``compression``: ``"deflate"`` (default) offers permessage-deflate (RFC 7692);
+      ``None`` offers no compression.
+    - ``compression_threshold``: messages shorter than this many bytes are sent
+      uncompressed; ``send(..., compress=...)`` decides for one message.
+    - ``extensions``: more extensions to offer, after compression.
+    - ``proxy``: ``http://``, ``https://``, ``socks5://`` or ``socks5h://`` proxy URI;
+      ``True`` (default) takes it from ``https_proxy``/``http_proxy``/``all_proxy``
+      unless ``no_proxy`` exempts the host; ``None`` connects directly.
+    - ``proxy_ssl``: TLS context for an ``https://`` proxy.
+    - ``logger``: where the connection logs; ``wsio.client`` if omitted.
+    """
+
+    ssl: ssl_module.SSLContext | None
+    server_hostname: str | None
+    origin: str | None
+    subprotocols: Sequence[str] | None
+    additional_headers: HeadersLike | None
+    user_agent_header: str | None
+    open_timeout: float | None
+    ping_interval: float | None
+    ping_timeout: float | None
+    close_timeout: float | None
+    max_size: int | None
+    max_queue: int
+    compression: str | None
+    compression_threshold: int
+    extensions: Sequence[ClientExtensionFactory]
+    proxy: str | Literal[True] | None
+    proxy_ssl: ssl_module.SSLContext | None
+    logger: LoggerLike | None
+
+
+class ClientSettings:
+    """:class:`ClientOptions` checked and completed with their defaults, as each attempt
+    to connect needs them: what the core takes (:attr:`protocol_kwargs`), what the I/O
+    layer's connection takes (:attr:`connection_kwargs`), TLS and the proxy.
+
+    :raises InvalidURI: ``uri`` isn't a ``ws://`` or ``wss://`` URI.
+    :raises InvalidProxy: an invalid proxy URI.
+    :raises InvalidArgument: a limit out of range.
+    :raises ValueError: ``ssl`` with a ``ws://`` URI, or an unknown compression.
+    :raises TypeError: an option that ``connect`` doesn't take.
+    """
+
+    def __init__(self, uri: str, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - set(ClientOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"connect() got an unexpected keyword argument {unknown[0]!r}")
+        self.uri = parse_uri(uri)
+        max_queue = options.get("max_queue", defaults.MAX_QUEUE)
+        check_limits(max_queue)
+        proxy = options.get("proxy", True)
+        if isinstance(proxy, str):
+            parse_proxy(proxy)  # fail early on an invalid proxy
+        self.proxy: str | Literal[True] | None = proxy
+        self.proxy_ssl: ssl_module.SSLContext | None = options.get("proxy_ssl")
+        self.ssl: ssl_module.SSLContext | None = options.get("ssl")
+        if self.ssl is not None and not self.uri.secure:
+            raise ValueError("ssl argument is incompatible with a ws:// URI")
+        self.server_hostname: str | None = options.get("server_hostname")
+        self.open_timeout: float | None = options.get("open_timeout", defaults.OPEN_TIMEOUT)
+        self.user_agent_header: str | None = options.get("user_agent_header", defaults.USER_AGENT)
+        logger = options.get("logger")
+        self.protocol_kwargs: dict[str, Any] = dict(
+            extensions=client_extensions(
+                options.get("compression", defaults.COMPRESSION),
+                options.get("compression_threshold", defaults.COMPRESSION_THRESHOLD),
+                options.get("extensions", ()),
+            ),
+            origin=options.get("origin"),
+            subprotocols=options.get("subprotocols"),
+            additional_headers=options.get("additional_headers"),
+            user_agent_header=self.user_agent_header,
+            max_size=options.get("max_size", defaults.MAX_SIZE),
+            hold_failures=True,
+            logger=logger if logger is not None else _logger,
+        )
+        self.connection_kwargs: dict[str, Any] = dict(
+            ping_interval=options.get("ping_interval", defaults.PING_INTERVAL),
+            ping_timeout=options.get("ping_timeout", defaults.PING_TIMEOUT),
+            close_timeout=options.get("close_timeout", defaults.CLOSE_TIMEOUT),
+            max_queue=max_queue,
+        )
+
+    def proxy_for(self, uri: WebSocketURI) -> Proxy | None:
+        """The proxy to reach ``uri`` through; ``None`` to connect directly."""
+        proxy = proxy_from_environment(uri) if self.proxy is True else self.proxy
+        return None if proxy is None else parse_proxy(proxy)
+
+    def ssl_for(self, uri: WebSocketURI) -> ssl_module.SSLContext | None:
+        """The TLS context for ``uri``; ``None`` for ``ws://``."""
+        if not uri.secure:
+            return None
+        return self.ssl if self.ssl is not None else ssl_module.create_default_context()
+
+    def server_hostname_for(self, uri: WebSocketURI) -> str:
+        """The name that TLS checks the server's certificate against."""
+        return self.server_hostname or uri.host
+
+    def proxy_ssl_for(self, proxy: Proxy) -> ssl_module.SSLContext | None:
+        """The TLS context for the connection to ``proxy``; ``None`` unless ``https://``."""
+        if not proxy.secure:
+            return None
+        return self.proxy_ssl or ssl_module.create_default_context()
+
+
+class Redirects:
+    """The redirects followed while opening a connection (RFC 9110 §15.4).
+
+    Each attempt connects to :attr:`uri` with :attr:`protocol_kwargs`; an attempt that
+    gets an :class:`InvalidStatus` hands it to :meth:`follow`, which moves on to the
+    ``Location`` or raises. Credentials don't follow a redirect to another origin. Any
+    :class:`InvalidHandshake` that ends the opening goes through :meth:`annotate`.
+    """
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.uri = settings.uri
+        self.protocol_kwargs = dict(settings.protocol_kwargs)
+        #: ``(uri, response)`` of each redirect followed, in order.
+        self.followed: list[tuple[str, Response]] = []
+
+    def follow(self, exc: InvalidStatus) -> None:
+        """Move on to where ``exc``'s response redirects.
+
+        :raises InvalidStatus: ``exc`` itself, when it isn't a redirect.
+        :raises SecurityError: too many redirects.
+        :raises InvalidURI: a ``Location`` that isn't a WebSocket URI, or that goes from
+            ``wss`` to ``ws``.
+        """
+        location = redirect_location(exc.response)
+        if location is None:
+            raise exc
+        self.followed.append((self.uri.url, exc.response))
+        if len(self.followed) > defaults.MAX_REDIRECTS:
+            raise SecurityError(f"more than {defaults.MAX_REDIRECTS} redirects")
+        new_uri = resolve_redirect(self.uri, location)
+        if not same_origin(self.uri, new_uri):
+            self.protocol_kwargs["additional_headers"] = _without_credentials(
+                self.protocol_kwargs["additional_headers"]
+            )
+        self.uri = new_uri
+
+    def annotate(self, exc: InvalidHandshake) -> None:
+        """Record in ``exc`` the redirects that led to it, if any."""
+        if self.followed:
+            exc.redirects = self.followed
+
+
+def _without_credentials(headers: HeadersLike | None) -> Headers | None:
+    """Extra headers minus those that carry credentials, for a redirect to another origin."""
+    if headers is None:
+        return None
+    kept = Headers(headers)
+    for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+        if name in kept:
+            del kept[name]
+    return kept

@@ -1,0 +1,166 @@
+"""The threads WebSocket client: :func:`connect` and :class:`ClientConnection`."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, Unpack
+
+from ..exceptions import InvalidHandshake, InvalidProxyMessage, InvalidStatus, ProxyError
+from ..protocol.connection import ClientProtocol
+from ..protocol.http11 import Response
+from ..protocol.proxy import Proxy, ProxyTunnel
+from ..protocol.uri import WebSocketURI
+from ..shared.opening import ClientOptions, ClientSettings, Redirects
+from .connection import Connection
+
+__all__ = ["ClientConnection", "connect"]
+
+#: Bytes asked of the socket per read while talking to a proxy.
+_READ_SIZE = 4096
+
+
+class ClientConnection(Connection):
+    """The client's side of a WebSocket connection over threads.
+
+    :attr:`redirects` lists the redirects followed to reach the server, as ``(uri,
+    response)`` pairs.
+    """
+
+    protocol: ClientProtocol
+
+    def __init__(self, sock: socket.socket, protocol: ClientProtocol, **kwargs: Any) -> None:
+        super().__init__(sock, protocol, **kwargs)
+        self.redirects: list[tuple[str, Response]] = []
+
+    def _handshake(self, deadline: float | None, leftover: bytes) -> None:
+        """Send the opening handshake request, read and check the answer, then start
+        the reader thread."""
+        with self._mutex:
+            self.protocol.send_request(self.protocol.connect())
+            if leftover:
+                # What came through a proxy's tunnel with its answer is the server's.
+                self.protocol.receive_data(leftover)
+                self._process_events()
+        self._flush()
+        self._receive_handshake(deadline)
+        if self.protocol.handshake_exc is not None:
+            raise self.protocol.handshake_exc
+        if self.protocol.response is None:
+            # The connection ended before the answer arrived.
+            raise self.protocol.close_exc
+        # Open, or already closing if the server closed right after the 101: either way
+        # the handshake succeeded, and recv() tells the rest.
+        self._start_reader(f"wsio reader {self.protocol.uri.url}")
+
+
+def connect(uri: str, **options: Unpack[ClientOptions]) -> ClientConnection:
+    """Open a WebSocket connection: ``with connect(uri) as ws:`` closes it on exit.
+
+    Takes the options of :func:`wsio.connect` (see
+    :class:`~wsio.shared.opening.ClientOptions`) but ``write_limit``: :meth:`send`
+    returns once the kernel took the bytes.
+
+    :raises InvalidURI: ``uri`` isn't a ``ws://`` or ``wss://`` URI.
+    :raises InvalidHandshake: the handshake failed; :class:`~wsio.InvalidStatus` carries
+        the server's whole answer when it wasn't 101.
+    :raises TimeoutError: ``open_timeout`` passed.
+    :raises OSError: the TCP connection failed.
+    """
+    settings = ClientSettings(uri, options)
+    timeout = settings.open_timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
+    redirects = Redirects(settings)
+    try:
+        while True:
+            try:
+                connection = _connect_once(
+                    settings, redirects.uri, redirects.protocol_kwargs, deadline
+                )
+            except InvalidStatus as exc:
+                redirects.follow(exc)
+            else:
+                connection.redirects = redirects.followed
+                return connection
+    except InvalidHandshake as exc:
+        redirects.annotate(exc)
+        raise
+
+
+def _connect_once(
+    settings: ClientSettings,
+    uri: WebSocketURI,
+    protocol_kwargs: dict[str, Any],
+    deadline: float | None,
+) -> ClientConnection:
+    """One attempt: TCP (through the proxy if any), TLS for wss, the HTTP upgrade."""
+    proxy = settings.proxy_for(uri)
+    if proxy is None:
+        sock = socket.create_connection((uri.host, uri.port), _remaining(deadline))
+        leftover = b""
+    else:
+        sock, leftover = _open_tunnel(settings, proxy, uri, deadline)
+    try:
+        ssl = settings.ssl_for(uri)
+        if ssl is not None:
+            if leftover:
+                raise InvalidProxyMessage("proxy sent data before the TLS handshake")
+            if proxy is not None and proxy.secure:
+                # The threads layer can't run TLS inside the proxy's TLS connection.
+                raise ProxyError("wss:// through an https:// proxy needs the asyncio client")
+            sock.settimeout(_remaining(deadline))
+            sock = ssl.wrap_socket(sock, server_hostname=settings.server_hostname_for(uri))
+        connection = ClientConnection(
+            sock, ClientProtocol(uri, **protocol_kwargs), **settings.connection_kwargs
+        )
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        connection._handshake(deadline, leftover)
+    except BaseException:
+        connection._end()
+        raise
+    return connection
+
+
+def _open_tunnel(
+    settings: ClientSettings, proxy: Proxy, uri: WebSocketURI, deadline: float | None
+) -> tuple[socket.socket, bytes]:
+    """Connect to the proxy and have it open a tunnel to the server; return the socket
+    and the bytes that already came through the tunnel."""
+    sock = socket.create_connection((proxy.host, proxy.port), _remaining(deadline))
+    try:
+        proxy_ssl = settings.proxy_ssl_for(proxy)
+        if proxy_ssl is not None:
+            sock = proxy_ssl.wrap_socket(sock, server_hostname=proxy.host)
+        tunnel = ProxyTunnel(proxy, uri.host, uri.port, user_agent=settings.user_agent_header)
+        while True:
+            for data in tunnel.data_to_send():
+                sock.sendall(data)
+            if tunnel.error is not None:
+                raise tunnel.error
+            if tunnel.done:
+                return sock, tunnel.leftover()
+            sock.settimeout(_remaining(deadline))
+            data = sock.recv(_READ_SIZE)
+            if data:
+                tunnel.receive_data(data)
+            else:
+                tunnel.receive_eof()
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline``, for a socket's timeout.
+
+    :raises TimeoutError: none left.
+    """
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out during the opening handshake")
+    return remaining
