@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 from .. import defaults
 from ..exceptions import (
+    InvalidArgument,
     InvalidHandshake,
     InvalidProxyMessage,
     InvalidStatus,
@@ -25,7 +26,7 @@ from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origi
 from .compression import client_extensions
 from .connection import Connection, Opener, check_limits
 
-__all__ = ["ClientConnection", "connect"]
+__all__ = ["ClientConnection", "connect", "unix_connect"]
 
 _logger = logging.getLogger("wsio.client")
 
@@ -168,6 +169,7 @@ class connect(Opener[ClientConnection]):
                         redirects.append((uri.url, exc.response))
                         new_uri = resolve_redirect(uri, location)
                         if not same_origin(uri, new_uri):
+                            self._check_cross_origin(new_uri, exc)
                             protocol_kwargs["additional_headers"] = _without_credentials(
                                 protocol_kwargs["additional_headers"]
                             )
@@ -181,6 +183,9 @@ class connect(Opener[ClientConnection]):
             if redirects:
                 exc.redirects = redirects
             raise
+
+    def _check_cross_origin(self, uri: WebSocketURI, exc: InvalidStatus) -> None:
+        """Hook: a redirect to another origin, ``uri``, is about to be followed."""
 
     def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
         proxy = proxy_from_environment(uri) if self.proxy is True else self.proxy
@@ -204,9 +209,7 @@ class connect(Opener[ClientConnection]):
             if proxy is None:
                 if ssl is not None:
                     kwargs.update(ssl=ssl, server_hostname=server_hostname)
-                # With sock=..., asyncio wants neither host nor port.
-                address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
-                await loop.create_connection(lambda: connection, *address, **kwargs)
+                await self._create_connection(lambda: connection, uri, kwargs)
             else:
                 transport, leftover = await self._open_tunnel(proxy, uri, kwargs)
                 if ssl is not None and leftover:
@@ -231,6 +234,18 @@ class connect(Opener[ClientConnection]):
             raise
         return connection
 
+    async def _create_connection(
+        self,
+        factory: Callable[[], ClientConnection],
+        uri: WebSocketURI,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Open the connection to the server itself, TLS included if ``kwargs`` ask."""
+        loop = asyncio.get_running_loop()
+        # With sock=..., asyncio wants neither host nor port.
+        address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
+        await loop.create_connection(factory, *address, **kwargs)
+
     async def _open_tunnel(
         self, proxy: Proxy, uri: WebSocketURI, kwargs: dict[str, Any]
     ) -> tuple[asyncio.Transport, bytes]:
@@ -254,6 +269,42 @@ class connect(Opener[ClientConnection]):
             transport.abort()
             raise
         return transport, tunnel.leftover()
+
+
+class unix_connect(connect):
+    """Open a WebSocket connection over the Unix socket at ``path``: as :class:`connect`,
+    whose keyword arguments it takes, with ``uri`` for the ``Host`` header and the
+    request's path. ``uri`` defaults to ``ws://localhost/``, or ``wss://localhost/``
+    with ``ssl``: TLS works over a Unix socket too.
+
+    :raises InvalidArgument: a ``proxy``: the socket is reached directly.
+    """
+
+    def __init__(self, path: str | None = None, uri: str | None = None, **kwargs: Any) -> None:
+        if uri is None:
+            uri = "ws://localhost/" if kwargs.get("ssl") is None else "wss://localhost/"
+        # True is connect's default, "from the environment": nothing to take from there.
+        if kwargs.pop("proxy", None) not in (None, True):
+            raise InvalidArgument("a connection over a Unix socket can't use a proxy")
+        super().__init__(uri, proxy=None, **kwargs)
+        self.path = path
+
+    async def _create_connection(
+        self,
+        factory: Callable[[], ClientConnection],
+        uri: WebSocketURI,
+        kwargs: dict[str, Any],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        # With sock=..., asyncio wants no path.
+        path = None if "sock" in kwargs else self.path
+        await loop.create_unix_connection(factory, path, **kwargs)
+
+    def _check_cross_origin(self, uri: WebSocketURI, exc: InvalidStatus) -> None:
+        # The next request would still go to this socket, as if it were that origin.
+        raise InvalidHandshake(
+            f"cannot follow a redirect to another origin over a Unix socket: {uri.url}"
+        ) from exc
 
 
 class _TunnelOpener(asyncio.Protocol):
