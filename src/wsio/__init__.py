@@ -43,9 +43,11 @@ from .exceptions import (
 from .protocol.connection import State
 from .protocol.frames import Close, CloseCode
 from .protocol.http11 import Headers, Request, Response
+from .reconnect import Backoff
 
 __all__ = [
     "Backend",
+    "Backoff",
     "BroadcastResult",
     "ClientConnection",
     "Close",
