@@ -130,7 +130,7 @@ class connect(Opener[ClientConnection]):
         extensions: Sequence[ClientExtensionFactory] = (),
         proxy: str | Literal[True] | None = True,
         proxy_ssl: ssl_module.SSLContext | None = None,
-        backoff: Backoff = Backoff(),  # noqa: B008 - immutable
+        backoff: Backoff = Backoff(),  # noqa: B008 - frozen: one instance is safely shared
         process_exception: ProcessException = process_exception,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_connection_kwargs: Any,
