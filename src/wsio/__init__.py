@@ -10,9 +10,9 @@ The API mirrors the asyncio API of the ``websockets`` package::
 from typing import TYPE_CHECKING, Any
 
 from .asyncio.broadcast import BroadcastResult, broadcast
-from .asyncio.client import ClientConnection, connect
+from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.hub import Backend, Hub, MemoryBackend
-from .asyncio.server import Server, ServerConnection, basic_auth, serve
+from .asyncio.server import Server, ServerConnection, basic_auth, serve, unix_serve
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -43,9 +43,11 @@ from .exceptions import (
 from .protocol.connection import State
 from .protocol.frames import Close, CloseCode
 from .protocol.http11 import Headers, Request, Response
+from .reconnect import Backoff
 
 __all__ = [
     "Backend",
+    "Backoff",
     "BroadcastResult",
     "ClientConnection",
     "Close",
@@ -88,6 +90,8 @@ __all__ = [
     "broadcast",
     "connect",
     "serve",
+    "unix_connect",
+    "unix_serve",
 ]
 
 if TYPE_CHECKING:

@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BACKOFF_FACTOR",
+    "BACKOFF_INITIAL_DELAY",
+    "BACKOFF_JITTER",
+    "BACKOFF_MAX_DELAY",
     "BROADCAST_LIMIT",
     "CLOSE_TIMEOUT",
     "COMPRESSION",
@@ -123,6 +127,22 @@ DEFLATE_MEM_LEVEL: Final[int] = 5
 #: Seconds a connection that the peer broke waits before sending its close frame, so that
 #: the application can first handle (and answer) the valid messages that came before.
 FAILURE_GRACE: Final[float] = 0.1
+
+#: Longest pause, in seconds, before a client reconnecting with ``async for ws in
+#: connect(...)`` tries again after its first failure: the pauses grow from there
+#: (RFC 6455 §7.2.3).
+BACKOFF_INITIAL_DELAY: Final[float] = 3.0
+
+#: Factor by which that pause grows after each failure in a row (2: truncated binary
+#: exponential backoff, as RFC 6455 §7.2.3 suggests).
+BACKOFF_FACTOR: Final[float] = 2.0
+
+#: Longest pause, in seconds, between two reconnection attempts.
+BACKOFF_MAX_DELAY: Final[float] = 60.0
+
+#: Fraction of each pause drawn at random, so that clients that lost the same server at
+#: once don't all come back at once: 1 draws the whole pause between 0 and its length.
+BACKOFF_JITTER: Final[float] = 1.0
 
 #: Value of the ``User-Agent`` header sent by clients.
 USER_AGENT: Final[str] = f"wsio/{_VERSION}"

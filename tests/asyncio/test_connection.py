@@ -326,6 +326,158 @@ async def test_async_iterable_raising_before_first_frame(ws_pair: WsPairFactory)
     assert (frame.opcode, frame.fin, frame.payload) == (OP_TEXT, True, b"fine")
 
 
+# recv(timeout=..., decode=...) ----------------------------------------------------------------
+
+
+async def test_recv_timeout_expires_then_next_message_is_received(
+    ws_pair: WsPairFactory,
+) -> None:
+    pair = await ws_pair("client")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(TimeoutError, match=r"no message received in 0\.05 s"):
+        await pair.ws.recv(timeout=0.05)
+    assert 0.04 <= loop.time() - start < T
+    assert pair.ws.state is wsio.State.OPEN
+    await pair.peer.send_frame(OP_TEXT, "after")
+    assert await pair.ws.recv(timeout=T) == "after"
+
+
+async def test_recv_timeout_returns_a_message_that_comes_in_time(
+    ws_pair: WsPairFactory,
+) -> None:
+    pair = await ws_pair("client")
+    receiving = asyncio.create_task(pair.ws.recv(timeout=T))
+    await asyncio.sleep(0.01)
+    await pair.peer.send_frame(OP_BINARY, b"in time")
+    assert await asyncio.wait_for(receiving, T) == b"in time"
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+async def test_recv_timeout_zero_takes_only_a_queued_message(
+    ws_pair: WsPairFactory, timeout: float
+) -> None:
+    pair = await ws_pair("client")
+    with pytest.raises(TimeoutError, match="no message received"):
+        await pair.ws.recv(timeout=timeout)
+    await pair.peer.send_frame(OP_TEXT, "queued")
+    # Wait for it to be queued without taking it.
+    async with asyncio.timeout(T):
+        while not pair.ws._messages:
+            await asyncio.sleep(0.005)
+    assert await pair.ws.recv(timeout=timeout) == "queued"
+
+
+async def test_recv_timeout_loses_no_message(ws_pair: WsPairFactory) -> None:
+    # Messages arrive every millisecond or so while the receiver times out about as often:
+    # some arrive as a timeout expires. Every one must come out once, in order.
+    pair = await ws_pair("client", max_queue=1000)
+    count = 200
+
+    async def send_all() -> None:
+        for index in range(count):
+            await pair.peer.send_frame(OP_TEXT, str(index))
+            await asyncio.sleep(0.001 * (index % 3))
+
+    sending = asyncio.create_task(send_all())
+    received: list[str | bytes] = []
+    timeouts = 0
+    async with asyncio.timeout(T):
+        while len(received) < count:
+            try:
+                received.append(await pair.ws.recv(timeout=0.001))
+            except TimeoutError:
+                timeouts += 1
+    await sending
+    assert received == [str(index) for index in range(count)]
+    assert timeouts > 0
+
+
+async def test_recv_timeout_on_a_closed_connection_raises_connection_closed(
+    echo_server: EchoServerFactory,
+) -> None:
+    _, port = await echo_server()
+    async with asyncio.timeout(T):
+        ws = await wsio.connect(url(port))
+        await ws.close()
+        for timeout in (0, 1):
+            with pytest.raises(wsio.ConnectionClosedOK):
+                await ws.recv(timeout=timeout)
+
+
+async def test_recv_timeout_keeps_the_concurrency_rule(ws_pair: WsPairFactory) -> None:
+    pair = await ws_pair("client")
+    first = asyncio.create_task(pair.ws.recv())
+    await asyncio.sleep(0.01)
+    for timeout in (0, 1):
+        with pytest.raises(wsio.ConcurrencyError):
+            await pair.ws.recv(timeout=timeout)
+    await pair.peer.send_frame(OP_TEXT, "first")
+    assert await asyncio.wait_for(first, T) == "first"
+
+
+async def test_recv_timeout_inside_a_caller_timeout(ws_pair: WsPairFactory) -> None:
+    # The caller's own deadline, shorter, still wins, as a cancellation of its own.
+    pair = await ws_pair("client")
+    with pytest.raises(TimeoutError) as caught:
+        async with asyncio.timeout(0.02):
+            await pair.ws.recv(timeout=T)
+    assert "no message received" not in str(caught.value)
+    await pair.peer.send_frame(OP_TEXT, "kept")
+    assert await pair.ws.recv(timeout=T) == "kept"
+
+
+@pytest.mark.parametrize(
+    ("opcode", "payload", "decode", "expected"),
+    [
+        (OP_TEXT, "héllo", False, "héllo".encode()),
+        (OP_TEXT, "héllo", True, "héllo"),
+        (OP_BINARY, "héllo".encode(), True, "héllo"),
+        (OP_BINARY, b"\xff\x00", False, b"\xff\x00"),
+        (OP_TEXT, "", False, b""),
+        (OP_BINARY, b"", True, ""),
+    ],
+    ids=[
+        "text-as-bytes",
+        "text-as-str",
+        "binary-as-str",
+        "binary-as-bytes",
+        "empty-text",
+        "empty-binary",
+    ],
+)
+async def test_recv_decode(
+    ws_pair: WsPairFactory, opcode: int, payload: Any, decode: bool, expected: str | bytes
+) -> None:
+    pair = await ws_pair("client")
+    await pair.peer.send_frame(opcode, payload)
+    received = await asyncio.wait_for(pair.ws.recv(decode=decode), T)
+    assert type(received) is type(expected)
+    assert received == expected
+
+
+async def test_recv_decode_true_on_invalid_utf8_binary(ws_pair: WsPairFactory) -> None:
+    pair = await ws_pair("client")
+    await pair.peer.send_frame(OP_BINARY, b"ok \xc0\xaf")
+    await pair.peer.send_frame(OP_BINARY, b"next")
+    with pytest.raises(UnicodeDecodeError) as caught:
+        await asyncio.wait_for(pair.ws.recv(decode=True), T)
+    # Where and what, and the whole message, for whoever wants to look at it.
+    assert (caught.value.start, caught.value.object) == (3, b"ok \xc0\xaf")
+    assert "invalid start byte" in str(caught.value)
+    # The message was consumed; the connection goes on.
+    assert pair.ws.state is wsio.State.OPEN
+    assert await asyncio.wait_for(pair.ws.recv(decode=True), T) == "next"
+
+
+async def test_recv_decode_with_timeout(ws_pair: WsPairFactory) -> None:
+    pair = await ws_pair("client")
+    with pytest.raises(TimeoutError):
+        await pair.ws.recv(timeout=0.01, decode=False)
+    await pair.peer.send_frame(OP_TEXT, "late")
+    assert await pair.ws.recv(timeout=T, decode=False) == b"late"
+
+
 # Iteration -----------------------------------------------------------------------------------
 
 

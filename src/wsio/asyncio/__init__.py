@@ -1,8 +1,8 @@
 """The asyncio API of wsio."""
 
-from .client import ClientConnection, connect
+from .client import ClientConnection, connect, unix_connect
 from .connection import Connection, Data
-from .server import Server, ServerConnection, serve
+from .server import Server, ServerConnection, serve, unix_serve
 
 __all__ = [
     "ClientConnection",
@@ -12,4 +12,6 @@ __all__ = [
     "ServerConnection",
     "connect",
     "serve",
+    "unix_connect",
+    "unix_serve",
 ]

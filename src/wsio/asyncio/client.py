@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Literal, cast
 
 from .. import defaults
 from ..exceptions import (
+    InvalidArgument,
     InvalidHandshake,
     InvalidProxyMessage,
     InvalidStatus,
@@ -22,10 +23,11 @@ from ..protocol.handshake import redirect_location
 from ..protocol.http11 import Headers, HeadersLike, Response
 from ..protocol.proxy import Proxy, ProxyTunnel, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
+from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
 from ..shared.compression import client_extensions
 from .connection import Connection, Opener, check_limits
 
-__all__ = ["ClientConnection", "connect"]
+__all__ = ["ClientConnection", "connect", "unix_connect"]
 
 _logger = logging.getLogger("wsio.client")
 
@@ -73,6 +75,13 @@ class connect(Opener[ClientConnection]):
     """Open a WebSocket connection: ``async with connect(uri) as ws:`` or
     ``ws = await connect(uri)``.
 
+    ``async for ws in connect(uri):`` opens a connection for each turn of the loop and
+    closes it at the end of the turn, so that the loop reconnects whenever a connection
+    ends. A failure to open that may be transient is retried after a pause that grows
+    with each failure in a row (``backoff``); a fatal one is raised and ends the loop.
+    A connection that ended abnormally is reopened after a short random pause (RFC 6455
+    §7.2.3). See :mod:`wsio.reconnect` for which failures are transient.
+
     :param ssl: TLS context for ``wss://``; a default, verifying context if omitted.
     :param open_timeout: seconds for TCP connect, TLS and the HTTP upgrade together;
         ``None`` waits forever. Exceeding it raises :class:`TimeoutError`.
@@ -90,6 +99,10 @@ class connect(Opener[ClientConnection]):
         ``True`` (default) takes it from ``https_proxy``/``http_proxy``/``all_proxy``
         unless ``no_proxy`` exempts the host; ``None`` connects directly.
     :param proxy_ssl: TLS context for an ``https://`` proxy.
+    :param backoff: how ``async for`` spaces its attempts to reconnect.
+    :param process_exception: ``(exc) -> Exception | None``: tells ``async for`` whether
+        a failure to open is transient (``None``: try again) or fatal (the exception to
+        raise); :func:`wsio.reconnect.process_exception` by default.
     :raises InvalidURI: ``uri`` isn't a ``ws://`` or ``wss://`` URI.
     :raises InvalidHandshake: the handshake failed; :class:`~wsio.InvalidStatus` carries
         the server's whole answer when it wasn't 101.
@@ -117,6 +130,8 @@ class connect(Opener[ClientConnection]):
         extensions: Sequence[ClientExtensionFactory] = (),
         proxy: str | Literal[True] | None = True,
         proxy_ssl: ssl_module.SSLContext | None = None,
+        backoff: Backoff = Backoff(),  # noqa: B008 - frozen: one instance is safely shared
+        process_exception: ProcessException = process_exception,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_connection_kwargs: Any,
     ) -> None:
@@ -131,6 +146,9 @@ class connect(Opener[ClientConnection]):
         self.ssl = ssl
         self.server_hostname = server_hostname
         self.open_timeout = open_timeout
+        self.backoff = backoff
+        self.process_exception = process_exception
+        self.logger = logger if logger is not None else _logger
         self._protocol_kwargs: dict[str, Any] = dict(
             extensions=client_extensions(compression, compression_threshold, extensions),
             origin=origin,
@@ -139,7 +157,7 @@ class connect(Opener[ClientConnection]):
             user_agent_header=user_agent_header,
             max_size=max_size,
             hold_failures=True,
-            logger=logger if logger is not None else _logger,
+            logger=self.logger,
         )
         self._connection_kwargs: dict[str, Any] = dict(
             ping_interval=ping_interval,
@@ -168,6 +186,7 @@ class connect(Opener[ClientConnection]):
                         redirects.append((uri.url, exc.response))
                         new_uri = resolve_redirect(uri, location)
                         if not same_origin(uri, new_uri):
+                            self._check_cross_origin(new_uri, exc)
                             protocol_kwargs["additional_headers"] = _without_credentials(
                                 protocol_kwargs["additional_headers"]
                             )
@@ -181,6 +200,30 @@ class connect(Opener[ClientConnection]):
             if redirects:
                 exc.redirects = redirects
             raise
+
+    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        """Yield a new connection each time the application comes back for one, closing
+        the previous one first; see the class's documentation."""
+        reconnection = Reconnection(self.backoff, self.process_exception, self.logger)
+        while True:
+            try:
+                connection = await self._open()
+            except Exception as exc:
+                await asyncio.sleep(reconnection.open_failed(exc))
+                continue
+            reconnection.opened()
+            try:
+                yield connection
+            finally:
+                # Also when the application breaks out of the loop or fails in it: the
+                # generator is then closed, here, as soon as it is dropped.
+                await connection.close()
+            delay = reconnection.closed(connection.protocol.close_exc)
+            if delay:
+                await asyncio.sleep(delay)
+
+    def _check_cross_origin(self, uri: WebSocketURI, exc: InvalidStatus) -> None:
+        """Hook: a redirect to another origin, ``uri``, is about to be followed."""
 
     def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
         proxy = proxy_from_environment(uri) if self.proxy is True else self.proxy
@@ -204,9 +247,7 @@ class connect(Opener[ClientConnection]):
             if proxy is None:
                 if ssl is not None:
                     kwargs.update(ssl=ssl, server_hostname=server_hostname)
-                # With sock=..., asyncio wants neither host nor port.
-                address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
-                await loop.create_connection(lambda: connection, *address, **kwargs)
+                await self._create_connection(lambda: connection, uri, kwargs)
             else:
                 transport, leftover = await self._open_tunnel(proxy, uri, kwargs)
                 if ssl is not None and leftover:
@@ -231,6 +272,18 @@ class connect(Opener[ClientConnection]):
             raise
         return connection
 
+    async def _create_connection(
+        self,
+        factory: Callable[[], ClientConnection],
+        uri: WebSocketURI,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Open the connection to the server itself, TLS included if ``kwargs`` ask."""
+        loop = asyncio.get_running_loop()
+        # With sock=..., asyncio wants neither host nor port.
+        address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
+        await loop.create_connection(factory, *address, **kwargs)
+
     async def _open_tunnel(
         self, proxy: Proxy, uri: WebSocketURI, kwargs: dict[str, Any]
     ) -> tuple[asyncio.Transport, bytes]:
@@ -254,6 +307,42 @@ class connect(Opener[ClientConnection]):
             transport.abort()
             raise
         return transport, tunnel.leftover()
+
+
+class unix_connect(connect):
+    """Open a WebSocket connection over the Unix socket at ``path``: as :class:`connect`,
+    whose keyword arguments it takes, with ``uri`` for the ``Host`` header and the
+    request's path. ``uri`` defaults to ``ws://localhost/``, or ``wss://localhost/``
+    with ``ssl``: TLS works over a Unix socket too.
+
+    :raises InvalidArgument: a ``proxy``: the socket is reached directly.
+    """
+
+    def __init__(self, path: str | None = None, uri: str | None = None, **kwargs: Any) -> None:
+        if uri is None:
+            uri = "ws://localhost/" if kwargs.get("ssl") is None else "wss://localhost/"
+        # True is connect's default, "from the environment": nothing to take from there.
+        if kwargs.pop("proxy", None) not in (None, True):
+            raise InvalidArgument("a connection over a Unix socket can't use a proxy")
+        super().__init__(uri, proxy=None, **kwargs)
+        self.path = path
+
+    async def _create_connection(
+        self,
+        factory: Callable[[], ClientConnection],
+        uri: WebSocketURI,
+        kwargs: dict[str, Any],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        # With sock=..., asyncio wants no path.
+        path = None if "sock" in kwargs else self.path
+        await loop.create_unix_connection(factory, path, **kwargs)
+
+    def _check_cross_origin(self, uri: WebSocketURI, exc: InvalidStatus) -> None:
+        # The next request would still go to this socket, as if it were that origin.
+        raise InvalidHandshake(
+            f"cannot follow a redirect to another origin over a Unix socket: {uri.url}"
+        ) from exc
 
 
 class _TunnelOpener(asyncio.Protocol):

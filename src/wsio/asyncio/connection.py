@@ -41,6 +41,7 @@ from ..protocol.connection import (
 )
 from ..protocol.frames import encode_text
 from ..protocol.http11 import Request, Response
+from ..protocol.utf8 import convert
 from .timers import coarse_timers
 from .waiter import Waiter
 
@@ -211,13 +212,50 @@ class Connection(asyncio.BufferedProtocol):
         applies to this connection unless told otherwise: its server's, or the defaults."""
         return defaults.BROADCAST_LIMIT, defaults.SLOW_CONSUMER
 
-    def recv(self) -> Coroutine[Any, Any, Data]:
+    def recv(
+        self, timeout: float | None = None, decode: bool | None = None
+    ) -> Coroutine[Any, Any, Data]:
         """Wait for the next message: ``str`` for text, ``bytes`` for binary.
 
+        :param timeout: seconds to wait for a message; ``None`` waits as long as the
+            connection is open, 0 or less takes a message only if one is queued. A
+            message that arrives as the timeout expires is kept for the next call.
+        :param decode: ``False`` returns text messages as ``bytes`` (their UTF-8, which
+            the core validated as it arrived); ``True`` returns binary messages decoded
+            from UTF-8 as ``str``; ``None`` leaves each message its own type.
+        :raises TimeoutError: no message came within ``timeout``.
+        :raises UnicodeDecodeError: with ``decode=True``, a binary message that isn't
+            valid UTF-8: it is consumed, and the error's ``object`` holds it.
         :raises ConnectionClosed: the connection is closed and no message is left.
         :raises ConcurrencyError: another coroutine is already waiting in :meth:`recv`.
         """
-        return self._receive(False)
+        if timeout is None and decode is None:
+            # The common case goes straight to the coroutine that receives: nothing
+            # around it to create, resume and return through.
+            return self._receive(False)
+        return self._receive_within(timeout, decode)
+
+    async def _receive_within(self, timeout: float | None, decode: bool | None) -> Data:
+        """:meth:`recv` with a timeout or a conversion."""
+        if (
+            timeout is None
+            or self._messages
+            or self._recv_in_progress
+            or not self.protocol.receiving
+        ):
+            # _receive won't wait: it returns a queued message or raises at once.
+            message = await self._receive(False)
+        elif timeout <= 0:
+            raise TimeoutError("no message received")
+        else:
+            # On expiry, the task is cancelled where it waits, before it takes a message:
+            # one that arrived meanwhile stays at the head of the queue.
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await self._receive(False)
+            except TimeoutError:
+                raise TimeoutError(f"no message received in {timeout:.3g} s") from None
+        return message if decode is None else convert(message, decode)
 
     def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over messages; stop quietly on a normal closure (1000, 1001, 1005)."""

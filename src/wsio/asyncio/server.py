@@ -26,7 +26,7 @@ from ..shared.compression import server_extensions
 from .broadcast import check_broadcast_policy
 from .connection import Connection, Opener, check_limits
 
-__all__ = ["Server", "ServerConnection", "basic_auth", "serve"]
+__all__ = ["Server", "ServerConnection", "basic_auth", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
@@ -551,7 +551,6 @@ class serve(Opener[Server]):
         self._create_server_kwargs = create_server_kwargs
 
     async def _open(self) -> Server:
-        loop = asyncio.get_running_loop()
         server = self.server
         kwargs = dict(self._create_server_kwargs)
         if server.ssl is not None:
@@ -560,13 +559,31 @@ class serve(Opener[Server]):
             # once connection_made returns, and answer it as a bad HTTP request.
             kwargs["ssl"] = server.ssl
             kwargs.setdefault("ssl_handshake_timeout", server.open_timeout)
-        server._server = await loop.create_server(
-            lambda: server._make_connection(server),
-            self._host,
-            self._port,
-            **kwargs,
-        )
+        server._server = await self._create_server(lambda: server._make_connection(server), kwargs)
         return server
+
+    async def _create_server(
+        self, factory: Callable[[], ServerConnection], kwargs: dict[str, Any]
+    ) -> asyncio.Server:
+        """Listen where the arguments say, TLS included if ``kwargs`` ask."""
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(factory, self._host, self._port, **kwargs)
+
+
+class unix_serve(serve):
+    """Start a WebSocket server on the Unix socket at ``path``: as :class:`serve`, whose
+    keyword arguments it takes (``ssl`` included: TLS works over a Unix socket too).
+    Keyword arguments it doesn't take go to :meth:`asyncio.loop.create_unix_server`."""
+
+    def __init__(self, handler: Handler, path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._path = path
+
+    async def _create_server(
+        self, factory: Callable[[], ServerConnection], kwargs: dict[str, Any]
+    ) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        return await loop.create_unix_server(factory, self._path, **kwargs)
 
 
 def _wrong_type(hook: str, value: object, expected: str) -> TypeError:

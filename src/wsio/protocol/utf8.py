@@ -11,6 +11,9 @@ extension is built and the environment variable ``WSIO_NO_SPEEDUPS`` is unset or
 otherwise it is :class:`PythonIncrementalValidator`, the reference. :data:`SPEEDUPS` tells
 which. They accept and reject the same input; the C one also rejects a surrogate at its
 second byte.
+
+:func:`convert` gives a message the type that the application asked for with
+``recv(decode=...)``, whatever its opcode.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .._accelerator import speedups
 
-__all__ = ["SPEEDUPS", "IncrementalValidator", "PythonIncrementalValidator"]
+__all__ = ["SPEEDUPS", "IncrementalValidator", "PythonIncrementalValidator", "convert"]
 
 _Decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -38,6 +41,21 @@ class PythonIncrementalValidator:
         seen so far cannot start valid UTF-8. With ``final``, a sequence cut at the end is
         an error too."""
         self._decoder.decode(data, final)
+
+
+def convert(message: str | bytes, decode: bool) -> str | bytes:
+    """``message`` as ``str`` if ``decode`` is true, else as ``bytes``.
+
+    Text messages arrive as ``str``, validated and decoded by the core: encoding one back
+    to UTF-8 can't fail. Binary messages arrive as ``bytes``, which nothing promised to
+    be UTF-8.
+
+    :raises UnicodeDecodeError: ``decode`` is true and a binary message isn't valid
+        UTF-8; the error tells where, and its ``object`` holds the whole message.
+    """
+    if decode:
+        return message if isinstance(message, str) else message.decode()
+    return message.encode() if isinstance(message, str) else message
 
 
 _speedups = speedups()
