@@ -9,6 +9,7 @@ The API mirrors the asyncio API of the ``websockets`` package::
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
 from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.client import ClientConnection, connect
 from .asyncio.hub import Backend, Hub, MemoryBackend

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from .. import defaults
+from .._version import __version__
 from ..asyncio.client import connect
 from ..asyncio.server import ServerConnection, serve
-from ..defaults import _VERSION
 from ..exceptions import (
     ConnectionClosed,
     InvalidArgument,
@@ -237,7 +237,7 @@ def _add_header(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsio", description="WebSocket tools (RFC 6455).")
-    parser.add_argument("--version", action="version", version=f"wsio {_VERSION}")
+    parser.add_argument("--version", action="version", version=f"wsio {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     echo = commands.add_parser("echo", help="run a server that sends every message back")
