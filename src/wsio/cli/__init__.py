@@ -125,7 +125,7 @@ def _header(text: str) -> tuple[str, str]:
     if not colon:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
     try:
-        (field,) = Headers([(name.strip(), value.strip())]).items()
+        (field,) = Headers([(name.strip(), value.strip())]).raw_items()
     except InvalidArgument as exc:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}: {exc}") from exc
     return field
@@ -398,7 +398,9 @@ def _describe_rejection(exc: InvalidHandshake) -> str:
     response = exc.response
     status = f"HTTP {response.status_code} {escape(response.reason_phrase)}".rstrip()
     lines = [f"handshake failed: {status}"]
-    lines.extend(f"{escape(name)}: {escape(value)}" for name, value in response.headers.items())
+    lines.extend(
+        f"{escape(name)}: {escape(value)}" for name, value in response.headers.raw_items()
+    )
     if response.body:
         lines.append("")
         lines.extend(escape_lines(response.body.decode("utf-8", "replace")))
