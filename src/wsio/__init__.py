@@ -13,6 +13,7 @@ from ._version import __version__ as __version__
 from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.client import ClientConnection, connect
 from .asyncio.hub import Backend, Hub, MemoryBackend
+from .asyncio.router import route
 from .asyncio.server import Server, ServerConnection, basic_auth, serve
 from .exceptions import (
     ConcurrencyError,
@@ -88,6 +89,7 @@ __all__ = [
     "basic_auth",
     "broadcast",
     "connect",
+    "route",
     "serve",
 ]
 
