@@ -285,3 +285,13 @@ def test_path_refuses_what_would_not_match(
 ) -> None:
     with pytest.raises(InvalidArgument, match=error):
         ROUTER.path(pattern, **values)
+
+
+def test_match_equality_and_repr() -> None:
+    match = Match("/chat/{room}", chat, {"room": "a"})
+    assert match == Match("/chat/{room}", chat, {"room": "a"})
+    assert match != Match("/chat/{room}", chat, {"room": "b"})
+    assert match != ("/chat/{room}", chat, {"room": "a"})
+    assert repr(match) == f"Match('/chat/{{room}}', {chat!r}, {{'room': 'a'}})"
+    with pytest.raises(TypeError):
+        hash(match)

@@ -42,7 +42,6 @@ Matching follows the path as the client wrote it, with these rules:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -72,21 +71,44 @@ class RoutedConnection(Protocol):
     def respond(self, status: HTTPStatus | int, text: str) -> Response: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# Match and _Route are plain classes: a dataclass costs a millisecond to build at import.
+
+
 class Match(Generic[_R]):
     """The route a request matched: its pattern, its handler and the parameters."""
 
-    pattern: str
-    handler: Callable[..., _R]
-    params: dict[str, Any]
+    __slots__ = ("handler", "params", "pattern")
+
+    def __init__(self, pattern: str, handler: Callable[..., _R], params: dict[str, Any]) -> None:
+        self.pattern = pattern
+        self.handler = handler
+        self.params = params
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Match):
+            return NotImplemented
+        return (self.pattern, self.handler, self.params) == (
+            other.pattern,
+            other.handler,
+            other.params,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # params is a dict
+
+    def __repr__(self) -> str:
+        return f"Match({self.pattern!r}, {self.handler!r}, {self.params!r})"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Route(Generic[_R]):
-    pattern: str
-    handler: Callable[..., _R]
-    # (rank, text): the literal text, or the parameter name.
-    segments: tuple[tuple[int, str], ...]
+    __slots__ = ("handler", "pattern", "segments")
+
+    def __init__(
+        self, pattern: str, handler: Callable[..., _R], segments: tuple[tuple[int, str], ...]
+    ) -> None:
+        self.pattern = pattern
+        self.handler = handler
+        # (rank, text): the literal text, or the parameter name.
+        self.segments = segments
 
     @property
     def ranks(self) -> tuple[int, ...]:
