@@ -9,9 +9,11 @@ The API mirrors the asyncio API of the ``websockets`` package::
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__ as __version__
 from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.hub import Backend, Hub, MemoryBackend
+from .asyncio.router import route
 from .asyncio.server import Server, ServerConnection, basic_auth, serve, unix_serve
 from .exceptions import (
     ConcurrencyError,
@@ -89,6 +91,7 @@ __all__ = [
     "basic_auth",
     "broadcast",
     "connect",
+    "route",
     "serve",
     "unix_connect",
     "unix_serve",

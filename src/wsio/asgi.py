@@ -230,7 +230,7 @@ class WebSocketProtocol(Connection):
             "query_string": query_string.encode(),
             "headers": [
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
-                for name, value in request.headers.items()
+                for name, value in request.headers.raw_items()
             ],
             "subprotocols": self._offered,
             "state": self.app_state.copy(),
@@ -389,7 +389,7 @@ class WebSocketProtocol(Connection):
         )
         # Raises InvalidArgument for a subprotocol not offered or a field of the handshake.
         self.protocol.complete_accept(
-            response, subprotocol=message.get("subprotocol"), headers=headers.items()
+            response, subprotocol=message.get("subprotocol"), headers=headers.raw_items()
         )
         self._pending_accept = None
         self._phase = _ACCEPTED

@@ -42,12 +42,7 @@ __all__ = [
     "WRITE_LIMIT",
 ]
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    _VERSION = version("wsio")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    _VERSION = "0"
+from ._version import __version__ as _VERSION
 
 #: Largest message accepted, in bytes, counted after decompression (``None``: no limit).
 MAX_SIZE: Final[int | None] = 2**20

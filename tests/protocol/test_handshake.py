@@ -163,7 +163,7 @@ def test_build_request_minimal() -> None:
     assert req.method == "GET"
     assert req.version == "HTTP/1.1"
     assert req.path == "/a?b=c"
-    assert req.headers.items() == [
+    assert req.headers.raw_items() == [
         ("Host", "example.com:8443"),
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, MutableMapping
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -79,13 +79,103 @@ def test_headers_missing() -> None:
 
 def test_headers_repeated() -> None:
     headers = Headers([("Via", "a"), ("Other", "x"), ("via", "b")])
-    with pytest.raises(MultipleValuesError):
-        headers["Via"]
-    with pytest.raises(MultipleValuesError):
-        headers.get("Via")
+    assert headers["Via"] == headers.get("via") == "a, b"
     assert headers.get_all("VIA") == ["a", "b"]
-    assert len(headers) == 3
-    assert list(headers) == ["Via", "Other", "via"]
+    assert len(headers) == 2
+    assert list(headers) == ["Via", "Other"]
+    assert headers.raw_items() == [("Via", "a"), ("Other", "x"), ("via", "b")]
+
+
+def test_headers_is_a_mutable_mapping() -> None:
+    headers = Headers([("Host", "h"), ("Via", "a"), ("via", "b")])
+    assert isinstance(headers, MutableMapping)
+    assert list(headers.keys()) == ["Host", "Via"]
+    assert list(headers.values()) == ["h", "a, b"]
+    assert list(headers.items()) == [("Host", "h"), ("Via", "a, b")]
+    assert dict(headers) == {"Host": "h", "Via": "a, b"}
+    assert ("via", "a, b") in headers.items()
+    assert "VIA" in headers.keys()  # noqa: SIM118 - the view, not the mapping
+
+
+def test_headers_set_cookie_lines_stay_apart_in_the_mapping() -> None:
+    # RFC 9110 §5.3: Set-Cookie can't be combined with commas; an Expires date has one.
+    cookies = ["a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT", "b=2"]
+    headers = Headers([("Set-Cookie", cookies[0]), ("Content-Type", "text/plain")])
+    headers["set-cookie"] = cookies[1]
+    assert dict(headers)["Set-Cookie"].splitlines() == cookies
+    assert headers.get_all("Set-Cookie") == cookies
+    # The joined value can't be sent back as one field.
+    with pytest.raises(InvalidArgument):
+        Headers(dict(headers))
+
+
+@pytest.mark.parametrize("name", ["Host", "Content-Length", "Authorization", "sec-websocket-key"])
+def test_headers_repeated_single_valued_field_has_no_mapping_value(name: str) -> None:
+    headers = Headers([(name, "1"), ("Other", "x"), (name, "2")])
+    with pytest.raises(MultipleValuesError, match=f"{name} header appears 2 times"):
+        headers[name]
+    with pytest.raises(MultipleValuesError):
+        headers.get(name)
+    with pytest.raises(MultipleValuesError):
+        dict(headers)
+    assert headers.get_all(name) == ["1", "2"]
+    assert headers.raw_items() == [(name, "1"), ("Other", "x"), (name, "2")]
+    assert headers != {name: "1, 2", "Other": "x"}
+
+
+def test_headers_equal_to_a_mapping_as_a_mapping() -> None:
+    headers = Headers([("A", "1"), ("B", "2"), ("a", "3")])
+    assert headers == {"b": "2", "A": "1, 3"}
+    assert {"b": "2", "A": "1, 3"} == headers  # noqa: SIM300 - the reflected comparison
+    assert headers != {"A": "1, 3"}
+    assert headers != {"A": "1", "B": "2"}
+    assert headers != {1: "1"}
+    # Two Headers compare their lines, order included.
+    assert headers != Headers([("B", "2"), ("A", "1"), ("a", "3")])
+
+
+def test_headers_update_appends_every_line() -> None:
+    class KeysAndItems:
+        def keys(self) -> list[str]:
+            return ["K"]
+
+        def __getitem__(self, name: str) -> str:
+            return name.lower()
+
+    headers = Headers(X="0")
+    headers.update(Headers([("A", "1"), ("a", "2")]))
+    headers.update({"B": "3"})
+    headers.update([("A", "4")], C="5")
+    headers.update(KeysAndItems())
+    assert headers.raw_items() == [
+        ("X", "0"),
+        ("A", "1"),
+        ("a", "2"),
+        ("B", "3"),
+        ("A", "4"),
+        ("C", "5"),
+        ("K", "k"),
+    ]
+    with pytest.raises(InvalidArgument):
+        headers.update({"Bad Name": "x"})
+
+
+def test_headers_mapping_methods_remove_every_line() -> None:
+    headers = Headers([("A", "1"), ("B", "2"), ("a", "3")])
+    assert headers.pop("A") == "1, 3"
+    assert headers.raw_items() == [("B", "2")]
+    assert headers.setdefault("C", "4") == "4"
+    assert headers.setdefault("c", "5") == "4"
+    assert headers.popitem() == ("B", "2")
+    headers.clear()
+    assert headers.raw_items() == []
+    assert len(headers) == 0
+
+
+def test_headers_raw_items_is_a_copy() -> None:
+    headers = Headers([("A", "1")])
+    headers.raw_items().append(("B", "2"))
+    assert headers.raw_items() == [("A", "1")]
 
 
 def test_headers_by_name_groups_every_value_in_order() -> None:
@@ -102,7 +192,7 @@ def test_headers_from_valid_keeps_the_fields_as_given() -> None:
     headers = Headers.from_valid(fields)
     assert headers == Headers(fields)
     headers["Server"] = "wsio"
-    assert headers.items()[-1] == ("Server", "wsio")
+    assert headers.raw_items()[-1] == ("Server", "wsio")
     assert len(fields) == 2
 
 
@@ -112,13 +202,13 @@ def test_headers_set_appends_and_replace_replaces() -> None:
     headers["a"] = "2"
     assert headers.get_all("A") == ["1", "2"]
     headers.replace("A", "3")
-    assert headers.items() == [("A", "3")]
+    assert headers.raw_items() == [("A", "3")]
 
 
 def test_headers_delete() -> None:
     headers = Headers([("A", "1"), ("B", "2"), ("a", "3")])
     del headers["A"]
-    assert headers.items() == [("B", "2")]
+    assert headers.raw_items() == [("B", "2")]
     with pytest.raises(KeyError):
         del headers["A"]
 
@@ -233,7 +323,7 @@ def test_parse_request_http_1_0() -> None:
 
 def test_parse_request_header_value_whitespace_is_trimmed() -> None:
     req = parse_all(request(), b"GET / HTTP/1.1\r\nA:  x y \t\r\nB:\r\nC:z\r\n\r\n")
-    assert req.headers.items() == [("A", "x y"), ("B", ""), ("C", "z")]
+    assert req.headers.raw_items() == [("A", "x y"), ("B", ""), ("C", "z")]
 
 
 def test_parse_request_obs_text_value() -> None:
@@ -299,7 +389,7 @@ def test_parse_request_header_at_the_limit() -> None:
 
 def test_parse_request_too_many_headers() -> None:
     data = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 4 + b"\r\n"
-    assert len(parse_all(request(max_headers=4), data).headers) == 4
+    assert len(parse_all(request(max_headers=4), data).headers.raw_items()) == 4
     data = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * 5 + b"\r\n"
     with pytest.raises(SecurityError) as info:
         parse_all(request(max_headers=4), data)
@@ -731,7 +821,7 @@ def test_parse_hostile_head_outcomes() -> None:
         return _parse_hostile_head(_HOSTILE_FIELD_LINES[name](1000))
 
     assert parse("long valid value").headers["A"] == "a" * 1000
-    assert len(parse("many short fields").headers) == 1000 // 6 + 1
+    assert len(parse("many short fields").headers.raw_items()) == 1000 // 6 + 1
     for name in _HOSTILE_FIELD_LINES.keys() - {"long valid value", "many short fields"}:
         with pytest.raises(InvalidMessage):
             parse(name)
@@ -982,7 +1072,7 @@ def test_parse_response_101_is_final(connect: bool) -> None:
 def test_parse_response_interim_before_refusal_keeps_the_final_one() -> None:
     data = b"HTTP/1.1 100 Continue\r\nA: 1\r\n\r\nHTTP/1.1 403 No\r\nContent-Length: 2\r\n\r\nno"
     resp = parse_all(response(), data)
-    assert (resp.status_code, resp.reason_phrase, resp.headers.items(), resp.body) == (
+    assert (resp.status_code, resp.reason_phrase, resp.headers.raw_items(), resp.body) == (
         403,
         "No",
         [("Content-Length", "2")],
@@ -1013,7 +1103,7 @@ def test_parse_response_interim_answers_count_against_max_headers(
     parser = response(max_headers=10 if heads == 11 else 128, connect=connect)
     data = interim * heads + final
     if ok:
-        assert len(parse_all(parser, data).headers) == final_fields
+        assert len(parse_all(parser, data).headers.raw_items()) == final_fields
     else:
         with pytest.raises(SecurityError, match="header fields"):
             parse_all(parser, data)

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from .. import defaults
+from .._version import __version__
 from ..asyncio.client import connect
 from ..asyncio.server import ServerConnection, serve
-from ..defaults import _VERSION
 from ..exceptions import (
     ConnectionClosed,
     InvalidArgument,
@@ -125,7 +125,7 @@ def _header(text: str) -> tuple[str, str]:
     if not colon:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
     try:
-        (field,) = Headers([(name.strip(), value.strip())]).items()
+        (field,) = Headers([(name.strip(), value.strip())]).raw_items()
     except InvalidArgument as exc:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}: {exc}") from exc
     return field
@@ -237,7 +237,7 @@ def _add_header(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsio", description="WebSocket tools (RFC 6455).")
-    parser.add_argument("--version", action="version", version=f"wsio {_VERSION}")
+    parser.add_argument("--version", action="version", version=f"wsio {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     echo = commands.add_parser("echo", help="run a server that sends every message back")
@@ -398,7 +398,9 @@ def _describe_rejection(exc: InvalidHandshake) -> str:
     response = exc.response
     status = f"HTTP {response.status_code} {escape(response.reason_phrase)}".rstrip()
     lines = [f"handshake failed: {status}"]
-    lines.extend(f"{escape(name)}: {escape(value)}" for name, value in response.headers.items())
+    lines.extend(
+        f"{escape(name)}: {escape(value)}" for name, value in response.headers.raw_items()
+    )
     if response.body:
         lines.append("")
         lines.extend(escape_lines(response.body.decode("utf-8", "replace")))

@@ -71,7 +71,7 @@ class ProbeReport:
                 "head": response.head.decode("iso-8859-1"),
                 "status_code": response.status_code,
                 "reason_phrase": response.reason_phrase,
-                "headers": response.headers.items(),
+                "headers": response.headers.raw_items(),
                 "body": response.body.decode("utf-8", "replace"),
                 "body_truncated": response.body_truncated,
             },

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
-from typing import TypeAlias, TypeVar
+from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from .. import defaults
 from ..exceptions import InvalidArgument, InvalidMessage, SecurityError
@@ -35,12 +35,40 @@ class MultipleValuesError(LookupError):
     """A header that must appear once appears several times."""
 
 
-class Headers:
+class Headers(MutableMapping[str, str]):
     """HTTP header fields: an ordered list of (name, value), names case-insensitive.
 
-    ``headers[name]`` returns the single value of a field, raising :class:`KeyError` when
-    it is absent and :class:`MultipleValuesError` when it is repeated; :meth:`get_all`
-    returns every value.
+    The list of field lines is the storage and is kept as received or built, repeats
+    included: :meth:`raw_items` returns every line in order, :meth:`get_all` every value
+    of one name.
+
+    Read as a mapping (``headers[name]``, ``get``, ``keys``, ``items``, ``values``,
+    ``dict(headers)``), each name appears once, spelled as in its first line, and maps
+    to its value. A field on several lines maps to:
+
+    - its values joined with ``", "``, in order: RFC 9110 §5.3 lets a recipient combine
+      field lines so without changing the meaning of the message. Every list-valued
+      field (``Via``, ``Sec-WebSocket-Protocol``, ``Sec-WebSocket-Extensions``...)
+      allows it, and so does any field unknown here, since a sender may repeat only a
+      list-valued field (§5.3);
+    - for ``Set-Cookie``, which can't be combined (RFC 9110 §5.3, RFC 6265 §3), its
+      values joined with ``"\\n"``: one cookie per line, so nothing is lost and
+      ``splitlines()`` gives each back, and the joined value, which
+      ``headers[name] = value`` refuses, can't go out as one field by mistake;
+    - for a field whose definition allows one value only (``Host``, ``Content-Length``,
+      ``Authorization``, ``Sec-WebSocket-Key``...), :class:`MultipleValuesError`: the
+      message is malformed and no single value would be true to it. This is the
+      behaviour of the ``websockets`` package for every repeated field, and the server's
+      Basic authentication answers 400 to repeated credentials through it.
+
+    ``headers[name] = value`` appends a line, as in ``websockets``: ``Set-Cookie`` twice
+    sets two cookies. :meth:`replace` sets a single value; ``del headers[name]`` removes
+    every line of ``name``; :meth:`update` appends every line of its argument, all those
+    of a :class:`Headers` included.
+
+    Two :class:`Headers` are equal when they hold the same lines in the same order; a
+    :class:`Headers` and another mapping compare as mappings, names ignoring case, as an
+    ``OrderedDict`` and a ``dict`` do.
 
     There is no index by name: a handshake has a dozen fields, which a scan reads about
     as fast as a dict, and every open connection keeps its handshake's headers, where an
@@ -49,10 +77,12 @@ class Headers:
 
     __slots__ = ("_items",)
 
-    def __init__(self, items: HeadersLike | None = None) -> None:
+    def __init__(self, items: HeadersLike | None = None, /, **fields: str) -> None:
         self._items: list[tuple[str, str]] = []
         if items is not None:
             self.update(items)
+        if fields:
+            self.update(fields)
 
     @classmethod
     def from_valid(cls, items: Iterable[tuple[str, str]]) -> Headers:
@@ -74,22 +104,37 @@ class Headers:
                 values.append(v)
         return values
 
+    def _names(self) -> dict[str, str]:
+        """The spelling of each name's first line, by lowercase name, in order."""
+        names: dict[str, str] = {}
+        for name, _ in self._items:
+            names.setdefault(name.lower(), name)
+        return names
+
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(name for name, _ in self._items))
+        return iter(self._names().values())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._names())
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and bool(self._values(name))
 
     def __getitem__(self, name: str) -> str:
+        """The value of ``name``; see the class for a field on several lines.
+
+        :raises KeyError: no line of ``name``.
+        :raises MultipleValuesError: several lines of a field that has one value.
+        """
         values = self._values(name)
+        if len(values) == 1:
+            return values[0]
         if not values:
             raise KeyError(name)
-        if len(values) > 1:
+        key = name.lower()
+        if key in _SINGLE_VALUED:
             raise MultipleValuesError(f"{name} header appears {len(values)} times")
-        return values[0]
+        return ("\n" if key == "set-cookie" else ", ").join(values)
 
     def __setitem__(self, name: str, value: str) -> None:
         """Append a field; use :meth:`replace` to set a single value.
@@ -111,9 +156,16 @@ class Headers:
         self._items = items
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Headers):
+        if isinstance(other, Headers):
+            return self._items == other._items
+        if not isinstance(other, Mapping):
             return NotImplemented
-        return self._items == other._items
+        try:
+            mine = {name.lower(): self[name] for name in self}
+        except MultipleValuesError:
+            return False
+        theirs = {(k.lower() if isinstance(k, str) else k): v for k, v in other.items()}
+        return mine == theirs
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self._items!r})"
@@ -121,16 +173,13 @@ class Headers:
     def __str__(self) -> str:
         return "".join([f"{name}: {value}\r\n" for name, value in self._items]) + "\r\n"
 
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """The single value of ``name``, or ``default`` when absent; see ``[]`` for repeats."""
-        try:
-            return self[name]
-        except KeyError:
-            return default
-
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order; an empty list when absent."""
         return self._values(name)
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        """Every (name, value), in order, repeats included, names spelled as given."""
+        return list(self._items)
 
     def by_name(self) -> dict[str, list[str]]:
         """Every value of every field, in order, by lowercase name: one pass for the many
@@ -152,21 +201,76 @@ class Headers:
             del self[name]
         self[name] = value
 
-    def update(self, items: HeadersLike) -> None:
-        """Append fields from another :class:`Headers`, a mapping or (name, value) pairs."""
-        pairs = items.items() if isinstance(items, Headers | Mapping) else items
+    def update(self, items: HeadersLike = (), /, **fields: str) -> None:
+        """Append fields from ``items`` (see :data:`HeadersLike`) and keyword arguments."""
+        if isinstance(items, Headers):
+            pairs: Iterable[tuple[str, str]] = items._items
+        elif isinstance(items, Mapping):
+            pairs = items.items()
+        elif isinstance(items, SupportsKeysAndGetItem):
+            # keys(), as dict() calls it: such an object needn't be iterable.
+            pairs = [(name, items[name]) for name in items.keys()]  # noqa: SIM118
+        else:
+            pairs = items
         for name, value in pairs:
             self[name] = value
+        for name, value in fields.items():
+            self[name] = value
 
-    def items(self) -> list[tuple[str, str]]:
-        """Every (name, value), in order, repeats included."""
-        return list(self._items)
+    def clear(self) -> None:
+        self._items = []
 
     def copy(self) -> Headers:
-        return Headers(self._items)
+        return Headers.from_valid(self._items)
 
 
-HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+@runtime_checkable
+class SupportsKeysAndGetItem(Protocol):  # pragma: no cover - never called
+    """What ``dict()`` takes as a mapping: ``keys()`` and ``[]``."""
+
+    def keys(self) -> Iterable[str]: ...
+
+    def __getitem__(self, name: str, /) -> str: ...
+
+
+#: What :class:`Headers` is built or updated from: another :class:`Headers` (every line),
+#: a mapping or anything with ``keys()`` and ``[]``, or (name, value) pairs.
+HeadersLike: TypeAlias = (
+    Headers | Mapping[str, str] | SupportsKeysAndGetItem | Iterable[tuple[str, str]]
+)
+
+# Fields defined to hold one value, not a comma-separated list: a message that repeats
+# one is malformed (RFC 9110 §5.3), and the lines joined would mean something else.
+# RFC 9110 §6.6.1, §7.2, §7.6.2, §8.3, §8.6-§8.8, §10.1-§10.2, §11.6.2, §11.7.2, §13.1;
+# RFC 9111 §5.1, §5.3; RFC 6454 §7; RFC 6455 §11.3.1, §11.3.3.
+_SINGLE_VALUED = frozenset(
+    {
+        "age",
+        "authorization",
+        "content-length",
+        "content-location",
+        "content-type",
+        "date",
+        "etag",
+        "expires",
+        "from",
+        "host",
+        "if-modified-since",
+        "if-range",
+        "if-unmodified-since",
+        "last-modified",
+        "location",
+        "max-forwards",
+        "origin",
+        "proxy-authorization",
+        "referer",
+        "retry-after",
+        "sec-websocket-accept",
+        "sec-websocket-key",
+        "server",
+        "user-agent",
+    }
+)
 
 _T = TypeVar("_T")
 
@@ -351,7 +455,7 @@ def _parse_headers(
         head.append(line)
         if line == b"":
             return headers
-        if len(headers) + counted >= max_headers:
+        if len(headers._items) + counted >= max_headers:
             raise SecurityError(
                 f"more than {max_headers} header fields",
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -540,7 +644,7 @@ def parse_response(
         )
         if not 100 <= status_code < 200 or status_code == 101:
             break
-        counted += len(headers) + 1
+        counted += len(headers._items) + 1
         if counted > max_headers:
             raise SecurityError(f"more than {max_headers} header fields, interim answers included")
     response = Response(
@@ -587,8 +691,13 @@ def _read_body(
             if encodings.strip().lower() != "chunked":
                 raise InvalidMessage(f"unsupported transfer encoding: {encodings}")
             return (yield from _read_chunked(reader, max_line_length, max_body_size))
-        if "Content-Length" in headers:
-            raw_length = headers["Content-Length"]
+        lengths = headers.get_all("Content-Length")
+        if lengths:
+            # One value, even if repeated alike: a body whose end is in doubt could
+            # smuggle another message (RFC 9112 §6.3).
+            if len(lengths) > 1:
+                raise InvalidMessage(f"Content-Length header appears {len(lengths)} times")
+            raw_length = lengths[0]
             if not _DIGITS.fullmatch(raw_length):
                 raise InvalidMessage(f"invalid Content-Length: {raw_length}")
             length = int(raw_length)
@@ -600,8 +709,6 @@ def _read_body(
         data = bytes(reader.buffer[:max_body_size])
         reader.discard()
         return data, True
-    except MultipleValuesError as exc:
-        raise InvalidMessage(str(exc)) from exc
 
 
 def _read_chunked(
