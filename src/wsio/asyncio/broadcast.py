@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from ..exceptions import InvalidArgument
 from ..protocol.connection import PreparedMessage, State
 from ..protocol.frames import CloseCode, encode_text
-from .connection import Connection, DataLike
+from ..shared.messages import DataLike
+from .connection import Connection
 
 __all__ = [
     "BroadcastResult",

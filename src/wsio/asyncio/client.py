@@ -15,16 +15,14 @@ from ..exceptions import (
     InvalidProxyMessage,
     InvalidStatus,
     ProxyError,
-    SecurityError,
 )
 from ..protocol.connection import ClientProtocol, State
 from ..protocol.extensions import ClientExtensionFactory
-from ..protocol.handshake import redirect_location
-from ..protocol.http11 import Headers, HeadersLike, Response
-from ..protocol.proxy import Proxy, ProxyTunnel, parse_proxy, proxy_from_environment
-from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
+from ..protocol.http11 import HeadersLike, Response
+from ..protocol.proxy import Proxy, ProxyTunnel
+from ..protocol.uri import WebSocketURI
 from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
-from ..shared.compression import client_extensions
+from ..shared.opening import ClientSettings, Redirects
 from .connection import Connection, Opener, check_limits
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
@@ -135,70 +133,61 @@ class connect(Opener[ClientConnection]):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_connection_kwargs: Any,
     ) -> None:
-        self.uri = parse_uri(uri)
+        self._settings = ClientSettings(
+            uri,
+            dict(
+                ssl=ssl,
+                server_hostname=server_hostname,
+                origin=origin,
+                subprotocols=subprotocols,
+                additional_headers=additional_headers,
+                user_agent_header=user_agent_header,
+                open_timeout=open_timeout,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_size=max_size,
+                max_queue=max_queue,
+                compression=compression,
+                compression_threshold=compression_threshold,
+                extensions=extensions,
+                proxy=proxy,
+                proxy_ssl=proxy_ssl,
+                logger=logger if logger is not None else _logger,
+            ),
+        )
         check_limits(max_queue, write_limit)
-        if isinstance(proxy, str):
-            parse_proxy(proxy)  # fail early on an invalid proxy
-        self.proxy = proxy
-        self.proxy_ssl = proxy_ssl
-        if ssl is not None and not self.uri.secure:
-            raise ValueError("ssl argument is incompatible with a ws:// URI")
-        self.ssl = ssl
-        self.server_hostname = server_hostname
+        self.uri = self._settings.uri
         self.open_timeout = open_timeout
         self.backoff = backoff
         self.process_exception = process_exception
-        self.logger = logger if logger is not None else _logger
-        self._protocol_kwargs: dict[str, Any] = dict(
-            extensions=client_extensions(compression, compression_threshold, extensions),
-            origin=origin,
-            subprotocols=subprotocols,
-            additional_headers=additional_headers,
-            user_agent_header=user_agent_header,
-            max_size=max_size,
-            hold_failures=True,
-            logger=self.logger,
-        )
-        self._connection_kwargs: dict[str, Any] = dict(
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            close_timeout=close_timeout,
-            max_queue=max_queue,
-            write_limit=write_limit,
-        )
+        self.logger = self._settings.protocol_kwargs["logger"]
+        self._connection_kwargs = dict(self._settings.connection_kwargs, write_limit=write_limit)
         self._create_connection_kwargs = create_connection_kwargs
         self.connection: ClientConnection | None = None
 
+    def _redirects(self) -> Redirects:
+        """The redirects of one opening, from the URI given."""
+        return Redirects(self._settings)
+
     async def _open(self) -> ClientConnection:
         """Connect, following redirects, all within ``open_timeout``."""
-        uri = self.uri
-        protocol_kwargs = dict(self._protocol_kwargs)
-        redirects: list[tuple[str, Response]] = []
+        redirects = self._redirects()
         try:
             async with asyncio.timeout(self.open_timeout):
-                for _ in range(defaults.MAX_REDIRECTS + 1):
+                while True:
                     try:
-                        connection = await self._connect_once(uri, protocol_kwargs)
+                        connection = await self._connect_once(
+                            redirects.uri, redirects.protocol_kwargs
+                        )
                     except InvalidStatus as exc:
-                        location = redirect_location(exc.response)
-                        if location is None:
-                            raise
-                        redirects.append((uri.url, exc.response))
-                        new_uri = resolve_redirect(uri, location)
-                        if not same_origin(uri, new_uri):
-                            self._check_cross_origin(new_uri, exc)
-                            protocol_kwargs["additional_headers"] = _without_credentials(
-                                protocol_kwargs["additional_headers"]
-                            )
-                        uri = new_uri
+                        redirects.follow(exc)
                     else:
-                        connection.redirects = redirects
+                        connection.redirects = redirects.followed
                         self.connection = connection
                         return connection
-            raise SecurityError(f"more than {defaults.MAX_REDIRECTS} redirects")
         except InvalidHandshake as exc:
-            if redirects:
-                exc.redirects = redirects
+            redirects.annotate(exc)
             raise
 
     async def __aiter__(self) -> AsyncIterator[ClientConnection]:
@@ -222,13 +211,6 @@ class connect(Opener[ClientConnection]):
             if delay:
                 await asyncio.sleep(delay)
 
-    def _check_cross_origin(self, uri: WebSocketURI, exc: InvalidStatus) -> None:
-        """Hook: a redirect to another origin, ``uri``, is about to be followed."""
-
-    def _proxy_for(self, uri: WebSocketURI) -> Proxy | None:
-        proxy = proxy_from_environment(uri) if self.proxy is True else self.proxy
-        return None if proxy is None else parse_proxy(proxy)
-
     async def _connect_once(
         self, uri: WebSocketURI, protocol_kwargs: dict[str, Any]
     ) -> ClientConnection:
@@ -237,12 +219,11 @@ class connect(Opener[ClientConnection]):
         connection = ClientConnection(
             ClientProtocol(uri, **protocol_kwargs), **self._connection_kwargs
         )
+        settings = self._settings
         kwargs = dict(self._create_connection_kwargs)
-        ssl = None
-        if uri.secure:
-            ssl = self.ssl if self.ssl is not None else ssl_module.create_default_context()
-        server_hostname = self.server_hostname or uri.host
-        proxy = None if "sock" in kwargs else self._proxy_for(uri)
+        ssl = settings.ssl_for(uri)
+        server_hostname = settings.server_hostname_for(uri)
+        proxy = None if "sock" in kwargs else settings.proxy_for(uri)
         try:
             if proxy is None:
                 if ssl is not None:
@@ -290,13 +271,11 @@ class connect(Opener[ClientConnection]):
         """Connect to the proxy and have it open a tunnel to the server; return the
         transport, paused, and the bytes that already came through the tunnel."""
         loop = asyncio.get_running_loop()
-        if proxy.secure:
-            kwargs.update(
-                ssl=self.proxy_ssl or ssl_module.create_default_context(),
-                server_hostname=proxy.host,
-            )
+        proxy_ssl = self._settings.proxy_ssl_for(proxy)
+        if proxy_ssl is not None:
+            kwargs.update(ssl=proxy_ssl, server_hostname=proxy.host)
         tunnel = ProxyTunnel(
-            proxy, uri.host, uri.port, user_agent=self._protocol_kwargs["user_agent_header"]
+            proxy, uri.host, uri.port, user_agent=self._settings.user_agent_header
         )
         transport, opener = await loop.create_connection(
             lambda: _TunnelOpener(tunnel), proxy.host, proxy.port, **kwargs
@@ -338,11 +317,8 @@ class unix_connect(connect):
         path = None if "sock" in kwargs else self.path
         await loop.create_unix_connection(factory, path, **kwargs)
 
-    def _check_cross_origin(self, uri: WebSocketURI, exc: InvalidStatus) -> None:
-        # The next request would still go to this socket, as if it were that origin.
-        raise InvalidHandshake(
-            f"cannot follow a redirect to another origin over a Unix socket: {uri.url}"
-        ) from exc
+    def _redirects(self) -> Redirects:
+        return Redirects(self._settings, fixed_endpoint=True)
 
 
 class _TunnelOpener(asyncio.Protocol):
@@ -384,14 +360,3 @@ class _TunnelOpener(asyncio.Protocol):
             # Nothing more is read until the WebSocket connection takes the transport.
             self.transport.pause_reading()
             self.opened.set_result(None)
-
-
-def _without_credentials(headers: HeadersLike | None) -> Headers | None:
-    """Extra headers minus those that carry credentials, for a redirect to another origin."""
-    if headers is None:
-        return None
-    kept = Headers(headers)
-    for name in ("Authorization", "Cookie", "Proxy-Authorization"):
-        if name in kept:
-            del kept[name]
-    return kept

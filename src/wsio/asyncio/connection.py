@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
-import os
 import threading
 import time
 from collections.abc import (
@@ -29,7 +28,7 @@ from typing import Any, Generic, TypeAlias, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
-from ..exceptions import ConcurrencyError, ConnectionClosedOK, InvalidArgument
+from ..exceptions import ConcurrencyError, ConnectionClosedOK
 from ..protocol.connection import (
     BinaryMessage,
     Pong,
@@ -39,21 +38,27 @@ from ..protocol.connection import (
     State,
     TextMessage,
 )
-from ..protocol.frames import encode_text
-from ..protocol.http11 import Request, Response
 from ..protocol.utf8 import convert
+from ..shared.connection import BaseConnection
+from ..shared.messages import (
+    Data,
+    DataLike,
+    abandon_fragmented,
+    check_limits,
+    control_payload,
+    fragment_bytes,
+    ping_payload,
+    queue_fragment,
+    queue_message,
+)
 from .timers import coarse_timers
 from .waiter import Waiter
 
-__all__ = ["Connection", "Data", "Opener"]
-
-Data: TypeAlias = str | bytes
-DataLike: TypeAlias = str | bytes | bytearray | memoryview
+__all__ = ["Connection", "Data", "Opener", "check_limits"]
 
 _Address: TypeAlias = Any
 
 # Tuples, not unions: isinstance() is faster with them, and these run for every message.
-_BYTES_LIKE = (bytes, bytearray, memoryview)
 _MESSAGES = (TextMessage, BinaryMessage)
 _HANDSHAKE_EVENTS = (RequestReceived, ResponseReceived)
 
@@ -70,7 +75,7 @@ class _Closable(TypingProtocol):
 _Opened = TypeVar("_Opened", bound=_Closable)
 
 
-class Connection(asyncio.BufferedProtocol):
+class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol):
     """A WebSocket connection over asyncio; see :class:`~wsio.asyncio.client.ClientConnection`
     and :class:`~wsio.asyncio.server.ServerConnection` for the two sides.
 
@@ -80,11 +85,10 @@ class Connection(asyncio.BufferedProtocol):
     """
 
     # Slots: a server holds thousands of connections, and an instance dict costs about
-    # 1.5 KiB each. "__dict__" stays so that applications may still attach their own
-    # attributes to a connection (ws.user = ...); the dict is only allocated when they do.
+    # 1.5 KiB each. Instances still have a __dict__ (BaseConnection has no slots), so that
+    # applications may attach their own attributes to a connection (ws.user = ...); the
+    # dict is only allocated when they do.
     __slots__ = (
-        "__dict__",
-        "__weakref__",
         "_close_timer",
         "_connection_lost",
         "_drain_waiters",
@@ -164,37 +168,6 @@ class Connection(asyncio.BufferedProtocol):
         self._connection_lost: asyncio.Future[None] = self.loop.create_future()
 
     # Public API ---------------------------------------------------------------------------
-
-    @property
-    def state(self) -> State:
-        """State of the connection: CONNECTING, OPEN, CLOSING or CLOSED."""
-        return self.protocol.state
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake request."""
-        return getattr(self.protocol, "request", None)
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake response."""
-        return getattr(self.protocol, "response", None)
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol negotiated during the opening handshake, if any."""
-        return getattr(self.protocol, "subprotocol", None)
-
-    @property
-    def close_code(self) -> int | None:
-        """Code of the first close frame of the closing handshake (1006 if none was
-        exchanged); ``None`` while the connection is open."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """Reason of the first close frame of the closing handshake; ``None`` while open."""
-        return self.protocol.close_reason
 
     @property
     def local_address(self) -> _Address:
@@ -341,19 +314,7 @@ class Connection(asyncio.BufferedProtocol):
 
         :raises ConnectionClosed: the connection is closing or closed.
         """
-        protocol = self.protocol
-        if isinstance(message, str):
-            if protocol.state is not State.OPEN:
-                raise protocol.close_exc
-            protocol.send_text(encode_text(message, "message"), True, compress)
-        elif isinstance(message, _BYTES_LIKE):
-            if protocol.state is not State.OPEN:
-                raise protocol.close_exc
-            # bytes are immutable: only other buffers need a copy, taken now.
-            protocol.send_binary(
-                message if type(message) is bytes else bytes(message), True, compress
-            )
-        else:
+        if not queue_message(self.protocol, message, compress):
             return False
         self._flush()
         return True
@@ -376,27 +337,23 @@ class Connection(asyncio.BufferedProtocol):
                 return
             text = isinstance(current, str)
             while True:
-                data = _fragment_bytes(current, text)
+                data = fragment_bytes(current, text)
                 try:
                     current = await anext(fragments)
                     fin = False
                 except StopAsyncIteration:
                     fin = True
-                self._check_open()
-                if started:
-                    self.protocol.send_continuation(data, fin)
-                elif text:
-                    self.protocol.send_text(data, fin, compress)
-                else:
-                    self.protocol.send_binary(data, fin, compress)
+                queue_fragment(
+                    self.protocol, data, first=not started, text=text, fin=fin, compress=compress
+                )
                 started = True
                 self._flush()
                 await self._drain()
                 if fin:
                     return
         except BaseException:
-            if started and self.protocol.state is State.OPEN:
-                self.protocol.fail(1011, "error in fragmented message")
+            if started:
+                abandon_fragmented(self.protocol)
                 self._flush()
             raise
         finally:
@@ -415,12 +372,7 @@ class Connection(asyncio.BufferedProtocol):
         return await asyncio.shield(waiter)
 
     def _send_ping(self, data: DataLike | None) -> asyncio.Future[float]:
-        if data is None:
-            payload = os.urandom(4)
-            while payload in self._pong_waiters:  # pragma: no cover - 1 in 2**32
-                payload = os.urandom(4)
-        else:
-            payload = encode_text(data, "ping payload") if isinstance(data, str) else bytes(data)
+        payload = ping_payload(data, self._pong_waiters)
         self._check_open()
         self.protocol.send_ping(payload)
         waiter: asyncio.Future[float] = self.loop.create_future()
@@ -430,7 +382,7 @@ class Connection(asyncio.BufferedProtocol):
 
     async def pong(self, data: DataLike = b"") -> None:
         """Send an unsolicited pong, e.g. as a unidirectional heartbeat (RFC 6455 §5.5.3)."""
-        payload = encode_text(data, "pong payload") if isinstance(data, str) else bytes(data)
+        payload = control_payload(data, "pong payload")
         self._check_open()
         self.protocol.send_pong(payload)
         self._flush()
@@ -467,10 +419,6 @@ class Connection(asyncio.BufferedProtocol):
             await self.close(1011)
 
     # Inner workings -----------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self.protocol.state is not State.OPEN:
-            raise self.protocol.close_exc
 
     def _start_closing(self, code: int, reason: str) -> None:
         """Start the closing handshake without waiting: with the close frame of a failure
@@ -592,13 +540,7 @@ class Connection(asyncio.BufferedProtocol):
             if isinstance(event, _MESSAGES):
                 messages.append(event.data)
             elif isinstance(event, Pong):
-                # perf_counter, not loop.time(): uvloop's clock ticks in milliseconds.
-                now = time.perf_counter()
-                for payload in event.acknowledged:
-                    waiter, sent_at = self._pong_waiters.pop(payload)
-                    self.latency = now - sent_at
-                    if not waiter.done():
-                        waiter.set_result(self.latency)
+                self._acknowledge(event.acknowledged)
             elif isinstance(event, _HANDSHAKE_EVENTS):
                 self._handshake_event(event)
         # A held failure has its failure set: the attribute is cheaper than the property.
@@ -753,14 +695,9 @@ class Connection(asyncio.BufferedProtocol):
             self._disarm()
             if not self._handshake_over:
                 self._end_handshake()
-            if self._pong_waiters:
-                close_exc = self.protocol.close_exc
-                for waiter, _ in self._pong_waiters.values():
-                    if not waiter.done():
-                        waiter.set_exception(close_exc)
-                        # Nobody may await a keepalive ping's waiter: don't log it as unretrieved.
-                        waiter.exception()
-                self._pong_waiters.clear()
+            for waiter in self._abandon_pings():
+                # Nobody may await a keepalive ping's waiter: don't log it as unretrieved.
+                waiter.exception()
             self._resume_drain_waiters()
         finally:
             # Whatever happened, whoever waits for the end of the connection mustn't hang.
@@ -785,15 +722,6 @@ class Connection(asyncio.BufferedProtocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def check_limits(max_queue: int, write_limit: int) -> None:
-    """Refuse a queue that can't hold one message (reading would stay paused for good)
-    and a negative write limit (the transport would refuse every connection)."""
-    if max_queue < 1:
-        raise InvalidArgument(f"max_queue must be at least 1, not {max_queue}")
-    if write_limit < 0:
-        raise InvalidArgument(f"write_limit must be 0 or more, not {write_limit}")
 
 
 _RECEIVE_BUFFER_SIZE = 256 * 1024
@@ -836,15 +764,3 @@ class Opener(abc.ABC, Generic[_Opened]):
 async def _aiter_sync(items: Iterable[DataLike]) -> AsyncIterator[DataLike]:
     for item in items:
         yield item
-
-
-def _fragment_bytes(fragment: DataLike, text: bool) -> bytes:
-    if isinstance(fragment, str):
-        if not text:
-            raise TypeError("all fragments of a message must be of the same type")
-        return encode_text(fragment, "fragment")
-    if isinstance(fragment, bytes | bytearray | memoryview):
-        if text:
-            raise TypeError("all fragments of a message must be of the same type")
-        return bytes(fragment)
-    raise TypeError(f"fragment has an unsupported type: {type(fragment).__name__}")

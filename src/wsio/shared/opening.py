@@ -157,11 +157,16 @@ class Redirects:
     gets an :class:`InvalidStatus` hands it to :meth:`follow`, which moves on to the
     ``Location`` or raises. Credentials don't follow a redirect to another origin. Any
     :class:`InvalidHandshake` that ends the opening goes through :meth:`annotate`.
+
+    With ``fixed_endpoint``, every attempt reaches the same socket whatever the URI says
+    (a Unix socket): a redirect to another origin can't be followed, since its request
+    would reach that socket as if it were the other origin.
     """
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, *, fixed_endpoint: bool = False) -> None:
         self.uri = settings.uri
         self.protocol_kwargs = dict(settings.protocol_kwargs)
+        self.fixed_endpoint = fixed_endpoint
         #: ``(uri, response)`` of each redirect followed, in order.
         self.followed: list[tuple[str, Response]] = []
 
@@ -172,6 +177,7 @@ class Redirects:
         :raises SecurityError: too many redirects.
         :raises InvalidURI: a ``Location`` that isn't a WebSocket URI, or that goes from
             ``wss`` to ``ws``.
+        :raises InvalidHandshake: a redirect to another origin from a fixed endpoint.
         """
         location = redirect_location(exc.response)
         if location is None:
@@ -181,6 +187,10 @@ class Redirects:
             raise SecurityError(f"more than {defaults.MAX_REDIRECTS} redirects")
         new_uri = resolve_redirect(self.uri, location)
         if not same_origin(self.uri, new_uri):
+            if self.fixed_endpoint:
+                raise InvalidHandshake(
+                    f"cannot follow a redirect to another origin over a Unix socket: {new_uri.url}"
+                ) from exc
             self.protocol_kwargs["additional_headers"] = _without_credentials(
                 self.protocol_kwargs["additional_headers"]
             )

@@ -46,7 +46,8 @@ from ..protocol.connection import (
     State,
     TextMessage,
 )
-from ..protocol.http11 import Request, Response
+from ..protocol.utf8 import convert
+from ..shared.connection import BaseConnection
 from ..shared.messages import (
     Data,
     DataLike,
@@ -67,7 +68,7 @@ _HANDSHAKE_EVENTS = (RequestReceived, ResponseReceived)
 _READ_SIZE = 65536
 
 
-class Connection:
+class Connection(BaseConnection[concurrent.futures.Future[float]]):
     """A WebSocket connection over a blocking socket, served by threads; see
     :class:`~wsio.sync.client.ClientConnection` and
     :class:`~wsio.sync.server.ServerConnection` for the two sides.
@@ -120,37 +121,6 @@ class Connection:
     # Public API ---------------------------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        """State of the connection: CONNECTING, OPEN, CLOSING or CLOSED."""
-        return self.protocol.state
-
-    @property
-    def request(self) -> Request | None:
-        """The opening handshake request."""
-        return getattr(self.protocol, "request", None)
-
-    @property
-    def response(self) -> Response | None:
-        """The opening handshake response."""
-        return getattr(self.protocol, "response", None)
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol negotiated during the opening handshake, if any."""
-        return getattr(self.protocol, "subprotocol", None)
-
-    @property
-    def close_code(self) -> int | None:
-        """Code of the first close frame of the closing handshake (1006 if none was
-        exchanged); ``None`` while the connection is open."""
-        return self.protocol.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """Reason of the first close frame of the closing handshake; ``None`` while open."""
-        return self.protocol.close_reason
-
-    @property
     def local_address(self) -> Any:
         """Local address of the socket."""
         try:
@@ -191,11 +161,7 @@ class Connection:
             if self.protocol.has_data_to_send:
                 # Taking the message released a failure, or let the core decode more.
                 self._flush()
-        if decode is None:
-            return message
-        if decode:
-            return message if isinstance(message, str) else message.decode()
-        return message.encode() if isinstance(message, str) else message
+        return message if decode is None else convert(message, decode)
 
     def __iter__(self) -> Iterator[Data]:
         """Iterate over messages; stop quietly on a normal closure (1000, 1001, 1005)."""
@@ -352,10 +318,6 @@ class Connection:
 
     # Inner workings: the application's side -----------------------------------------------
 
-    def _check_open(self) -> None:
-        if self.protocol.state is not State.OPEN:
-            raise self.protocol.close_exc
-
     def _take_message(self, timeout: float | None) -> Data:
         """The next message, waiting ``timeout`` seconds at most; ``_mutex`` is held."""
         messages = self._messages
@@ -492,14 +454,7 @@ class Connection:
         self._changed.notify_all()
 
     def _acknowledge(self, acknowledged: Iterable[bytes]) -> None:
-        """Settle the pings that a pong answered (RFC 6455 §5.5.3: a pong answers the
-        ping it echoes and those sent before it)."""
-        now = time.perf_counter()
-        for payload in acknowledged:
-            waiter, sent_at = self._pong_waiters.pop(payload)
-            self.latency = now - sent_at
-            if not waiter.done():
-                waiter.set_result(self.latency)
+        super()._acknowledge(acknowledged)
         if self._keepalive_waiter is not None and self._keepalive_waiter.done():
             self._keepalive_waiter = None
             self._pong_deadline = None
@@ -658,12 +613,7 @@ class Connection:
             self._process_events()
             self._close_deadline = self._failure_deadline = None
             self._ping_due = self._pong_deadline = None
-            if self._pong_waiters:
-                close_exc = protocol.close_exc
-                for waiter, _ in self._pong_waiters.values():
-                    if not waiter.done():
-                        waiter.set_exception(close_exc)
-                self._pong_waiters.clear()
+            self._abandon_pings()
         self._abort()
         # A sender blocked on the socket got an error from the shutdown: once it let go,
         # the descriptor can close.
