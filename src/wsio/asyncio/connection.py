@@ -24,22 +24,19 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar, Unpack, cast
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
-from ..protocol.connection import (
-    BinaryMessage,
-    Pong,
-    Protocol,
-    RequestReceived,
-    ResponseReceived,
-    State,
-    TextMessage,
-)
+from ..protocol.connection import Pong, Protocol, RequestReceived, ResponseReceived, State
 from ..protocol.utf8 import convert
-from ..shared.connection import BaseConnection
+from ..shared.connection import (
+    HANDSHAKE_EVENTS,
+    MESSAGE_EVENTS,
+    BaseConnection,
+    ConnectionOptions,
+)
 from ..shared.messages import (
     Data,
     DataLike,
@@ -57,10 +54,6 @@ from .waiter import Waiter
 __all__ = ["Connection", "Data", "Opener", "check_limits"]
 
 _Address: TypeAlias = Any
-
-# Tuples, not unions: isinstance() is faster with them, and these run for every message.
-_MESSAGES = (TextMessage, BinaryMessage)
-_HANDSHAKE_EVENTS = (RequestReceived, ResponseReceived)
 
 
 class _Closable(TypingProtocol):
@@ -120,21 +113,11 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         self,
         protocol: Protocol,
         *,
-        ping_interval: float | None = defaults.PING_INTERVAL,
-        ping_timeout: float | None = defaults.PING_TIMEOUT,
-        close_timeout: float | None = defaults.CLOSE_TIMEOUT,
-        max_queue: int = defaults.MAX_QUEUE,
         write_limit: int = defaults.WRITE_LIMIT,
+        **options: Unpack[ConnectionOptions],
     ) -> None:
-        self.protocol = protocol
-        # The core decodes no more messages than the queue has room for.
-        protocol.allow_messages(max_queue)
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.close_timeout = close_timeout
-        self.max_queue = max_queue
+        super().__init__(protocol, **options)
         self.write_limit = write_limit
-        self.logger = protocol.logger
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         # Where the loop reads: shared by the connections of this thread rather than
@@ -143,9 +126,6 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         # it keeps before returning (see Protocol.receive_data): the buffer is free for the
         # next read, whichever connection it is for.
         self._read_buffer = _receive_buffer()
-        #: Round-trip time of the last ping answered, in seconds.
-        self.latency: float = 0.0
-
         # A list, not a deque: an empty deque costs 600 bytes, and reading pauses at
         # max_queue messages, so pop(0) only ever moves a few pointers.
         self._messages: list[Data] = []
@@ -155,7 +135,6 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._fragmented_send: asyncio.Future[None] | None = None
-        self._pong_waiters: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
         # The connection's one coarse timer at a time (open_timeout, then keepalive), and
@@ -537,11 +516,11 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
             protocol.allow_messages(self.max_queue - len(messages) - len(events))
             events += protocol.events_received()
         for event in events:
-            if isinstance(event, _MESSAGES):
+            if isinstance(event, MESSAGE_EVENTS):
                 messages.append(event.data)
             elif isinstance(event, Pong):
                 self._acknowledge(event.acknowledged)
-            elif isinstance(event, _HANDSHAKE_EVENTS):
+            elif isinstance(event, HANDSHAKE_EVENTS):
                 self._handshake_event(event)
         # A held failure has its failure set: the attribute is cheaper than the property.
         if protocol.failure is not None and protocol.failure_held:

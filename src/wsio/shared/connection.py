@@ -4,14 +4,67 @@ pings that pongs answer: written once for :mod:`wsio.asyncio` and :mod:`wsio.syn
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Generic, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 from typing import Protocol as TypingProtocol
 
-from ..protocol.connection import Protocol, State
+from .. import defaults
+from ..protocol.connection import (
+    BinaryMessage,
+    Protocol,
+    RequestReceived,
+    ResponseReceived,
+    State,
+    TextMessage,
+)
 from ..protocol.http11 import Request, Response
+from .messages import check_limits
 
-__all__ = ["BaseConnection", "PongWaiter"]
+__all__ = [
+    "HANDSHAKE_EVENTS",
+    "MESSAGE_EVENTS",
+    "BaseConnection",
+    "ConnectionOptions",
+    "PongWaiter",
+    "connection_options",
+]
+
+# Tuples, not unions: isinstance() is faster with them, and these run for every message.
+#: The core's events that carry a message for the application.
+MESSAGE_EVENTS = (TextMessage, BinaryMessage)
+#: The core's events that carry the opening handshake's request or response.
+HANDSHAKE_EVENTS = (RequestReceived, ResponseReceived)
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """The options of an open connection, which ``connect`` and ``serve`` take in both
+    I/O layers, with their defaults in :mod:`wsio.defaults`:
+
+    - ``ping_interval``, ``ping_timeout``: keepalive; ``None`` disables either.
+    - ``close_timeout``: seconds for the closing handshake.
+    - ``max_queue``: incoming messages queued before reading pauses.
+    """
+
+    ping_interval: float | None
+    ping_timeout: float | None
+    close_timeout: float | None
+    max_queue: int
+
+
+def connection_options(options: Mapping[str, Any]) -> ConnectionOptions:
+    """The :class:`ConnectionOptions` among ``options``, checked and completed with their
+    defaults.
+
+    :raises InvalidArgument: ``max_queue`` below 1.
+    """
+    max_queue = options.get("max_queue", defaults.MAX_QUEUE)
+    check_limits(max_queue)
+    return ConnectionOptions(
+        ping_interval=options.get("ping_interval", defaults.PING_INTERVAL),
+        ping_timeout=options.get("ping_timeout", defaults.PING_TIMEOUT),
+        close_timeout=options.get("close_timeout", defaults.CLOSE_TIMEOUT),
+        max_queue=max_queue,
+    )
 
 
 class PongWaiter(TypingProtocol):
@@ -32,15 +85,32 @@ class BaseConnection(Generic[_Waiter]):
     """The part of a connection common to both I/O layers, whose pings wait on
     ``_Waiter``.
 
-    Subclasses set :attr:`protocol` (the sans-I/O core), :attr:`latency` and
-    ``_pong_waiters`` (each ping's payload mapped to its waiter and the
-    :func:`time.perf_counter` time it went out).
+    It holds the sans-I/O core (:attr:`protocol`), the :class:`ConnectionOptions`, and
+    the pings waiting for a pong (``_pong_waiters``: each payload mapped to its waiter
+    and the :func:`time.perf_counter` time it went out).
     """
 
     protocol: Protocol
+    ping_interval: float | None
+    ping_timeout: float | None
+    close_timeout: float | None
+    max_queue: int
     #: Round-trip time of the last ping answered, in seconds.
     latency: float
     _pong_waiters: dict[bytes, tuple[_Waiter, float]]
+
+    def __init__(self, protocol: Protocol, **options: Unpack[ConnectionOptions]) -> None:
+        self.protocol = protocol
+        settings = connection_options(options)
+        self.ping_interval = settings["ping_interval"]
+        self.ping_timeout = settings["ping_timeout"]
+        self.close_timeout = settings["close_timeout"]
+        self.max_queue = settings["max_queue"]
+        # The core decodes no more messages than the queue has room for.
+        protocol.allow_messages(self.max_queue)
+        self.logger = protocol.logger
+        self.latency = 0.0
+        self._pong_waiters = {}
 
     @property
     def state(self) -> State:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import ssl as ssl_module
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from .. import defaults
 from ..exceptions import InvalidHandshake, InvalidStatus, SecurityError
@@ -16,7 +16,7 @@ from ..protocol.http11 import Headers, HeadersLike, Response
 from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
 from .compression import client_extensions
-from .messages import check_limits
+from .connection import ConnectionOptions, connection_options
 
 __all__ = ["ClientOptions", "ClientSettings", "Redirects"]
 
@@ -25,9 +25,9 @@ LoggerLike = logging.Logger | logging.LoggerAdapter[logging.Logger]
 _logger = logging.getLogger("wsio.client")
 
 
-class ClientOptions(TypedDict, total=False):
+class ClientOptions(ConnectionOptions, total=False):
     """The keyword arguments that ``connect`` takes in both I/O layers, with their
-    defaults in :mod:`wsio.defaults`:
+    defaults in :mod:`wsio.defaults`: those of :class:`ConnectionOptions`, and
 
     - ``ssl``: TLS context for ``wss://``; a default, verifying context if omitted.
     - ``server_hostname``: the name TLS checks the certificate against; the URI's host
@@ -40,10 +40,7 @@ class ClientOptions(TypedDict, total=False):
     - ``open_timeout``: seconds for TCP connect, TLS and the HTTP upgrade together,
       redirects included; ``None`` waits forever. Exceeding it raises
       :class:`TimeoutError`.
-    - ``ping_interval``, ``ping_timeout``: keepalive; ``None`` disables either.
-    - ``close_timeout``: seconds for the closing handshake.
     - ``max_size``: largest incoming message in bytes; ``None`` disables the limit.
-    - ``max_queue``: incoming messages queued before reading pauses.
     - ``compression``: ``"deflate"`` (default) offers permessage-deflate (RFC 7692);
       ``None`` offers no compression.
     - ``compression_threshold``: messages shorter than this many bytes are sent
@@ -63,11 +60,7 @@ class ClientOptions(TypedDict, total=False):
     additional_headers: HeadersLike | None
     user_agent_header: str | None
     open_timeout: float | None
-    ping_interval: float | None
-    ping_timeout: float | None
-    close_timeout: float | None
     max_size: int | None
-    max_queue: int
     compression: str | None
     compression_threshold: int
     extensions: Sequence[ClientExtensionFactory]
@@ -89,12 +82,11 @@ class ClientSettings:
     """
 
     def __init__(self, uri: str, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - set(ClientOptions.__annotations__))
+        unknown = sorted(set(options) - ClientOptions.__optional_keys__)
         if unknown:
             raise TypeError(f"connect() got an unexpected keyword argument {unknown[0]!r}")
         self.uri = parse_uri(uri)
-        max_queue = options.get("max_queue", defaults.MAX_QUEUE)
-        check_limits(max_queue)
+        self.connection_kwargs = connection_options(options)
         proxy = options.get("proxy", True)
         if isinstance(proxy, str):
             parse_proxy(proxy)  # fail early on an invalid proxy
@@ -120,12 +112,6 @@ class ClientSettings:
             max_size=options.get("max_size", defaults.MAX_SIZE),
             hold_failures=True,
             logger=logger if logger is not None else _logger,
-        )
-        self.connection_kwargs: dict[str, Any] = dict(
-            ping_interval=options.get("ping_interval", defaults.PING_INTERVAL),
-            ping_timeout=options.get("ping_timeout", defaults.PING_TIMEOUT),
-            close_timeout=options.get("close_timeout", defaults.CLOSE_TIMEOUT),
-            max_queue=max_queue,
         )
 
     def proxy_for(self, uri: WebSocketURI) -> Proxy | None:

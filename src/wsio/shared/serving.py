@@ -8,7 +8,7 @@ import logging
 import reprlib
 from collections.abc import Callable, Generator, Sequence
 from http import HTTPStatus
-from typing import Any, TypedDict
+from typing import Any
 
 from .. import defaults
 from ..exceptions import InvalidArgument
@@ -17,7 +17,7 @@ from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import Request, Response
 from .compression import server_extensions
-from .messages import check_limits
+from .connection import ConnectionOptions, connection_options
 
 __all__ = [
     "SHUTTING_DOWN",
@@ -38,9 +38,9 @@ SHUTTING_DOWN = (HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
 _HOOK_FAILED = "Failed to open a WebSocket connection.\nSee server log for more information.\n"
 
 
-class ServerOptions(TypedDict, total=False):
+class ServerOptions(ConnectionOptions, total=False):
     """The keyword arguments that ``serve`` takes in both I/O layers, with their
-    defaults in :mod:`wsio.defaults`:
+    defaults in :mod:`wsio.defaults`: those of :class:`ConnectionOptions`, and
 
     - ``ssl``: TLS context: the server speaks ``wss://``.
     - ``origins``: allowed values of the ``Origin`` header (strings, patterns, ``None``
@@ -61,10 +61,7 @@ class ServerOptions(TypedDict, total=False):
     - ``server_header``: value of the ``Server`` header; ``None`` leaves it out.
     - ``open_timeout``: seconds from the TCP accept to the end of the HTTP upgrade, TLS
       included.
-    - ``ping_interval``, ``ping_timeout``: keepalive; ``None`` disables either.
-    - ``close_timeout``: seconds for the closing handshake.
     - ``max_size``: largest incoming message in bytes; ``None`` disables the limit.
-    - ``max_queue``: incoming messages queued before reading pauses.
     - ``logger``: where the connections log; ``wsio.server`` if omitted.
     """
 
@@ -80,11 +77,7 @@ class ServerOptions(TypedDict, total=False):
     process_response: Callable[[Any, Request, Response], Any] | None
     server_header: str | None
     open_timeout: float | None
-    ping_interval: float | None
-    ping_timeout: float | None
-    close_timeout: float | None
     max_size: int | None
-    max_queue: int
     logger: LoggerLike | None
 
 
@@ -99,11 +92,10 @@ class ServerSettings:
     """
 
     def __init__(self, options: dict[str, Any]) -> None:
-        unknown = sorted(set(options) - set(ServerOptions.__annotations__))
+        unknown = sorted(set(options) - ServerOptions.__optional_keys__)
         if unknown:
             raise TypeError(f"serve() got an unexpected keyword argument {unknown[0]!r}")
-        max_queue = options.get("max_queue", defaults.MAX_QUEUE)
-        check_limits(max_queue)
+        self.connection_kwargs = connection_options(options)
         self.open_timeout: float | None = options.get("open_timeout", defaults.OPEN_TIMEOUT)
         if self.open_timeout is not None and self.open_timeout <= 0:
             # No handshake could succeed.
@@ -127,12 +119,6 @@ class ServerSettings:
             subprotocols=options.get("subprotocols"),
             server_header=options.get("server_header", defaults.SERVER_HEADER),
             max_size=options.get("max_size", defaults.MAX_SIZE),
-        )
-        self.connection_kwargs: dict[str, Any] = dict(
-            ping_interval=options.get("ping_interval", defaults.PING_INTERVAL),
-            ping_timeout=options.get("ping_timeout", defaults.PING_TIMEOUT),
-            close_timeout=options.get("close_timeout", defaults.CLOSE_TIMEOUT),
-            max_queue=max_queue,
         )
 
     def make_protocol(self, connection: Any) -> ServerProtocol:

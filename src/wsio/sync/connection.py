@@ -33,21 +33,18 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Unpack, cast
 
 from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
-from ..protocol.connection import (
-    BinaryMessage,
-    Pong,
-    Protocol,
-    RequestReceived,
-    ResponseReceived,
-    State,
-    TextMessage,
-)
+from ..protocol.connection import Pong, Protocol, RequestReceived, ResponseReceived, State
 from ..protocol.utf8 import convert
-from ..shared.connection import BaseConnection
+from ..shared.connection import (
+    HANDSHAKE_EVENTS,
+    MESSAGE_EVENTS,
+    BaseConnection,
+    ConnectionOptions,
+)
 from ..shared.messages import (
     Data,
     DataLike,
@@ -61,8 +58,6 @@ from ..shared.messages import (
 
 __all__ = ["Connection"]
 
-_MESSAGES = (TextMessage, BinaryMessage)
-_HANDSHAKE_EVENTS = (RequestReceived, ResponseReceived)
 
 #: Bytes asked of the socket per read.
 _READ_SIZE = 65536
@@ -75,26 +70,10 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
     """
 
     def __init__(
-        self,
-        sock: socket.socket,
-        protocol: Protocol,
-        *,
-        ping_interval: float | None = defaults.PING_INTERVAL,
-        ping_timeout: float | None = defaults.PING_TIMEOUT,
-        close_timeout: float | None = defaults.CLOSE_TIMEOUT,
-        max_queue: int = defaults.MAX_QUEUE,
+        self, sock: socket.socket, protocol: Protocol, **options: Unpack[ConnectionOptions]
     ) -> None:
+        super().__init__(protocol, **options)
         self.socket = sock
-        self.protocol = protocol
-        # The core decodes no more messages than the queue has room for.
-        protocol.allow_messages(max_queue)
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.close_timeout = close_timeout
-        self.max_queue = max_queue
-        self.logger = protocol.logger
-        #: Round-trip time of the last ping answered, in seconds.
-        self.latency: float = 0.0
 
         self._send_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -105,7 +84,6 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         self._recv_in_progress = False
         # The thread sending a fragmented message, while it does.
         self._fragmenting_thread: int | None = None
-        self._pong_waiters: dict[bytes, tuple[concurrent.futures.Future[float], float]] = {}
         # The handshake message, once the core parsed it.
         self._handshake_event: RequestReceived | ResponseReceived | None = None
         self._reader: threading.Thread | None = None
@@ -431,11 +409,11 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         messages = self._messages
         while True:
             for event in protocol.events_received():
-                if isinstance(event, _MESSAGES):
+                if isinstance(event, MESSAGE_EVENTS):
                     messages.append(event.data)
                 elif isinstance(event, Pong):
                     self._acknowledge(event.acknowledged)
-                elif isinstance(event, _HANDSHAKE_EVENTS):
+                elif isinstance(event, HANDSHAKE_EVENTS):
                     self._handshake_event = event
             room = self.max_queue - len(messages)
             if room > 0 and protocol.parsing_paused:
