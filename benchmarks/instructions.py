@@ -141,11 +141,12 @@ def _end_of_stream(protocol: Any, transport: _FakeTransport) -> None:
 
 async def _wsio_handshakes(count: int) -> None:
     import wsio
+    from wsio.asyncio.server import ServerConnection
 
     # The connections are made as the server's listening socket makes them.
     server = wsio.serve(_echo, compression=None).server
     for _ in range(count):
-        connection = server._make_connection(server)
+        connection = ServerConnection(server)
         transport = _FakeTransport(connection)
         await _handshake(connection, transport)
         assert connection._handler_task is not None

@@ -52,11 +52,11 @@ from uvicorn.server import ServerState
 
 from . import defaults
 from .asyncio.connection import Connection
-from .asyncio.server import _SHUTTING_DOWN
 from .exceptions import ConnectionClosed
 from .protocol.connection import RequestReceived, ResponseReceived, ServerProtocol, State
 from .protocol.http11 import Headers, Response
 from .shared.compression import server_extensions
+from .shared.serving import SHUTTING_DOWN
 
 __all__ = ["WebSocketProtocol", "get_connection"]
 
@@ -195,7 +195,7 @@ class WebSocketProtocol(Connection):
             return
         if state is State.CONNECTING and self.protocol.request is not None:
             self._disconnect = {"type": "websocket.disconnect", "code": 1006}
-            self._answer(self.protocol.reject(*_SHUTTING_DOWN))
+            self._answer(self.protocol.reject(*SHUTTING_DOWN))
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import inspect
 import logging
-import reprlib
 import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -22,7 +20,13 @@ from ..protocol.connection import ServerProtocol, State
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import MultipleValuesError, Request, Response
-from ..shared.compression import server_extensions
+from ..shared.serving import (
+    SHUTTING_DOWN,
+    ServerSettings,
+    answer_request,
+    failed_hook_answer,
+    log_no_upgrade,
+)
 from .broadcast import check_broadcast_policy
 from .connection import Connection, Opener, check_limits
 
@@ -37,12 +41,7 @@ ProcessResponse = Callable[
 ]
 SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], "str | None"]
 
-_logger = logging.getLogger("wsio.server")
-
 _T = TypeVar("_T")
-
-# The answer to a handshake that comes while the server shuts down.
-_SHUTTING_DOWN = (HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down.\n")
 
 # What a hook or handler may raise that is no bug of the application: these stop its task
 # (the loop, for the first two) instead of being answered with 500 or closed with 1011.
@@ -64,19 +63,24 @@ class ServerConnection(Connection):
 
     protocol: ServerProtocol
 
-    def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
-        super().__init__(protocol, **kwargs)
+    def __init__(self, server: Server) -> None:
+        settings = server.settings
+        super().__init__(
+            settings.make_protocol(self),
+            write_limit=server.write_limit,
+            **settings.connection_kwargs,
+        )
         self.server = server
         # The loop creates the protocol when it accepts the TCP connection, before any TLS
         # handshake: open_timeout runs from here.
-        timeout = server.open_timeout
+        timeout = settings.open_timeout
         self._open_deadline = None if timeout is None else self.loop.time() + timeout
         # Runs the hooks, if any, then the handler. A connection gets one once its request
         # arrived (with hooks) or once it upgraded (without): none while it waits for a
         # request, which keeps a connection that never sends one cheap.
         self._handler_task: asyncio.Task[None] | None = None
-        # Status of the answer that process_request gave instead of upgrading, if any.
-        self._answered_by_hook = 0
+        # Whether process_request answered instead of upgrading.
+        self._answered_by_hook = False
         # Whether a hook awaited, with reading paused meanwhile.
         self._hook_awaited = False
         #: The user authenticated by :func:`basic_auth`, if any.
@@ -112,7 +116,9 @@ class ServerConnection(Connection):
     def _open_timed_out(self) -> None:
         """``open_timeout`` passed before the end of the HTTP upgrade: give up on it."""
         self._timer_slot = None
-        self.logger.info("opening handshake timed out after %s s", self.server.open_timeout)
+        self.logger.info(
+            "opening handshake timed out after %s s", self.server.settings.open_timeout
+        )
         # The handshake is over, and that line said how: nothing more to log when the
         # abort ends the connection.
         super()._end_handshake()
@@ -122,8 +128,8 @@ class ServerConnection(Connection):
 
     def _handshake_event(self, event: object) -> None:
         # The request arrived.
-        server = self.server
-        if server.process_request is None and server.process_response is None:
+        settings = self.server.settings
+        if settings.process_request is None and settings.process_response is None:
             # Nothing can await: answer before the loop reads again, with neither a task
             # nor a turn of the loop between the request and its answer.
             # A server closing meanwhile turns a 101 into 503 (_send_answer).
@@ -135,7 +141,7 @@ class ServerConnection(Connection):
                 raise
             except BaseException as exc:
                 # select_subprotocol is the application's and may raise.
-                response = self._answer_failed_hook(exc)
+                response = failed_hook_answer(self.protocol, exc)
             self._send_answer(response)
         else:
             self._handler_task = self.loop.create_task(self._run_with_hooks())
@@ -145,7 +151,7 @@ class ServerConnection(Connection):
         self._disarm()  # open_timeout
         response = self.protocol.response
         if response is None or response.status_code != 101:
-            self._log_no_upgrade(response)
+            log_no_upgrade(self.protocol, response, self._answered_by_hook)
         elif self._handler_task is None:
             self._handler_task = self.loop.create_task(self._run_handler())
         # Else the task that ran the hooks goes on with the handler.
@@ -158,7 +164,7 @@ class ServerConnection(Connection):
             # Cancelled (open_timeout, the server closing), or a hook raised CancelledError,
             # KeyboardInterrupt or SystemExit: nothing else will answer the request now.
             if self.server.closing:
-                self._send_answer(self.respond(*_SHUTTING_DOWN))
+                self._send_answer(self.respond(*SHUTTING_DOWN))
             if self.protocol.state is State.CONNECTING:
                 self._abort()
             raise
@@ -193,15 +199,6 @@ class ServerConnection(Connection):
             self._abort()
             raise
 
-    def _log_no_upgrade(self, response: Response | None) -> None:
-        if response is not None and self._answered_by_hook:
-            # A health check or an auth challenge: routine, not a failure.
-            self.logger.debug("answered HTTP %d without upgrading", self._answered_by_hook)
-        elif self.protocol.handshake_exc is not None:
-            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
-        else:
-            self.logger.debug("connection closed before the opening handshake was answered")
-
     def _refuse_while_closing(self) -> None:
         """The server is closing: answer 503 now, rather than when the request arrives.
 
@@ -211,7 +208,7 @@ class ServerConnection(Connection):
         started a request is left to finish it.
         """
         if not self.protocol.request_started:
-            self.protocol.send_response(self.respond(*_SHUTTING_DOWN))
+            self.protocol.send_response(self.respond(*SHUTTING_DOWN))
             self._process_events()
             # Nothing was read, so nothing is left to wait for: close once it's written.
             assert self.transport is not None
@@ -223,43 +220,27 @@ class ServerConnection(Connection):
         return self.protocol.reject(status, text)
 
     async def _answer_request(self) -> None:
-        """Answer the opening handshake request: the ``process_request`` hook may answer
-        it, else the core checks it; ``process_response`` may then edit a 101."""
+        """Answer the opening handshake request with the hooks' say
+        (:func:`~wsio.shared.serving.answer_request`), awaiting what they return."""
         request = self.protocol.request
         assert request is not None
-        server = self.server
-        response: Response | None = None
+        response: Response
         try:
-            if server.closing:
-                response = self.respond(*_SHUTTING_DOWN)
-            elif server.process_request is not None:
-                response = await self._hook_answer(
-                    "process_request", server.process_request(self, request)
-                )
-                if response is not None:
-                    self._answered_by_hook = response.status_code
-            if response is None:
-                response = self.protocol.accept(request)
-                if response.status_code == 101 and server.process_response is not None:
-                    edited = await self._hook_answer(
-                        "process_response", server.process_response(self, request, response)
-                    )
-                    if edited is not None:
-                        response = edited
+            if self.server.closing:
+                response = self.respond(*SHUTTING_DOWN)
+            else:
+                steps = answer_request(self, request, self.server.settings)
+                try:
+                    answer = next(steps)
+                    while True:
+                        answer = steps.send(await self._hook_answer(answer))
+                except StopIteration as done:
+                    response, self._answered_by_hook = done.value
         except _ENDS_TASK:
             raise
         except BaseException as exc:
-            response = self._answer_failed_hook(exc)
+            response = failed_hook_answer(self.protocol, exc)
         self._send_answer(response)
-
-    def _answer_failed_hook(self, exc: BaseException) -> Response:
-        """The answer when a hook (or select_subprotocol) raised or returned something
-        unusable: 500, and the error in the log, since that is a bug of the application."""
-        self.logger.error("opening handshake failed in a hook: %s", exc, exc_info=exc)
-        return self.respond(
-            HTTPStatus.INTERNAL_SERVER_ERROR,
-            "Failed to open a WebSocket connection.\nSee server log for more information.\n",
-        )
 
     def _send_answer(self, response: Response) -> None:
         """Send the answer to the request, unless the connection ended meanwhile."""
@@ -272,49 +253,32 @@ class ServerConnection(Connection):
         if self.server.closing and response.status_code == 101:
             # The server is closing (it may have started while a hook ran): its open
             # connections are being closed already, and this one mustn't open after them.
-            response = self.respond(*_SHUTTING_DOWN)
+            response = self.respond(*SHUTTING_DOWN)
         try:
             self.protocol.send_response(response)
         except Exception as exc:
             # A hook's Response that can't be serialized (a str body, say). The core
             # queued nothing of it, and the handshake is still to answer.
-            self.protocol.send_response(self._answer_failed_hook(exc))
+            self.protocol.send_response(failed_hook_answer(self.protocol, exc))
         self._process_events()
         if self._hook_awaited and not self._reading_paused and not transport.is_closing():
             transport.resume_reading()
 
-    async def _hook_answer(
-        self, hook: str, answer: Response | Awaitable[Response | None] | None
-    ) -> Response | None:
-        """What a hook returned, awaited if need be: a :class:`Response` or ``None``.
+    async def _hook_answer(self, answer: object) -> object:
+        """What a hook returned, awaited if it is awaitable.
 
         While a hook awaits (up to ``open_timeout``), nothing more is read from the client,
         so that it can't make the server buffer without bound; reading resumes once the
         answer is sent. Without a hook that awaits, the answer goes before the loop reads
         again (the task resumes ahead of the next reads): there is nothing to pause for,
         and pausing would cost two system calls per handshake.
-
-        :raises TypeError: the hook returned something else, such as the ``(status,
-            headers, body)`` tuple of other libraries; the request is then answered 500.
         """
         if inspect.isawaitable(answer):
             assert self.transport is not None
             self._hook_awaited = True
             self.transport.pause_reading()
-            answer = await answer
-        if answer is None or isinstance(answer, Response):
-            return answer
-        raise _wrong_type(hook, answer, "a Response or None")
-
-    def _select_subprotocol(
-        self, select_subprotocol: SelectSubprotocol, offered: Sequence[str]
-    ) -> str | None:
-        """The application's ``select_subprotocol``, held to returning a str or None: the
-        core checks that a str was offered (RFC 6455 §4.2.2)."""
-        chosen = select_subprotocol(self, offered)
-        if chosen is None or isinstance(chosen, str):
-            return chosen
-        raise _wrong_type("select_subprotocol", chosen, "a str or None")
+            return await answer
+        return answer
 
 
 class Server:
@@ -327,25 +291,19 @@ class Server:
     def __init__(
         self,
         handler: Handler,
+        settings: ServerSettings,
         *,
-        ssl: ssl_module.SSLContext | None,
-        open_timeout: float | None,
-        process_request: ProcessRequest | None,
-        process_response: ProcessResponse | None,
-        make_connection: Callable[[Server], ServerConnection],
+        write_limit: int = defaults.WRITE_LIMIT,
         broadcast_limit: int | None = defaults.BROADCAST_LIMIT,
         slow_consumer: str = defaults.SLOW_CONSUMER,
     ) -> None:
         self.handler = handler
+        self.settings = settings
+        self.write_limit = write_limit
         #: What :func:`~wsio.broadcast` applies to this server's connections by default.
         self.broadcast_limit = broadcast_limit
         self.slow_consumer = slow_consumer
-        self.ssl = ssl
-        self.open_timeout = open_timeout
-        self.process_request = process_request
-        self.process_response = process_response
         self.closing = False
-        self._make_connection = make_connection
         self._connections: set[ServerConnection] = set()
         self._server: asyncio.Server | None = None
         self._close_task: asyncio.Task[None] | None = None
@@ -496,52 +454,36 @@ class serve(Opener[Server]):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_server_kwargs: Any,
     ) -> None:
-        if logger is None:
-            logger = _logger
+        settings = ServerSettings(
+            dict(
+                ssl=ssl,
+                origins=origins,
+                subprotocols=subprotocols,
+                select_subprotocol=select_subprotocol,
+                compression=compression,
+                compression_threshold=compression_threshold,
+                server_no_context_takeover=server_no_context_takeover,
+                extensions=extensions,
+                process_request=process_request,
+                process_response=process_response,
+                server_header=server_header,
+                open_timeout=open_timeout,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_size=max_size,
+                max_queue=max_queue,
+                logger=logger,
+            )
+        )
         check_limits(max_queue, write_limit)
         if slow_consumer is None:
             raise InvalidArgument("slow_consumer must be 'skip' or 'close', not None")
         check_broadcast_policy(broadcast_limit, slow_consumer)
-        if open_timeout is not None and open_timeout <= 0:
-            # No handshake could succeed; with TLS, the loop would refuse each accept.
-            raise InvalidArgument(f"open_timeout must be positive or None, not {open_timeout}")
-
-        server_extension_factories = server_extensions(
-            compression, compression_threshold, extensions, server_no_context_takeover
-        )
-
-        def make_connection(server: Server) -> ServerConnection:
-            protocol = ServerProtocol(
-                extensions=server_extension_factories,
-                origins=origins,
-                subprotocols=subprotocols,
-                server_header=server_header,
-                max_size=max_size,
-                hold_failures=True,
-                logger=logger,
-            )
-            connection = ServerConnection(
-                protocol,
-                server,
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
-                close_timeout=close_timeout,
-                max_queue=max_queue,
-                write_limit=write_limit,
-            )
-            if select_subprotocol is not None:
-                protocol.select_subprotocol = functools.partial(
-                    connection._select_subprotocol, select_subprotocol
-                )
-            return connection
-
         self.server = Server(
             handler,
-            ssl=ssl,
-            open_timeout=open_timeout,
-            process_request=process_request,
-            process_response=process_response,
-            make_connection=make_connection,
+            settings,
+            write_limit=write_limit,
             broadcast_limit=broadcast_limit,
             slow_consumer=slow_consumer,
         )
@@ -552,14 +494,15 @@ class serve(Opener[Server]):
 
     async def _open(self) -> Server:
         server = self.server
+        settings = server.settings
         kwargs = dict(self._create_server_kwargs)
-        if server.ssl is not None:
+        if settings.ssl is not None:
             # The loop's own TLS, set up as it accepts: a protocol that started TLS itself
             # (start_tls) could read the ClientHello first on uvloop, which starts reading
             # once connection_made returns, and answer it as a bad HTTP request.
-            kwargs["ssl"] = server.ssl
-            kwargs.setdefault("ssl_handshake_timeout", server.open_timeout)
-        server._server = await self._create_server(lambda: server._make_connection(server), kwargs)
+            kwargs["ssl"] = settings.ssl
+            kwargs.setdefault("ssl_handshake_timeout", settings.open_timeout)
+        server._server = await self._create_server(lambda: ServerConnection(server), kwargs)
         return server
 
     async def _create_server(
@@ -584,13 +527,6 @@ class unix_serve(serve):
     ) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         return await loop.create_unix_server(factory, self._path, **kwargs)
-
-
-def _wrong_type(hook: str, value: object, expected: str) -> TypeError:
-    """The error for a hook that returned ``value`` instead of ``expected``."""
-    if inspect.iscoroutine(value):
-        value.close()  # never to be awaited: spare the "never awaited" warning
-    return TypeError(f"{hook} returned {reprlib.repr(value)}, not {expected}")
 
 
 async def _maybe_await(value: _T | Awaitable[_T]) -> _T:

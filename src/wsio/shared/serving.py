@@ -26,6 +26,7 @@ __all__ = [
     "answer_request",
     "failed_hook_answer",
     "hook_answer",
+    "log_no_upgrade",
 ]
 
 LoggerLike = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -195,3 +196,16 @@ def failed_hook_answer(protocol: ServerProtocol, exc: BaseException) -> Response
     unusable: 500, and the error in the log, since that is a bug of the application."""
     protocol.logger.error("opening handshake failed in a hook: %s", exc, exc_info=exc)
     return protocol.reject(HTTPStatus.INTERNAL_SERVER_ERROR, _HOOK_FAILED)
+
+
+def log_no_upgrade(
+    protocol: ServerProtocol, response: Response | None, answered_by_hook: bool
+) -> None:
+    """Log why a connection ended without upgrading: routine for a hook's answer (a
+    health check, an auth challenge), worth a line for a refused handshake."""
+    if response is not None and answered_by_hook:
+        protocol.logger.debug("answered HTTP %d without upgrading", response.status_code)
+    elif protocol.handshake_exc is not None:
+        protocol.logger.info("opening handshake failed: %s", protocol.handshake_exc)
+    else:
+        protocol.logger.debug("connection closed before the opening handshake was answered")

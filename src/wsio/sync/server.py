@@ -24,6 +24,7 @@ from ..shared.serving import (
     ServerSettings,
     answer_request,
     failed_hook_answer,
+    log_no_upgrade,
     wrong_type,
 )
 from .connection import Connection
@@ -72,7 +73,7 @@ class ServerConnection(Connection):
             self._answer(request)
         response = self.protocol.response
         if response is None or response.status_code != 101:
-            self._log_no_upgrade(response)
+            log_no_upgrade(self.protocol, response, self._answered_by_hook)
             # The answer went out and the core closed its side: read until the client
             # closes its own, for close_timeout at most, so that nothing it still sends
             # turns the end into a reset that could destroy the answer.
@@ -142,15 +143,6 @@ class ServerConnection(Connection):
         # Nothing was read, so nothing is left to wait for; this wakes the thread that
         # waits for the request.
         self._abort()
-
-    def _log_no_upgrade(self, response: Response | None) -> None:
-        if response is not None and self._answered_by_hook:
-            # A health check or an auth challenge: routine, not a failure.
-            self.logger.debug("answered HTTP %d without upgrading", response.status_code)
-        elif self.protocol.handshake_exc is not None:
-            self.logger.info("opening handshake failed: %s", self.protocol.handshake_exc)
-        else:
-            self.logger.debug("connection closed before the opening handshake was answered")
 
 
 class Server:
