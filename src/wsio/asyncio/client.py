@@ -22,12 +22,10 @@ from ..protocol.http11 import HeadersLike, Response
 from ..protocol.proxy import Proxy, ProxyTunnel
 from ..protocol.uri import WebSocketURI
 from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
-from ..shared.opening import ClientSettings, Redirects
+from ..shared.opening import ClientOptions, ClientSettings, Redirects
 from .connection import Connection, Opener, check_limits
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
-
-_logger = logging.getLogger("wsio.client")
 
 
 class ClientConnection(Connection):
@@ -133,28 +131,10 @@ class connect(Opener[ClientConnection]):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_connection_kwargs: Any,
     ) -> None:
+        # The keyword arguments that both layers' connect take, as given here.
+        arguments = locals()
         self._settings = ClientSettings(
-            uri,
-            dict(
-                ssl=ssl,
-                server_hostname=server_hostname,
-                origin=origin,
-                subprotocols=subprotocols,
-                additional_headers=additional_headers,
-                user_agent_header=user_agent_header,
-                open_timeout=open_timeout,
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
-                close_timeout=close_timeout,
-                max_size=max_size,
-                max_queue=max_queue,
-                compression=compression,
-                compression_threshold=compression_threshold,
-                extensions=extensions,
-                proxy=proxy,
-                proxy_ssl=proxy_ssl,
-                logger=logger if logger is not None else _logger,
-            ),
+            uri, {name: arguments[name] for name in ClientOptions.__optional_keys__}
         )
         check_limits(max_queue, write_limit)
         self.uri = self._settings.uri

@@ -22,6 +22,7 @@ from ..protocol.handshake import Origin
 from ..protocol.http11 import MultipleValuesError, Request, Response
 from ..shared.serving import (
     SHUTTING_DOWN,
+    ServerOptions,
     ServerSettings,
     answer_request,
     failed_hook_answer,
@@ -454,27 +455,10 @@ class serve(Opener[Server]):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         **create_server_kwargs: Any,
     ) -> None:
+        # The keyword arguments that both layers' serve take, as given here.
+        arguments = locals()
         settings = ServerSettings(
-            dict(
-                ssl=ssl,
-                origins=origins,
-                subprotocols=subprotocols,
-                select_subprotocol=select_subprotocol,
-                compression=compression,
-                compression_threshold=compression_threshold,
-                server_no_context_takeover=server_no_context_takeover,
-                extensions=extensions,
-                process_request=process_request,
-                process_response=process_response,
-                server_header=server_header,
-                open_timeout=open_timeout,
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
-                close_timeout=close_timeout,
-                max_size=max_size,
-                max_queue=max_queue,
-                logger=logger,
-            )
+            {name: arguments[name] for name in ServerOptions.__optional_keys__}
         )
         check_limits(max_queue, write_limit)
         if slow_consumer is None:

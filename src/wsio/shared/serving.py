@@ -24,6 +24,7 @@ __all__ = [
     "ServerOptions",
     "ServerSettings",
     "answer_request",
+    "answer_request_now",
     "failed_hook_answer",
     "hook_answer",
     "log_no_upgrade",
@@ -171,6 +172,27 @@ def answer_request(
         if edited is not None:
             response = edited
     return response, False
+
+
+def answer_request_now(
+    connection: Any, request: Request, settings: ServerSettings
+) -> tuple[Response, bool]:
+    """:func:`answer_request` for hooks that are plain functions, as the threads layer
+    calls them.
+
+    :raises TypeError: a hook returned an awaitable, which no event loop would run, or
+        something else than a :class:`Response` or ``None``.
+    """
+    steps = answer_request(connection, request, settings)
+    answer: object = None  # what starts the generator
+    while True:
+        try:
+            answer = steps.send(answer)
+        except StopIteration as done:
+            result: tuple[Response, bool] = done.value
+            return result
+        if inspect.isawaitable(answer):
+            raise wrong_type("a hook of the threads server", answer, "a plain value")
 
 
 def hook_answer(hook: str, answer: object) -> Response | None:

@@ -31,7 +31,7 @@ import socket
 import ssl as ssl_module
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Unpack, cast
 
@@ -39,22 +39,14 @@ from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
 from ..protocol.connection import Pong, Protocol, RequestReceived, ResponseReceived, State
 from ..protocol.utf8 import convert
+from ..shared import messages as commands
 from ..shared.connection import (
     HANDSHAKE_EVENTS,
     MESSAGE_EVENTS,
     BaseConnection,
     ConnectionOptions,
 )
-from ..shared.messages import (
-    Data,
-    DataLike,
-    abandon_fragmented,
-    control_payload,
-    fragment_bytes,
-    ping_payload,
-    queue_fragment,
-    queue_message,
-)
+from ..shared.messages import Data, DataLike
 
 __all__ = ["Connection"]
 
@@ -100,19 +92,13 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
 
     @property
     def local_address(self) -> Any:
-        """Local address of the socket."""
-        try:
-            return self.socket.getsockname()
-        except OSError:
-            return None
+        """Local address of the socket; ``None`` once it is closed."""
+        return _address(self.socket.getsockname)
 
     @property
     def remote_address(self) -> Any:
-        """Remote address of the socket."""
-        try:
-            return self.socket.getpeername()
-        except OSError:
-            return None
+        """Remote address of the socket; ``None`` once it is closed."""
+        return _address(self.socket.getpeername)
 
     def recv(self, timeout: float | None = None, decode: bool | None = None) -> Data:
         """Wait for the next message: ``str`` for text, ``bytes`` for binary.
@@ -171,7 +157,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         with self._send_lock:
             with self._write_lock:
                 with self._mutex:
-                    queued = queue_message(self.protocol, message, compress)
+                    queued = commands.queue_message(self.protocol, message, compress)
                     writes = self._take_writes() if queued else None
                 if writes is not None:
                     self._write(writes)
@@ -201,10 +187,10 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
                 return
             text = isinstance(current, str)
             while current is not None:
-                data = fragment_bytes(current, text)
+                data = commands.fragment_bytes(current, text)
                 current = next(iterator, None)
                 with self._mutex:
-                    queue_fragment(
+                    commands.queue_fragment(
                         self.protocol,
                         data,
                         first=not started,
@@ -217,7 +203,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         except BaseException:
             if started:
                 with self._mutex:
-                    abandon_fragmented(self.protocol)
+                    commands.abandon_fragmented(self.protocol)
                 self._flush()
             raise
         finally:
@@ -237,7 +223,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
     def _send_ping(self, data: DataLike | None) -> concurrent.futures.Future[float]:
         waiter: concurrent.futures.Future[float] = concurrent.futures.Future()
         with self._mutex:
-            payload = ping_payload(data, self._pong_waiters)
+            payload = commands.ping_payload(data, self._pong_waiters)
             self._check_open()
             self.protocol.send_ping(payload)
             self._pong_waiters[payload] = (waiter, time.perf_counter())
@@ -246,7 +232,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
 
     def pong(self, data: DataLike = b"") -> None:
         """Send an unsolicited pong, e.g. as a unidirectional heartbeat (RFC 6455 §5.5.3)."""
-        payload = control_payload(data, "pong payload")
+        payload = commands.control_payload(data, "pong payload")
         with self._mutex:
             self._check_open()
             self.protocol.send_pong(payload)
@@ -553,7 +539,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         if self._ping_due is not None and now >= self._ping_due:
             self._ping_due = None
             if protocol.state is State.OPEN:
-                payload = ping_payload(None, self._pong_waiters)
+                payload = commands.ping_payload(None, self._pong_waiters)
                 protocol.send_ping(payload)
                 self._keepalive_waiter = concurrent.futures.Future()
                 self._pong_waiters[payload] = (self._keepalive_waiter, time.perf_counter())
@@ -598,3 +584,11 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         with self._write_lock:
             self.socket.close()
         self._closed.set()
+
+
+def _address(get_address: Callable[[], Any]) -> Any:
+    """An address of the socket, or ``None`` when the socket can't tell (closed)."""
+    try:
+        return get_address()
+    except OSError:
+        return None

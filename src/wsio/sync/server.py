@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import selectors
 import socket
@@ -22,10 +21,9 @@ from ..shared.serving import (
     SHUTTING_DOWN,
     ServerOptions,
     ServerSettings,
-    answer_request,
+    answer_request_now,
     failed_hook_answer,
     log_no_upgrade,
-    wrong_type,
 )
 from .connection import Connection
 
@@ -102,15 +100,10 @@ class ServerConnection(Connection):
         if self.server.closing:
             response = self.respond(*SHUTTING_DOWN)
         else:
-            steps = answer_request(self, request, self.server.settings)
             try:
-                answer = next(steps)
-                while True:
-                    if inspect.isawaitable(answer):
-                        raise wrong_type("a hook of the threads server", answer, "a plain value")
-                    answer = steps.send(answer)
-            except StopIteration as done:
-                response, answered_by_hook = done.value
+                response, answered_by_hook = answer_request_now(
+                    self, request, self.server.settings
+                )
             except Exception as exc:
                 response = failed_hook_answer(self.protocol, exc)
         if self.server.closing and response.status_code == 101:
