@@ -29,4 +29,3 @@ def test_asyncio_signature_has_every_shared_option(opener: type, options: type) 
     parameters = inspect.signature(target).parameters
     missing = sorted(options.__optional_keys__ - set(parameters))  # type: ignore[attr-defined]
     assert not missing
-

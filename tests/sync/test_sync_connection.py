@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -196,3 +197,33 @@ def test_connect_refused_and_bad_uri() -> None:
         wsio.sync.connect("http://example.com/")
     with pytest.raises(TypeError):
         wsio.sync.connect("ws://127.0.0.1/", write_limit=1)  # type: ignore[call-arg]
+
+
+def test_shutdown_right_after_serve_forever_starts_always_returns() -> None:
+    # serve_forever() may not have reached its select() yet when shutdown() runs: the
+    # sockets must stay open until it returned, or it would wait on them for good.
+    for attempt in range(40):
+        server = wsio.sync.serve(echo, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        # Sweep the delays across the thread's start, where the window is.
+        time.sleep(attempt * 0.0001)
+        server.shutdown()
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_handler_may_shut_the_server_down(serving: Callable[..., str]) -> None:
+    servers: list[wsio.sync.Server] = []
+
+    def stop(ws: wsio.sync.ServerConnection) -> None:
+        ws.send("stopping")
+        ws.server.shutdown(close_connections=False)
+        servers.append(ws.server)
+
+    uri = serving(stop)
+    with wsio.sync.connect(uri, open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "stopping"
+        with pytest.raises(wsio.ConnectionClosedOK):
+            ws.recv(timeout=5)
+    assert servers and servers[0].closing

@@ -158,6 +158,10 @@ class Server:
         self._lock = threading.Lock()
         # Written to by shutdown() to wake serve_forever() from its wait for a client.
         self._wakeup_read, self._wakeup_write = socket.socketpair()
+        # Whether serve_forever() runs, and once it does, set when it returned: the
+        # sockets it selects on can only close after that, since a selector doesn't
+        # report on a descriptor closed under it.
+        self._serving = False
         self._stopped = threading.Event()
 
     @property
@@ -168,6 +172,10 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown`, each in a thread of its own."""
+        with self._lock:
+            if self.closing:
+                return
+            self._serving = True
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wakeup_read, selectors.EVENT_READ)
@@ -222,10 +230,12 @@ class Server:
     def shutdown(self, close_connections: bool = True) -> None:
         """Stop the server: stop accepting, answer handshakes in progress with 503, close
         open connections with 1001 unless ``close_connections`` is false, and wait for
-        every connection's thread to end."""
+        every connection's thread and :meth:`serve_forever` to end. Call it from another
+        thread than :meth:`serve_forever`'s (a handler's thread will do)."""
         with self._lock:
             self.closing = True
             connections = list(self._connections)
+            serving = self._serving
         with contextlib.suppress(OSError):
             self._wakeup_write.send(b"\0")
         for connection in connections:
@@ -241,13 +251,17 @@ class Server:
                 closer.start()
             for closer in closers:
                 closer.join()
+        current = threading.current_thread()
         while True:
             with self._lock:
-                threads = list(self._threads)
+                # A handler may call shutdown(): its own thread can't be waited for.
+                threads = [thread for thread in self._threads if thread is not current]
             if not threads:
                 break
             for thread in threads:
                 thread.join()
+        if serving:
+            self._stopped.wait()
         self.socket.close()
         self._wakeup_read.close()
         self._wakeup_write.close()
