@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import wsio
+from handlers import Capture
 from rawpeer import OP_CLOSE, OP_TEXT, RawServer, ServerConn, accept_key
 
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
@@ -22,23 +23,6 @@ T = 5.0
 
 def url(port: int, path: str = "/") -> str:
     return f"ws://127.0.0.1:{port}{path}"
-
-
-class Capture:
-    """A handler recording the server-side view of each connection, then echoing."""
-
-    def __init__(self) -> None:
-        self.connections: list[Any] = []
-
-    async def __call__(self, ws: Any) -> None:
-        self.connections.append(ws)
-        async for message in ws:
-            await ws.send(message)
-
-    @property
-    def request(self) -> Any:
-        assert self.connections, "no connection reached the handler"
-        return self.connections[-1].request
 
 
 # Both forms of connect -------------------------------------------------------------------------

@@ -243,7 +243,8 @@ async def test_open_timeout_is_retried(info_logs: pytest.LogCaptureFixture) -> N
     ] * 2
 
 
-async def test_breaking_out_closes_the_connection(echo_server: EchoServerFactory) -> None:
+def close_code_recorder() -> tuple[asyncio.Future[int | None], Callable[[Any], Awaitable[None]]]:
+    """A handler that waits for the connection to end, and the future of its close code."""
     ended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
 
     async def handler(ws: Any) -> None:
@@ -251,6 +252,11 @@ async def test_breaking_out_closes_the_connection(echo_server: EchoServerFactory
             await ws.recv()
         ended.set_result(ws.close_code)
 
+    return ended, handler
+
+
+async def test_breaking_out_closes_the_connection(echo_server: EchoServerFactory) -> None:
+    ended, handler = close_code_recorder()
     _, port = await echo_server(handler=handler)
     async with asyncio.timeout(T):
         connections = []
@@ -263,13 +269,7 @@ async def test_breaking_out_closes_the_connection(echo_server: EchoServerFactory
 
 
 async def test_error_in_the_loop_closes_the_connection(echo_server: EchoServerFactory) -> None:
-    ended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-
-    async def handler(ws: Any) -> None:
-        with contextlib.suppress(wsio.ConnectionClosed):
-            await ws.recv()
-        ended.set_result(ws.close_code)
-
+    ended, handler = close_code_recorder()
     _, port = await echo_server(handler=handler)
     async with asyncio.timeout(T):
         with pytest.raises(RuntimeError, match="application bug"):

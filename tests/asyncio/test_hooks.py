@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import wsio
+from handlers import Capture
 from rawpeer import RawClient
 
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
@@ -26,18 +27,6 @@ def url(port: int, path: str = "/", host: str = "127.0.0.1", userinfo: str = "")
 
 def basic(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-class Capture:
-    """A handler recording each server-side connection, then echoing."""
-
-    def __init__(self) -> None:
-        self.connections: list[Any] = []
-
-    async def __call__(self, ws: Any) -> None:
-        self.connections.append(ws)
-        async for message in ws:
-            await ws.send(message)
 
 
 def sync_or_async(hook: Callable[..., Any], form: str) -> Callable[..., Any]:

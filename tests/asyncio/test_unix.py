@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import wsio
+from handlers import Capture
 
 T = 5.0
 
@@ -24,18 +25,6 @@ def socket_path() -> Iterator[str]:
     # pytest's tmp_path can exceed.
     with tempfile.TemporaryDirectory(prefix="wsio-") as directory:
         yield os.path.join(directory, "ws.sock")
-
-
-class Capture:
-    """Echo, recording each server-side connection."""
-
-    def __init__(self) -> None:
-        self.connections: list[Any] = []
-
-    async def __call__(self, ws: Any) -> None:
-        self.connections.append(ws)
-        async for message in ws:
-            await ws.send(message)
 
 
 async def test_echo_over_a_unix_socket(socket_path: str) -> None:

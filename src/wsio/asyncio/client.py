@@ -144,6 +144,8 @@ class connect(Opener[ClientConnection]):
         self.logger = self._settings.protocol_kwargs["logger"]
         self._connection_kwargs = dict(self._settings.connection_kwargs, write_limit=write_limit)
         self._create_connection_kwargs = create_connection_kwargs
+        #: The Unix socket that :class:`unix_connect` connects to; ``None``: TCP.
+        self.path: str | None = None
         self.connection: ClientConnection | None = None
 
     def _redirects(self) -> Redirects:
@@ -239,11 +241,17 @@ class connect(Opener[ClientConnection]):
         uri: WebSocketURI,
         kwargs: dict[str, Any],
     ) -> None:
-        """Open the connection to the server itself, TLS included if ``kwargs`` ask."""
+        """Open the connection to the server itself, or to :attr:`path`, TLS included if
+        ``kwargs`` ask."""
         loop = asyncio.get_running_loop()
-        # With sock=..., asyncio wants neither host nor port.
-        address = (None, None) if "sock" in kwargs else (uri.host, uri.port)
-        await loop.create_connection(factory, *address, **kwargs)
+        # With sock=..., asyncio wants no address.
+        socket_given = "sock" in kwargs
+        if self.path is None:
+            address = (None, None) if socket_given else (uri.host, uri.port)
+            await loop.create_connection(factory, *address, **kwargs)
+        else:
+            path = None if socket_given else self.path
+            await loop.create_unix_connection(factory, path, **kwargs)
 
     async def _open_tunnel(
         self, proxy: Proxy, uri: WebSocketURI, kwargs: dict[str, Any]
@@ -285,17 +293,6 @@ class unix_connect(connect):
             raise InvalidArgument("a connection over a Unix socket can't use a proxy")
         super().__init__(uri, proxy=None, **kwargs)
         self.path = path
-
-    async def _create_connection(
-        self,
-        factory: Callable[[], ClientConnection],
-        uri: WebSocketURI,
-        kwargs: dict[str, Any],
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        # With sock=..., asyncio wants no path.
-        path = None if "sock" in kwargs else self.path
-        await loop.create_unix_connection(factory, path, **kwargs)
 
     def _redirects(self) -> Redirects:
         return Redirects(self._settings, fixed_endpoint=True)

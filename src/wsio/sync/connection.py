@@ -32,8 +32,7 @@ import ssl as ssl_module
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
-from typing import Any, Unpack, cast
+from typing import Any, Self, Unpack, cast
 
 from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
@@ -269,15 +268,10 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
             self._abort()
             self._closed.wait()
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self.close(1000 if exc_type is None else 1011)
 
     # Inner workings: the application's side -----------------------------------------------
@@ -450,12 +444,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
                     data = sock.recv(_READ_SIZE)
                 except TimeoutError:
                     raise TimeoutError("timed out during the opening handshake") from None
-                with self._mutex:
-                    if data:
-                        self.protocol.receive_data(data)
-                    else:
-                        self.protocol.receive_eof()
-                    self._process_events()
+                self._receive(data)
                 if not data:
                     break
         finally:
@@ -501,15 +490,20 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
                 if self.protocol.failure is None:
                     self.protocol.failure = exc
             data = b""
+        self._receive(data)
+        if self.protocol.has_data_to_send:
+            self._flush(wait=False)
+        return bool(data)
+
+    def _receive(self, data: bytes) -> None:
+        """Feed what a read returned to the core (``b""``: the end of the stream), and
+        dispatch what it parsed."""
         with self._mutex:
             if data:
                 self.protocol.receive_data(data)
             else:
                 self.protocol.receive_eof()
             self._process_events()
-        if self.protocol.has_data_to_send:
-            self._flush(wait=False)
-        return bool(data)
 
     def _readable(self, timeout: float) -> bool:
         """Whether the socket has data to read within ``timeout`` seconds."""

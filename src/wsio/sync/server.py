@@ -11,8 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any, Unpack
+from typing import Any, Self, Unpack
 
 from ..exceptions import ConnectionClosed
 from ..protocol.connection import ServerProtocol, State
@@ -266,15 +265,10 @@ class Server:
         self._wakeup_read.close()
         self._wakeup_write.close()
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
 
