@@ -14,7 +14,7 @@ from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.hub import Backend, Hub, MemoryBackend
 from .asyncio.router import route
-from .asyncio.server import Server, ServerConnection, basic_auth, serve, unix_serve
+from .asyncio.server import Server, ServerConnection, serve, unix_serve
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -46,6 +46,7 @@ from .protocol.connection import State
 from .protocol.frames import Close, CloseCode
 from .protocol.http11 import Headers, Request, Response
 from .reconnect import Backoff
+from .shared.auth import basic_auth
 
 __all__ = [
     "Backend",

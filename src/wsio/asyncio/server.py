@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, TypeVar
 
 from .. import defaults
 from ..exceptions import ConnectionClosed, InvalidArgument
-from ..protocol.auth import basic_challenge, parse_basic_authorization
 from ..protocol.connection import ServerProtocol, State
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
-from ..protocol.http11 import MultipleValuesError, Request, Response
+from ..protocol.http11 import Request, Response
 from ..shared.serving import (
     SHUTTING_DOWN,
     ServerOptions,
@@ -31,7 +29,7 @@ from ..shared.serving import (
 from .broadcast import check_broadcast_policy
 from .connection import Connection, Opener, check_limits
 
-__all__ = ["Server", "ServerConnection", "basic_auth", "serve", "unix_serve"]
+__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
@@ -511,73 +509,3 @@ class unix_serve(serve):
     ) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         return await loop.create_unix_server(factory, self._path, **kwargs)
-
-
-async def _maybe_await(value: _T | Awaitable[_T]) -> _T:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-def _is_credential_pair(value: object) -> bool:
-    return (
-        isinstance(value, tuple)
-        and len(value) == 2
-        and all(isinstance(item, str) for item in value)
-    )
-
-
-def basic_auth(
-    realm: str = "",
-    credentials: tuple[str, str] | Iterable[tuple[str, str]] | None = None,
-    check_credentials: Callable[[str, str], bool | Awaitable[bool]] | None = None,
-) -> Callable[[ServerConnection, Request], Awaitable[Response | None]]:
-    """A ``process_request`` hook that requires HTTP Basic authentication (RFC 7617).
-
-    Give either ``credentials`` -- one ``(username, password)`` pair or several -- compared
-    in constant time, or ``check_credentials(username, password)``, plain or coroutine.
-    Requests without valid credentials get 401 with a ``WWW-Authenticate`` challenge; on
-    success, ``connection.username`` is set.
-    """
-    if (credentials is None) == (check_credentials is None):
-        raise TypeError("provide either credentials or check_credentials")
-    if credentials is not None:
-        pairs: list[Any] = [credentials] if _is_credential_pair(credentials) else list(credentials)
-        if not all(_is_credential_pair(pair) for pair in pairs):
-            raise TypeError("credentials must be (username, password) pairs of strings")
-        expected = {username.encode(): password.encode() for username, password in pairs}
-
-        def check_known(username: str, password: str) -> bool:
-            # The password is compared even for an unknown user, in constant time, so that
-            # timing tells nothing about which users exist or how much of a password fits.
-            known = expected.get(username.encode())
-            matches = hmac.compare_digest(known or b"\x00" * 32, password.encode())
-            return known is not None and matches
-
-        check_credentials = check_known
-
-    check = check_credentials
-    assert check is not None
-
-    def challenge(connection: ServerConnection, text: str) -> Response:
-        response = connection.respond(HTTPStatus.UNAUTHORIZED, text)
-        response.headers["WWW-Authenticate"] = basic_challenge(realm)
-        return response
-
-    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
-        try:
-            authorization = request.headers["Authorization"]
-        except KeyError:
-            return challenge(connection, "Missing credentials\n")
-        except MultipleValuesError:
-            return connection.respond(HTTPStatus.BAD_REQUEST, "Too many credentials\n")
-        try:
-            username, password = parse_basic_authorization(authorization)
-        except ValueError:
-            return challenge(connection, "Unsupported credentials\n")
-        if not await _maybe_await(check(username, password)):
-            return challenge(connection, "Invalid credentials\n")
-        connection.username = username
-        return None
-
-    return process_request

@@ -208,8 +208,9 @@ def hook_answer(hook: str, answer: object) -> Response | None:
 
 def wrong_type(hook: str, value: object, expected: str) -> TypeError:
     """The error for a hook that returned ``value`` instead of ``expected``."""
-    if inspect.iscoroutine(value):
-        value.close()  # never to be awaited: spare the "never awaited" warning
+    close = getattr(value, "close", None)
+    if inspect.isawaitable(value) and callable(close):
+        close()  # never to be awaited: spare the "never awaited" warning
     return TypeError(f"{hook} returned {reprlib.repr(value)}, not {expected}")
 
 
