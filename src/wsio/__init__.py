@@ -44,7 +44,7 @@ from .exceptions import (
 )
 from .protocol.connection import State
 from .protocol.frames import Close, CloseCode
-from .protocol.http11 import Headers, Request, Response
+from .protocol.http11 import Headers, MultipleValuesError, Request, Response
 from .reconnect import Backoff
 from .shared.auth import basic_auth
 
@@ -60,6 +60,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "Headers",
+    "MultipleValuesError",
     "Hub",
     "HubError",
     "InvalidArgument",
