@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Generic, TypedDict, TypeVar, Unpack
+from typing import Any, Generic, TypedDict, TypeVar
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
@@ -99,15 +99,24 @@ class BaseConnection(Generic[_Waiter]):
     latency: float
     _pong_waiters: dict[bytes, tuple[_Waiter, float]]
 
-    def __init__(self, protocol: Protocol, **options: Unpack[ConnectionOptions]) -> None:
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        ping_interval: float | None = defaults.PING_INTERVAL,
+        ping_timeout: float | None = defaults.PING_TIMEOUT,
+        close_timeout: float | None = defaults.CLOSE_TIMEOUT,
+        max_queue: int = defaults.MAX_QUEUE,
+    ) -> None:
+        # The options come checked (connection_options): a server makes thousands of
+        # connections with the same ones.
         self.protocol = protocol
-        settings = connection_options(options)
-        self.ping_interval = settings["ping_interval"]
-        self.ping_timeout = settings["ping_timeout"]
-        self.close_timeout = settings["close_timeout"]
-        self.max_queue = settings["max_queue"]
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_queue = max_queue
         # The core decodes no more messages than the queue has room for.
-        protocol.allow_messages(self.max_queue)
+        protocol.allow_messages(max_queue)
         self.logger = protocol.logger
         self.latency = 0.0
         self._pong_waiters = {}
