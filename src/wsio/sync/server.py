@@ -173,6 +173,9 @@ class Server:
         self._lock = threading.Lock()
         # Written to by shutdown() to wake serve_forever() from its wait for a client.
         self._wakeup_read, self._wakeup_write = socket.socketpair()
+        # Whether serve_forever() runs, and set once it returned: shutdown() closes the
+        # sockets it waits on only then, lest it wait on closed sockets forever.
+        self._serving = False
         self._stopped = threading.Event()
 
     @property
@@ -183,6 +186,10 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown`, each in a thread of its own."""
+        with self._lock:
+            if self.closing:
+                return
+            self._serving = True
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wakeup_read, selectors.EVENT_READ)
@@ -240,6 +247,7 @@ class Server:
         every connection's thread to end."""
         with self._lock:
             self.closing = True
+            serving = self._serving
             connections = list(self._connections)
         with contextlib.suppress(OSError):
             self._wakeup_write.send(b"\0")
@@ -263,6 +271,8 @@ class Server:
                 break
             for thread in threads:
                 thread.join()
+        if serving:
+            self._stopped.wait()
         self.socket.close()
         self._wakeup_read.close()
         self._wakeup_write.close()
