@@ -1,8 +1,18 @@
 """The threads API of wsio: the asyncio API's connections and options over blocking
 sockets, on the same sans-I/O core, for code that doesn't run an event loop."""
 
-from .client import ClientConnection, connect
+from .client import ClientConnection, connect, reconnecting
 from .connection import Connection
+from .router import route
 from .server import Server, ServerConnection, serve
 
-__all__ = ["ClientConnection", "Connection", "Server", "ServerConnection", "connect", "serve"]
+__all__ = [
+    "ClientConnection",
+    "Connection",
+    "Server",
+    "ServerConnection",
+    "connect",
+    "reconnecting",
+    "route",
+    "serve",
+]
