@@ -5,9 +5,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any, Unpack
+from ssl import SSLSocket
+from typing import Any, Unpack, cast
 
-from ..exceptions import InvalidHandshake, InvalidProxyMessage, InvalidStatus, ProxyError
+from ..exceptions import InvalidHandshake, InvalidProxyMessage, InvalidStatus
 from ..protocol.connection import ClientProtocol
 from ..protocol.http11 import Response
 from ..protocol.proxy import Proxy, ProxyTunnel
@@ -15,6 +16,7 @@ from ..protocol.uri import WebSocketURI
 from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
 from ..shared.opening import ClientOptions, ClientSettings, Redirects
 from .connection import Connection
+from .tls import TLSInTLS
 
 __all__ = ["ClientConnection", "connect", "reconnecting"]
 
@@ -155,11 +157,15 @@ def _connect_once(
         if ssl is not None:
             if leftover:
                 raise InvalidProxyMessage("proxy sent data before the TLS handshake")
-            if proxy is not None and proxy.secure:
-                # The threads layer can't run TLS inside the proxy's TLS connection.
-                raise ProxyError("wss:// through an https:// proxy needs the asyncio client")
             sock.settimeout(_remaining(deadline))
-            sock = ssl.wrap_socket(sock, server_hostname=settings.server_hostname_for(uri))
+            server_hostname = settings.server_hostname_for(uri)
+            if isinstance(sock, SSLSocket):
+                # The proxy's own TLS: the server's runs inside it.
+                tls = TLSInTLS(sock, ssl, server_hostname)
+                tls.do_handshake()
+                sock = cast(socket.socket, tls)
+            else:
+                sock = ssl.wrap_socket(sock, server_hostname=server_hostname)
         connection = ClientConnection(
             sock, ClientProtocol(uri, **protocol_kwargs), **settings.connection_kwargs
         )
