@@ -16,6 +16,7 @@ from ..protocol.connection import ServerProtocol
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import Request, Response
+from .broadcast import check_broadcast_policy
 from .compression import server_extensions
 from .messages import check_limits
 
@@ -65,6 +66,10 @@ class ServerOptions(TypedDict, total=False):
     - ``close_timeout``: seconds for the closing handshake.
     - ``max_size``: largest incoming message in bytes; ``None`` disables the limit.
     - ``max_queue``: incoming messages queued before reading pauses.
+    - ``broadcast_limit``: unsent bytes above which a connection is a slow consumer for
+      a broadcast; ``None``: never.
+    - ``slow_consumer``: what a broadcast does with a slow consumer: ``"skip"`` the
+      message for it, or ``"close"`` it with 1013.
     - ``logger``: where the connections log; ``wsio.server`` if omitted.
     """
 
@@ -85,6 +90,8 @@ class ServerOptions(TypedDict, total=False):
     close_timeout: float | None
     max_size: int | None
     max_queue: int
+    broadcast_limit: int | None
+    slow_consumer: str
     logger: LoggerLike | None
 
 
@@ -110,6 +117,11 @@ class ServerSettings:
             raise InvalidArgument(
                 f"open_timeout must be positive or None, not {self.open_timeout}"
             )
+        self.broadcast_limit: int | None = options.get("broadcast_limit", defaults.BROADCAST_LIMIT)
+        self.slow_consumer: str = options.get("slow_consumer", defaults.SLOW_CONSUMER)
+        if self.slow_consumer is None:
+            raise InvalidArgument("slow_consumer must be 'skip' or 'close', not None")
+        check_broadcast_policy(self.broadcast_limit, self.slow_consumer)
         self.ssl: Any = options.get("ssl")
         self.process_request = options.get("process_request")
         self.process_response = options.get("process_response")
