@@ -1,16 +1,19 @@
 """The threads API of wsio: the asyncio API's connections and options over blocking
 sockets, on the same sans-I/O core, for code that doesn't run an event loop."""
 
+from .broadcast import BroadcastResult, broadcast
 from .client import ClientConnection, connect, reconnecting
 from .connection import Connection
 from .router import route
 from .server import Server, ServerConnection, serve
 
 __all__ = [
+    "BroadcastResult",
     "ClientConnection",
     "Connection",
     "Server",
     "ServerConnection",
+    "broadcast",
     "connect",
     "reconnecting",
     "route",
