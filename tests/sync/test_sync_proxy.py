@@ -70,30 +70,14 @@ def proxies() -> Iterator[LoopThread]:
         loop_thread.stop()
 
 
-@pytest.fixture
-def sni_names(server_ssl_context: ssl.SSLContext) -> list[str | None]:
-    """Server names that TLS clients of ``server_ssl_context`` sent (SNI), in order."""
-    names: list[str | None] = []
-
-    def record(sslobj: Any, name: str | None, context: ssl.SSLContext) -> None:
-        names.append(name)
-
-    server_ssl_context.sni_callback = record
-    return names
-
-
 def tls_in_tls(
     proxy: HTTPProxy, port: int, context: ssl.SSLContext, **options: Any
 ) -> wsio.sync.ClientConnection:
     """Connect to the server on ``port`` through the https:// ``proxy``, trusting the
-    test CA for both TLS sessions."""
+    test CA for both TLS sessions unless ``options`` say otherwise."""
     return wsio.sync.connect(
         f"wss://localhost:{port}/",
-        proxy=proxy.url,
-        proxy_ssl=context,
-        ssl=context,
-        open_timeout=T,
-        **options,
+        **{"proxy": proxy.url, "proxy_ssl": context, "ssl": context, "open_timeout": T, **options},
     )
 
 
@@ -173,12 +157,7 @@ def test_tls_in_tls_verifies_the_server_certificate(
     port = port_of(servers.start(echo, ssl=server_ssl_context))
     proxy = proxies.enter(HTTPProxy(ssl=server_ssl_context))
     with pytest.raises(ssl.SSLCertVerificationError):
-        wsio.sync.connect(
-            f"wss://localhost:{port}/",
-            proxy=proxy.url,
-            proxy_ssl=client_ssl_context,
-            open_timeout=T,
-        )
+        tls_in_tls(proxy, port, client_ssl_context, ssl=ssl.create_default_context())
 
 
 def test_tls_in_tls_ends_with_the_proxy(

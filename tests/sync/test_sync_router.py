@@ -11,6 +11,7 @@ import pytest
 import wsio
 import wsio.sync
 from conftest import Servers, port_of
+from routingcases import ROUTED_PATHS
 from wsio.routing import Match, Router
 
 T = 5.0
@@ -53,14 +54,7 @@ def refusal(port: int, path: str) -> wsio.Response:
 @pytest.mark.parametrize("as_router", [False, True])
 def test_route_calls_the_handler_with_its_parameters(servers: Servers, as_router: bool) -> None:
     port = routed(servers, Router(URL_MAP) if as_router else URL_MAP)
-    for path, message in [
-        ("/", "home"),
-        ("/?x=1", "home"),
-        ("/chat/lobby", "chat lobby"),
-        ("/chat/caf%C3%A9%2Fbar", "chat café/bar"),
-        ("/user/42", "user int 42"),
-        ("/files/a/b.txt", "files a/b.txt /files/{rest:path}"),
-    ]:
+    for path, message in ROUTED_PATHS:
         assert first_message(port, path) == message
 
 
