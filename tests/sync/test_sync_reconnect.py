@@ -11,6 +11,8 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,7 @@ import wsio
 import wsio.sync
 from conftest import Servers, echo, port_of
 from reconnecting import FAST, RETRIED_503, TURNS, answering, free_port, retries
+from wsio.reconnect import process_exception
 
 T = 5.0
 
@@ -35,8 +38,25 @@ def wait_for_retries(caplog: pytest.LogCaptureFixture, count: int) -> None:
         time.sleep(0.005)
 
 
+def bounded() -> Callable[[Exception], Exception | None]:
+    """A ``process_exception`` that bounds a test's loop in time: the default decision for
+    ``T`` seconds, then every failure is fatal."""
+    deadline = time.monotonic() + T
+
+    def process(exc: Exception) -> Exception | None:
+        return exc if time.monotonic() > deadline else process_exception(exc)
+
+    return process
+
+
 def url(port: int) -> str:
     return f"ws://127.0.0.1:{port}/"
+
+
+def reconnecting(port: int, **options: Any) -> Iterator[wsio.sync.ClientConnection]:
+    """``wsio.sync.reconnecting`` to 127.0.0.1:``port``, :data:`FAST` and bounded."""
+    options = {"backoff": FAST, "process_exception": bounded(), "open_timeout": T, **options}
+    return wsio.sync.reconnecting(url(port), **options)
 
 
 def test_server_stopped_and_restarted(
@@ -45,7 +65,12 @@ def test_server_stopped_and_restarted(
     server = servers.start(echo)
     port = port_of(server)
     seen: list[tuple[int, str | bytes]] = []
-    for turn, ws in enumerate(wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T)):
+
+    def restart_after_retries(count: int) -> None:
+        wait_for_retries(info_logs, count)
+        servers.start(echo, port)
+
+    for turn, ws in enumerate(reconnecting(port)):
         ws.send(f"turn {turn}")
         seen.append((turn, ws.recv(timeout=T)))
         if turn == 1:
@@ -54,7 +79,7 @@ def test_server_stopped_and_restarted(
         servers.stop(server)
         with pytest.raises(wsio.ConnectionClosedOK):
             ws.recv(timeout=T)
-        restart = threading.Timer(0.2, lambda: servers.start(echo, port))
+        restart = threading.Thread(target=restart_after_retries, args=(3,), daemon=True)
         restart.start()
         assert turn < TURNS
     restart.join(T)
@@ -76,7 +101,7 @@ def test_nothing_listening_then_a_server(
     opened: list[str | bytes] = []
 
     def client() -> None:
-        for ws in wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T):
+        for ws in reconnecting(port):
             ws.send("finally")
             opened.append(ws.recv(timeout=T))
             break
@@ -95,7 +120,7 @@ def test_server_answering_503_then_101(
     hook, given = answering([503, 503])
     port = port_of(servers.start(echo, process_request=hook))
     turns = 0
-    for ws in wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T):
+    for ws in reconnecting(port):
         turns += 1
         ws.send("up")
         assert ws.recv(timeout=T) == "up"
@@ -132,7 +157,7 @@ def test_raw_server_refusing_with_503_then_a_server(
 
     thread = threading.Thread(target=refuse_once, daemon=True)
     thread.start()
-    for ws in wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T):
+    for ws in reconnecting(port):
         ws.send("through")
         assert ws.recv(timeout=T) == "through"
         break
@@ -148,7 +173,7 @@ def test_client_error_status_ends_the_iteration(servers: Servers, status: int) -
     hook, given = answering([status])
     port = port_of(servers.start(echo, process_request=hook))
     with pytest.raises(wsio.InvalidStatus) as caught:
-        for _ in wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T):
+        for _ in reconnecting(port):
             pytest.fail("the server refused")
     assert caught.value.response.status_code == status
     assert given == [status]
@@ -163,7 +188,7 @@ def test_abnormal_closure_waits_and_reopens(
 
     port = port_of(servers.start(failing))
     codes: list[int | None] = []
-    for turn, ws in enumerate(wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T)):
+    for turn, ws in enumerate(reconnecting(port)):
         if turn == 2:
             break
         ws.send("go")
@@ -191,7 +216,7 @@ def test_open_timeout_is_retried(servers: Servers, info_logs: pytest.LogCaptureF
     thread = threading.Thread(target=stay_silent_twice, daemon=True)
     thread.start()
     try:
-        for ws in wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=0.1):
+        for ws in reconnecting(port, open_timeout=0.1):
             assert ws.state is wsio.State.OPEN
             break
     finally:
@@ -216,11 +241,11 @@ def test_breaking_out_or_failing_closes_the_connection(servers: Servers) -> None
 
     port = port_of(servers.start(handler))
     connections = []
-    for ws in wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T):
+    for ws in reconnecting(port):
         connections.append(ws)
         break
     with pytest.raises(RuntimeError, match="application bug"):
-        for ws in wsio.sync.reconnecting(url(port), backoff=FAST, open_timeout=T):
+        for ws in reconnecting(port):
             connections.append(ws)
             raise RuntimeError("application bug")
     assert [ws.state for ws in connections] == [wsio.State.CLOSED] * 2
@@ -233,14 +258,12 @@ def test_custom_process_exception(servers: Servers) -> None:
     hook, given = answering([403, 403])
     port = port_of(servers.start(echo, process_request=hook))
 
-    def process_exception(exc: Exception) -> Exception | None:
+    def warming_up(exc: Exception) -> Exception | None:
         if isinstance(exc, wsio.InvalidStatus) and exc.response.status_code == 403:
             return None
         return exc
 
-    for ws in wsio.sync.reconnecting(
-        url(port), backoff=FAST, process_exception=process_exception, open_timeout=T
-    ):
+    for ws in reconnecting(port, process_exception=warming_up):
         assert ws.state is wsio.State.OPEN
         break
     assert given == [403, 403, 101]
