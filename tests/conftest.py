@@ -57,6 +57,18 @@ def client_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
     return ctx
 
 
+@pytest.fixture
+def sni_names(server_ssl_context: ssl.SSLContext) -> list[str | None]:
+    """Server names that TLS clients of ``server_ssl_context`` sent (SNI), in order."""
+    names: list[str | None] = []
+
+    def record(sslobj: Any, name: str | None, context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_ssl_context.sni_callback = record
+    return names
+
+
 async def echo_handler(ws: Any) -> None:
     """Send every message received back, unchanged."""
     async for message in ws:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,6 +15,7 @@ import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 import wsio
+from broadcasting import LIMIT, ROUNDS, SlowConsumerRun, number_of, numbered
 from rawpeer import OP_BINARY, OP_CLOSE, OP_CONT, OP_TEXT, RawClient, RawServer, ServerConn
 
 STEP = 5.0
@@ -196,10 +196,8 @@ def server_side_of(connections: set[Any], peer: RawClient) -> Any:
 
 @pytest.mark.parametrize("policy", ["skip", "close"])
 async def test_slow_consumer_is_bounded_under_each_policy(policy: str) -> None:
-    limit = 65536
-    chunk = 16384
     async with server_with_connections(
-        compression=None, broadcast_limit=limit, slow_consumer=policy, close_timeout=1
+        compression=None, broadcast_limit=LIMIT, slow_consumer=policy, close_timeout=1
     ) as (_, port, connections):
         slow = await small_buffered_peer(port)
         fast = await wsio.connect(f"ws://127.0.0.1:{port}/", compression=None)
@@ -209,29 +207,15 @@ async def test_slow_consumer_is_bounded_under_each_policy(policy: str) -> None:
         slow_side.transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
         )
-        totals = wsio.BroadcastResult()
-        highest = 0
+        run = SlowConsumerRun()
         try:
-            for i in range(200):  # 3.2 MB: far more than the kernel buffers hold
-                message = struct.pack("!I", i) + bytes(chunk - 4)
-                result = wsio.broadcast(list(connections), message)
-                totals.delivered += result.delivered
-                totals.skipped += result.skipped
-                totals.closed += result.closed
-                highest = max(highest, slow_side.transport.get_write_buffer_size())
+            for i in range(ROUNDS):
+                result = wsio.broadcast(list(connections), numbered(i))
+                run.add(result, slow_side.transport.get_write_buffer_size())
                 # The fast client keeps up: it reads every message.
-                received = await asyncio.wait_for(fast.recv(), STEP)
-                assert struct.unpack("!I", received[:4])[0] == i
-            # At most the limit plus one message (and its header) held for the slow one.
-            assert highest <= limit + chunk + 14, highest
-            if policy == "skip":
-                assert totals.skipped > 0 and totals.closed == 0
-                assert totals.delivered + totals.skipped == 400
-                assert slow_side.state is wsio.State.OPEN
-            else:
-                assert totals.closed == 1 and totals.skipped == 0
-                assert slow_side.state is not wsio.State.OPEN
-                assert slow_side.close_code in (1013, 1006)
+                assert number_of(await asyncio.wait_for(fast.recv(), STEP)) == i
+            run.check(policy, slow_side)
+            if policy == "close":
                 # close_timeout bounds what it keeps afterwards.
                 await asyncio.wait_for(slow_side.wait_closed(), STEP)
         finally:

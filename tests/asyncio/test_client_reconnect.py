@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -17,12 +16,11 @@ import pytest
 
 import wsio
 from rawpeer import RawServer, ServerConn
+from reconnecting import FAST, RETRIED_503, TURNS, answering, free_port, retries
 
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
 
 T = 5.0
-FAST = wsio.Backoff(initial_delay=0.01, factor=2.0, max_delay=0.05, jitter=0.0)
-TURNS = 10  # no test needs more turns of its loop
 
 
 def url(port: int, path: str = "/") -> str:
@@ -35,44 +33,10 @@ def info_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def retries(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        record.getMessage()
-        for record in caplog.records
-        if record.name == "wsio.client" and "reconnecting in" in record.getMessage()
-    ]
-
-
 async def wait_for_retries(caplog: pytest.LogCaptureFixture, count: int) -> None:
     async with asyncio.timeout(T):
         while len(retries(caplog)) < count:
             await asyncio.sleep(0.005)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def answering(statuses: list[int]) -> tuple[Any, list[int]]:
-    """A process_request hook answering the first requests with ``statuses`` (a
-    ``Retry-After: 1`` with each 503), then upgrading; and the list of answers given."""
-    given: list[int] = []
-
-    def process_request(connection: Any, request: Any) -> Any:
-        if len(given) < len(statuses):
-            status = statuses[len(given)]
-            given.append(status)
-            response = connection.respond(status, "not now\n")
-            if status == HTTPStatus.SERVICE_UNAVAILABLE:
-                response.headers["Retry-After"] = "1"
-            return response
-        given.append(101)
-        return None
-
-    return process_request, given
 
 
 async def test_server_refusing_then_accepting(info_logs: pytest.LogCaptureFixture) -> None:
@@ -116,14 +80,7 @@ async def test_server_answering_503_then_101(
             break
     assert (turns, given) == (1, [503, 503, 101])
     # Retry-After: 1 lengthens each pause, up to max_delay.
-    assert (
-        retries(info_logs)
-        == [
-            "connection failed: InvalidStatus: server rejected WebSocket connection: HTTP 503; "
-            "reconnecting in 0.05 s"
-        ]
-        * 2
-    )
+    assert retries(info_logs) == [RETRIED_503] * 2
 
 
 @pytest.mark.parametrize("status", [403, 404, 401])

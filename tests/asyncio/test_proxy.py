@@ -76,18 +76,6 @@ async def fake_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return lookups
 
 
-@pytest.fixture
-def sni_names(server_ssl_context: ssl.SSLContext) -> list[str | None]:
-    """Server names that TLS clients of ``server_ssl_context`` sent (SNI), in order."""
-    names: list[str | None] = []
-
-    def record(sslobj: Any, name: str | None, context: ssl.SSLContext) -> None:
-        names.append(name)
-
-    server_ssl_context.sni_callback = record
-    return names
-
-
 async def roundtrip(uri: str, message: str = "through the proxy", **kwargs: Any) -> Any:
     """Connect, check that a message comes back from the echo server, close; the connection
     is returned for inspection."""

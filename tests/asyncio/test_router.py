@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import wsio
+from routingcases import ROUTED_PATHS
 from wsio.routing import Match
 
 T = 5.0
@@ -67,17 +68,7 @@ async def refusal(port: int, path: str) -> wsio.Response:
     return info.value.response
 
 
-@pytest.mark.parametrize(
-    ("path", "message"),
-    [
-        ("/", "home"),
-        ("/?x=1", "home"),
-        ("/chat/lobby", "chat lobby"),
-        ("/chat/caf%C3%A9%2Fbar", "chat café/bar"),
-        ("/user/42", "user int 42"),
-        ("/files/a/b.txt", "files a/b.txt /files/{rest:path}"),
-    ],
-)
+@pytest.mark.parametrize(("path", "message"), ROUTED_PATHS)
 async def test_route_calls_the_handler_with_its_parameters(
     routed: RouteFactory, path: str, message: str
 ) -> None:

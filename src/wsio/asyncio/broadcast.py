@@ -10,12 +10,16 @@ reconnects and catches up from the application's state.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
-from ..exceptions import InvalidArgument
 from ..protocol.connection import PreparedMessage, State
-from ..protocol.frames import CloseCode, encode_text
+from ..protocol.frames import CloseCode
+from ..shared.broadcast import (
+    BroadcastResult,
+    check_broadcast_policy,
+    prepare,
+    slow_consumer_verdict,
+)
 from ..shared.messages import DataLike
 from .connection import Connection
 
@@ -26,36 +30,6 @@ __all__ = [
     "check_broadcast_policy",
     "prepare",
 ]
-
-_SLOW_CONSUMER_POLICIES = ("skip", "close")
-
-
-@dataclasses.dataclass
-class BroadcastResult:
-    """What :func:`broadcast` did with each open connection it was given.
-
-    Connections that weren't open are in none of the counts.
-    """
-
-    #: Connections that got the message: it is written or buffered for writing, or, for
-    #: a connection sending a fragmented message, queued after its last fragment.
-    delivered: int = 0
-    #: Slow consumers that didn't get it, under the ``"skip"`` policy.
-    skipped: int = 0
-    #: Slow consumers closed with 1013 instead, under the ``"close"`` policy.
-    closed: int = 0
-    #: Frames built for the message: one per distinct wire encoding, plus one per
-    #: connection that can't share a frame (a client's, masked anew; a compressed message
-    #: on a server side that keeps compression context between messages).
-    encodings: int = 0
-
-
-def check_broadcast_policy(limit: int | None, slow_consumer: str | None) -> None:
-    """Refuse a negative limit and an unknown slow-consumer policy."""
-    if limit is not None and limit < 0:
-        raise InvalidArgument(f"broadcast_limit must be 0 or more, not {limit}")
-    if slow_consumer is not None and slow_consumer not in _SLOW_CONSUMER_POLICIES:
-        raise InvalidArgument(f"slow_consumer must be 'skip' or 'close', not {slow_consumer!r}")
 
 
 def broadcast(
@@ -88,20 +62,6 @@ def broadcast(
     return broadcast_prepared(connections, prepare(message, compress), limit, slow_consumer)
 
 
-def prepare(message: DataLike, compress: bool | None = None) -> PreparedMessage:
-    """``message`` as the core sends it to many connections: ``str`` as text, bytes-like
-    as binary.
-
-    :raises TypeError: ``message`` is neither str nor bytes-like.
-    :raises InvalidArgument: text that isn't valid Unicode.
-    """
-    if isinstance(message, str):
-        return PreparedMessage(encode_text(message, "message"), text=True, compress=compress)
-    if isinstance(message, bytes | bytearray | memoryview):
-        return PreparedMessage(bytes(message), text=False, compress=compress)
-    raise TypeError(f"message has an unsupported type: {type(message).__name__}")
-
-
 def broadcast_prepared(
     connections: Iterable[Connection],
     prepared: PreparedMessage,
@@ -117,17 +77,18 @@ def broadcast_prepared(
         transport = connection.transport
         if protocol.state is not State.OPEN or transport is None or transport.is_closing():
             continue
-        own_limit, own_policy = connection.broadcast_policy
-        bound = own_limit if limit is None else limit
-        if (
-            bound is not None
-            and transport.get_write_buffer_size() + protocol.deferred_size > bound
-        ):
-            if (own_policy if slow_consumer is None else slow_consumer) == "skip":
-                result.skipped += 1
-            else:
-                connection._start_closing(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-                result.closed += 1
+        verdict = slow_consumer_verdict(
+            transport.get_write_buffer_size() + protocol.deferred_size,
+            connection.broadcast_policy,
+            limit,
+            slow_consumer,
+        )
+        if verdict == "skip":
+            result.skipped += 1
+            continue
+        if verdict == "close":
+            connection._start_closing(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            result.closed += 1
             continue
         protocol.send_prepared(prepared)
         connection._flush()

@@ -158,12 +158,6 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         """Remote address of the socket."""
         return None if self.transport is None else self.transport.get_extra_info("peername")
 
-    @property
-    def broadcast_policy(self) -> tuple[int | None, str]:
-        """The ``broadcast_limit`` and ``slow_consumer`` policy that :func:`~wsio.broadcast`
-        applies to this connection unless told otherwise: its server's, or the defaults."""
-        return defaults.BROADCAST_LIMIT, defaults.SLOW_CONSUMER
-
     def recv(
         self, timeout: float | None = None, decode: bool | None = None
     ) -> Coroutine[Any, Any, Data]:

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .. import defaults
-from ..exceptions import ConnectionClosed, InvalidArgument
+from ..exceptions import ConnectionClosed
 from ..protocol.connection import ServerProtocol, State
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
@@ -26,7 +26,6 @@ from ..shared.serving import (
     failed_hook_answer,
     log_no_upgrade,
 )
-from .broadcast import check_broadcast_policy
 from .connection import Connection, Opener, check_limits
 
 __all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
@@ -87,7 +86,7 @@ class ServerConnection(Connection):
 
     @property
     def broadcast_policy(self) -> tuple[int | None, str]:
-        return self.server.broadcast_limit, self.server.slow_consumer
+        return self.server.settings.broadcast_policy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -293,15 +292,10 @@ class Server:
         settings: ServerSettings,
         *,
         write_limit: int = defaults.WRITE_LIMIT,
-        broadcast_limit: int | None = defaults.BROADCAST_LIMIT,
-        slow_consumer: str = defaults.SLOW_CONSUMER,
     ) -> None:
         self.handler = handler
         self.settings = settings
         self.write_limit = write_limit
-        #: What :func:`~wsio.broadcast` applies to this server's connections by default.
-        self.broadcast_limit = broadcast_limit
-        self.slow_consumer = slow_consumer
         self.closing = False
         self._connections: set[ServerConnection] = set()
         self._server: asyncio.Server | None = None
@@ -459,16 +453,7 @@ class serve(Opener[Server]):
             {name: arguments[name] for name in ServerOptions.__optional_keys__}
         )
         check_limits(max_queue, write_limit)
-        if slow_consumer is None:
-            raise InvalidArgument("slow_consumer must be 'skip' or 'close', not None")
-        check_broadcast_policy(broadcast_limit, slow_consumer)
-        self.server = Server(
-            handler,
-            settings,
-            write_limit=write_limit,
-            broadcast_limit=broadcast_limit,
-            slow_consumer=slow_consumer,
-        )
+        self.server = Server(handler, settings, write_limit=write_limit)
         self._host = host
         # None with sock=..., as asyncio's create_server wants it.
         self._port: Any = port

@@ -437,6 +437,12 @@ class Protocol:
         """Whether :meth:`data_to_send` has anything to return."""
         return bool(self._writes)
 
+    @property
+    def size_to_send(self) -> int:
+        """How many bytes :meth:`data_to_send` would return: what is queued and not yet
+        taken by the I/O layer. Counted on demand, in one pass over the queue."""
+        return sum(map(len, self._writes))
+
     def data_to_send(self) -> list[bytes]:
         """Bytes to write since the last call; an empty ``bytes`` means "half-close TCP"."""
         writes, self._writes = self._writes, []

@@ -152,6 +152,12 @@ class BaseConnection(Generic[_Waiter]):
         """Reason of the first close frame of the closing handshake; ``None`` while open."""
         return self.protocol.close_reason
 
+    @property
+    def broadcast_policy(self) -> tuple[int | None, str]:
+        """The ``broadcast_limit`` and ``slow_consumer`` policy that a broadcast applies to
+        this connection unless told otherwise: its server's, or the defaults."""
+        return defaults.BROADCAST_LIMIT, defaults.SLOW_CONSUMER
+
     def _check_open(self) -> None:
         """:raises ConnectionClosed: the connection is closing or closed."""
         if self.protocol.state is not State.OPEN:

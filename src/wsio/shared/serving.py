@@ -16,6 +16,7 @@ from ..protocol.connection import ServerProtocol
 from ..protocol.extensions import ServerExtensionFactory
 from ..protocol.handshake import Origin
 from ..protocol.http11 import Request, Response
+from .broadcast import check_broadcast_policy
 from .compression import server_extensions
 from .connection import ConnectionOptions, connection_options
 
@@ -64,6 +65,10 @@ class ServerOptions(ConnectionOptions, total=False):
     - ``open_timeout``: seconds from the TCP accept to the end of the HTTP upgrade, TLS
       included.
     - ``max_size``: largest incoming message in bytes; ``None`` disables the limit.
+    - ``broadcast_limit``: unsent bytes above which a connection is a slow consumer for
+      a broadcast; ``None``: never.
+    - ``slow_consumer``: what a broadcast does with a slow consumer: ``"skip"`` the
+      message for it, or ``"close"`` it with 1013.
     - ``logger``: where the connections log; ``wsio.server`` if omitted.
     """
 
@@ -80,6 +85,8 @@ class ServerOptions(ConnectionOptions, total=False):
     server_header: str | None
     open_timeout: float | None
     max_size: int | None
+    broadcast_limit: int | None
+    slow_consumer: str
     logger: LoggerLike | None
 
 
@@ -104,6 +111,11 @@ class ServerSettings:
             raise InvalidArgument(
                 f"open_timeout must be positive or None, not {self.open_timeout}"
             )
+        self.broadcast_limit: int | None = options.get("broadcast_limit", defaults.BROADCAST_LIMIT)
+        self.slow_consumer: str = options.get("slow_consumer", defaults.SLOW_CONSUMER)
+        if self.slow_consumer is None:
+            raise InvalidArgument("slow_consumer must be 'skip' or 'close', not None")
+        check_broadcast_policy(self.broadcast_limit, self.slow_consumer)
         self.ssl: Any = options.get("ssl")
         self.process_request = options.get("process_request")
         self.process_response = options.get("process_response")
@@ -122,6 +134,12 @@ class ServerSettings:
             server_header=options.get("server_header", defaults.SERVER_HEADER),
             max_size=options.get("max_size", defaults.MAX_SIZE),
         )
+
+    @property
+    def broadcast_policy(self) -> tuple[int | None, str]:
+        """``broadcast_limit`` and ``slow_consumer``: what a broadcast applies to this
+        server's connections unless told otherwise."""
+        return self.broadcast_limit, self.slow_consumer
 
     def make_protocol(self, connection: Any) -> ServerProtocol:
         """The core of a new connection; ``select_subprotocol``, if any, is called with

@@ -2,16 +2,22 @@
 sockets, on the same sans-I/O core, for code that doesn't run an event loop."""
 
 from ..shared.auth import basic_auth
-from .client import ClientConnection, connect
+from .broadcast import BroadcastResult, broadcast
+from .client import ClientConnection, connect, reconnecting
 from .connection import Connection
+from .router import route
 from .server import Server, ServerConnection, serve
 
 __all__ = [
+    "BroadcastResult",
     "ClientConnection",
     "Connection",
     "Server",
     "ServerConnection",
     "basic_auth",
+    "broadcast",
     "connect",
+    "reconnecting",
+    "route",
     "serve",
 ]

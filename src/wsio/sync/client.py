@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Unpack
+from collections.abc import Iterator
+from ssl import SSLSocket
+from typing import Any, Unpack, cast
 
-from ..exceptions import InvalidHandshake, InvalidProxyMessage, InvalidStatus, ProxyError
+from ..exceptions import InvalidHandshake, InvalidProxyMessage, InvalidStatus
 from ..protocol.connection import ClientProtocol
 from ..protocol.http11 import Response
 from ..protocol.proxy import Proxy, ProxyTunnel
 from ..protocol.uri import WebSocketURI
+from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
 from ..shared.opening import ClientOptions, ClientSettings, Redirects
 from .connection import Connection
+from .tls import TLSInTLS
 
-__all__ = ["ClientConnection", "connect"]
+__all__ = ["ClientConnection", "connect", "reconnecting"]
 
 #: Bytes asked of the socket per read while talking to a proxy.
 _READ_SIZE = 4096
@@ -67,7 +71,55 @@ def connect(uri: str, **options: Unpack[ClientOptions]) -> ClientConnection:
     :raises TimeoutError: ``open_timeout`` passed.
     :raises OSError: the TCP connection failed.
     """
+    return _open(ClientSettings(uri, options))
+
+
+def reconnecting(
+    uri: str,
+    *,
+    backoff: Backoff = Backoff(),  # noqa: B008 - frozen: one instance is safely shared
+    process_exception: ProcessException = process_exception,
+    **options: Unpack[ClientOptions],
+) -> Iterator[ClientConnection]:
+    """Connect again whenever the connection ends: ``for ws in reconnecting(uri):``
+    opens a connection for each turn of the loop and closes it at the end of the turn,
+    as ``async for ws in wsio.connect(uri):`` does on asyncio. (:func:`connect` returns
+    the connection itself, which iterates over its messages.)
+
+    A failure to open that may be transient is retried after a pause that grows with
+    each failure in a row (``backoff``); a fatal one is raised and ends the loop. A
+    connection that ended abnormally is reopened after a short random pause (RFC 6455
+    §7.2.3). :func:`wsio.reconnect.process_exception` tells transient from fatal unless
+    ``process_exception`` replaces it. Takes the options of :func:`connect` too.
+
+    :raises InvalidURI: ``uri`` isn't a ``ws://`` or ``wss://`` URI, at once.
+    :raises TypeError: an option that :func:`connect` doesn't take, at once.
+    """
+    # Checked now, so that a mistake fails here rather than at the first turn.
     settings = ClientSettings(uri, options)
+    return _reconnect(settings, Reconnection(backoff, process_exception, options.get("logger")))
+
+
+def _reconnect(settings: ClientSettings, reconnection: Reconnection) -> Iterator[ClientConnection]:
+    while True:
+        try:
+            connection = _open(settings)
+        except Exception as exc:
+            time.sleep(reconnection.open_failed(exc))
+            continue
+        reconnection.opened()
+        try:
+            yield connection
+        finally:
+            # Also when the loop breaks or fails: the generator is then closed, here.
+            connection.close()
+        delay = reconnection.closed(connection.protocol.close_exc)
+        if delay:
+            time.sleep(delay)
+
+
+def _open(settings: ClientSettings) -> ClientConnection:
+    """Connect with ``settings``, following redirects, all within ``open_timeout``."""
     timeout = settings.open_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     redirects = Redirects(settings)
@@ -105,11 +157,15 @@ def _connect_once(
         if ssl is not None:
             if leftover:
                 raise InvalidProxyMessage("proxy sent data before the TLS handshake")
-            if proxy is not None and proxy.secure:
-                # The threads layer can't run TLS inside the proxy's TLS connection.
-                raise ProxyError("wss:// through an https:// proxy needs the asyncio client")
             sock.settimeout(_remaining(deadline))
-            sock = ssl.wrap_socket(sock, server_hostname=settings.server_hostname_for(uri))
+            server_hostname = settings.server_hostname_for(uri)
+            if isinstance(sock, SSLSocket):
+                # The proxy's own TLS: the server's runs inside it.
+                tls = TLSInTLS(sock, ssl, server_hostname)
+                tls.do_handshake()
+                sock = cast(socket.socket, tls)
+            else:
+                sock = ssl.wrap_socket(sock, server_hostname=server_hostname)
         connection = ClientConnection(
             sock, ClientProtocol(uri, **protocol_kwargs), **settings.connection_kwargs
         )

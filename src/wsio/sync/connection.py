@@ -53,6 +53,10 @@ __all__ = ["Connection"]
 #: Bytes asked of the socket per read.
 _READ_SIZE = 65536
 
+#: The flag of a send that takes what the kernel has room for and never waits (not on
+#: every platform).
+_DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
+
 
 class Connection(BaseConnection[concurrent.futures.Future[float]]):
     """A WebSocket connection over a blocking socket, served by threads; see
@@ -245,16 +249,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
 
         :raises InvalidArgument: a code that may not be sent or a reason over 123 bytes.
         """
-        with self._mutex:
-            protocol = self.protocol
-            if protocol.failure_held:
-                protocol.release_failure()
-            elif protocol.state is State.OPEN:
-                protocol.send_close(code, reason)
-            elif protocol.state is State.CONNECTING:
-                self._abort()
-            # A reader waiting for room in the queue reads on for the close frame.
-            self._changed.notify_all()
+        self._start_closing(code, reason)
         self._flush()
         if self._reader is None:
             # The opening handshake never completed: no thread reads for a close frame.
@@ -263,9 +258,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         if not self._closed.wait(self.close_timeout):
             # The reader may be blocked in a read with no deadline: this thread keeps
             # the close timeout.
-            with self._mutex:
-                self.protocol.close_timeout_expired()
-            self._abort()
+            self._close_timed_out()
             self._closed.wait()
 
     def __enter__(self) -> Self:
@@ -578,6 +571,58 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         with self._write_lock:
             self.socket.close()
         self._closed.set()
+
+    # Inner workings: for broadcast --------------------------------------------------------
+
+    def _start_closing(self, code: int, reason: str) -> None:
+        """Start the closing handshake without writing: with the close frame of a failure
+        held back, if there is one; with ``code`` and ``reason`` otherwise. The caller
+        flushes."""
+        with self._mutex:
+            protocol = self.protocol
+            if protocol.failure_held:
+                protocol.release_failure()
+            elif protocol.state is State.OPEN:
+                protocol.send_close(code, reason)
+            elif protocol.state is State.CONNECTING:
+                self._abort()
+            # A reader waiting for room in the queue reads on for the close frame.
+            self._changed.notify_all()
+
+    def _close_timed_out(self) -> None:
+        """The closing handshake outlasted ``close_timeout``: end the connection, unless
+        it ended already."""
+        if self._closed.is_set():
+            return
+        with self._mutex:
+            self.protocol.close_timeout_expired()
+        self._abort()
+
+    def _write_nowait(self, writes: list[bytes]) -> list[bytes]:
+        """Write what the kernel takes of ``writes`` at once; return the rest, which must
+        be written next (with :meth:`_write`), before anything else. ``_write_lock`` is
+        held.
+
+        Only a plain socket can write without waiting: TLS writes each record whole,
+        waiting for room if need be, so all of ``writes`` comes back for a TLS socket. A
+        half-close marker stops it too: :meth:`_write` knows what to do with one.
+        """
+        sock = self.socket
+        if type(sock) is not socket.socket or _DONTWAIT is None:
+            return writes
+        for index, data in enumerate(writes):
+            if not data:
+                return writes[index:]
+            try:
+                sent = sock.send(data, _DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._lose(exc)
+                return []
+            if sent < len(data):
+                return [data[sent:], *writes[index + 1 :]]
+        return []
 
 
 def _address(get_address: Callable[[], Any]) -> Any:

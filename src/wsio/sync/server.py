@@ -45,6 +45,10 @@ class ServerConnection(Connection):
         # Whether process_request answered instead of upgrading.
         self._answered_by_hook = False
 
+    @property
+    def broadcast_policy(self) -> tuple[int | None, str]:
+        return self.server.settings.broadcast_policy
+
     def respond(self, status: HTTPStatus | int, text: str) -> Response:
         """A plain-text HTTP response, for ``process_request`` to return instead of
         upgrading (health checks, errors, challenges)."""
