@@ -10,7 +10,6 @@ The API mirrors the asyncio API of the ``websockets`` package::
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
-from .asyncio.broadcast import BroadcastResult, broadcast
 from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.hub import Backend, Hub, MemoryBackend
 from .asyncio.router import route
@@ -47,6 +46,7 @@ from .protocol.frames import Close, CloseCode
 from .protocol.http11 import Headers, MultipleValuesError, Request, Response
 from .reconnect import Backoff
 from .shared.auth import basic_auth
+from .shared.broadcast import BroadcastResult, broadcast
 
 __all__ = [
     "Backend",

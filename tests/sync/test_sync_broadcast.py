@@ -19,7 +19,7 @@ import wsio.sync
 from broadcasting import LIMIT, ROUNDS, SlowConsumerRun, number_of, numbered
 from conftest import Servers, port_of
 from rawpeer import OP_BINARY, OP_CLOSE, OP_TEXT, FrameParser, build_request
-from wsio.sync.broadcast import _outlet
+from wsio.sync.broadcasting import _outlet
 
 T = 5.0
 
@@ -374,3 +374,31 @@ def test_broadcast_while_the_application_waits_in_send(servers: Servers) -> None
             (OP_BINARY, len(large)),
             (OP_TEXT, 5),
         ]
+
+
+def test_one_broadcast_reaches_connections_of_both_layers() -> None:
+    # An asyncio server's connections and threads clients' connections, in one call.
+    import asyncio
+
+    async def scenario() -> None:
+        async def hold(ws: wsio.ServerConnection) -> None:
+            await ws.wait_closed()
+
+        async with wsio.serve(hold, "127.0.0.1", 0) as server:
+            uri = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+            clients = await asyncio.gather(
+                *(asyncio.to_thread(wsio.sync.connect, uri, open_timeout=T) for _ in range(2))
+            )
+            try:
+                async with asyncio.timeout(T):
+                    while len(server.connections) < 2:
+                        await asyncio.sleep(0.01)
+                mixed = [*server.connections, *clients]
+                result = wsio.broadcast(mixed, "to all")
+                assert (result.delivered, result.skipped, result.closed) == (4, 0, 0)
+                for client in clients:
+                    assert await asyncio.to_thread(client.recv, T) == "to all"
+            finally:
+                await asyncio.gather(*(asyncio.to_thread(client.close) for client in clients))
+
+    asyncio.run(scenario())

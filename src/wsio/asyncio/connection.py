@@ -29,8 +29,17 @@ from typing import Protocol as TypingProtocol
 
 from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
-from ..protocol.connection import Pong, Protocol, RequestReceived, ResponseReceived, State
+from ..protocol.connection import (
+    Pong,
+    PreparedMessage,
+    Protocol,
+    RequestReceived,
+    ResponseReceived,
+    State,
+)
+from ..protocol.frames import CloseCode
 from ..protocol.utf8 import convert
+from ..shared.broadcast import Outcome, slow_consumer_verdict
 from ..shared.connection import (
     HANDSHAKE_EVENTS,
     MESSAGE_EVENTS,
@@ -392,6 +401,29 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
             await self.close(1011)
 
     # Inner workings -----------------------------------------------------------------------
+
+    def _offer(
+        self, prepared: PreparedMessage, limit: int | None, slow_consumer: str | None
+    ) -> Outcome:
+        # The unsent bytes: the transport's buffer, and what waits for a fragmented
+        # message to end.
+        protocol = self.protocol
+        transport = self.transport
+        if protocol.state is not State.OPEN or transport is None or transport.is_closing():
+            return None
+        verdict = slow_consumer_verdict(
+            transport.get_write_buffer_size() + protocol.deferred_size,
+            self.broadcast_policy,
+            limit,
+            slow_consumer,
+        )
+        if verdict == "close":
+            self._start_closing(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+        elif verdict is None:
+            protocol.send_prepared(prepared)
+            self._flush()
+            return "delivered"
+        return verdict
 
     def _start_closing(self, code: int, reason: str) -> None:
         """Start the closing handshake without waiting: with the close frame of a failure

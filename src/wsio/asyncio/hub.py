@@ -20,8 +20,13 @@ from typing import Any
 
 from ..protocol.connection import PreparedMessage
 from ..protocol.frames import Opcode, encode_text
+from ..shared.broadcast import (
+    BroadcastResult,
+    broadcast_prepared,
+    check_broadcast_policy,
+    prepare,
+)
 from ..shared.messages import DataLike
-from .broadcast import BroadcastResult, broadcast_prepared, check_broadcast_policy, prepare
 from .connection import Connection
 
 __all__ = ["Backend", "Deliver", "Hub", "MemoryBackend"]

@@ -1,24 +1,44 @@
-"""Broadcast, for both I/O layers: the message built once for many connections, and the
-policy for slow consumers.
+"""Broadcast: one message to many connections, built once, never waiting for any of them,
+for both I/O layers (:func:`wsio.broadcast` and :func:`wsio.sync.broadcast` are
+:func:`broadcast`).
 
-A connection whose unsent bytes exceed its limit is a *slow consumer*: rather than let
-its backlog grow with every broadcast, a broadcast skips the message for it (counted),
-or closes it with 1013 (try again later), so that its client reconnects and catches up
-from the application's state. :func:`slow_consumer_verdict` decides; each I/O layer
-measures the unsent bytes and acts on the verdict in its own way of waiting.
+A connection that doesn't read what it is sent would otherwise grow its backlog with every
+broadcast; instead, each connection holds at most its limit plus one message, and a *slow
+consumer* above its limit gets the policy chosen for it: the message is skipped for it
+(counted), or the connection is closed with 1013 (try again later), so that its client
+reconnects and catches up from the application's state. :func:`slow_consumer_verdict`
+decides; each I/O layer's connection measures its unsent bytes and hands the message over
+its own way (``_offer``): the asyncio layer to the transport's buffer, the threads layer
+without waiting, to a writer thread if the kernel has no room
+(:mod:`wsio.sync.broadcasting`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..exceptions import InvalidArgument
 from ..protocol.connection import PreparedMessage
 from ..protocol.frames import encode_text
 from .messages import DataLike
 
-__all__ = ["BroadcastResult", "check_broadcast_policy", "prepare", "slow_consumer_verdict"]
+if TYPE_CHECKING:
+    from .connection import BaseConnection
+
+__all__ = [
+    "BroadcastResult",
+    "Outcome",
+    "broadcast",
+    "broadcast_prepared",
+    "check_broadcast_policy",
+    "prepare",
+    "slow_consumer_verdict",
+]
+
+#: What a broadcast did with one connection: ``None`` when it wasn't open.
+Outcome = Literal["delivered", "skip", "close"] | None
 
 _SLOW_CONSUMER_POLICIES = ("skip", "close")
 
@@ -83,3 +103,58 @@ def prepare(message: DataLike, compress: bool | None = None) -> PreparedMessage:
     if isinstance(message, bytes | bytearray | memoryview):
         return PreparedMessage(bytes(message), text=False, compress=compress)
     raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+
+
+def broadcast(
+    connections: Iterable[BaseConnection[Any]],
+    message: DataLike,
+    *,
+    compress: bool | None = None,
+    limit: int | None = None,
+    slow_consumer: str | None = None,
+) -> BroadcastResult:
+    """Send ``message`` to every open connection of ``connections``, without waiting for
+    any of them: a peer that doesn't read never holds up the caller or the others.
+
+    ``str`` goes as text, bytes-like as binary. The frame is built once per distinct wire
+    encoding (see :attr:`BroadcastResult.encodings`); with permessage-deflate, servers
+    that negotiate ``server_no_context_takeover`` (an option of ``serve``) share one
+    compressed frame between all their connections.
+
+    A connection whose unsent bytes already exceed ``limit`` is a slow consumer:
+    ``slow_consumer="skip"`` leaves it out of this message, ``"close"`` starts its closing
+    handshake with 1013 (try again later), which ``close_timeout`` bounds. ``None`` takes
+    the connection's server's ``broadcast_limit`` and ``slow_consumer`` (for a client's
+    connection, the defaults: 256 KiB, ``"skip"``). A connection thus holds at most its
+    limit plus one message, however many broadcasts it misses.
+
+    Connections of either I/O layer may be given, even together.
+
+    :raises TypeError: ``message`` is neither str nor bytes-like.
+    :raises InvalidArgument: text that isn't valid Unicode, a negative ``limit`` or an
+        unknown ``slow_consumer``.
+    """
+    check_broadcast_policy(limit, slow_consumer)
+    return broadcast_prepared(connections, prepare(message, compress), limit, slow_consumer)
+
+
+def broadcast_prepared(
+    connections: Iterable[BaseConnection[Any]],
+    prepared: PreparedMessage,
+    limit: int | None,
+    slow_consumer: str | None,
+) -> BroadcastResult:
+    """:func:`broadcast` of a message already prepared, with arguments already checked."""
+    result = BroadcastResult()
+    # The message may have been sent to other connections before (a hub's, in memory).
+    encodings_before = prepared.encodings
+    for connection in connections:
+        outcome = connection._offer(prepared, limit, slow_consumer)
+        if outcome == "delivered":
+            result.delivered += 1
+        elif outcome == "skip":
+            result.skipped += 1
+        elif outcome == "close":
+            result.closed += 1
+    result.encodings = prepared.encodings - encodings_before
+    return result

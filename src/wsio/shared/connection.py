@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
 from ..protocol.connection import (
     BinaryMessage,
+    PreparedMessage,
     Protocol,
     RequestReceived,
     ResponseReceived,
@@ -19,6 +20,9 @@ from ..protocol.connection import (
 )
 from ..protocol.http11 import Request, Response
 from .messages import check_limits
+
+if TYPE_CHECKING:
+    from .broadcast import Outcome
 
 __all__ = [
     "HANDSHAKE_EVENTS",
@@ -157,6 +161,14 @@ class BaseConnection(Generic[_Waiter]):
         """The ``broadcast_limit`` and ``slow_consumer`` policy that a broadcast applies to
         this connection unless told otherwise: its server's, or the defaults."""
         return defaults.BROADCAST_LIMIT, defaults.SLOW_CONSUMER
+
+    def _offer(
+        self, prepared: PreparedMessage, limit: int | None, slow_consumer: str | None
+    ) -> Outcome:
+        """Hand a broadcast message over without waiting, unless this connection is a
+        slow consumer (:func:`~wsio.shared.broadcast.slow_consumer_verdict`), and say
+        what was done; see :func:`~wsio.shared.broadcast.broadcast`."""
+        raise NotImplementedError
 
     def _check_open(self) -> None:
         """:raises ConnectionClosed: the connection is closing or closed."""

@@ -2,7 +2,7 @@
 sockets, on the same sans-I/O core, for code that doesn't run an event loop."""
 
 from ..shared.auth import basic_auth
-from .broadcast import BroadcastResult, broadcast
+from ..shared.broadcast import BroadcastResult, broadcast
 from .client import ClientConnection, connect, reconnecting
 from .connection import Connection
 from .router import route

@@ -36,9 +36,17 @@ from typing import Any, Self, Unpack, cast
 
 from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
-from ..protocol.connection import Pong, Protocol, RequestReceived, ResponseReceived, State
+from ..protocol.connection import (
+    Pong,
+    PreparedMessage,
+    Protocol,
+    RequestReceived,
+    ResponseReceived,
+    State,
+)
 from ..protocol.utf8 import convert
 from ..shared import messages as commands
+from ..shared.broadcast import Outcome
 from ..shared.connection import (
     HANDSHAKE_EVENTS,
     MESSAGE_EVENTS,
@@ -46,6 +54,7 @@ from ..shared.connection import (
     ConnectionOptions,
 )
 from ..shared.messages import Data, DataLike
+from . import broadcasting
 
 __all__ = ["Connection"]
 
@@ -573,6 +582,11 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         self._closed.set()
 
     # Inner workings: for broadcast --------------------------------------------------------
+
+    def _offer(
+        self, prepared: PreparedMessage, limit: int | None, slow_consumer: str | None
+    ) -> Outcome:
+        return broadcasting.offer(self, prepared, limit, slow_consumer)
 
     def _start_closing(self, code: int, reason: str) -> None:
         """Start the closing handshake without writing: with the close frame of a failure

@@ -1,7 +1,8 @@
-"""Broadcast over threads: one message to many connections, built once, the caller never
-waiting for any of them.
+"""Broadcast over threads (:func:`wsio.sync.broadcast`, which is
+:func:`wsio.shared.broadcast.broadcast`): how a threads connection takes a broadcast
+message, never making the broadcasting thread wait.
 
-How it writes. For each open connection, :func:`broadcast` queues the message in the
+How it writes. For each open connection, :func:`offer` queues the message in the
 connection's core, under the connection's ``_mutex`` (never held during I/O), and then:
 
 - When no other thread writes to the connection and its socket is plain TCP, it writes
@@ -35,76 +36,50 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from ..protocol.connection import State
+from ..protocol.connection import PreparedMessage, State
 from ..protocol.frames import CloseCode
-from ..shared.broadcast import (
-    BroadcastResult,
-    check_broadcast_policy,
-    prepare,
-    slow_consumer_verdict,
-)
-from ..shared.messages import DataLike
-from .connection import Connection
+from ..shared.broadcast import Outcome, slow_consumer_verdict
 
-__all__ = ["BroadcastResult", "broadcast"]
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["offer"]
 
 #: Seconds a writer waits for more to write before its thread ends.
 _WRITER_LINGER = 1.0
 
 
-def broadcast(
-    connections: Iterable[Connection],
-    message: DataLike,
-    *,
-    compress: bool | None = None,
-    limit: int | None = None,
-    slow_consumer: str | None = None,
-) -> BroadcastResult:
-    """Send ``message`` to every open connection of ``connections``, without waiting for
-    any of them: a peer that doesn't read never holds up the caller or the others.
-
-    As :func:`wsio.broadcast`: ``str`` goes as text, bytes-like as binary; the frame is
-    built once per distinct wire encoding; a connection whose unsent bytes exceed
-    ``limit`` is a slow consumer, which ``slow_consumer="skip"`` leaves out of this
-    message and ``"close"`` closes with 1013 (try again later). ``None`` takes the
-    connection's server's ``broadcast_limit`` and ``slow_consumer`` (for a client's
-    connection, the defaults: 256 KiB, ``"skip"``). See the module for how it writes.
-
-    :raises TypeError: ``message`` is neither str nor bytes-like.
-    :raises InvalidArgument: text that isn't valid Unicode, a negative ``limit`` or an
-        unknown ``slow_consumer``.
-    """
-    check_broadcast_policy(limit, slow_consumer)
-    prepared = prepare(message, compress)
-    result = BroadcastResult()
-    for connection in connections:
-        outlet = _outlet(connection)
-        with connection._mutex:
-            protocol = connection.protocol
-            if protocol.state is not State.OPEN:
-                continue
-            verdict = slow_consumer_verdict(
-                protocol.size_to_send + protocol.deferred_size + outlet.in_flight,
-                connection.broadcast_policy,
-                limit,
-                slow_consumer,
-            )
-            if verdict is None:
-                protocol.send_prepared(prepared)
-        if verdict == "skip":
-            result.skipped += 1
-            continue
-        if verdict == "close":
-            connection._start_closing(CloseCode.TRY_AGAIN_LATER, "slow consumer")
-            _close_within_timeout(connection)
-            result.closed += 1
-        else:
-            result.delivered += 1
-        outlet.deliver(connection)
-    result.encodings = prepared.encodings
-    return result
+def offer(
+    connection: Connection,
+    prepared: PreparedMessage,
+    limit: int | None,
+    slow_consumer: str | None,
+) -> Outcome:
+    """What a threads connection does with a broadcast message
+    (:meth:`~wsio.shared.connection.BaseConnection._offer`): queue it in the core and
+    write it without waiting, unless the connection is a slow consumer."""
+    outlet = _outlet(connection)
+    with connection._mutex:
+        protocol = connection.protocol
+        if protocol.state is not State.OPEN:
+            return None
+        verdict = slow_consumer_verdict(
+            protocol.size_to_send + protocol.deferred_size + outlet.in_flight,
+            connection.broadcast_policy,
+            limit,
+            slow_consumer,
+        )
+        if verdict is None:
+            protocol.send_prepared(prepared)
+    if verdict == "skip":
+        return verdict
+    if verdict == "close":
+        connection._start_closing(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+        _close_within_timeout(connection)
+    outlet.deliver(connection)
+    return verdict or "delivered"
 
 
 class _Outlet:
