@@ -33,8 +33,6 @@ from ..protocol.connection import (
     Pong,
     PreparedMessage,
     Protocol,
-    RequestReceived,
-    ResponseReceived,
     State,
 )
 from ..protocol.frames import CloseCode
@@ -45,6 +43,7 @@ from ..shared.connection import (
     MESSAGE_EVENTS,
     BaseConnection,
     ConnectionOptions,
+    HandshakeEvent,
 )
 from ..shared.messages import (
     Data,
@@ -592,7 +591,7 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
             # What the queue has room for by the next read.
             protocol.allow_messages(room)
 
-    def _handshake_event(self, event: RequestReceived | ResponseReceived) -> None:
+    def _handshake_event(self, event: HandshakeEvent) -> None:
         """Hook for the sides: a handshake message arrived."""
 
     def _end_handshake(self) -> None:

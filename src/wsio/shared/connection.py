@@ -29,6 +29,7 @@ __all__ = [
     "MESSAGE_EVENTS",
     "BaseConnection",
     "ConnectionOptions",
+    "HandshakeEvent",
     "PongWaiter",
     "connection_options",
 ]
@@ -38,6 +39,8 @@ __all__ = [
 MESSAGE_EVENTS = (TextMessage, BinaryMessage)
 #: The core's events that carry the opening handshake's request or response.
 HANDSHAKE_EVENTS = (RequestReceived, ResponseReceived)
+#: One of :data:`HANDSHAKE_EVENTS`.
+HandshakeEvent = RequestReceived | ResponseReceived
 
 
 class ConnectionOptions(TypedDict, total=False):

@@ -36,14 +36,7 @@ from typing import Any, Self, Unpack, cast
 
 from .. import defaults
 from ..exceptions import ConcurrencyError, ConnectionClosedOK
-from ..protocol.connection import (
-    Pong,
-    PreparedMessage,
-    Protocol,
-    RequestReceived,
-    ResponseReceived,
-    State,
-)
+from ..protocol.connection import Pong, PreparedMessage, Protocol, State
 from ..protocol.utf8 import convert
 from ..shared import messages as commands
 from ..shared.broadcast import Outcome
@@ -52,6 +45,7 @@ from ..shared.connection import (
     MESSAGE_EVENTS,
     BaseConnection,
     ConnectionOptions,
+    HandshakeEvent,
 )
 from ..shared.messages import Data, DataLike
 from . import broadcasting
@@ -89,7 +83,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
         # The thread sending a fragmented message, while it does.
         self._fragmenting_thread: int | None = None
         # The handshake message, once the core parsed it.
-        self._handshake_event: RequestReceived | ResponseReceived | None = None
+        self._handshake_event: HandshakeEvent | None = None
         self._reader: threading.Thread | None = None
         self._closed = threading.Event()
         self._poller: select.poll | None = None
