@@ -467,6 +467,7 @@ class Connection:
         """Dispatch what the core parsed; ``_mutex`` is held."""
         protocol = self.protocol
         messages = self._messages
+        queued = len(messages)
         while True:
             for event in protocol.events_received():
                 if isinstance(event, _MESSAGES):
@@ -489,7 +490,10 @@ class Connection:
                 self._release_failure()
             elif self._failure_deadline is None:
                 self._failure_deadline = time.monotonic() + defaults.FAILURE_GRACE
-        self._changed.notify_all()
+        if len(messages) != queued or not protocol.receiving or protocol.state is not State.OPEN:
+            # A read that only buffered part of a message changes nothing that a thread
+            # waits for: waking the receiver for it would cost two thread switches.
+            self._changed.notify_all()
 
     def _acknowledge(self, acknowledged: Iterable[bytes]) -> None:
         """Settle the pings that a pong answered (RFC 6455 §5.5.3: a pong answers the
