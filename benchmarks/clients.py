@@ -135,23 +135,28 @@ class Driver(abc.ABC):
         """Round trips of ``message`` on ``conn`` until ``run.stop``."""
 
 
+def _check_echo(run: Run, value: str | bytes, reply: Any, start: int) -> None:
+    """Check the reply to ``value`` sent at ``start`` (``perf_counter_ns``), and count it."""
+    if run.samples is not None:
+        run.samples.append(time.perf_counter_ns() - start)
+    if reply != value:
+        raise EchoError(f"reply of {len(reply)} bytes isn't the echo")
+    # The threads of a run (_ThreadDriver) share the count: under the GIL, CPython (3.11
+    # and later) switches threads at calls and backward jumps only, never within this.
+    run.count += 1
+
+
 class _AsyncioDriver(Driver):
     """Libraries with ``send()`` / ``recv()`` coroutines: the loop is the same for all."""
 
     async def echo_loop(self, conn: Any, message: Message, run: Run) -> None:
         value = message.value
         send, recv = conn.send, conn.recv
-        samples = run.samples
         clock = time.perf_counter_ns
         while not run.stop:
             start = clock()
             await send(value)
-            reply = await recv()
-            if samples is not None:
-                samples.append(clock() - start)
-            if reply != value:
-                raise EchoError(f"reply of {len(reply)} bytes isn't the echo")
-            run.count += 1
+            _check_echo(run, value, await recv(), start)
 
 
 class WsioDriver(_AsyncioDriver):
@@ -204,20 +209,11 @@ class _ThreadDriver(Driver):
     def _echo_loop(conn: Any, message: Message, run: Run) -> None:
         value = message.value
         send, recv = conn.send, conn.recv
-        samples = run.samples
         clock = time.perf_counter_ns
         while not run.stop:
             start = clock()
             send(value)
-            reply = recv()
-            if samples is not None:
-                samples.append(clock() - start)
-            if reply != value:
-                raise EchoError(f"reply of {len(reply)} bytes isn't the echo")
-            # The threads of a run share the count: under the GIL, CPython (3.11 and
-            # later) switches threads at calls and backward jumps only, never within
-            # this statement.
-            run.count += 1
+            _check_echo(run, value, recv(), start)
 
 
 class WsioSyncDriver(_ThreadDriver):
