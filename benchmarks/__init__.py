@@ -1,11 +1,12 @@
 """Side-by-side benchmark of wsio, websockets, aiohttp, picows and a plain asyncio TCP echo.
 
-Run ``python -m benchmarks`` (or ``make bench``; about 20 minutes); ``--quick`` takes about
+Run ``python -m benchmarks`` (or ``make bench``; about 23 minutes); ``--quick`` takes about
 two minutes, ``--json PATH`` writes the results, ``--only ROWS`` picks rows, ``--sections``
-picks among ``server``, ``client``, ``broadcast`` and ``asgi`` (the first three by default;
-``broadcast`` takes about a minute, 20 s with ``--quick``, and is also ``python -m
-benchmarks.broadcast``; ``asgi`` is run only when asked for, see below), ``--help`` lists
-the rest. Linux only (``/proc``). ``python -m benchmarks.instructions``
+picks among ``server``, ``client``, ``broadcast``, ``threads`` and ``asgi`` (all but
+``asgi`` by default; ``broadcast`` takes about a minute, 20 s with ``--quick``, and is also
+``python -m benchmarks.broadcast``; ``threads`` about 3 minutes, and is the two sections
+``threads-server`` and ``threads-client``; ``asgi`` is run only when asked for, see
+below), ``--help`` lists the rest. Linux only (``/proc``). ``python -m benchmarks.instructions``
 counts the instructions of a server handshake and of an echoed message instead
 (valgrind): a figure that doesn't move with the machine's load, for comparing two commits.
 
@@ -118,7 +119,19 @@ Methodology
   minutes (``--quick``: about 15 s). It is left out of the default run: the other
   sections compare WebSocket libraries, this one compares uvicorn backends under one
   framework, a separate question with its own goal, and it would add a sixth to a
-  20-minute run (``--sections server,client,broadcast,asgi`` runs everything).
+  23-minute run (``--sections server,client,broadcast,threads,asgi`` runs everything).
+- Threads sections (``--sections threads``): the threads API of wsio beside websockets'
+  (``wsio.sync``, ``websockets.sync``), no event loop in the measured process. Servers
+  (``threads-server``): ``for message in ws: ws.send(message)`` in the handler thread of
+  each connection, the server's main thread in ``serve_forever()``, compression off, each
+  library's default checks and keepalive, the 2 MiB size limit; the load generator,
+  pinning and server CPU accounting (every thread) are those of the server rows. Clients
+  (``threads-client``): ``connect()`` with the same options, each connection opened, run
+  (``send``, then ``recv`` and compare) and closed in a thread of its own, 16 threads for
+  16 connections, against the fixed server of the client rows; the CPU is the client
+  process's, every thread included (the idle event loop that takes the orchestrator's
+  commands too). Rows: 16 B and 64 KiB over 1 and 16 connections, interleaved runs as
+  elsewhere.
 - What inflating costs a wsio server connection that received one compressed message,
   measured apart with tracemalloc over 1,000 sans-I/O connections (window 2**15):
   ``python -m benchmarks.deflate_memory``, about a minute.

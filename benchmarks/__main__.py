@@ -39,18 +39,35 @@ SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp", "task")
 CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw", "task")
 #: The columns of the ASGI section: uvicorn's ``--ws`` backends (:mod:`benchmarks.asgi`).
 BACKENDS = tuple(asgi.BACKENDS)
+#: The columns of the threads sections: servers (and clients) of that name in
+#: :mod:`benchmarks.servers` (and :mod:`benchmarks.clients`).
+THREADS = ("wsio-sync", "websockets-sync")
 #: The libraries of each section's columns.
-NAMES = {"server": SERVERS, "client": CLIENTS, "asgi": BACKENDS}
+NAMES = {
+    "server": SERVERS,
+    "client": CLIENTS,
+    "asgi": BACKENDS,
+    "threads-server": THREADS,
+    "threads-client": THREADS,
+}
 #: Column headings of each section, in the order of NAMES.
 COLUMNS = {
     "server": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
     "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task client"),
     "asgi": BACKENDS,
+    "threads-server": ("wsio.sync", "websockets.sync"),
+    "threads-client": ("wsio.sync", "websockets.sync"),
 }
+#: Sections whose columns are servers facing the load generator, and whose columns are
+#: clients facing the fixed server.
+SERVER_SECTIONS = ("server", "asgi", "threads-server")
+CLIENT_SECTIONS = ("client", "threads-client")
 #: Sections of the run, in order; "broadcast" is :mod:`benchmarks.broadcast`.
-SECTIONS = ("server", "client", "broadcast", "asgi")
+SECTIONS = ("server", "client", "broadcast", "asgi", "threads-server", "threads-client")
+#: What ``--sections`` also takes: a name for several sections.
+SECTION_GROUPS = {"threads": ("threads-server", "threads-client")}
 #: Sections run when ``--sections`` isn't given (see :mod:`benchmarks` for why not asgi).
-DEFAULT_SECTIONS = ("server", "client", "broadcast")
+DEFAULT_SECTIONS = ("server", "client", "broadcast", "threads")
 #: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
 BYTE_ECHOES = ("tcp", "task")
 ASGI_BYTE_ECHOES = ("ceiling",)
@@ -69,6 +86,8 @@ IDLE_COUNTS = (1000, 5000)
 #: backend under uvicorn and Starlette, and would make the section long.
 ASGI_SIZES = (16, 65536)
 ASGI_IDLE_COUNTS = (1000,)
+#: The rows of the threads sections: messages only, small and large.
+THREADS_SIZES = (16, 65536)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,11 +124,15 @@ def _rows() -> list[Row]:
 ROWS = _rows()
 
 
-def _asgi_row_keys() -> frozenset[str]:
-    shorts = [short for size, short, _ in SIZES if size in ASGI_SIZES]
-    keys = {
+def _message_row_keys(sizes: tuple[int, ...]) -> set[str]:
+    shorts = [short for size, short, _ in SIZES if size in sizes]
+    return {
         f"{kind}{short}x{conns}" for kind in ("msg", "cpu") for short in shorts for conns in CONNS
     }
+
+
+def _asgi_row_keys() -> frozenset[str]:
+    keys = _message_row_keys(ASGI_SIZES)
     keys |= {"hs", "hs.cpu"} | {f"mem{n}" for n in ASGI_IDLE_COUNTS}
     return frozenset(keys)
 
@@ -118,8 +141,11 @@ def section_rows(section: str) -> list[Row]:
     """The rows a section measures."""
     if section == "asgi":
         keys = _asgi_row_keys()
-        return [row for row in ROWS if row.key in keys]
-    return list(ROWS)
+    elif section in SECTION_GROUPS["threads"]:
+        keys = frozenset(_message_row_keys(THREADS_SIZES))
+    else:
+        return list(ROWS)
+    return [row for row in ROWS if row.key in keys]
 
 
 Results = dict[tuple[str, str, str], Cell]  # (section, row key, library)
@@ -171,7 +197,7 @@ class Bench:
             shown = f"ERROR {cell.error}"
         else:
             shown = f"{format_value(cell.median, row.unit)} {row.unit} ±{cell.spread * 50:.0f}%"
-        self.progress(f"{section:<6} {key:<10} {lib:<10} {shown}")
+        self.progress(f"{section:<14} {key:<10} {lib:<15} {shown}")
 
     # Processes -------------------------------------------------------------------------------
 
@@ -222,19 +248,17 @@ class Bench:
 
     def _client_spec(self, section: str, lib: str) -> tuple[str, str, str]:
         """(client library, peer kind, loop) of the client process of a column."""
-        if section == "server":
-            peer = "echo" if lib in BYTE_ECHOES else "ws"
-            return self.s.loadgen, peer, self.s.loadgen_loop
-        if section == "asgi":
-            peer = "echo" if lib in ASGI_BYTE_ECHOES else "ws"
+        if section in SERVER_SECTIONS:
+            byte_echoes = ASGI_BYTE_ECHOES if section == "asgi" else BYTE_ECHOES
+            peer = "echo" if lib in byte_echoes else "ws"
             return self.s.loadgen, peer, self.s.loadgen_loop
         return lib, "ws", self.s.loop
 
     def _server_key(self, section: str, lib: str) -> str:
         if section == "server":
             return lib
-        if section == "asgi":
-            return f"asgi {lib}"
+        if section in SERVER_SECTIONS:
+            return f"{section} {lib}"
         return f"fixed {FIXED_SERVER}"
 
     def pair(self, section: str, lib: str) -> Child:
@@ -250,7 +274,7 @@ class Bench:
         if server is None or not server.alive():
             if server is not None:
                 server.stop()
-            if section == "client":
+            if section in CLIENT_SECTIONS:
                 server, self.ports[key] = self.start_server(FIXED_SERVER, self.s.loadgen_loop)
             else:
                 server, self.ports[key] = self.start_server(lib, self.s.loop, section)
@@ -258,7 +282,7 @@ class Bench:
         client_lib, peer, loop = self._client_spec(section, lib)
         # CPU time is the server's in the server and ASGI rows, the client's own in the
         # client rows.
-        measured = None if section == "client" else server.pid
+        measured = None if section in CLIENT_SECTIONS else server.pid
         client = self.clients[lib] = self.start_client(
             client_lib, self.ports[key], peer, loop, measured
         )
@@ -275,7 +299,7 @@ class Bench:
         child = self.clients.pop(lib, None)
         if child is not None:
             child.stop()
-        if section != "client":
+        if section not in CLIENT_SECTIONS:
             child = self.servers.pop(self._server_key(section, lib), None)
             if child is not None:
                 child.stop()
@@ -327,7 +351,7 @@ class Bench:
         self.stop_all()
         counts = [n for n in IDLE_COUNTS if self.wanted(section, f"mem{n}")]
         if counts:
-            if section == "client":
+            if section in CLIENT_SECTIONS:
                 key = self._server_key(section, "")
                 fixed = self.start_server(FIXED_SERVER, self.s.loadgen_loop)
                 self.servers[key], self.ports[key] = fixed
@@ -394,7 +418,7 @@ class Bench:
             client: Child | None = None
             try:
                 client_lib, peer, loop = self._client_spec(section, lib)
-                if section == "client":
+                if section in CLIENT_SECTIONS:
                     port = self.ports[self._server_key(section, lib)]
                 else:
                     server, port = self.start_server(lib, self.s.loop, section)
@@ -443,6 +467,16 @@ def table(results: Results, settings: Settings) -> str:
                 f"column per --ws backend; --http httptools, loop {settings.loop}, "
                 "ws_per_message_deflate off; load generator: "
                 f"{settings.loadgen} client on {settings.loadgen_loop}, offering no compression)"
+            )
+        elif section == "threads-server":
+            title = (
+                f"THREADS SERVERS (one thread per connection and no event loop; load "
+                f"generator: {settings.loadgen} client on {settings.loadgen_loop})"
+            )
+        elif section == "threads-client":
+            title = (
+                f"THREADS CLIENTS (one thread per connection; against a {FIXED_SERVER} server "
+                f"on {settings.loadgen_loop})"
             )
         elif section == "server":
             title = (
@@ -577,10 +611,14 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Echo benchmarks of wsio, websockets, aiohttp, picows and plain asyncio.",
-        epilog="Rows: " + ", ".join(row.key for row in ROWS) + " (globs; prefix with "
-        "'server.', 'client.' or 'asgi.' for one section, e.g. --only 'msg16*,server.hs'); "
-        "section asgi: " + ", ".join(row.key for row in section_rows("asgi")) + "; section "
-        "broadcast: " + ", ".join(broadcast.KEYS) + ".",
+        epilog="Rows: " + ", ".join(row.key for row in ROWS) + " (globs; prefix with a "
+        "section's name and a dot for one section, e.g. --only 'msg16*,server.hs'); "
+        "section asgi: " + ", ".join(row.key for row in section_rows("asgi")) + "; sections "
+        "threads-server and threads-client: "
+        + ", ".join(row.key for row in section_rows("threads-server"))
+        + "; section broadcast: "
+        + ", ".join(broadcast.KEYS)
+        + ".",
     )
     parser.add_argument("--quick", action="store_true", help="3 x 0.1 s runs: about a minute")
     parser.add_argument("--json", metavar="PATH", help="write the results there as JSON")
@@ -588,7 +626,8 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     parser.add_argument(
         "--sections",
         default=",".join(DEFAULT_SECTIONS),
-        help="comma-separated: server, client, broadcast, asgi (default: all but asgi)",
+        help="comma-separated: server, client, broadcast, asgi, threads (threads-server "
+        "and threads-client) (default: all but asgi)",
     )
     parser.add_argument("--servers", default=",".join(SERVERS), help="server columns")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="client columns")
@@ -617,7 +656,11 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     parser.add_argument("--no-pin", action="store_true", help="don't pin processes to CPUs")
     args = parser.parse_args(argv)
 
-    sections = tuple(_split(args.sections))
+    sections = tuple(
+        dict.fromkeys(
+            part for name in _split(args.sections) for part in SECTION_GROUPS.get(name, (name,))
+        )
+    )
     servers = tuple(_split(args.servers))
     clients = tuple(_split(args.clients))
     backends = tuple(_split(args.backends))
@@ -665,7 +708,13 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         task_wakeup=args.task_wakeup,
         pin=not args.no_pin,
         sections=sections,
-        libraries={"server": servers, "client": clients, "asgi": backends},
+        libraries={
+            "server": servers,
+            "client": clients,
+            "asgi": backends,
+            "threads-server": THREADS,
+            "threads-client": THREADS,
+        },
         rows=patterns,
     )
     return settings, args.json

@@ -21,6 +21,11 @@ the exact bytes a server must send back: the unmasked frame from a WebSocket ser
 frame itself from the plain TCP echo (``--peer echo``). It answers pings (the keepalive of
 wsio and websockets) and checks the status and ``Sec-WebSocket-Accept`` of the handshake
 and the close frame of the closing handshake. Nothing less would still be checking.
+
+``wsio-sync`` and ``websockets-sync`` are the clients over threads (``wsio.sync.connect``,
+``websockets.sync.client.connect``): each connection opens, runs its round trips and
+closes in a thread of its own, as an application over threads does, while the event loop
+of the process only hands out the commands and waits.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import abc
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import functools
 import os
 import statistics
@@ -129,23 +135,28 @@ class Driver(abc.ABC):
         """Round trips of ``message`` on ``conn`` until ``run.stop``."""
 
 
+def _check_echo(run: Run, value: str | bytes, reply: Any, start: int) -> None:
+    """Check the reply to ``value`` sent at ``start`` (``perf_counter_ns``), and count it."""
+    if run.samples is not None:
+        run.samples.append(time.perf_counter_ns() - start)
+    if reply != value:
+        raise EchoError(f"reply of {len(reply)} bytes isn't the echo")
+    # The threads of a run (_ThreadDriver) share the count: under the GIL, CPython (3.11
+    # and later) switches threads at calls and backward jumps only, never within this.
+    run.count += 1
+
+
 class _AsyncioDriver(Driver):
     """Libraries with ``send()`` / ``recv()`` coroutines: the loop is the same for all."""
 
     async def echo_loop(self, conn: Any, message: Message, run: Run) -> None:
         value = message.value
         send, recv = conn.send, conn.recv
-        samples = run.samples
         clock = time.perf_counter_ns
         while not run.stop:
             start = clock()
             await send(value)
-            reply = await recv()
-            if samples is not None:
-                samples.append(clock() - start)
-            if reply != value:
-                raise EchoError(f"reply of {len(reply)} bytes isn't the echo")
-            run.count += 1
+            _check_echo(run, value, await recv(), start)
 
 
 class WsioDriver(_AsyncioDriver):
@@ -166,6 +177,57 @@ class WebsocketsDriver(_AsyncioDriver):
 
     async def close(self, conn: Any) -> None:
         await conn.close()
+
+
+class _ThreadDriver(Driver):
+    """Libraries with blocking ``send()`` / ``recv()``: every call runs in a thread of a
+    pool, so the connections of a run go each in a thread of its own, at once."""
+
+    def __init__(self, port: int, echo_peer: bool, aiofastnet: bool) -> None:
+        super().__init__(port, echo_peer, aiofastnet)
+        # As many threads as connections opened at once by the idle command, which is
+        # more than a run has connections.
+        self.pool = concurrent.futures.ThreadPoolExecutor(_IDLE_CONCURRENCY)
+
+    @abc.abstractmethod
+    def connect_blocking(self) -> Any:
+        """Open a connection, blocking the calling thread."""
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, function, *args)
+
+    async def connect(self) -> Any:
+        return await self._in_thread(self.connect_blocking)
+
+    async def close(self, conn: Any) -> None:
+        await self._in_thread(conn.close)
+
+    async def echo_loop(self, conn: Any, message: Message, run: Run) -> None:
+        await self._in_thread(self._echo_loop, conn, message, run)
+
+    @staticmethod
+    def _echo_loop(conn: Any, message: Message, run: Run) -> None:
+        value = message.value
+        send, recv = conn.send, conn.recv
+        clock = time.perf_counter_ns
+        while not run.stop:
+            start = clock()
+            send(value)
+            _check_echo(run, value, recv(), start)
+
+
+class WsioSyncDriver(_ThreadDriver):
+    def connect_blocking(self) -> Any:
+        import wsio.sync
+
+        return wsio.sync.connect(self.uri, compression=None, max_size=MAX_SIZE, proxy=None)
+
+
+class WebsocketsSyncDriver(_ThreadDriver):
+    def connect_blocking(self) -> Any:
+        from websockets.sync.client import connect
+
+        return connect(self.uri, compression=None, max_size=MAX_SIZE, proxy=None)
 
 
 class AiohttpDriver(Driver):
@@ -609,6 +671,8 @@ CLIENTS: dict[str, type[Driver]] = {
     "raw": RawDriver,
     "task": TaskRawDriver,
     "task-resumed": TaskResumedRawDriver,
+    "wsio-sync": WsioSyncDriver,
+    "websockets-sync": WebsocketsSyncDriver,
 }
 
 

@@ -20,18 +20,22 @@ library keeps its default checks and keepalive, and the size limit is :data:`MAX
 - ``task-resumed``: the task echo, except that each read resumes the task inside the read
   callback, as wsio resumes its handlers (:mod:`wsio.asyncio.waiter`), instead of through
   a future and a turn of the loop (``python -m benchmarks --task-wakeup read-callback``).
+- ``wsio-sync``: the threads server, ``for message in ws: ws.send(message)`` in the
+  handler thread of each connection (``wsio.sync.serve``); no event loop.
+- ``websockets-sync``: the same handler on ``websockets.sync.server``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from .common import HOST, LOOPS, MAX_SIZE, accept_key, prepare_child, run_loop
 
-__all__ = ["SERVERS", "main"]
+__all__ = ["SERVERS", "THREAD_SERVERS", "main"]
 
 
 async def _wsio(port: int, aiofastnet: bool) -> int:
@@ -242,15 +246,50 @@ SERVERS: dict[str, Callable[[int, bool], Awaitable[int]]] = {
 }
 
 
+def _wsio_sync(port: int) -> tuple[socket.socket, Callable[[], None]]:
+    import wsio.sync
+
+    def echo(ws: wsio.sync.ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    server = wsio.sync.serve(echo, HOST, port, compression=None, max_size=MAX_SIZE)
+    return server.socket, server.serve_forever
+
+
+def _websockets_sync(port: int) -> tuple[socket.socket, Callable[[], None]]:
+    from websockets.sync.server import ServerConnection, serve
+
+    def echo(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    server = serve(echo, HOST, port, compression=None, max_size=MAX_SIZE)
+    return server.socket, server.serve_forever
+
+
+#: Servers over threads: each returns its listening socket and the blocking call that
+#: serves it, run in the main thread; no event loop.
+THREAD_SERVERS: dict[str, Callable[[int], tuple[socket.socket, Callable[[], None]]]] = {
+    "wsio-sync": _wsio_sync,
+    "websockets-sync": _websockets_sync,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
-    parser.add_argument("name", choices=sorted(SERVERS))
+    parser.add_argument("name", choices=sorted([*SERVERS, *THREAD_SERVERS]))
     parser.add_argument("port", type=int)
     parser.add_argument("--loop", choices=LOOPS, default="asyncio")
     parser.add_argument("--cpu", type=int, default=None)
     parser.add_argument("--aiofastnet", action="store_true")
     args = parser.parse_args(argv)
     prepare_child(args.cpu)
+    if args.name in THREAD_SERVERS:
+        listener, serve_forever = THREAD_SERVERS[args.name](args.port)
+        print(f"READY {listener.getsockname()[1]}", flush=True)
+        serve_forever()  # until killed
+        return
 
     async def serve() -> None:
         port = await SERVERS[args.name](args.port, args.aiofastnet)

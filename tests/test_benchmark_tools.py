@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,44 +29,91 @@ def test_instruction_counter_workers_run(library: str, operation: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def _start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """A server process of the benchmark (``python -m benchmarks.servers``, or another
+    module's when given as ``-m MODULE``), and the port it listens on."""
+    command = list(args) if args[0] == "-m" else ["-m", "benchmarks.servers", *args]
+    server = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    ready = server.stdout.readline()
+    if not ready.startswith("READY "):
+        server.kill()
+        assert server.stderr is not None
+        pytest.fail(f"server said {ready!r}: {server.stderr.read()}")
+    return server, ready.split()[1]
+
+
+def _run_client(args: list[str], commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run a client process of the benchmark on ``commands``; its answers, none an error
+    and none a measurement of zero."""
+    client = subprocess.run(
+        [sys.executable, "-m", "benchmarks.clients", *args],
+        cwd=ROOT,
+        input="".join(json.dumps(command) + "\n" for command in commands),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert client.returncode == 0, client.stderr
+    lines = client.stdout.splitlines()
+    assert json.loads(lines[0]) == {"ready": True}
+    results = [json.loads(line) for line in lines[1:]]
+    assert len(results) == len(commands)
+    for result in results:
+        assert "error" not in result, result
+        assert "values" not in result or result["values"][0] > 0, result
+    return results
+
+
+def _echo_and_hold(args: list[str]) -> None:
+    """A client process of the benchmark echoes text and binary messages, small and large,
+    opens and closes connections, and holds 5 idle ones."""
+    results = _run_client(args, [*_echo_commands(text=True), {"op": "idle", "count": 5}])
+    assert results[-1] == {"open": 5}
+
+
+def _echo_commands(text: bool = False) -> list[dict[str, Any]]:
+    """Small and large messages over one and several connections, then handshakes; with
+    ``text``, the small ones over several connections are text."""
+    commands = [
+        {"op": "throughput", "size": size, "conns": conns, "repeats": 1, "text": text and is_text}
+        | {"duration": 0.05, "warmup": 0.01}
+        for size, conns, is_text in ((16, 1, False), (16, 4, True), (70_000, 2, False))
+    ]
+    commands.append({"op": "handshakes", "repeats": 1, "duration": 0.05, "warmup": 0.01})
+    return commands
+
+
 @pytest.mark.parametrize("task", ["task", "task-resumed"])
 def test_task_client_and_task_echo_exchange_messages(task: str) -> None:
     """The API ceilings of the benchmark (the task echo and the task client), woken through
     a future or inside the read callback, echo and check real messages over loopback."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.servers", task, "0", "--loop", "asyncio"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server, port = _start_server(task, "0", "--loop", "asyncio")
     try:
-        assert server.stdout is not None
-        ready = server.stdout.readline()
-        assert ready.startswith("READY "), ready
-        port = ready.split()[1]
-        commands = [
-            {"op": "throughput", "size": size, "conns": conns, "repeats": 1}
-            | {"duration": 0.05, "warmup": 0.01}
-            for size, conns in ((16, 1), (16, 4), (70_000, 2))
-        ]
-        commands.append({"op": "handshakes", "repeats": 1, "duration": 0.05, "warmup": 0.01})
-        client = subprocess.run(
-            [sys.executable, "-m", "benchmarks.clients", task, port, "--peer", "echo"],
-            cwd=ROOT,
-            input="".join(json.dumps(command) + "\n" for command in commands),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert client.returncode == 0, client.stderr
-        lines = client.stdout.splitlines()
-        assert json.loads(lines[0]) == {"ready": True}
-        results = [json.loads(line) for line in lines[1:]]
-        assert len(results) == len(commands)
-        for result in results:
-            assert "error" not in result, result
-            assert result["values"][0] > 0
+        _run_client([task, port, "--peer", "echo"], _echo_commands())
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("library", ["wsio-sync", "websockets-sync"])
+def test_threads_server_and_client_exchange_messages(library: str) -> None:
+    """The threads section's server of a library answers the load generator, which checks
+    every byte, and the same library's threads client (a thread per connection) echoes and
+    checks messages with it, opens and closes connections and holds idle ones."""
+    if library == "websockets-sync":
+        pytest.importorskip("websockets.sync.client")
+    server, port = _start_server(library, "0")
+    try:
+        for client in ("raw", library):
+            _echo_and_hold([client, port])
     finally:
         server.kill()
         server.wait(timeout=10)
@@ -81,45 +129,10 @@ def test_asgi_echo_answers_the_load_generator(backend: str) -> None:
     pytest.importorskip("starlette")
     if backend == "wsio":
         pytest.importorskip("wsio.asgi")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.asgi", backend, "0", "--loop", "asyncio"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server, port = _start_server("-m", "benchmarks.asgi", backend, "0", "--loop", "asyncio")
     try:
-        assert server.stdout is not None
-        ready = server.stdout.readline()
-        assert ready.startswith("READY "), (ready, server.stderr and server.stderr.read())
-        port = ready.split()[1]
-        commands = [
-            {"op": "throughput", "size": size, "conns": conns, "repeats": 1, "text": text}
-            | {"duration": 0.05, "warmup": 0.01}
-            for size, conns, text in ((16, 1, False), (16, 4, True), (70_000, 2, False))
-        ]
-        commands.append({"op": "handshakes", "repeats": 1, "duration": 0.05, "warmup": 0.01})
-        commands.append({"op": "idle", "count": 5})
         peer = "echo" if backend == "ceiling" else "ws"
-        client = subprocess.run(
-            [sys.executable, "-m", "benchmarks.clients", "raw", port, "--peer", peer],
-            cwd=ROOT,
-            input="".join(json.dumps(command) + "\n" for command in commands),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert client.returncode == 0, client.stderr
-        lines = client.stdout.splitlines()
-        assert json.loads(lines[0]) == {"ready": True}
-        results = [json.loads(line) for line in lines[1:]]
-        assert len(results) == len(commands)
-        for result in results:
-            assert "error" not in result, result
-        for result in results[:-1]:
-            assert result["values"][0] > 0
-        assert results[-1] == {"open": 5}
+        _echo_and_hold(["raw", port, "--peer", peer])
     finally:
         server.kill()
         server.wait(timeout=10)
@@ -140,3 +153,24 @@ def test_asgi_section_is_selectable_with_its_rows() -> None:
         _parse(["--sections", "asgi", "--only", "asgi.lat16*"])
     default, _ = _parse([])
     assert "asgi" not in default.sections
+
+
+def test_threads_sections_are_selectable_with_their_rows() -> None:
+    """``--sections threads`` picks the servers and the clients over threads, with the
+    message rows of 16 B and 64 KiB; the default run has them."""
+    from benchmarks.__main__ import _parse, section_rows
+
+    settings, _ = _parse(["--sections", "threads", "--only", "threads-client.msg16*"])
+    assert settings.sections == ("threads-server", "threads-client")
+    assert settings.libraries["threads-client"] == ("wsio-sync", "websockets-sync")
+    keys = {row.key for row in section_rows("threads-server")}
+    assert keys == {
+        f"{kind}{size}x{conns}"
+        for kind in ("msg", "cpu")
+        for size in ("16", "64k")
+        for conns in (1, 16)
+    }
+    with pytest.raises(SystemExit):
+        _parse(["--sections", "threads", "--only", "threads-server.hs"])
+    default, _ = _parse([])
+    assert {"threads-server", "threads-client"} <= set(default.sections)
