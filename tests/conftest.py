@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -220,3 +222,11 @@ async def redis_server() -> AsyncIterator[RedisServer]:
         )
     async with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+def socket_path() -> Iterator[str]:
+    # In a short directory of its own: a Unix socket path holds at most 107 bytes, which
+    # pytest's tmp_path can exceed.
+    with tempfile.TemporaryDirectory(prefix="wsio-") as directory:
+        yield os.path.join(directory, "ws.sock")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 
@@ -22,3 +23,16 @@ class Capture:
         """The request of the last connection that reached the handler."""
         assert self.connections, "no connection reached the handler"
         return self.connections[-1].request
+
+
+def redirecting(location: str) -> Any:
+    """A process_request hook that redirects requests for ``/old`` to ``location``."""
+
+    def process_request(connection: Any, request: Any) -> Any:
+        if request.path != "/old":
+            return None
+        response = connection.respond(HTTPStatus.FOUND, "moved\n")
+        response.headers["Location"] = location
+        return response
+
+    return process_request

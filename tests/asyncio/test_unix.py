@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl
-import tempfile
-from collections.abc import Iterator
-from http import HTTPStatus
-from typing import Any
 
 import pytest
 
 import wsio
-from handlers import Capture
+from handlers import Capture, redirecting
 
 T = 5.0
-
-
-@pytest.fixture
-def socket_path() -> Iterator[str]:
-    # In a short directory of its own: a Unix socket path holds at most 107 bytes, which
-    # pytest's tmp_path can exceed.
-    with tempfile.TemporaryDirectory(prefix="wsio-") as directory:
-        yield os.path.join(directory, "ws.sock")
 
 
 async def test_echo_over_a_unix_socket(socket_path: str) -> None:
@@ -113,19 +100,6 @@ async def test_proxy_environment_is_ignored(
     ):
         await ws.send("direct")
         assert await ws.recv() == "direct"
-
-
-def redirecting(location: str) -> Any:
-    """A process_request hook that redirects requests for ``/old`` to ``location``."""
-
-    def process_request(connection: Any, request: Any) -> Any:
-        if request.path != "/old":
-            return None
-        response = connection.respond(HTTPStatus.FOUND, "moved\n")
-        response.headers["Location"] = location
-        return response
-
-    return process_request
 
 
 async def test_same_origin_redirect_is_followed(socket_path: str) -> None:

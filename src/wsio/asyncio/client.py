@@ -10,7 +10,6 @@ from typing import Any, Literal, cast
 
 from .. import defaults
 from ..exceptions import (
-    InvalidArgument,
     InvalidHandshake,
     InvalidProxyMessage,
     InvalidStatus,
@@ -22,7 +21,7 @@ from ..protocol.http11 import HeadersLike, Response
 from ..protocol.proxy import Proxy, ProxyTunnel
 from ..protocol.uri import WebSocketURI
 from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
-from ..shared.opening import ClientOptions, ClientSettings, Redirects
+from ..shared.opening import ClientOptions, ClientSettings, Redirects, unix_options
 from .connection import Connection, Opener, check_limits
 
 __all__ = ["ClientConnection", "connect", "unix_connect"]
@@ -286,12 +285,8 @@ class unix_connect(connect):
     """
 
     def __init__(self, path: str | None = None, uri: str | None = None, **kwargs: Any) -> None:
-        if uri is None:
-            uri = "ws://localhost/" if kwargs.get("ssl") is None else "wss://localhost/"
-        # True is connect's default, "from the environment": nothing to take from there.
-        if kwargs.pop("proxy", None) not in (None, True):
-            raise InvalidArgument("a connection over a Unix socket can't use a proxy")
-        super().__init__(uri, proxy=None, **kwargs)
+        uri, kwargs = unix_options(uri, kwargs)
+        super().__init__(uri, **kwargs)
         self.path = path
 
     def _redirects(self) -> Redirects:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .. import defaults
-from ..exceptions import InvalidHandshake, InvalidStatus, SecurityError
+from ..exceptions import InvalidArgument, InvalidHandshake, InvalidStatus, SecurityError
 from ..protocol.extensions import ClientExtensionFactory
 from ..protocol.handshake import redirect_location
 from ..protocol.http11 import Headers, HeadersLike, Response
@@ -18,7 +18,7 @@ from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origi
 from .compression import client_extensions
 from .connection import ConnectionOptions, connection_options
 
-__all__ = ["ClientOptions", "ClientSettings", "Redirects"]
+__all__ = ["ClientOptions", "ClientSettings", "Redirects", "unix_options"]
 
 LoggerLike = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -186,6 +186,22 @@ class Redirects:
         """Record in ``exc`` the redirects that led to it, if any."""
         if self.followed:
             exc.redirects = self.followed
+
+
+def unix_options(uri: str | None, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URI and options of a connection over a Unix socket: ``uri`` names the
+    ``Host`` header and the request's path, ``ws://localhost/`` by default, or
+    ``wss://localhost/`` with ``ssl`` (TLS works over a Unix socket too). The socket is
+    reached directly: no proxy.
+
+    :raises InvalidArgument: a ``proxy``.
+    """
+    if uri is None:
+        uri = "ws://localhost/" if options.get("ssl") is None else "wss://localhost/"
+    # True is connect's default, "from the environment": nothing to take from there.
+    if options.get("proxy", True) is not True and options.get("proxy") is not None:
+        raise InvalidArgument("a connection over a Unix socket can't use a proxy")
+    return uri, {**options, "proxy": None}
 
 
 def _without_credentials(headers: HeadersLike | None) -> Headers | None:

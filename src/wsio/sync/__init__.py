@@ -3,10 +3,10 @@ sockets, on the same sans-I/O core, for code that doesn't run an event loop."""
 
 from ..shared.auth import basic_auth
 from ..shared.broadcast import BroadcastResult, broadcast
-from .client import ClientConnection, connect, reconnecting
+from .client import ClientConnection, connect, reconnecting, unix_connect
 from .connection import Connection
 from .router import route
-from .server import Server, ServerConnection, serve
+from .server import Server, ServerConnection, serve, unix_serve
 
 __all__ = [
     "BroadcastResult",
@@ -20,4 +20,6 @@ __all__ = [
     "reconnecting",
     "route",
     "serve",
+    "unix_connect",
+    "unix_serve",
 ]

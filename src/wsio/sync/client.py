@@ -14,11 +14,11 @@ from ..protocol.http11 import Response
 from ..protocol.proxy import Proxy, ProxyTunnel
 from ..protocol.uri import WebSocketURI
 from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
-from ..shared.opening import ClientOptions, ClientSettings, Redirects
+from ..shared.opening import ClientOptions, ClientSettings, Redirects, unix_options
 from .connection import Connection
 from .tls import TLSInTLS
 
-__all__ = ["ClientConnection", "connect", "reconnecting"]
+__all__ = ["ClientConnection", "connect", "reconnecting", "unix_connect"]
 
 #: Bytes asked of the socket per read while talking to a proxy.
 _READ_SIZE = 4096
@@ -74,6 +74,21 @@ def connect(uri: str, **options: Unpack[ClientOptions]) -> ClientConnection:
     return _open(ClientSettings(uri, options))
 
 
+def unix_connect(
+    path: str, uri: str | None = None, **options: Unpack[ClientOptions]
+) -> ClientConnection:
+    """Open a WebSocket connection over the Unix socket at ``path``: as :func:`connect`,
+    whose options it takes, with ``uri`` for the ``Host`` header and the request's path
+    (``ws://localhost/`` by default, ``wss://localhost/`` with ``ssl``).
+
+    :raises InvalidArgument: a ``proxy``: the socket is reached directly.
+    :raises InvalidHandshake: also for a redirect to another origin, which this socket
+        can't reach.
+    """
+    uri, unix = unix_options(uri, options)
+    return _open(ClientSettings(uri, unix), path)
+
+
 def reconnecting(
     uri: str,
     *,
@@ -118,16 +133,17 @@ def _reconnect(settings: ClientSettings, reconnection: Reconnection) -> Iterator
             time.sleep(delay)
 
 
-def _open(settings: ClientSettings) -> ClientConnection:
-    """Connect with ``settings``, following redirects, all within ``open_timeout``."""
+def _open(settings: ClientSettings, path: str | None = None) -> ClientConnection:
+    """Connect with ``settings``, to the Unix socket at ``path`` if given, following
+    redirects, all within ``open_timeout``."""
     timeout = settings.open_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
-    redirects = Redirects(settings)
+    redirects = Redirects(settings, fixed_endpoint=path is not None)
     try:
         while True:
             try:
                 connection = _connect_once(
-                    settings, redirects.uri, redirects.protocol_kwargs, deadline
+                    settings, redirects.uri, redirects.protocol_kwargs, deadline, path
                 )
             except InvalidStatus as exc:
                 redirects.follow(exc)
@@ -144,12 +160,16 @@ def _connect_once(
     uri: WebSocketURI,
     protocol_kwargs: dict[str, Any],
     deadline: float | None,
+    path: str | None,
 ) -> ClientConnection:
-    """One attempt: TCP (through the proxy if any), TLS for wss, the HTTP upgrade."""
-    proxy = settings.proxy_for(uri)
-    if proxy is None:
+    """One attempt: TCP (through the proxy if any) or the Unix socket at ``path``, TLS
+    for wss, the HTTP upgrade."""
+    proxy = None if path is not None else settings.proxy_for(uri)
+    leftover = b""
+    if path is not None:
+        sock = _unix_connection(path, deadline)
+    elif proxy is None:
         sock = socket.create_connection((uri.host, uri.port), _remaining(deadline))
-        leftover = b""
     else:
         sock, leftover = _open_tunnel(settings, proxy, uri, deadline)
     try:
@@ -178,6 +198,19 @@ def _connect_once(
         connection._end()
         raise
     return connection
+
+
+def _unix_connection(path: str, deadline: float | None) -> socket.socket:
+    """A socket connected to the Unix socket at ``path``, before ``deadline``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(_remaining(deadline))
+        sock.connect(path)
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    return sock
 
 
 def _open_tunnel(

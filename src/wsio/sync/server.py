@@ -26,7 +26,7 @@ from ..shared.serving import (
 )
 from .connection import Connection
 
-__all__ = ["Server", "ServerConnection", "serve"]
+__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
 
 Handler = Callable[["ServerConnection"], None]
 
@@ -308,3 +308,19 @@ def serve(
         # meanwhile mustn't block it.
         sock.setblocking(False)
     return Server(sock, handler, settings)
+
+
+def unix_serve(handler: Handler, path: str, **options: Unpack[ServerOptions]) -> Server:
+    """Start a WebSocket server over threads on the Unix socket at ``path``, listening at
+    once: as :func:`serve`, whose options it takes (``ssl`` included: TLS works over a
+    Unix socket too). The socket file stays after :meth:`Server.shutdown`, as with any
+    Unix socket; remove it before serving at the same path again.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen()
+    except BaseException:
+        sock.close()
+        raise
+    return serve(handler, sock=sock, **options)
