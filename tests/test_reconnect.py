@@ -161,7 +161,7 @@ def test_fatal_errors(exc: Exception) -> None:
         ([("Retry-After", "Fri, 31 Dec 1999 23:59:59 GMT")], 0.0),
         ([("Retry-After", "-1")], 0.0),
         ([("Retry-After", "1.5")], 0.0),
-        ([("Retry-After", "٣")], 0.0),  # an Arabic-Indic digit: not HTTP's DIGIT
+        ([("Retry-After", "\u00b3")], 0.0),  # a superscript digit: not HTTP's DIGIT
         ([("Retry-After", "1"), ("Retry-After", "2")], 0.0),
     ],
 )

@@ -131,9 +131,9 @@ class WebSocketProtocol(Connection):
         protocol.select_subprotocol = self._note_offered
         super().__init__(
             protocol,
-            # uvicorn's 0 means no keepalive, as None does.
+            # uvicorn's 0 means no keepalive, or no timeout, as None does.
             ping_interval=config.ws_ping_interval or None,
-            ping_timeout=config.ws_ping_timeout,
+            ping_timeout=config.ws_ping_timeout or None,
             max_queue=config.ws_max_queue,
         )
         self.config = config

@@ -233,6 +233,162 @@ def test_headers_str() -> None:
     assert str(Headers()) == "\r\n"
 
 
+# Names and values are checked as they are set (RFC 9110 §5.1, §5.5)
+
+
+def set_field(how: str, name: Any, value: Any) -> Headers:
+    """Set one field through each way into Headers."""
+    headers = Headers()
+    if how == "setitem":
+        headers[name] = value
+    elif how == "replace":
+        headers.replace(name, value)
+    elif how == "update":
+        headers.update([(name, value)])
+    elif how == "mapping":
+        headers = Headers({name: value})
+    else:
+        headers = Headers([(name, value)])
+    return headers
+
+
+SET_FIELD = ["setitem", "replace", "update", "mapping", "pairs"]
+
+
+@pytest.mark.parametrize("how", SET_FIELD)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\r",
+        "\n",
+        "\x00",
+        "a\r\nX-Injected: 1",
+        "a\nX-Injected: 1",
+        "a\rb",
+        "a\x00b",
+        "\x01",
+        "a\x01b",
+        "\x08",
+        "\x0b",
+        "\x1b[31m",
+        "\x1f",
+        "\x7f",
+    ],
+)
+def test_headers_refuse_control_characters_in_values(how: str, value: str) -> None:
+    """Only HTAB among the CTLs: CR, LF and NUL would split or cut the field, the others
+    get the message refused by a recipient (a wsio server answers 400)."""
+    with pytest.raises(InvalidArgument, match=r"header X-A: .*control character"):
+        set_field(how, "X-A", value)
+
+
+@pytest.mark.parametrize("how", SET_FIELD)
+@pytest.mark.parametrize(
+    "value", ["\u65e5\u672c", "\u20ac", "caf\u00e9\u0301", "\U0001f600", "x\ud800"]
+)
+def test_headers_refuse_characters_above_one_octet(how: str, value: str) -> None:
+    """They have no ISO-8859-1 octet: sending anything would garble them."""
+    with pytest.raises(InvalidArgument, match="isn't one octet in ISO-8859-1"):
+        set_field(how, "X-A", value)
+
+
+@pytest.mark.parametrize("how", SET_FIELD)
+@pytest.mark.parametrize("name", ["", "X A", "X:A", "X-A:", "X\r\nY", "\x00", "caf\u00e9", "X\t"])
+def test_headers_refuse_names_that_arent_tokens(how: str, name: str) -> None:
+    with pytest.raises(InvalidArgument, match="invalid header name"):
+        set_field(how, name, "1")
+
+
+@pytest.mark.parametrize("how", SET_FIELD)
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (b"X-A", "1", "header name must be a str, not bytes"),
+        (1, "1", "header name must be a str, not int"),
+        ("X-A", b"1", "value of header X-A must be a str, not bytes"),
+        ("X-A", 1, "value of header X-A must be a str, not int"),
+        ("X-A", None, "value of header X-A must be a str, not NoneType"),
+    ],
+)
+def test_headers_refuse_names_and_values_that_arent_str(
+    how: str, name: Any, value: Any, message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        set_field(how, name, value)
+
+
+@pytest.mark.parametrize("value", ["", "a b", "a\tb", " a\t", "caf\u00e9", "\x80\xff", "~!#$%"])
+def test_headers_accept_field_values(value: str) -> None:
+    assert set_field("setitem", "X-A", value)["X-A"] == value
+
+
+@pytest.mark.parametrize("value", ["caf\u00e9", "na\u00efve r\u00e9sum\u00e9", "\x80\xff", "a\tb"])
+def test_non_ascii_values_round_trip_as_iso_8859_1(value: str) -> None:
+    """One octet per character both ways: what is set is what the peer reads."""
+    octets = value.encode("iso-8859-1")
+    sent = Request("/", Headers({"Host": "h", "X-A": value})).serialize()
+    assert b"\r\nX-A: " + octets + b"\r\n" in sent
+    assert parse_all(request(), sent).headers["X-A"] == value
+    answer = Response(403, "Forbidden", Headers({"X-A": value, "Content-Length": "0"}))
+    assert parse_all(response(), answer.serialize()).headers["X-A"] == value
+
+
+def test_utf_8_octets_are_sent_when_encoded_by_the_caller() -> None:
+    """The way to send UTF-8 that the Headers docstring gives, and back."""
+    sent = Request("/", Headers({"Host": "h", "X-A": "caf\u00e9".encode().decode("iso-8859-1")}))
+    assert b"X-A: caf\xc3\xa9\r\n" in sent.serialize()
+    received = parse_all(request(), sent.serialize()).headers["X-A"]
+    assert received.encode("iso-8859-1").decode() == "caf\u00e9"
+
+
+@given(st.text(st.characters(max_codepoint=0x1FF), max_size=8))
+@SETTINGS
+def test_every_value_is_refused_or_round_trips(value: str) -> None:
+    """Whitespace around a value isn't part of it (RFC 9110 §5.5): the rest arrives."""
+    try:
+        headers = Headers({"Host": "h", "X-A": value})
+    except InvalidArgument:
+        return
+    received = parse_all(request(), Request("/", headers).serialize()).headers["X-A"]
+    assert received == value.strip(" \t")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ("GET", "/a b", "HTTP/1.1"),
+        ("GET", "/a\r\nX: y", "HTTP/1.1"),
+        ("GET", "", "HTTP/1.1"),
+        ("GET", "/caf\u00e9", "HTTP/1.1"),
+        ("GET /x", "/", "HTTP/1.1"),
+        ("GET", "/", "HTTP/1.1\r\nX: y"),
+    ],
+)
+def test_request_serialize_refuses_what_would_garble_the_request_line(
+    line: tuple[str, str, str],
+) -> None:
+    method, path, version = line
+    with pytest.raises(InvalidArgument, match="invalid request line"):
+        Request(path, Headers(), method, version).serialize()
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(200, "OK\r\nX-Injected: 1"), (200, "\x00"), (200, "\u20ac"), (20, "OK"), (1000, "OK")],
+)
+def test_response_serialize_refuses_what_would_garble_the_status_line(
+    status: int, reason: str
+) -> None:
+    with pytest.raises(InvalidArgument, match="invalid status line"):
+        Response(status, reason, Headers()).serialize()
+
+
+def test_response_serialize_reason_as_iso_8859_1() -> None:
+    sent = Response(HTTPStatus.OK, "Tr\u00e8s bien", Headers()).serialize()
+    assert sent == b"HTTP/1.1 200 Tr\xe8s bien\r\n\r\n"
+    assert parse_all(response(), sent).reason_phrase == "Tr\u00e8s bien"
+
+
 # Request / Response serialization
 
 

@@ -10,6 +10,7 @@ import ipaddress
 import pytest
 
 from wsio.exceptions import (
+    InvalidArgument,
     InvalidHandshake,
     InvalidProxy,
     InvalidProxyMessage,
@@ -54,6 +55,14 @@ def test_connect_request_with_credentials_and_user_agent() -> None:
         b"Proxy-Authorization: Basic " + token.encode() + b"\r\n"
         b"\r\n"
     )
+
+
+@pytest.mark.parametrize("user_agent", ["x\r\nX-Injected: 1", "x\x01", "\u65e5\u672c"])
+def test_connect_request_refuses_a_user_agent_that_cant_be_sent(user_agent: str) -> None:
+    """The request goes through Headers: no line of the proxy's request can be added or
+    garbled by the User-Agent given."""
+    with pytest.raises(InvalidArgument, match="invalid value for header User-Agent"):
+        tunnel("http://proxy.test", user_agent=user_agent)
 
 
 def test_connect_request_utf8_credentials() -> None:

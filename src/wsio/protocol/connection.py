@@ -48,6 +48,7 @@ from ..exceptions import (
     ProtocolError,
     SecurityError,
 )
+from .arguments import check_max_size
 from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from .frames import (
     MAX_CLOSE_REASON,
@@ -69,6 +70,7 @@ from .handshake import (
     check_origin,
     check_request,
     check_response,
+    check_subprotocols,
     generate_key,
     negotiate_extensions,
     offered_subprotocols,
@@ -232,13 +234,16 @@ class Protocol:
     :param side: which end this is; it decides masking and who closes TCP.
     :param state: initial state; ``OPEN`` skips the opening handshake (for tests, or when
         another layer performed it).
-    :param max_size: largest message accepted, in bytes; ``None`` disables the limit.
+    :param max_size: largest message accepted, in bytes, 1 or more; ``None`` disables
+        the limit.
     :param random_bytes: source of masking keys and handshake keys; tests pass a
         deterministic one. RFC 6455 §10.3 requires unpredictable masks otherwise.
     :param hold_failures: when the peer breaks a rule, stop reading at once but hold the
         close frame until :meth:`release_failure`, so that the application can first handle
         (and answer) the valid messages that arrived before the violation. The I/O layer
         releases it when the application has taken those messages, or after a timeout.
+    :raises TypeError: ``max_size`` isn't an ``int`` or ``None``.
+    :raises InvalidArgument: ``max_size`` is below 1.
     """
 
     # Slots: a server holds thousands of these, and an instance dict costs about 1.5 KiB
@@ -293,6 +298,7 @@ class Protocol:
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
+        check_max_size(max_size)
         self.side = side
         self.hold_failures = hold_failures
         self.state = state
@@ -1092,6 +1098,10 @@ class ServerProtocol(Protocol):
 
     After a :class:`RequestReceived` event, the I/O layer calls :meth:`accept` (or builds
     its own answer with :meth:`reject`) and then :meth:`send_response`.
+
+    :raises InvalidArgument: a subprotocol that isn't a token, which no client could
+        offer (RFC 6455 §4.1), or ``max_size`` below 1.
+    :raises TypeError: ``subprotocols`` or ``max_size`` of the wrong type.
     """
 
     __slots__ = (
@@ -1123,6 +1133,7 @@ class ServerProtocol(Protocol):
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
+        check_subprotocols(subprotocols)
         self.origins = origins
         self.available_extensions = extensions
         self._negotiated: list[Extension] = []

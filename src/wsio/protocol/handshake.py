@@ -52,6 +52,7 @@ __all__ = [
     "check_origin",
     "check_request",
     "check_response",
+    "check_subprotocols",
     "generate_key",
     "negotiate_extensions",
     "offered_subprotocols",
@@ -136,6 +137,23 @@ def _field_values(message: Request | Response, fields: _Fields | None, name: str
     return fields.get(name.lower(), [])
 
 
+def check_subprotocols(subprotocols: Sequence[str] | None) -> None:
+    """Check the subprotocols that a client offers or a server supports: each is a
+    token (§4.1 item 10, §11.3.4), or it could never be negotiated.
+
+    :raises TypeError: ``subprotocols`` is a string (which would be taken as a sequence
+        of one-letter subprotocols) or holds something else than strings.
+    :raises InvalidArgument: a subprotocol isn't a token.
+    """
+    if isinstance(subprotocols, str):
+        raise TypeError(f"subprotocols must be a sequence of str, not a str: [{subprotocols!r}]")
+    for protocol in subprotocols or ():
+        if not isinstance(protocol, str):
+            raise TypeError(f"subprotocol must be a str, not {type(protocol).__name__}")
+        if not _TOKEN.fullmatch(protocol):
+            raise InvalidArgument(f"subprotocol isn't a token: {protocol!r}")
+
+
 def build_request(
     uri: WebSocketURI,
     key: str,
@@ -150,10 +168,9 @@ def build_request(
 
     :raises InvalidArgument: a subprotocol that isn't a token (§4.1 item 10), or a
         header value that can't be sent.
+    :raises TypeError: ``subprotocols`` isn't a sequence of strings.
     """
-    for protocol in subprotocols or ():
-        if not _TOKEN.fullmatch(protocol):
-            raise InvalidArgument(f"subprotocol isn't a token: {protocol!r}")
+    check_subprotocols(subprotocols)
     headers = Headers()
     headers["Host"] = uri.host_header
     headers["Upgrade"] = "websocket"

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
-from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import NoReturn, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from .. import defaults
 from ..exceptions import InvalidArgument, InvalidMessage, SecurityError
@@ -69,6 +69,26 @@ class Headers(MutableMapping[str, str]):
     Two :class:`Headers` are equal when they hold the same lines in the same order; a
     :class:`Headers` and another mapping compare as mappings, names ignoring case, as an
     ``OrderedDict`` and a ``dict`` do.
+
+    Names and values are checked as they are set, so that nothing set can garble or
+    split the message sent: a name must be a token (RFC 9110 §5.1) and a value a field
+    value (§5.5): no control character but HTAB (CR, LF and NUL included, which could
+    smuggle other fields in), and no character above U+00FF (see below). Anything else
+    raises :class:`~wsio.InvalidArgument`, and a name or value that isn't a ``str``
+    :class:`TypeError`. Spaces and tabs around a value may be set, but aren't part of
+    it (§5.5): the recipient drops them.
+
+    Each character of a value stands for one octet of the message, as ISO-8859-1 maps
+    them: U+0000-U+00FF to 0x00-0xFF. The parser decodes what it receives so and the
+    request and response are serialized so, so that a value goes through a connection
+    unchanged, including octets 0x80-0xFF (obs-text), which RFC 9110 §5.5 tells a
+    recipient to treat as opaque data: ``value.encode("iso-8859-1")`` gives back the
+    octets received, to decode as a field's own definition says (UTF-8, say). Python's
+    :mod:`http.client`, Node.js, the ``ByteString`` of browsers and the ``websockets``
+    package map header octets to text in the same way. Text that needs other characters
+    must be encoded by the caller before it is set, for instance with RFC 8187's
+    percent-encoding, or ``text.encode().decode("iso-8859-1")`` to send its UTF-8 octets.
+    New fields should keep to ASCII (§5.5).
 
     There is no index by name: a handshake has a dozen fields, which a scan reads about
     as fast as a dict, and every open connection keeps its handshake's headers, where an
@@ -139,13 +159,14 @@ class Headers(MutableMapping[str, str]):
     def __setitem__(self, name: str, value: str) -> None:
         """Append a field; use :meth:`replace` to set a single value.
 
-        :raises InvalidArgument: a name that isn't a token, or a value with CR, LF or NUL,
-            which would let a header smuggle others in (RFC 9110 §5.5).
+        :raises InvalidArgument: a name that isn't a token, or a value that isn't a field
+            value (see the class).
+        :raises TypeError: a name or value that isn't a ``str``.
         """
-        if not _TOKEN_TEXT.fullmatch(name):
-            raise InvalidArgument(f"invalid header name: {name!r}")
-        if not _VALUE_TEXT.fullmatch(value):
-            raise InvalidArgument(f"invalid value for header {name}: {value!r}")
+        if not (isinstance(name, str) and _TOKEN_TEXT.fullmatch(name)):
+            _refuse_name(name)
+        if not (isinstance(value, str) and _FIELD_VALUE_TEXT.fullmatch(value)):
+            _refuse_value(name, value)
         self._items.append((name, value))
 
     def __delitem__(self, name: str) -> None:
@@ -224,6 +245,27 @@ class Headers(MutableMapping[str, str]):
         return Headers.from_valid(self._items)
 
 
+def _refuse_name(name: object) -> NoReturn:
+    """Raise the error for a field name that :meth:`Headers.__setitem__` refused."""
+    if not isinstance(name, str):
+        raise TypeError(f"header name must be a str, not {type(name).__name__}")
+    raise InvalidArgument(f"invalid header name: {name!r}")
+
+
+def _refuse_value(name: str, value: object) -> NoReturn:
+    """Raise the error for a field value that :meth:`Headers.__setitem__` refused,
+    saying what is wrong with it."""
+    if not isinstance(value, str):
+        raise TypeError(f"value of header {name} must be a str, not {type(value).__name__}")
+    bad = _NOT_FIELD_CHAR_TEXT.search(value)
+    assert bad is not None
+    if bad.group() > "\xff":
+        reason = f"{bad.group()!r} isn't one octet in ISO-8859-1: encode the value first"
+    else:
+        reason = f"control character {bad.group()!r}"
+    raise InvalidArgument(f"invalid value for header {name}: {value!r}: {reason}")
+
+
 @runtime_checkable
 class SupportsKeysAndGetItem(Protocol):  # pragma: no cover - never called
     """What ``dict()`` takes as a mapping: ``keys()`` and ``[]``."""
@@ -292,7 +334,19 @@ class Request:
     head: bytes = b""
 
     def serialize(self) -> bytes:
-        return f"{self.method} {self.path} {self.version}\r\n{self.headers}".encode()
+        """The request as sent, text encoded as ISO-8859-1 (see :class:`Headers`).
+
+        :raises InvalidArgument: a method, target or version that doesn't fit in a
+            request line (RFC 9112 §3).
+        """
+        if not (
+            _TOKEN_TEXT.fullmatch(self.method)
+            and _REQUEST_TARGET_TEXT.fullmatch(self.path)
+            and _VERSION_TEXT.fullmatch(self.version)
+        ):
+            line = f"{self.method} {self.path} {self.version}"
+            raise InvalidArgument(f"invalid request line: {line!r}")
+        return f"{self.method} {self.path} {self.version}\r\n{self.headers}".encode("iso-8859-1")
 
 
 @dataclasses.dataclass(slots=True)
@@ -315,11 +369,23 @@ class Response:
     head: bytes = b""
 
     def serialize(self) -> bytes:
+        """The response as sent, text encoded as ISO-8859-1 (see :class:`Headers`).
+
+        :raises InvalidArgument: a version, status code or reason phrase that doesn't
+            fit in a status line (RFC 9112 §4).
+        """
         if self.reason_phrase:
             status_line = f"{self.version} {self.status_code} {self.reason_phrase}"
         else:
             status_line = f"{self.version} {self.status_code}"
-        return f"{status_line}\r\n{self.headers}".encode() + self.body
+        if not (
+            _VERSION_TEXT.fullmatch(self.version)
+            and isinstance(self.status_code, int)
+            and 100 <= self.status_code <= 999
+            and _REASON_TEXT.fullmatch(self.reason_phrase)
+        ):
+            raise InvalidArgument(f"invalid status line: {status_line!r}")
+        return f"{status_line}\r\n{self.headers}".encode("iso-8859-1") + self.body
 
 
 def build_response(
@@ -347,6 +413,8 @@ def build_response(
 _TCHAR = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]"
 _FIELD_VCHAR = r"[\x21-\x7e\x80-\xff]"
 _FIELD_CHAR = r"[\x09\x20-\x7e\x80-\xff]"  # field-vchar, space and tab
+# §5.5: field-value, without the whitespace around it, which isn't part of it.
+_FIELD_CONTENT = rf"(?:{_FIELD_VCHAR}(?:{_FIELD_CHAR}*{_FIELD_VCHAR})?)?"
 # §5.1: field-name = token.
 _TOKEN = re.compile(f"{_TCHAR}+".encode())
 # §5.5: field-value = *field-content.
@@ -356,14 +424,20 @@ _FIELD_VALUE = re.compile(f"{_FIELD_CHAR}*".encode("iso-8859-1"))
 # runs are possessive (*+): a value of spaces followed by an invalid byte would otherwise
 # be retried at every split of the run between them, in quadratic time.
 _FIELD_LINE = re.compile(
-    rf"^({_TCHAR}+):[ \t]*+((?:{_FIELD_VCHAR}(?:{_FIELD_CHAR}*{_FIELD_VCHAR})?)?)[ \t]*+\r\n",
+    rf"^({_TCHAR}+):[ \t]*+({_FIELD_CONTENT})[ \t]*+\r\n",
     re.MULTILINE,
 )
-_REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
 _TOKEN_TEXT = re.compile(f"{_TCHAR}+")
-# Lone surrogates too: they can't be encoded, so they couldn't be sent.
-_VALUE_TEXT = re.compile(r"[^\x00\r\n\ud800-\udfff]*")
+# What Headers accepts: a field value, possibly with whitespace around it, as text of
+# ISO-8859-1.
+_FIELD_VALUE_TEXT = re.compile(f"{_FIELD_CHAR}*")
+_NOT_FIELD_CHAR_TEXT = re.compile(f"[^{_FIELD_CHAR[1:-1]}]")
+# RFC 9112 §2.3, §3.2, §4: what a start line that Request and Response serialize may hold.
+_VERSION_TEXT = re.compile(r"HTTP/[0-9]\.[0-9]")
+_REQUEST_TARGET_TEXT = re.compile(r"[\x21-\x7e]+")
+_REQUEST_TARGET = re.compile(_REQUEST_TARGET_TEXT.pattern.encode())
+_REASON_TEXT = re.compile(f"{_FIELD_CHAR}*")
 # RFC 9112 §3.2.1: origin-form = absolute-path [ "?" query ], where absolute-path is
 # 1*( "/" segment ) and a segment is made of pchar (RFC 3986 §3.3, §3.4).
 _ORIGIN_FORM = re.compile(

@@ -23,7 +23,7 @@ from ..exceptions import (
     ProxyError,
 )
 from .auth import basic_authorization
-from .http11 import parse_response
+from .http11 import Headers, Request, parse_response
 from .streams import StreamReader
 from .uri import WebSocketURI, check_text, parse_host_port, split_uri, split_user_info
 
@@ -195,12 +195,13 @@ class ProxyTunnel:
         """HTTP CONNECT (RFC 9110 §9.3.6): any 2xx opens the tunnel."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         authority = f"{host}:{self.port}"
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+        # Through Headers, whose checks keep a bad User-Agent from adding header lines.
+        headers = Headers(Host=authority)
         if self.user_agent is not None:
-            lines.append(f"User-Agent: {self.user_agent}")
+            headers["User-Agent"] = self.user_agent
         if self.proxy.user_info is not None:
-            lines.append(f"Proxy-Authorization: {basic_authorization(*self.proxy.user_info)}")
-        self._writes.append(("\r\n".join(lines) + "\r\n\r\n").encode())
+            headers["Proxy-Authorization"] = basic_authorization(*self.proxy.user_info)
+        self._writes.append(Request(authority, headers, "CONNECT").serialize())
         # Interim 1xx answers are skipped by parse_response (RFC 9110 §15.2).
         response = yield from parse_response(
             self._reader, max_body_size=defaults.MAX_BODY_SIZE, connect=True

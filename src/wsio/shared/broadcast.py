@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..exceptions import InvalidArgument
+from ..protocol.arguments import check_count
 from ..protocol.connection import PreparedMessage
 from ..protocol.frames import encode_text
 from .messages import DataLike
@@ -64,9 +65,12 @@ class BroadcastResult:
 
 
 def check_broadcast_policy(limit: int | None, slow_consumer: str | None) -> None:
-    """Refuse a negative limit and an unknown slow-consumer policy."""
-    if limit is not None and limit < 0:
-        raise InvalidArgument(f"broadcast_limit must be 0 or more, not {limit}")
+    """Refuse a limit that isn't a count of bytes and an unknown slow-consumer policy.
+
+    :raises TypeError: ``limit`` isn't an ``int`` or ``None``.
+    :raises InvalidArgument: a negative ``limit``, an unknown ``slow_consumer``.
+    """
+    check_count("broadcast_limit", limit, 0, "never slow")
     if slow_consumer is not None and slow_consumer not in _SLOW_CONSUMER_POLICIES:
         raise InvalidArgument(f"slow_consumer must be 'skip' or 'close', not {slow_consumer!r}")
 

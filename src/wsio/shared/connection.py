@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
+from ..protocol.arguments import check_max_size, check_timeout
 from ..protocol.connection import (
     BinaryMessage,
     PreparedMessage,
@@ -32,6 +33,7 @@ __all__ = [
     "HandshakeEvent",
     "PongWaiter",
     "connection_options",
+    "opening_options",
 ]
 
 # Tuples, not unions: isinstance() is faster with them, and these run for every message.
@@ -62,16 +64,37 @@ def connection_options(options: Mapping[str, Any]) -> ConnectionOptions:
     """The :class:`ConnectionOptions` among ``options``, checked and completed with their
     defaults.
 
-    :raises InvalidArgument: ``max_queue`` below 1.
+    :raises TypeError: an option of the wrong type.
+    :raises InvalidArgument: ``max_queue`` below 1, a timeout not above 0.
     """
     max_queue = options.get("max_queue", defaults.MAX_QUEUE)
     check_limits(max_queue)
-    return ConnectionOptions(
+    settings = ConnectionOptions(
         ping_interval=options.get("ping_interval", defaults.PING_INTERVAL),
         ping_timeout=options.get("ping_timeout", defaults.PING_TIMEOUT),
         close_timeout=options.get("close_timeout", defaults.CLOSE_TIMEOUT),
         max_queue=max_queue,
     )
+    for name, value in settings.items():
+        if name != "max_queue":
+            check_timeout(name, value)
+    return settings
+
+
+def opening_options(options: Mapping[str, Any]) -> tuple[float | None, int | None]:
+    """``open_timeout`` and ``max_size`` among ``options``, which ``connect`` and
+    ``serve`` take besides the :class:`ConnectionOptions`, checked and completed with
+    their defaults: a bad value is refused as the client or server is configured, not
+    when each connection's core is made.
+
+    :raises TypeError: either is of the wrong type.
+    :raises InvalidArgument: ``open_timeout`` not above 0, ``max_size`` below 1.
+    """
+    open_timeout = options.get("open_timeout", defaults.OPEN_TIMEOUT)
+    check_timeout("open_timeout", open_timeout)
+    max_size = options.get("max_size", defaults.MAX_SIZE)
+    check_max_size(max_size)
+    return open_timeout, max_size
 
 
 class PongWaiter(TypingProtocol):

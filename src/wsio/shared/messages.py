@@ -6,7 +6,7 @@ import os
 from collections.abc import Container
 from typing import TypeAlias
 
-from ..exceptions import InvalidArgument
+from ..protocol.arguments import check_count
 from ..protocol.connection import Protocol, State
 from ..protocol.frames import encode_text
 
@@ -109,13 +109,12 @@ def control_payload(data: DataLike, what: str) -> bytes:
     return encode_text(data, what) if isinstance(data, str) else bytes(data)
 
 
-def check_limits(max_queue: int, write_limit: int = 0) -> None:
+def check_limits(max_queue: object, write_limit: object = 0) -> None:
     """Refuse a queue that can't hold one message (reading would stay paused for good)
     and a negative write limit (no write could ever be buffered).
 
+    :raises TypeError: either limit isn't an ``int``.
     :raises InvalidArgument: either limit is out of range.
     """
-    if max_queue < 1:
-        raise InvalidArgument(f"max_queue must be at least 1, not {max_queue}")
-    if write_limit < 0:
-        raise InvalidArgument(f"write_limit must be 0 or more, not {write_limit}")
+    check_count("max_queue", max_queue, 1)
+    check_count("write_limit", write_limit, 0)

@@ -11,12 +11,12 @@ from typing import Any, Literal
 from .. import defaults
 from ..exceptions import InvalidArgument, InvalidHandshake, InvalidStatus, SecurityError
 from ..protocol.extensions import ClientExtensionFactory
-from ..protocol.handshake import redirect_location
+from ..protocol.handshake import build_request, redirect_location
 from ..protocol.http11 import Headers, HeadersLike, Response
 from ..protocol.proxy import Proxy, parse_proxy, proxy_from_environment
 from ..protocol.uri import WebSocketURI, parse_uri, resolve_redirect, same_origin
 from .compression import client_extensions
-from .connection import ConnectionOptions, connection_options
+from .connection import ConnectionOptions, connection_options, opening_options
 
 __all__ = ["ClientOptions", "ClientSettings", "Redirects", "unix_options"]
 
@@ -76,9 +76,10 @@ class ClientSettings:
 
     :raises InvalidURI: ``uri`` isn't a ``ws://`` or ``wss://`` URI.
     :raises InvalidProxy: an invalid proxy URI.
-    :raises InvalidArgument: a limit out of range.
+    :raises InvalidArgument: a limit or timeout out of range, a subprotocol that isn't a
+        token, a header (extra, ``origin``, ``user_agent_header``) that can't be sent.
     :raises ValueError: ``ssl`` with a ``ws://`` URI, or an unknown compression.
-    :raises TypeError: an option that ``connect`` doesn't take.
+    :raises TypeError: an option that ``connect`` doesn't take, or of the wrong type.
     """
 
     def __init__(self, uri: str, options: Mapping[str, Any]) -> None:
@@ -87,6 +88,8 @@ class ClientSettings:
             raise TypeError(f"connect() got an unexpected keyword argument {unknown[0]!r}")
         self.uri = parse_uri(uri)
         self.connection_kwargs = connection_options(options)
+        self.open_timeout: float | None
+        self.open_timeout, max_size = opening_options(options)
         proxy = options.get("proxy", True)
         if isinstance(proxy, str):
             parse_proxy(proxy)  # fail early on an invalid proxy
@@ -96,8 +99,12 @@ class ClientSettings:
         if self.ssl is not None and not self.uri.secure:
             raise ValueError("ssl argument is incompatible with a ws:// URI")
         self.server_hostname: str | None = options.get("server_hostname")
-        self.open_timeout: float | None = options.get("open_timeout", defaults.OPEN_TIMEOUT)
         self.user_agent_header: str | None = options.get("user_agent_header", defaults.USER_AGENT)
+        # Copied once: the request built below and every attempt read the same fields,
+        # even when they were given as an iterator.
+        additional_headers = options.get("additional_headers")
+        if additional_headers is not None:
+            additional_headers = Headers(additional_headers)
         logger = options.get("logger")
         self.protocol_kwargs: dict[str, Any] = dict(
             extensions=client_extensions(
@@ -107,11 +114,23 @@ class ClientSettings:
             ),
             origin=options.get("origin"),
             subprotocols=options.get("subprotocols"),
-            additional_headers=options.get("additional_headers"),
+            additional_headers=additional_headers,
             user_agent_header=self.user_agent_header,
-            max_size=options.get("max_size", defaults.MAX_SIZE),
+            max_size=max_size,
             hold_failures=True,
             logger=logger if logger is not None else _logger,
+        )
+        # Each attempt builds its request; one built now refuses what couldn't be sent
+        # (a subprotocol that isn't a token, a control character in a header...) as it
+        # is given, rather than at every attempt, once connected.
+        build_request(
+            self.uri,
+            "",
+            origin=self.protocol_kwargs["origin"],
+            subprotocols=self.protocol_kwargs["subprotocols"],
+            additional_headers=additional_headers,
+            user_agent=self.user_agent_header,
+            extensions=self.protocol_kwargs["extensions"],
         )
 
     def proxy_for(self, uri: WebSocketURI) -> Proxy | None:
@@ -160,9 +179,8 @@ class Redirects:
         """Move on to where ``exc``'s response redirects.
 
         :raises InvalidStatus: ``exc`` itself, when it isn't a redirect.
-        :raises SecurityError: too many redirects.
-        :raises InvalidURI: a ``Location`` that isn't a WebSocket URI, or that goes from
-            ``wss`` to ``ws``.
+        :raises SecurityError: too many redirects, or a redirect from ``wss`` to ``ws``.
+        :raises InvalidURI: a ``Location`` that isn't a WebSocket or HTTP URI.
         :raises InvalidHandshake: a redirect to another origin from a fixed endpoint.
         """
         location = redirect_location(exc.response)

@@ -14,11 +14,11 @@ from .. import defaults
 from ..exceptions import InvalidArgument
 from ..protocol.connection import ServerProtocol
 from ..protocol.extensions import ServerExtensionFactory
-from ..protocol.handshake import Origin
-from ..protocol.http11 import Request, Response
+from ..protocol.handshake import Origin, check_subprotocols
+from ..protocol.http11 import Headers, Request, Response
 from .broadcast import check_broadcast_policy
 from .compression import server_extensions
-from .connection import ConnectionOptions, connection_options
+from .connection import ConnectionOptions, connection_options, opening_options
 
 __all__ = [
     "SHUTTING_DOWN",
@@ -95,9 +95,10 @@ class ServerSettings:
     connection (:meth:`make_protocol`), what the I/O layer's connection takes
     (:attr:`connection_kwargs`), the hooks and the timeouts.
 
-    :raises InvalidArgument: a limit or timeout out of range.
+    :raises InvalidArgument: a limit or timeout out of range, a subprotocol that isn't a
+        token, a ``server_header`` that can't be sent.
     :raises ValueError: an unknown compression.
-    :raises TypeError: an option that ``serve`` doesn't take.
+    :raises TypeError: an option that ``serve`` doesn't take, or of the wrong type.
     """
 
     def __init__(self, options: dict[str, Any]) -> None:
@@ -105,12 +106,8 @@ class ServerSettings:
         if unknown:
             raise TypeError(f"serve() got an unexpected keyword argument {unknown[0]!r}")
         self.connection_kwargs = connection_options(options)
-        self.open_timeout: float | None = options.get("open_timeout", defaults.OPEN_TIMEOUT)
-        if self.open_timeout is not None and self.open_timeout <= 0:
-            # No handshake could succeed.
-            raise InvalidArgument(
-                f"open_timeout must be positive or None, not {self.open_timeout}"
-            )
+        self.open_timeout: float | None
+        self.open_timeout, max_size = opening_options(options)
         self.broadcast_limit: int | None = options.get("broadcast_limit", defaults.BROADCAST_LIMIT)
         self.slow_consumer: str = options.get("slow_consumer", defaults.SLOW_CONSUMER)
         if self.slow_consumer is None:
@@ -128,11 +125,18 @@ class ServerSettings:
             options.get("extensions", ()),
             options.get("server_no_context_takeover", False),
         )
+        # Checked here as well as by each connection's core, or as each answer is built:
+        # refused as the server is configured, not as each client arrives.
+        subprotocols = options.get("subprotocols")
+        check_subprotocols(subprotocols)
+        server_header = options.get("server_header", defaults.SERVER_HEADER)
+        if server_header is not None:
+            Headers(Server=server_header)
         self._protocol_kwargs: dict[str, Any] = dict(
             origins=options.get("origins"),
-            subprotocols=options.get("subprotocols"),
-            server_header=options.get("server_header", defaults.SERVER_HEADER),
-            max_size=options.get("max_size", defaults.MAX_SIZE),
+            subprotocols=subprotocols,
+            server_header=server_header,
+            max_size=max_size,
         )
 
     @property
