@@ -196,3 +196,34 @@ def test_connect_refused_and_bad_uri() -> None:
         wsio.sync.connect("http://example.com/")
     with pytest.raises(TypeError):
         wsio.sync.connect("ws://127.0.0.1/", write_limit=1)  # type: ignore[call-arg]
+
+
+def test_shutdown_while_serve_forever_accepts() -> None:
+    """shutdown() racing serve_forever() as a client arrives: shutdown returns without
+    waiting for that client's open_timeout, the accepting thread ends and raises nothing
+    (it mustn't find its sockets closed under it, nor miss the wake-up because they were)."""
+    for _ in range(60):
+        server = wsio.sync.serve(echo, "127.0.0.1", 0, open_timeout=30)
+        failures: list[BaseException] = []
+
+        def accept(
+            server: wsio.sync.Server = server, failures: list[BaseException] = failures
+        ) -> None:
+            try:
+                server.serve_forever()
+            except BaseException as exc:
+                failures.append(exc)
+
+        accepting = threading.Thread(target=accept, daemon=True)
+        accepting.start()
+        client = socket.create_connection(server.socket.getsockname(), timeout=5)
+        stopping = threading.Thread(target=server.shutdown, daemon=True)
+        try:
+            stopping.start()
+            stopping.join(5)
+            accepting.join(5)
+        finally:
+            client.close()
+        assert not stopping.is_alive(), "shutdown() waits for a connection it didn't refuse"
+        assert not accepting.is_alive(), "serve_forever() did not return after shutdown()"
+        assert failures == []

@@ -173,7 +173,9 @@ class Server:
         self._lock = threading.Lock()
         # Written to by shutdown() to wake serve_forever() from its wait for a client.
         self._wakeup_read, self._wakeup_write = socket.socketpair()
+        # Clear while serve_forever() uses the sockets: shutdown() closes them once it's set.
         self._stopped = threading.Event()
+        self._stopped.set()
 
     @property
     def connections(self) -> set[ServerConnection]:
@@ -183,6 +185,10 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until :meth:`shutdown`, each in a thread of its own."""
+        with self._lock:
+            if self.closing:
+                return
+            self._stopped.clear()
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wakeup_read, selectors.EVENT_READ)
@@ -207,7 +213,8 @@ class Server:
                 target=self._serve_connection, args=(sock,), name="wsio connection", daemon=True
             )
             self._threads.add(thread)
-        thread.start()
+            # Started before shutdown() can see it, which joins every thread it sees.
+            thread.start()
 
     def _serve_connection(self, sock: socket.socket) -> None:
         settings = self.settings
@@ -225,6 +232,10 @@ class Server:
             connection = ServerConnection(sock, self)
             with self._lock:
                 self._connections.add(connection)
+                closing = self.closing
+            if closing:
+                # shutdown() listed the connections to refuse before this one joined them.
+                connection._refuse_while_closing()
             try:
                 connection._run(deadline)
             finally:
@@ -263,6 +274,9 @@ class Server:
                 break
             for thread in threads:
                 thread.join()
+        # serve_forever() may still be on its way out of its wait: closing its sockets
+        # under it would fail its accept(), or drop the wake-up from the wait.
+        self._stopped.wait()
         self.socket.close()
         self._wakeup_read.close()
         self._wakeup_write.close()
