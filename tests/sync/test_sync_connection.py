@@ -227,3 +227,19 @@ def test_shutdown_while_serve_forever_accepts() -> None:
         assert not stopping.is_alive(), "shutdown() waits for a connection it didn't refuse"
         assert not accepting.is_alive(), "serve_forever() did not return after shutdown()"
         assert failures == []
+
+
+def test_tcp_nodelay_on_both_sides(serving: Callable[..., str]) -> None:
+    """Writes go out at once, as on asyncio's transports: without TCP_NODELAY, the second
+    fragment of a message waits for the peer's delayed ACK of the first."""
+    options: list[int] = []
+
+    def handler(ws: wsio.sync.ServerConnection) -> None:
+        options.append(ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        ws.send("checked")
+
+    uri = serving(handler)
+    with wsio.sync.connect(uri, open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "checked"
+        assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert options and options[0]

@@ -84,6 +84,12 @@ class Connection:
         max_queue: int = defaults.MAX_QUEUE,
     ) -> None:
         self.socket = sock
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # As asyncio's transports do: every write goes out at once, rather than
+            # waiting (Nagle's algorithm) for the peer to acknowledge the previous one,
+            # which the fragments of a message, or frames sent in turn, would otherwise
+            # wait for, up to the peer's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.protocol = protocol
         # The core decodes no more messages than the queue has room for.
         protocol.allow_messages(max_queue)
