@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from types import TracebackType
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 import wsio
 import wsio.sync
+from wsio.asyncio.connection import Opener
 
 AsyncHandler = Callable[[Any], Awaitable[None]]
 
@@ -114,13 +114,9 @@ class ThreadsConnection:
     async def __aenter__(self) -> ThreadsConnection:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await in_thread(self.sync.__exit__, exc_type, exc_value, traceback)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        # The threads connection's own exit: close with 1000, or 1011 after an exception.
+        await in_thread(self.sync.__exit__, *exc_info)
 
 
 class Served:
@@ -138,28 +134,16 @@ class Served:
         self.wait_closed = wait_closed
 
 
-class Connecting:
-    """What :meth:`Layer.connect` returns: awaitable, or an async context manager that
-    closes the connection on exit, like :func:`wsio.connect`'s answer."""
+class ThreadsOpener(Opener[ThreadsConnection]):
+    """What :meth:`ThreadsLayer.connect` returns: awaitable, or an async context manager
+    that closes the connection on exit, as :func:`wsio.connect`'s answer is."""
 
-    def __init__(self, open_: Callable[[], Awaitable[Any]]) -> None:
-        self._open = open_
-        self._opened: Any = None
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._url = url
+        self._options = options
 
-    def __await__(self) -> Generator[Any, None, Any]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> Any:
-        self._opened = await self._open()
-        return self._opened
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._opened.__aexit__(exc_type, exc_value, traceback)
+    async def _open(self) -> ThreadsConnection:
+        return ThreadsConnection(await in_thread(wsio.sync.connect, self._url, **self._options))
 
 
 class Layer:
@@ -176,8 +160,9 @@ class Layer:
         """Serve ``handler`` on a free loopback port with ``options`` while in the block."""
         raise NotImplementedError
 
-    def connect(self, url: str, **options: Any) -> Connecting:
-        """Connect to ``url`` with ``options``."""
+    def connect(self, url: str, **options: Any) -> Opener[Any]:
+        """Connect to ``url`` with ``options``: await it, or use it as an async context
+        manager, like :func:`wsio.connect`."""
         raise NotImplementedError
 
     def echo_server(self, **options: Any) -> contextlib.AbstractAsyncContextManager[int]:
@@ -200,11 +185,8 @@ class AsyncioLayer(Layer):
             port: int = server.sockets[0].getsockname()[1]
             yield Served(port, server.close, server.wait_closed)
 
-    def connect(self, url: str, **options: Any) -> Connecting:
-        async def open_() -> Any:
-            return await wsio.connect(url, **options)
-
-        return Connecting(open_)
+    def connect(self, url: str, **options: Any) -> Opener[Any]:
+        return wsio.connect(url, **options)
 
     @contextlib.asynccontextmanager
     async def echo_server(self, **options: Any) -> AsyncIterator[int]:
@@ -268,11 +250,8 @@ class ThreadsLayer(Layer):
         finally:
             await wait_closed()
 
-    def connect(self, url: str, **options: Any) -> Connecting:
-        async def open_() -> ThreadsConnection:
-            return ThreadsConnection(await in_thread(wsio.sync.connect, url, **options))
-
-        return Connecting(open_)
+    def connect(self, url: str, **options: Any) -> Opener[Any]:
+        return ThreadsOpener(url, options)
 
     @contextlib.asynccontextmanager
     async def echo_server(self, **options: Any) -> AsyncIterator[int]:
