@@ -108,14 +108,16 @@ lint: $(VENV)/.installed
 # test_speedups.py fails if it wasn't built), then with WSIO_NO_SPEEDUPS=1 on the pure-Python
 # code. The second pass runs tests/protocol and tests/conformance, which exercise the
 # sans-I/O core fully, and tests/asyncio for the waiter of recv() (~2 min); the interop,
-# CLI and browser tests would add ~1 min without reaching other replaced code. Then uvicorn's
+# CLI and browser tests would add ~1 min without reaching other replaced code. It leaves out
+# the threads runs of the tests marked both_layers (marker threads_layer, see tests/layers.py):
+# that layer shares the core, which the asyncio runs already cover. Then uvicorn's
 # WebSocket test file (see uvicorn-suite above) runs from its tree, its coverage data written
 # beside ours so that the combined report counts wsio.asgi's lines it reaches.
 test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint uvicorn-suite
 	rm -f .coverage .coverage.*
 	WSIO_NO_SPEEDUPS= $(BIN)/coverage run -m pytest -q
-	WSIO_NO_SPEEDUPS=1 $(BIN)/coverage run -m pytest -q tests/protocol tests/conformance \
-	  tests/asyncio
+	WSIO_NO_SPEEDUPS=1 $(BIN)/coverage run -m pytest -q -m 'not threads_layer' tests/protocol \
+	  tests/conformance tests/asyncio
 	cd $(UVICORN_TREE) && WSIO_NO_SPEEDUPS= COVERAGE_FILE=$(CURDIR)/.coverage \
 	  $(CURDIR)/$(BIN)/coverage run --rcfile=$(CURDIR)/pyproject.toml $(UVICORN_PYTEST)
 	$(BIN)/coverage combine -q

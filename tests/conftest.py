@@ -1,9 +1,7 @@
 """Shared fixtures: TLS certificates from a throw-away CA, a wsio echo server factory, a
 factory of connected (wsio connection, raw peer) pairs in either role, and a private
-redis-server.
-
-``wsio`` is imported inside the fixtures only, so tests that do not need it (for example the
-raw peer's self-tests) still collect while the library is being written.
+redis-server; the ``layer`` fixture (see tests/layers.py): asyncio, or both I/O layers in
+turn for tests marked ``both_layers``.
 """
 
 from __future__ import annotations
@@ -25,10 +23,35 @@ import trustme
 # Make ``import rawpeer`` work from any test directory.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from layers import LAYERS, PARAMS, THREADS_MARK, Layer, Served
 from rawpeer import RawClient, RawConnection, RawServer, ServerConn
 from redisserver import RedisServer, redis_server_path
 
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_layers: run the test on the asyncio and the threads layer (`layer`)"
+    )
+    config.addinivalue_line(
+        "markers", f"{THREADS_MARK}: the threads run of a `both_layers` test (set by conftest)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Here rather than as a parametrize mark, so that the layer leads the test ids:
+    # test_x[threads-1.1.1]. A test of a marked module that takes no layer runs once.
+    marked = metafunc.definition.get_closest_marker("both_layers") is not None
+    if marked and "layer" in metafunc.fixturenames:
+        metafunc.parametrize("layer", PARAMS, indirect=True)
+
+
+@pytest.fixture
+def layer(request: pytest.FixtureRequest) -> Layer:
+    """The I/O layer under test: both in turn for tests marked ``both_layers``, asyncio
+    for the others."""
+    return LAYERS[getattr(request, "param", "asyncio")]
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +135,7 @@ class WsPair:
     role: Role
     ws: Any
     peer: RawConnection
-    server: Any = None
+    server: Served | None = None
 
     @property
     def wrong_mask(self) -> bytes | None:
@@ -130,16 +153,15 @@ WsPairFactory = Callable[..., Awaitable[WsPair]]
 
 @pytest.fixture
 async def ws_pair(
-    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+    layer: Layer, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
 ) -> AsyncIterator[WsPairFactory]:
     """A factory of open :class:`WsPair`: ``pair = await ws_pair(role, tls=False, **kwargs)``.
 
     ``peer_receive_buffer`` sets the raw peer's SO_RCVBUF before it connects (see
-    :meth:`RawClient.open`); ``kwargs`` go to ``wsio.serve`` or ``wsio.connect``. Everything
-    is torn down at the end of the test: the raw peer is aborted, the server or client closed.
+    :meth:`RawClient.open`); ``kwargs`` go to the ``layer``'s ``serve`` or ``connect``.
+    Everything is torn down at the end of the test: the raw peer is aborted, the server or
+    client closed.
     """
-    import wsio
-
     async with contextlib.AsyncExitStack() as stack:
 
         async def make(
@@ -156,18 +178,11 @@ async def ws_pair(
                     await release.wait()
 
                 server = await stack.enter_async_context(
-                    wsio.serve(
-                        handler,
-                        "127.0.0.1",
-                        0,
-                        ssl=server_ssl_context if tls else None,
-                        **kwargs,
-                    )
+                    layer.serve(handler, ssl=server_ssl_context if tls else None, **kwargs)
                 )
-                port = server.sockets[0].getsockname()[1]
                 client = await RawClient.open(
                     "127.0.0.1",
-                    port,
+                    server.port,
                     ssl=client_ssl_context if tls else None,
                     server_hostname="localhost",
                     receive_buffer=peer_receive_buffer,
@@ -193,10 +208,10 @@ async def ws_pair(
                     receive_buffer=peer_receive_buffer,
                 )
             )
-            ws = await asyncio.wait_for(
-                wsio.connect(f"{srv.url}/", ssl=client_ssl_context if tls else None, **kwargs),
-                5,
+            connecting = layer.connect(
+                f"{srv.url}/", ssl=client_ssl_context if tls else None, **kwargs
             )
+            ws = await asyncio.wait_for(connecting, 5)
             stack.push_async_callback(_close_quietly, ws)
             peer = await asyncio.wait_for(conn_got, 5)
             stack.callback(release.set)

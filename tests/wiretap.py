@@ -1,5 +1,6 @@
-"""A tap on a wsio connection: the frames it reads and writes, parsed from the raw bytes,
-so that RSV1 (RFC 7692 §6) and compressed sizes are observed on the wire, not inferred."""
+"""A tap on a wsio connection of either I/O layer: the frames it reads and writes, parsed from
+the raw bytes, so that RSV1 (RFC 7692 §6) and compressed sizes are observed on the wire, not
+inferred."""
 
 from __future__ import annotations
 
@@ -120,17 +121,31 @@ def tap(ws: Any, *, before_response: bool = False) -> Wire:
     # the event loop used.
     protocol = ws.protocol
     received = protocol.receive_data
-    transport = ws.transport
-    write = transport.write
 
     def receive_data(data: bytes) -> None:
         wire.incoming.feed(bytes(data))
         received(data)
 
+    protocol.receive_data = receive_data
+    transport = getattr(ws, "transport", None)
+    if transport is None:
+        # The threads layer writes to its socket (whose methods can't be replaced) what
+        # the core hands over for writing.
+        take = protocol.data_to_send
+
+        def data_to_send() -> list[bytes]:
+            writes: list[bytes] = take()
+            for data in writes:
+                wire.outgoing.feed(bytes(data))
+            return writes
+
+        protocol.data_to_send = data_to_send
+        return wire
+    write = transport.write
+
     def tapped_write(data: bytes) -> None:
         wire.outgoing.feed(bytes(data))
         write(data)
 
-    protocol.receive_data = receive_data
     transport.write = tapped_write
     return wire

@@ -1,7 +1,7 @@
 """Bad opening handshake responses sent to a wsio client by a raw server (BAD-INPUT.md 11–14).
 
-A bad response must raise the documented exception from ``wsio.connect``, never yield an open
-connection, and the client must close the TCP connection.
+A bad response must raise the documented exception from ``connect`` (of either I/O layer),
+never yield an open connection, and the client must close the TCP connection.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from typing import Any
 import pytest
 
 import wsio
+from layers import Layer
 from rawpeer import OP_CLOSE, OP_TEXT, RawServer, ServerConn, accept_key, build_response
+
+# Both I/O layers (tests/layers.py): the client is the test's layer's.
+pytestmark = pytest.mark.both_layers
 
 EOF_TIMEOUT = 3.0
 
@@ -46,11 +50,13 @@ def responding(outcome: Outcome, response: Any) -> Any:
     return script
 
 
-async def connect_error(script: Any, path: str = "/", **kwargs: Any) -> BaseException:
-    """Run ``script`` behind a RawServer; return what ``wsio.connect`` raised."""
+async def connect_error(
+    layer: Layer, script: Any, path: str = "/", **kwargs: Any
+) -> BaseException:
+    """Run ``script`` behind a RawServer; return what ``layer.connect`` raised."""
     async with RawServer(script) as srv:
         try:
-            ws = await asyncio.wait_for(wsio.connect(srv.url + path, **kwargs), 5)
+            ws = await asyncio.wait_for(layer.connect(srv.url + path, **kwargs), 5)
         except (wsio.WebSocketError, TimeoutError) as exc:
             return exc
         await ws.close()
@@ -100,21 +106,21 @@ def key_of(request: Any) -> str:
     ],
 )
 async def test_bad_101_is_a_handshake_error(
-    headers: dict[str, str | None], expected: type[Exception], name: str
+    layer: Layer, headers: dict[str, str | None], expected: type[Exception], name: str
 ) -> None:
     outcome = Outcome()
 
     def response(request: Any) -> bytes:
         return build_response(key_of(request), headers=headers)
 
-    exc = await connect_error(responding(outcome, response))
+    exc = await connect_error(layer, responding(outcome, response))
     assert isinstance(exc, expected), repr(exc)
     assert isinstance(exc, wsio.InvalidHeader)
     assert exc.name.lower() == name
     assert outcome.eof is True, "client did not close the connection"
 
 
-async def test_two_accept_headers_are_a_handshake_error() -> None:
+async def test_two_accept_headers_are_a_handshake_error(layer: Layer) -> None:
     outcome = Outcome()
 
     def response(request: Any) -> bytes:
@@ -124,7 +130,7 @@ async def test_two_accept_headers_are_a_handshake_error() -> None:
             headers=[("Sec-WebSocket-Accept", good), ("Sec-WebSocket-Accept", good)],
         )
 
-    exc = await connect_error(responding(outcome, response))
+    exc = await connect_error(layer, responding(outcome, response))
     assert isinstance(exc, wsio.InvalidHeader), repr(exc)
     assert outcome.eof is True
 
@@ -143,7 +149,7 @@ async def test_two_accept_headers_are_a_handshake_error() -> None:
         b"HTTP/1.1 101 \xc3\xa9t\xc3\xa9 \x80",
     ],
 )
-async def test_any_101_reason_phrase_is_accepted(status_line: bytes) -> None:
+async def test_any_101_reason_phrase_is_accepted(layer: Layer, status_line: bytes) -> None:
     async def script(conn: ServerConn) -> None:
         request = await conn.read_request()
         await conn.accept(request, status_line=status_line)
@@ -151,7 +157,7 @@ async def test_any_101_reason_phrase_is_accepted(status_line: bytes) -> None:
         await answer_close(conn)
 
     async with RawServer(script) as srv:
-        ws = await asyncio.wait_for(wsio.connect(srv.url + "/"), 5)
+        ws = await asyncio.wait_for(layer.connect(srv.url + "/"), 5)
         try:
             assert await asyncio.wait_for(ws.recv(), 5) == "hello"
         finally:
@@ -162,7 +168,7 @@ async def test_any_101_reason_phrase_is_accepted(status_line: bytes) -> None:
     ("status", "reason"),
     [(200, "OK"), (403, "Forbidden by policy"), (426, "Upgrade Required"), (404, "")],
 )
-async def test_non_101_is_invalid_status(status: int, reason: str) -> None:
+async def test_non_101_is_invalid_status(layer: Layer, status: int, reason: str) -> None:
     outcome = Outcome()
     body = f"no websocket for you ({status})\n".encode()
 
@@ -180,7 +186,7 @@ async def test_non_101_is_invalid_status(status: int, reason: str) -> None:
             body=body,
         )
 
-    exc = await connect_error(responding(outcome, response))
+    exc = await connect_error(layer, responding(outcome, response))
     assert isinstance(exc, wsio.InvalidStatus), repr(exc)
     assert exc.response.status_code == status
     assert exc.response.reason_phrase == reason
@@ -189,7 +195,7 @@ async def test_non_101_is_invalid_status(status: int, reason: str) -> None:
     assert outcome.eof is True
 
 
-async def test_non_101_body_of_1_mib_is_kept() -> None:
+async def test_non_101_body_of_1_mib_is_kept(layer: Layer) -> None:
     outcome = Outcome()
     body = bytes(range(256)) * 4096  # exactly 1 MiB
 
@@ -201,13 +207,13 @@ async def test_non_101_body_of_1_mib_is_kept() -> None:
             body=body,
         )
 
-    exc = await connect_error(responding(outcome, response))
+    exc = await connect_error(layer, responding(outcome, response))
     assert isinstance(exc, wsio.InvalidStatus), repr(exc)
     assert exc.response.status_code == 500
     assert exc.response.body == body
 
 
-async def test_non_101_body_until_eof_is_kept() -> None:
+async def test_non_101_body_until_eof_is_kept(layer: Layer) -> None:
     body = b"closing-delimited body"
 
     async def script(conn: ServerConn) -> None:
@@ -222,13 +228,13 @@ async def test_non_101_body_until_eof_is_kept() -> None:
         )
         conn.close()
 
-    exc = await connect_error(script)
+    exc = await connect_error(layer, script)
     assert isinstance(exc, wsio.InvalidStatus), repr(exc)
     assert exc.response.status_code == 403
     assert exc.response.body == body
 
 
-async def test_response_with_129_headers_is_a_security_error() -> None:
+async def test_response_with_129_headers_is_a_security_error(layer: Layer) -> None:
     outcome = Outcome()
 
     def response(request: Any) -> bytes:
@@ -236,12 +242,12 @@ async def test_response_with_129_headers_is_a_security_error() -> None:
         extra = [(f"X-Header-{i}", "x") for i in range(126)]
         return build_response(key_of(request), headers=extra)
 
-    exc = await connect_error(responding(outcome, response))
+    exc = await connect_error(layer, responding(outcome, response))
     assert isinstance(exc, wsio.SecurityError), repr(exc)
     assert outcome.eof is True
 
 
-async def test_response_with_128_headers_is_accepted() -> None:
+async def test_response_with_128_headers_is_accepted(layer: Layer) -> None:
     async def script(conn: ServerConn) -> None:
         request = await conn.read_request()
         extra = [(f"X-Header-{i}", "x") for i in range(125)]
@@ -249,17 +255,17 @@ async def test_response_with_128_headers_is_accepted() -> None:
         await answer_close(conn)
 
     async with RawServer(script) as srv:
-        ws = await asyncio.wait_for(wsio.connect(srv.url + "/"), 5)
+        ws = await asyncio.wait_for(layer.connect(srv.url + "/"), 5)
         await asyncio.wait_for(ws.close(), 5)
 
 
-async def test_response_header_line_over_8_kib_is_a_security_error() -> None:
+async def test_response_header_line_over_8_kib_is_a_security_error(layer: Layer) -> None:
     outcome = Outcome()
 
     def response(request: Any) -> bytes:
         return build_response(key_of(request), headers={"X-Long": "a" * 9000})
 
-    exc = await connect_error(responding(outcome, response))
+    exc = await connect_error(layer, responding(outcome, response))
     assert isinstance(exc, wsio.SecurityError), repr(exc)
     assert outcome.eof is True
 
@@ -297,19 +303,19 @@ async def test_response_header_line_over_8_kib_is_a_security_error() -> None:
     ],
 )
 async def test_unoffered_negotiation_is_an_error(
-    offered: list[str] | None, headers: Any, expected: type[Exception]
+    layer: Layer, offered: list[str] | None, headers: Any, expected: type[Exception]
 ) -> None:
     outcome = Outcome()
 
     def response(request: Any) -> bytes:
         return build_response(key_of(request), headers=headers)
 
-    exc = await connect_error(responding(outcome, response), subprotocols=offered)
+    exc = await connect_error(layer, responding(outcome, response), subprotocols=offered)
     assert isinstance(exc, expected), repr(exc)
     assert outcome.eof is True
 
 
-async def test_offered_subprotocol_is_accepted() -> None:
+async def test_offered_subprotocol_is_accepted(layer: Layer) -> None:
     async def script(conn: ServerConn) -> None:
         request = await conn.read_request()
         assert request.has_token("Sec-WebSocket-Protocol", "chat")
@@ -317,7 +323,7 @@ async def test_offered_subprotocol_is_accepted() -> None:
         await answer_close(conn)
 
     async with RawServer(script) as srv:
-        ws = await asyncio.wait_for(wsio.connect(srv.url + "/", subprotocols=["chat"]), 5)
+        ws = await asyncio.wait_for(layer.connect(srv.url + "/", subprotocols=["chat"]), 5)
         assert ws.subprotocol == "chat"
         await asyncio.wait_for(ws.close(), 5)
 
@@ -338,7 +344,7 @@ def redirect_to(location: str) -> bytes:
     )
 
 
-async def test_redirect_is_followed() -> None:
+async def test_redirect_is_followed(layer: Layer) -> None:
     async def target(conn: ServerConn) -> None:
         await conn.handshake()
         await conn.send_frame(OP_TEXT, "arrived")
@@ -352,7 +358,7 @@ async def test_redirect_is_followed() -> None:
             await conn.wait_eof(EOF_TIMEOUT)
 
         async with RawServer(redirector) as src:
-            ws = await asyncio.wait_for(wsio.connect(src.url + "/here"), 5)
+            ws = await asyncio.wait_for(layer.connect(src.url + "/here"), 5)
             try:
                 assert await asyncio.wait_for(ws.recv(), 5) == "arrived"
             finally:
@@ -361,7 +367,7 @@ async def test_redirect_is_followed() -> None:
         assert dst.connections[0].request.path == "/there"
 
 
-async def test_redirect_loop_ends_after_10_hops() -> None:
+async def test_redirect_loop_ends_after_10_hops(layer: Layer) -> None:
     hops = 0
 
     async def loop(conn: ServerConn) -> None:
@@ -375,7 +381,7 @@ async def test_redirect_loop_ends_after_10_hops() -> None:
     async with RawServer(loop) as srv:
         port = srv.port
         try:
-            ws = await asyncio.wait_for(wsio.connect(srv.url + "/"), 10)
+            ws = await asyncio.wait_for(layer.connect(srv.url + "/"), 10)
         except wsio.InvalidHandshake as exc:
             error: BaseException = exc
         else:
@@ -387,7 +393,7 @@ async def test_redirect_loop_ends_after_10_hops() -> None:
 
 
 async def test_redirect_from_wss_to_ws_is_refused(
-    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+    layer: Layer, server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
 ) -> None:
     async def plain(conn: ServerConn) -> None:
         await conn.handshake()
@@ -401,7 +407,7 @@ async def test_redirect_from_wss_to_ws_is_refused(
 
         async with RawServer(redirector, ssl=server_ssl_context) as secure:
             with pytest.raises(wsio.InvalidHandshake):
-                await asyncio.wait_for(wsio.connect(secure.url + "/", ssl=client_ssl_context), 5)
+                await asyncio.wait_for(layer.connect(secure.url + "/", ssl=client_ssl_context), 5)
     assert insecure.connections == []
 
 

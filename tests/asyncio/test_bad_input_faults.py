@@ -2,7 +2,8 @@
 
 Timers are shortened (``ping_interval=0.5`` and the like) so the suite stays fast; every wait
 is bounded. Most tests run in both roles: wsio as the server (the raw peer is a client) and
-wsio as the client (the raw peer is a server).
+wsio as the client (the raw peer is a server). Those marked ``both_layers`` run on both I/O
+layers (tests/layers.py); the others look into asyncio's transport or time the layer.
 """
 
 from __future__ import annotations
@@ -411,6 +412,7 @@ async def test_client_open_timeout_covers_tls(client_ssl_context: ssl.SSLContext
 # -- 34. Pongs -------------------------------------------------------------------------------
 
 
+@pytest.mark.both_layers
 async def test_stray_pongs_are_ignored(ws_pair: WsPairFactory, role: str) -> None:
     pair = await ws_pair(role)
     await pair.peer.send_frame(OP_PONG, b"unsolicited")
@@ -489,6 +491,7 @@ async def test_blocking_handler_causes_no_spurious_close(echo_server: EchoServer
         "send(['\\ud800', 'b'])",
     ],
 )
+@pytest.mark.both_layers
 async def test_misuse_raises_invalid_argument(
     ws_pair: WsPairFactory, role: str, misuse: str
 ) -> None:
@@ -505,6 +508,7 @@ async def test_misuse_raises_invalid_argument(
     assert await asyncio.wait_for(pair.ws.recv(), STEP) == "still open"
 
 
+@pytest.mark.both_layers
 async def test_close_reason_of_123_bytes_is_allowed(ws_pair: WsPairFactory, role: str) -> None:
     pair = await ws_pair(role, close_timeout=0.5)
     reason = "é" * 61 + "x"  # 123 bytes
@@ -517,6 +521,7 @@ async def test_close_reason_of_123_bytes_is_allowed(ws_pair: WsPairFactory, role
         closing.cancel()
 
 
+@pytest.mark.both_layers
 async def test_two_concurrent_recv(ws_pair: WsPairFactory, role: str) -> None:
     pair = await ws_pair(role)
     first = asyncio.ensure_future(pair.ws.recv())
@@ -532,6 +537,7 @@ async def test_two_concurrent_recv(ws_pair: WsPairFactory, role: str) -> None:
     assert await asyncio.wait_for(pair.ws.recv(), STEP) == "next"
 
 
+@pytest.mark.both_layers
 async def test_send_and_recv_after_close(ws_pair: WsPairFactory, role: str) -> None:
     pair = await ws_pair(role)
     closing = asyncio.ensure_future(pair.ws.close())

@@ -29,6 +29,9 @@ from rawpeer import (
     close_payload,
 )
 
+# Both I/O layers (tests/layers.py): ws_pair opens the connection with the test's layer.
+pytestmark = pytest.mark.both_layers
+
 WsPairFactory = Callable[..., Awaitable[Any]]
 
 STEP = 3.0  # seconds allowed for anything that should happen "at once"

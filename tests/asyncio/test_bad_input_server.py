@@ -1,4 +1,5 @@
-"""Bad opening handshakes sent to a wsio server by a raw client (BAD-INPUT.md items 1–10).
+"""Bad opening handshakes sent to a wsio server by a raw client (BAD-INPUT.md items 1–10), on
+both I/O layers (the slowloris test, which counts the asyncio tasks left behind: asyncio).
 
 Every rejected handshake must get the documented status with ``Connection: close``, never a
 ``101``, never reach the handler, and the server must close the TCP connection.
@@ -11,15 +12,19 @@ import base64
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
-import wsio
+from layers import Layer, Served
 from rawpeer import OP_TEXT, HTTPResponse, RawClient, build_frame, build_request
 
+# Both I/O layers (tests/layers.py): the tests that take `serve` run on each.
+pytestmark = pytest.mark.both_layers
+
 EchoServerFactory = Callable[..., Awaitable[tuple[Any, int]]]
+ServeFactory = Callable[..., Awaitable[Served]]
 
 EOF_TIMEOUT = 2.0
 
@@ -36,21 +41,41 @@ class Handlers:
             await ws.send(message)
 
 
-async def start(echo_server: EchoServerFactory, **kwargs: Any) -> tuple[Handlers, int]:
-    handlers = Handlers()
-    _, port = await echo_server(handlers, **kwargs)
-    return handlers, port
-
-
 OPENED: list[RawClient] = []
+
+
+def abort_raw_clients() -> None:
+    while OPENED:
+        OPENED.pop().abort()
+
+
+@pytest.fixture
+async def serve(layer: Layer) -> AsyncIterator[ServeFactory]:
+    """A factory: ``served = await serve(handler, **kwargs)`` serves on the test's layer.
+    At the end of the test, every raw client is aborted, then the servers shut down."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(handler: Any, **kwargs: Any) -> Served:
+            served: Served = await stack.enter_async_context(layer.serve(handler, **kwargs))
+            return served
+
+        try:
+            yield start
+        finally:
+            abort_raw_clients()
 
 
 @pytest.fixture(autouse=True)
 def _abort_raw_clients(echo_server: EchoServerFactory) -> Iterator[None]:
-    """Abort every raw client at the end of each test, before the servers close."""
+    """Abort the raw clients of the tests that take ``echo_server``, before it closes."""
     yield
-    while OPENED:
-        OPENED.pop().abort()
+    abort_raw_clients()
+
+
+async def start(serve: ServeFactory, **kwargs: Any) -> tuple[Handlers, int]:
+    handlers = Handlers()
+    served = await serve(handlers, **kwargs)
+    return handlers, served.port
 
 
 async def open_client(port: int) -> RawClient:
@@ -125,22 +150,22 @@ def b64(n: int) -> str:
         pytest.param(b64(16)[:-2], id="unpadded"),
     ],
 )
-async def test_bad_key_gets_400(echo_server: EchoServerFactory, key: str | None) -> None:
-    handlers, port = await start(echo_server)
+async def test_bad_key_gets_400(serve: ServeFactory, key: str | None) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"Sec-WebSocket-Key": key})
     await assert_rejected(client, response, 400, handlers)
 
 
-async def test_two_keys_get_400(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_two_keys_get_400(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(
         port, [("Sec-WebSocket-Key", b64(16)), ("Sec-WebSocket-Key", b64(16))]
     )
     await assert_rejected(client, response, 400, handlers)
 
 
-async def test_valid_key_control(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_valid_key_control(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port)
     await assert_accepted(client, response, handlers)
 
@@ -149,8 +174,8 @@ async def test_valid_key_control(echo_server: EchoServerFactory) -> None:
 
 
 @pytest.mark.parametrize("version", ["12", "8", None, "13, 12"])
-async def test_bad_version_gets_426(echo_server: EchoServerFactory, version: str | None) -> None:
-    handlers, port = await start(echo_server)
+async def test_bad_version_gets_426(serve: ServeFactory, version: str | None) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"Sec-WebSocket-Version": version})
     await assert_rejected(client, response, 426, handlers, {"Sec-WebSocket-Version": "13"})
 
@@ -159,15 +184,15 @@ async def test_bad_version_gets_426(echo_server: EchoServerFactory, version: str
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "HEAD"])
-async def test_non_get_gets_405(echo_server: EchoServerFactory, method: str) -> None:
-    handlers, port = await start(echo_server)
+async def test_non_get_gets_405(serve: ServeFactory, method: str) -> None:
+    handlers, port = await start(serve)
     request = build_request(host=f"127.0.0.1:{port}", method=method)
     client, response = await send_request(port, request=request)
     await assert_rejected(client, response, 405, handlers, {"Allow": "GET"})
 
 
-async def test_http_1_0_gets_505(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_http_1_0_gets_505(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     request = build_request(host=f"127.0.0.1:{port}", version="HTTP/1.0")
     client, response = await send_request(port, request=request)
     await assert_rejected(client, response, 505, handlers)
@@ -177,15 +202,15 @@ async def test_http_1_0_gets_505(echo_server: EchoServerFactory) -> None:
 
 
 @pytest.mark.parametrize("upgrade", ["h2c", None, "websocket2", "http/2, h2c"])
-async def test_bad_upgrade_gets_426(echo_server: EchoServerFactory, upgrade: str | None) -> None:
-    handlers, port = await start(echo_server)
+async def test_bad_upgrade_gets_426(serve: ServeFactory, upgrade: str | None) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"Upgrade": upgrade})
     await assert_rejected(client, response, 426, handlers, {"Upgrade": "websocket"})
 
 
 @pytest.mark.parametrize("upgrade", ["websocket", "WebSocket", "WEBSOCKET", "wEbSoCkEt"])
-async def test_upgrade_any_case_is_accepted(echo_server: EchoServerFactory, upgrade: str) -> None:
-    handlers, port = await start(echo_server)
+async def test_upgrade_any_case_is_accepted(serve: ServeFactory, upgrade: str) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"Upgrade": upgrade})
     await assert_accepted(client, response, handlers)
 
@@ -196,19 +221,17 @@ async def test_upgrade_any_case_is_accepted(echo_server: EchoServerFactory, upgr
 @pytest.mark.parametrize(
     "connection", ["keep-alive, Upgrade", "keep-alive, upgrade", "Upgrade, keep-alive", "UPGRADE"]
 )
-async def test_connection_token_list_is_accepted(
-    echo_server: EchoServerFactory, connection: str
-) -> None:
-    handlers, port = await start(echo_server)
+async def test_connection_token_list_is_accepted(serve: ServeFactory, connection: str) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"Connection": connection})
     await assert_accepted(client, response, handlers)
 
 
 @pytest.mark.parametrize("connection", ["keep-alive", None, "close", "upgraded"])
 async def test_connection_without_upgrade_gets_426(
-    echo_server: EchoServerFactory, connection: str | None
+    serve: ServeFactory, connection: str | None
 ) -> None:
-    handlers, port = await start(echo_server)
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"Connection": connection})
     await assert_rejected(client, response, 426, handlers, {"Upgrade": "websocket"})
 
@@ -230,9 +253,9 @@ SMUGGLED = build_frame(OP_TEXT, "smuggled")
     ],
 )
 async def test_request_with_body_gets_400(
-    echo_server: EchoServerFactory, headers: dict[str, str], body: bytes
+    serve: ServeFactory, headers: dict[str, str], body: bytes
 ) -> None:
-    handlers, port = await start(echo_server)
+    handlers, port = await start(serve)
     request = build_request(host=f"127.0.0.1:{port}", headers=headers, body=body)
     client, response = await send_request(port, request=request)
     # assert_rejected also checks that no frame (e.g. an echo of the body) came back.
@@ -242,35 +265,35 @@ async def test_request_with_body_gets_400(
 # -- 7. Size limits of the request head ------------------------------------------------------
 
 
-async def test_129_headers_get_431(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_129_headers_get_431(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     # build_request sends 5 headers of its own.
     extra = [(f"X-Header-{i}", "x") for i in range(124)]
     client, response = await send_request(port, extra)
     await assert_rejected(client, response, 431, handlers)
 
 
-async def test_128_headers_are_accepted(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_128_headers_are_accepted(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     extra = [(f"X-Header-{i}", "x") for i in range(123)]
     client, response = await send_request(port, extra)
     await assert_accepted(client, response, handlers)
 
 
-async def test_long_header_line_gets_431(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_long_header_line_gets_431(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"X-Long": "a" * 9000})
     await assert_rejected(client, response, 431, handlers)
 
 
-async def test_long_request_line_gets_414(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_long_request_line_gets_414(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, path="/" + "a" * 9000)
     await assert_rejected(client, response, 414, handlers)
 
 
-async def test_headers_within_limits_are_accepted(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server)
+async def test_headers_within_limits_are_accepted(serve: ServeFactory) -> None:
+    handlers, port = await start(serve)
     client, response = await send_request(port, {"X-Long": "a" * 4000}, path="/" + "b" * 4000)
     await assert_accepted(client, response, handlers)
 
@@ -298,7 +321,8 @@ async def wait_for_cleanup(baseline_tasks: set[asyncio.Task[Any]], baseline_fds:
 
 @pytest.mark.parametrize("mode", ["one-byte-every-250ms", "silent"])
 async def test_slowloris_closed_at_open_timeout(echo_server: EchoServerFactory, mode: str) -> None:
-    handlers, port = await start(echo_server, open_timeout=1)
+    handlers = Handlers()
+    _, port = await echo_server(handlers, open_timeout=1)
     baseline_tasks = asyncio.all_tasks()
     baseline_fds = open_fds()
     client = await open_client(port)
@@ -345,20 +369,20 @@ GOOD_ORIGIN = "https://good.example"
         "HTTPS://GOOD.EXAMPLE.evil",
     ],
 )
-async def test_foreign_origin_gets_403(echo_server: EchoServerFactory, origin: str) -> None:
-    handlers, port = await start(echo_server, origins=[GOOD_ORIGIN])
+async def test_foreign_origin_gets_403(serve: ServeFactory, origin: str) -> None:
+    handlers, port = await start(serve, origins=[GOOD_ORIGIN])
     client, response = await send_request(port, {"Origin": origin})
     await assert_rejected(client, response, 403, handlers)
 
 
-async def test_allowed_origin_is_accepted(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server, origins=[GOOD_ORIGIN])
+async def test_allowed_origin_is_accepted(serve: ServeFactory) -> None:
+    handlers, port = await start(serve, origins=[GOOD_ORIGIN])
     client, response = await send_request(port, {"Origin": GOOD_ORIGIN})
     await assert_accepted(client, response, handlers)
 
 
-async def test_two_origins_get_400(echo_server: EchoServerFactory) -> None:
-    handlers, port = await start(echo_server, origins=[GOOD_ORIGIN])
+async def test_two_origins_get_400(serve: ServeFactory) -> None:
+    handlers, port = await start(serve, origins=[GOOD_ORIGIN])
     client, response = await send_request(port, [("Origin", GOOD_ORIGIN), ("Origin", GOOD_ORIGIN)])
     await assert_rejected(client, response, 400, handlers)
 
@@ -366,21 +390,21 @@ async def test_two_origins_get_400(echo_server: EchoServerFactory) -> None:
 # -- 10. Shutting down -----------------------------------------------------------------------
 
 
-async def test_handshake_during_shutdown_gets_503() -> None:
+async def test_handshake_during_shutdown_gets_503(serve: ServeFactory) -> None:
     handlers = Handlers()
-    async with wsio.serve(handlers, "127.0.0.1", 0, close_timeout=1) as server:
-        port = server.sockets[0].getsockname()[1]
-        client = await open_client(port)
-        request = build_request(host=f"127.0.0.1:{port}")
-        head, tail = request[:20], request[20:]
-        await client.send(head)
-        await asyncio.sleep(0.1)  # the server has accepted the connection by now
-        server.close()
-        await asyncio.sleep(0.1)  # and is shutting down
-        try:
-            await client.send(tail)
-            response = await client.read_http_response()
-            await assert_rejected(client, response, 503, handlers)
-        finally:
-            client.abort()
-        await asyncio.wait_for(server.wait_closed(), 5)
+    server = await serve(handlers, close_timeout=1)
+    port = server.port
+    client = await open_client(port)
+    request = build_request(host=f"127.0.0.1:{port}")
+    head, tail = request[:20], request[20:]
+    await client.send(head)
+    await asyncio.sleep(0.1)  # the server has accepted the connection by now
+    server.close()
+    await asyncio.sleep(0.1)  # and is shutting down
+    try:
+        await client.send(tail)
+        response = await client.read_http_response()
+        await assert_rejected(client, response, 503, handlers)
+    finally:
+        client.abort()
+    await asyncio.wait_for(server.wait_closed(), 5)

@@ -1,4 +1,5 @@
-"""Autobahn-style conformance (sections 1-10) of a wsio client, driven by a scripted raw server.
+"""Autobahn-style conformance (sections 1-10) of a wsio client, driven by a scripted raw server,
+on both I/O layers.
 
 The client application echoes every message with its type. The raw server plays the same
 scenarios as in test_server_conformance.py, unmasked, and asserts on what the client sends:
@@ -42,6 +43,7 @@ from conformance_peer import (
 )
 
 import wsio
+from layers import Layer
 from rawpeer import (
     OP_CLOSE,
     OP_TEXT,
@@ -52,22 +54,19 @@ from rawpeer import (
     close_payload,
 )
 
+# Both I/O layers (tests/layers.py): the echoing client is the layer's.
+pytestmark = pytest.mark.both_layers
+
 MAX_SIZE = 32 * MiB
 CLIENT_EXIT = 5.0
 """Seconds the wsio client gets to finish once the raw server closed TCP."""
 
 
-async def echo_client(url: str) -> None:
-    # The wire is judged by the raw server; here, a connection that ends (even failed
-    # while connect() was still returning) is a normal outcome for the application.
-    with contextlib.suppress(wsio.ConnectionClosed):
-        async with wsio.connect(url, max_size=MAX_SIZE, open_timeout=5, close_timeout=3) as ws:
-            async for message in ws:
-                await ws.send(message)
-
-
-async def against_client(body: Callable[[ServerConn], Awaitable[None]], timeout: float) -> None:
-    """Run ``body`` in a raw server (after a correct handshake) against an echoing wsio client."""
+async def against_client(
+    layer: Layer, body: Callable[[ServerConn], Awaitable[None]], timeout: float
+) -> None:
+    """Run ``body`` in a raw server (after a correct handshake) against an echoing wsio
+    client of ``layer``."""
 
     async def script(conn: ServerConn) -> None:
         request = await conn.handshake()
@@ -76,7 +75,9 @@ async def against_client(body: Callable[[ServerConn], Awaitable[None]], timeout:
         await body(conn)
 
     async with RawServer(script, exit_timeout=timeout) as server:
-        client = asyncio.create_task(echo_client(server.url + "/"))
+        client = asyncio.create_task(
+            layer.echo_client(server.url + "/", max_size=MAX_SIZE, open_timeout=5, close_timeout=3)
+        )
         try:
             await server.wait_connection(5.0)
             await server.wait_scripts(timeout)
@@ -91,90 +92,92 @@ async def against_client(body: Callable[[ServerConn], Awaitable[None]], timeout:
                     await client
 
 
-async def play(case: Case) -> None:
+async def play(layer: Layer, case: Case) -> None:
     async def body(conn: ServerConn) -> None:
         await run_case(conn, case, peer_is_client=True)
 
-    await against_client(body, timeout=case.timeout + 10)
+    await against_client(layer, body, timeout=case.timeout + 10)
 
 
 @pytest.mark.parametrize("case", FRAMING, ids=ids(FRAMING))
-async def test_framing(case: Case) -> None:
-    await play(case)
+async def test_framing(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize("case", PINGS, ids=ids(PINGS))
-async def test_pings(case: Case) -> None:
-    await play(case)
+async def test_pings(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize("case", RESERVED_BITS, ids=ids(RESERVED_BITS))
-async def test_reserved_bits(case: Case) -> None:
-    await play(case)
+async def test_reserved_bits(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize("case", OPCODES, ids=ids(OPCODES))
-async def test_opcodes(case: Case) -> None:
-    await play(case)
+async def test_opcodes(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize("case", FRAGMENTATION, ids=ids(FRAGMENTATION))
-async def test_fragmentation(case: Case) -> None:
-    await play(case)
+async def test_fragmentation(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize("case", UTF8, ids=ids(UTF8))
-async def test_utf8(case: Case) -> None:
-    await play(case)
+async def test_utf8(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize(("case_id", "how", "parts"), FAIL_FAST, ids=[c[0] for c in FAIL_FAST])
-async def test_utf8_fail_fast(case_id: str, how: str, parts: tuple[bytes, bytes, bytes]) -> None:
+async def test_utf8_fail_fast(
+    layer: Layer, case_id: str, how: str, parts: tuple[bytes, bytes, bytes]
+) -> None:
     async def body(conn: ServerConn) -> None:
         await run_fail_fast(conn, case_id, how, parts, peer_is_client=True)
 
-    await against_client(body, timeout=15)
+    await against_client(layer, body, timeout=15)
 
 
 @pytest.mark.parametrize("case", UTF8_SEQUENCES, ids=ids(UTF8_SEQUENCES))
-async def test_utf8_sequences(case: Case) -> None:
-    await play(case)
+async def test_utf8_sequences(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize("case", CLOSING, ids=ids(CLOSING))
-async def test_closing(case: Case) -> None:
-    await play(case)
+async def test_closing(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
-async def test_close_after_big_message() -> None:
+async def test_close_after_big_message(layer: Layer) -> None:
     async def body(conn: ServerConn) -> None:
         await run_close_after_big_message(conn, peer_is_client=True)
 
-    await against_client(body, timeout=20)
+    await against_client(layer, body, timeout=20)
 
 
 @pytest.mark.parametrize("case", LIMITS, ids=ids(LIMITS))
-async def test_limits(case: Case) -> None:
-    await play(case)
+async def test_limits(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize(
     ("case_id", "opcode", "size"), ROUND_TRIPS, ids=[c[0] for c in ROUND_TRIPS]
 )
-async def test_round_trips(case_id: str, opcode: int, size: int) -> None:
+async def test_round_trips(layer: Layer, case_id: str, opcode: int, size: int) -> None:
     async def body(conn: ServerConn) -> None:
         await run_round_trips(conn, case_id, opcode, size, ROUND_TRIP_COUNT, peer_is_client=True)
 
-    await against_client(body, timeout=40)
+    await against_client(layer, body, timeout=40)
 
 
 @pytest.mark.parametrize("case", MISC, ids=ids(MISC))
-async def test_auto_fragmentation(case: Case) -> None:
-    await play(case)
+async def test_auto_fragmentation(layer: Layer, case: Case) -> None:
+    await play(layer, case)
 
 
 @pytest.mark.parametrize("then_close", [False, True], ids=["message", "message+close"])
-async def test_frames_in_the_handshake_write(then_close: bool) -> None:
+async def test_frames_in_the_handshake_write(layer: Layer, then_close: bool) -> None:
     """Like Autobahn's fuzzing server, send the first frames in the same write as the 101
     response: a text message (then, optionally, a close 1000). The message must reach the
     application: echoed on the wire, or, when the close follows at once (so no echo can be
@@ -200,7 +203,7 @@ async def test_frames_in_the_handshake_write(then_close: bool) -> None:
 
     async def client(url: str) -> None:
         try:
-            async with wsio.connect(url, open_timeout=5, close_timeout=3) as ws:
+            async with layer.connect(url, open_timeout=5, close_timeout=3) as ws:
                 async for message in ws:
                     received.append(message)
                     if not then_close:

@@ -1,5 +1,5 @@
 """permessage-deflate conformance over real sockets, after the intent of Autobahn 12.x and
-13.x, in both roles.
+13.x, in both roles, on both I/O layers.
 
 A raw peer (tests/rawpeer.py and deflate_peer.py) negotiates permessage-deflate with the
 parameters of each 13.x case (and a few more), compresses messages of every Autobahn size,
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from deflate_peer import (
@@ -32,8 +33,12 @@ from deflate_peer import (
 )
 
 import wsio
+from layers import Layer
 from rawpeer import OP_BINARY, RawClient, RawServer, ServerConn
 from wsio.protocol.extensions import ServerPerMessageDeflateFactory, parse_extensions
+
+# Both I/O layers (tests/layers.py): the echoing server and client are the layer's.
+pytestmark = pytest.mark.both_layers
 
 MAX_SIZE = 1 << 20
 CASE_TIMEOUT = 30.0
@@ -45,7 +50,7 @@ MESSAGES = workload(SIZES * 3)
 ACCEPTS = "; client_no_context_takeover; client_max_window_bits"
 
 
-async def echo_fragmenting(ws: wsio.ServerConnection | wsio.ClientConnection) -> None:
+async def echo_fragmenting(ws: Any) -> None:
     """Echo every message; binary messages over 8 KiB go back in three fragments, so that
     wsio's fragmented compressed sending is exercised too."""
     with contextlib.suppress(wsio.ConnectionClosed):
@@ -96,9 +101,9 @@ OFFERS: dict[str, list[str]] = {
 
 
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
-    async with wsio.serve(echo_fragmenting, "127.0.0.1", 0, max_size=MAX_SIZE) as server:
-        yield server.sockets[0].getsockname()[1]
+async def port(layer: Layer) -> AsyncIterator[int]:
+    async with layer.serve(echo_fragmenting, max_size=MAX_SIZE) as server:
+        yield server.port
 
 
 def negotiated(offers: list[str], answer_values: list[str]) -> tuple[Params, Params]:
@@ -181,7 +186,7 @@ ANSWERS: dict[str, str] = {
 
 
 @pytest.mark.parametrize("answer_value", ANSWERS.values(), ids=ANSWERS.keys())
-async def test_client(answer_value: str) -> None:
+async def test_client(layer: Layer, answer_value: str) -> None:
     async def script(conn: ServerConn) -> None:
         request = await conn.read_request()
         offers = parse_header(request.get_all("Sec-WebSocket-Extensions"))
@@ -198,7 +203,7 @@ async def test_client(answer_value: str) -> None:
 
     async with asyncio.timeout(CASE_TIMEOUT):
         async with RawServer(script, exit_timeout=CASE_TIMEOUT) as server:
-            async with wsio.connect(
+            async with layer.connect(
                 server.url + "/", max_size=MAX_SIZE, proxy=None, close_timeout=5
             ) as ws:
                 [extension] = ws.protocol.extensions

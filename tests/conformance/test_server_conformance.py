@@ -1,4 +1,5 @@
-"""Autobahn-style conformance (sections 1-10) of a wsio echo server, driven by a raw client.
+"""Autobahn-style conformance (sections 1-10) of a wsio echo server, driven by a raw client,
+on both I/O layers.
 
 The server echoes every message with its type (text as text, binary as binary). Strict
 expectations: see conformance_cases.py; in short, exact echoes and pongs, failures with the
@@ -37,22 +38,19 @@ from conformance_peer import (
     run_round_trips,
 )
 
-import wsio
+from layers import Layer
 from rawpeer import RawClient
+
+# Both I/O layers (tests/layers.py): the echo server is the layer's.
+pytestmark = pytest.mark.both_layers
 
 MAX_SIZE = 32 * MiB
 
 
-async def echo(ws: wsio.ServerConnection) -> None:
-    with contextlib.suppress(wsio.ConnectionClosed):
-        async for message in ws:
-            await ws.send(message)
-
-
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
-    async with wsio.serve(echo, "127.0.0.1", 0, max_size=MAX_SIZE) as server:
-        yield server.sockets[0].getsockname()[1]
+async def port(layer: Layer) -> AsyncIterator[int]:
+    async with layer.echo_server(max_size=MAX_SIZE) as port:
+        yield port
 
 
 @contextlib.asynccontextmanager

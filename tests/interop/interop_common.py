@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import wsio
+from layers import Layer
 
 # Every wait in these tests is bounded by this many seconds (pytest-timeout adds its own 60 s).
 STEP = 10.0
@@ -67,7 +68,7 @@ async def echo(ws: Any, log: HandlerLog) -> None:
 def make_handler(
     log: HandlerLog, behaviour: Behaviour, wait_closed: bool
 ) -> Callable[[Any], Awaitable[None]]:
-    async def handler(ws: wsio.ServerConnection) -> None:
+    async def handler(ws: Any) -> None:
         log.connection = ws
         try:
             await behaviour(ws, log)
@@ -85,14 +86,19 @@ def make_handler(
 
 @contextlib.asynccontextmanager
 async def wsio_server(
-    behaviour: Behaviour, *, scheme: str = "ws", wait_closed: bool = True, **kwargs: Any
+    layer: Layer,
+    behaviour: Behaviour,
+    *,
+    scheme: str = "ws",
+    wait_closed: bool = True,
+    **kwargs: Any,
 ) -> AsyncIterator[tuple[str, HandlerLog]]:
-    """Serve behaviour with wsio; wait_closed: the handler waits for the closing handshake."""
+    """Serve behaviour with wsio's ``layer``; wait_closed: the handler waits for the closing
+    handshake."""
     log = HandlerLog()
     handler = make_handler(log, behaviour, wait_closed)
-    async with wsio.serve(handler, "127.0.0.1", 0, **kwargs) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield f"{scheme}://127.0.0.1:{port}/", log
+    async with layer.serve(handler, **kwargs) as server:
+        yield f"{scheme}://127.0.0.1:{server.port}/", log
 
 
 async def handler_finished(log: HandlerLog) -> None:

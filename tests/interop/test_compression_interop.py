@@ -1,6 +1,6 @@
 """permessage-deflate (RFC 7692) between wsio and independent peers: Node's `ws` (its echo
 server and scripted client, every parameter of §7 set from either side) and the
-`websockets` package (its asyncio API), in both directions.
+`websockets` package (its asyncio API), in both directions, on both of wsio's I/O layers.
 
 Each test checks what was negotiated (on both sides, the peer's answer included), that the
 messages round trip unchanged, and what crossed the wire: wsio's connection is tapped, its
@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed as PeerConnectionClosed
 from websockets.extensions import permessage_deflate as peer_deflate
 
 import wsio
+from layers import Layer
 from wiretap import RSV1, Wire, WireFrame, WireLog, WireMessage, tap
 from wsio.protocol.extensions.permessage_deflate import (
     ClientPerMessageDeflateFactory,
@@ -44,7 +45,8 @@ from wsio.protocol.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 
-pytestmark = pytest.mark.timeout(60)
+# Both I/O layers (tests/layers.py): wsio's server and client are the test's layer's.
+pytestmark = [pytest.mark.both_layers, pytest.mark.timeout(60)]
 
 # wsio's default compression threshold, in bytes.
 THRESHOLD = 128
@@ -242,13 +244,13 @@ def node_query(case: dict[str, str | None], **more: str) -> str:
 
 @pytest.mark.parametrize("case", NODE_SERVER_CASES, ids=case_id)
 async def test_wsio_client_node_server(
-    node_server: StartNodeServer, case: dict[str, str | None]
+    layer: Layer, node_server: StartNodeServer, case: dict[str, str | None]
 ) -> None:
     server = await node_server()
     outgoing = client_messages()
     async with (
         asyncio.timeout(3 * STEP),
-        wsio.connect(server.url(node_query(case)), max_size=MAX_SIZE) as ws,
+        layer.connect(server.url(node_query(case)), max_size=MAX_SIZE) as ws,
     ):
         wire = tap(ws)
         assert ws.response is not None
@@ -268,7 +270,7 @@ async def test_wsio_client_node_server(
 
 @pytest.mark.parametrize("bits", [8, 9, 12, 15])
 async def test_wsio_client_receives_fragmented_compressed(
-    node_server: StartNodeServer, bits: int
+    layer: Layer, node_server: StartNodeServer, bits: int
 ) -> None:
     """ws sends each echo as 3 fragments, compressed: RSV1 on the first one only."""
     server = await node_server()
@@ -276,7 +278,7 @@ async def test_wsio_client_receives_fragmented_compressed(
     messages: list[str | bytes] = [large_text(), LONG_RANGE, b"\x01\x02" * 3000, "é€🎉" * 50]
     async with (
         asyncio.timeout(3 * STEP),
-        wsio.connect(server.url(node_query(case, fragment="3")), max_size=MAX_SIZE) as ws,
+        layer.connect(server.url(node_query(case, fragment="3")), max_size=MAX_SIZE) as ws,
     ):
         wire = tap(ws)
         for message in messages:
@@ -288,7 +290,7 @@ async def test_wsio_client_receives_fragmented_compressed(
 
 @pytest.mark.parametrize("no_context_takeover", [False, True])
 async def test_wsio_client_context_takeover_with_node(
-    node_server: StartNodeServer, no_context_takeover: bool
+    layer: Layer, node_server: StartNodeServer, no_context_takeover: bool
 ) -> None:
     """The same message three times: with context takeover, the 2nd and 3rd are a few
     bytes each way; without (§7.1.1), each is compressed afresh, to the same size."""
@@ -296,7 +298,7 @@ async def test_wsio_client_context_takeover_with_node(
     case: dict[str, str | None] = {}
     if no_context_takeover:
         case = {"server_no_context_takeover": None, "client_no_context_takeover": None}
-    async with asyncio.timeout(STEP), wsio.connect(server.url(node_query(case))) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url(node_query(case))) as ws:
         wire = tap(ws)
         extension = wsio_deflate(ws)
         assert extension.local_no_context_takeover is no_context_takeover
@@ -314,7 +316,9 @@ async def test_wsio_client_context_takeover_with_node(
             assert second < first // 10 and third < first // 10
 
 
-async def test_wsio_client_custom_offer_to_node(node_server: StartNodeServer) -> None:
+async def test_wsio_client_custom_offer_to_node(
+    layer: Layer, node_server: StartNodeServer
+) -> None:
     """wsio asks for everything §7 lets a client ask for; ws grants it as offered."""
     server = await node_server()
     factory = ClientPerMessageDeflateFactory(
@@ -326,7 +330,7 @@ async def test_wsio_client_custom_offer_to_node(node_server: StartNodeServer) ->
     )
     async with (
         asyncio.timeout(STEP),
-        wsio.connect(
+        layer.connect(
             server.url(node_query({})), compression=None, extensions=[factory], max_size=MAX_SIZE
         ) as ws,
     ):
@@ -353,11 +357,12 @@ async def test_wsio_client_custom_offer_to_node(node_server: StartNodeServer) ->
 
 
 async def test_wsio_client_per_message_compress_flag_with_node(
+    layer: Layer,
     node_server: StartNodeServer,
 ) -> None:
     server = await node_server()
     big = json.dumps([{"id": i, "name": f"item {i}"} for i in range(2000)])
-    async with asyncio.timeout(STEP), wsio.connect(server.url(node_query({}))) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url(node_query({}))) as ws:
         wire = tap(ws)
         for message, compress in [(big, False), (big, None), ("hi", True), ("hi", None)]:
             await ws.send(message, compress=compress)
@@ -367,12 +372,14 @@ async def test_wsio_client_per_message_compress_flag_with_node(
     assert sizes[0] == len(big) and sizes[1] < len(big) // 5
 
 
-async def test_wsio_client_without_compression_node_server(node_server: StartNodeServer) -> None:
+async def test_wsio_client_without_compression_node_server(
+    layer: Layer, node_server: StartNodeServer
+) -> None:
     """compression=None: no offer, so ws (which would accept) answers no extension."""
     server = await node_server()
     async with (
         asyncio.timeout(STEP),
-        wsio.connect(server.url(node_query({})), compression=None) as ws,
+        layer.connect(server.url(node_query({})), compression=None) as ws,
     ):
         wire = tap(ws)
         assert ws.request is not None and ws.response is not None
@@ -424,18 +431,12 @@ class ServerSide:
 
 
 @contextlib.asynccontextmanager
-async def wsio_echo_server(**kwargs: Any) -> AsyncIterator[tuple[str, ServerSide]]:
+async def wsio_echo_server(layer: Layer, **kwargs: Any) -> AsyncIterator[tuple[str, ServerSide]]:
     side = ServerSide()
-    async with wsio.serve(
-        side.echo,
-        "127.0.0.1",
-        0,
-        process_request=side.process_request,
-        max_size=MAX_SIZE,
-        **kwargs,
+    async with layer.serve(
+        side.echo, process_request=side.process_request, max_size=MAX_SIZE, **kwargs
     ) as server:
-        port = server.sockets[0].getsockname()[1]
-        yield f"ws://127.0.0.1:{port}", side
+        yield f"ws://127.0.0.1:{server.port}", side
 
 
 @dataclass(frozen=True)
@@ -547,6 +548,7 @@ NODE_CLIENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, Deflat
     ids=[case[0] for case in NODE_CLIENT_CASES],
 )
 async def test_node_client_wsio_server(
+    layer: Layer,
     node_setup: NodeSetup,
     node_options: dict[str, Any],
     wsio_factory: dict[str, Any] | None,
@@ -560,7 +562,7 @@ async def test_node_client_wsio_server(
         kwargs = {"compression": None, "extensions": [factory]}
     sends = node_sends()
     steps = [send.step for send in sends] + [{"op": "recv", "count": len(sends)}]
-    async with wsio_echo_server(**kwargs) as (url, side):
+    async with wsio_echo_server(layer, **kwargs) as (url, side):
         result = await run_node_client(
             node_setup,
             f"{url}/",
@@ -604,13 +606,17 @@ async def test_node_client_wsio_server(
     assert closed["bytes_read"] < sent_back + 50_000
 
 
-async def test_wsio_server_sends_fragmented_compressed_to_node(node_setup: NodeSetup) -> None:
+async def test_wsio_server_sends_fragmented_compressed_to_node(
+    layer: Layer, node_setup: NodeSetup
+) -> None:
     steps: list[Step] = [
         {"op": "send", "text": LONG_RANGE},
         {"op": "send", "binary": b64(b"\x07" * 3000)},
         {"op": "recv", "count": 2},
     ]
-    async with wsio_echo_server() as (url, side):
+    async with wsio_echo_server(
+        layer,
+    ) as (url, side):
         result = await run_node_client(
             node_setup, f"{url}/fragment", steps, options={"per_message_deflate": True}
         )
@@ -625,10 +631,12 @@ async def test_wsio_server_sends_fragmented_compressed_to_node(node_setup: NodeS
     assert [(m.compressed, m.frames) for m in side.wire.outgoing.messages()] == [(True, 3)] * 2
 
 
-async def test_node_client_offer_declined_by_wsio_server(node_setup: NodeSetup) -> None:
+async def test_node_client_offer_declined_by_wsio_server(
+    layer: Layer, node_setup: NodeSetup
+) -> None:
     """compression=None on the server: ws offers, wsio declines, messages go plain."""
     steps: list[Step] = [{"op": "send", "text": "x" * 5000}, {"op": "recv", "count": 1}]
-    async with wsio_echo_server(compression=None) as (url, side):
+    async with wsio_echo_server(layer, compression=None) as (url, side):
         result = await run_node_client(
             node_setup, f"{url}/", steps, options={"per_message_deflate": {"threshold": 0}}
         )
@@ -719,7 +727,7 @@ PEER_SERVER_CASES: list[tuple[str, dict[str, Any] | None, Deflate]] = [
     ids=[case[0] for case in PEER_SERVER_CASES],
 )
 async def test_wsio_client_websockets_server(
-    factory: dict[str, Any] | None, expected: Deflate
+    layer: Layer, factory: dict[str, Any] | None, expected: Deflate
 ) -> None:
     kwargs: dict[str, Any] = {}
     if factory is not None:
@@ -729,7 +737,7 @@ async def test_wsio_client_websockets_server(
         }
     outgoing = client_messages()
     async with websockets_echo_server(**kwargs) as (url, side):
-        async with asyncio.timeout(3 * STEP), wsio.connect(f"{url}/", max_size=MAX_SIZE) as ws:
+        async with asyncio.timeout(3 * STEP), layer.connect(f"{url}/", max_size=MAX_SIZE) as ws:
             wire = tap(ws)
             extension = wsio_deflate(ws)
             assert Deflate.of(extension) == expected
@@ -744,12 +752,12 @@ async def test_wsio_client_websockets_server(
     check_client_wire(wire, outgoing, extension)
 
 
-async def test_wsio_client_receives_fragmented_from_websockets() -> None:
+async def test_wsio_client_receives_fragmented_from_websockets(layer: Layer) -> None:
     messages: list[str | bytes] = [LONG_RANGE, large_text(), b"\x01" * 5000]
     async with (
         websockets_echo_server() as (url, _),
         asyncio.timeout(3 * STEP),
-        wsio.connect(f"{url}/fragment", max_size=MAX_SIZE) as ws,
+        layer.connect(f"{url}/fragment", max_size=MAX_SIZE) as ws,
     ):
         wire = tap(ws)
         for message in messages:
@@ -760,12 +768,12 @@ async def test_wsio_client_receives_fragmented_from_websockets() -> None:
     assert [(m.compressed, m.frames) for m in wire.incoming.messages()] == [(True, 4)] * 3
 
 
-async def test_wsio_client_context_takeover_with_websockets() -> None:
+async def test_wsio_client_context_takeover_with_websockets(layer: Layer) -> None:
     factory = peer_deflate.ServerPerMessageDeflateFactory(server_no_context_takeover=True)
     async with (
         websockets_echo_server(compression=None, extensions=[factory]) as (url, _),
         asyncio.timeout(STEP),
-        wsio.connect(f"{url}/") as ws,
+        layer.connect(f"{url}/") as ws,
     ):
         wire = tap(ws)
         assert Deflate.of(wsio_deflate(ws)) == Deflate(True, False, 15, 15)
@@ -779,9 +787,9 @@ async def test_wsio_client_context_takeover_with_websockets() -> None:
     assert received[0] == received[1] == received[2] > len(RANDOMISH) // 3
 
 
-async def test_wsio_client_without_compression_websockets_server() -> None:
+async def test_wsio_client_without_compression_websockets_server(layer: Layer) -> None:
     async with websockets_echo_server() as (url, side):
-        async with asyncio.timeout(STEP), wsio.connect(f"{url}/", compression=None) as ws:
+        async with asyncio.timeout(STEP), layer.connect(f"{url}/", compression=None) as ws:
             wire = tap(ws)
             assert ws.protocol.extensions == []
             await ws.send("y" * 4000)
@@ -838,6 +846,7 @@ PEER_CLIENT_CASES: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None,
     ids=[case[0] for case in PEER_CLIENT_CASES],
 )
 async def test_websockets_client_wsio_server(
+    layer: Layer,
     peer_factory: dict[str, Any] | None,
     wsio_factory: dict[str, Any] | None,
     expected: Deflate,
@@ -865,7 +874,7 @@ async def test_websockets_client_wsio_server(
         TEXT_PARTS,
         BINARY_PARTS,
     ]
-    async with wsio_echo_server(**server_kwargs) as (url, side):
+    async with wsio_echo_server(layer, **server_kwargs) as (url, side):
         async with (
             asyncio.timeout(3 * STEP),
             ws_connect(f"{url}/", max_size=MAX_SIZE, **client_kwargs) as peer,
@@ -900,7 +909,7 @@ async def test_websockets_client_wsio_server(
     ]
 
 
-async def test_websockets_reads_uncompressed_messages_from_wsio() -> None:
+async def test_websockets_reads_uncompressed_messages_from_wsio(layer: Layer) -> None:
     """compress=False on a negotiated connection: RSV1 clear, websockets reads it as is."""
     big = json.dumps({"rows": [[i, f"row {i}"] for i in range(5000)]})
 
@@ -914,13 +923,12 @@ async def test_websockets_reads_uncompressed_messages_from_wsio() -> None:
 
     side = ServerSide()
     async with (
-        wsio.serve(handler, "127.0.0.1", 0, process_request=side.process_request) as server,
+        layer.serve(handler, process_request=side.process_request) as server,
         asyncio.timeout(STEP),
+        ws_connect(f"ws://127.0.0.1:{server.port}/", max_size=MAX_SIZE) as peer,
     ):
-        port = server.sockets[0].getsockname()[1]
-        async with ws_connect(f"ws://127.0.0.1:{port}/", max_size=MAX_SIZE) as peer:
-            received = [await peer.recv() for _ in range(5)]
-            await peer.send("bye")
+        received = [await peer.recv() for _ in range(5)]
+        await peer.send("bye")
     assert received == [big, big, big, big.encode(), "small"]
     assert side.wire is not None
     side.wire.check_rsv()
@@ -928,8 +936,8 @@ async def test_websockets_reads_uncompressed_messages_from_wsio() -> None:
     assert side.wire.outgoing.messages()[0].length == len(big)
 
 
-async def test_websockets_client_offer_declined_by_wsio_server() -> None:
-    async with wsio_echo_server(compression=None) as (url, side):
+async def test_websockets_client_offer_declined_by_wsio_server(layer: Layer) -> None:
+    async with wsio_echo_server(layer, compression=None) as (url, side):
         async with asyncio.timeout(STEP), ws_connect(f"{url}/") as peer:
             assert peer.protocol.extensions == []
             await peer.send("z" * 3000)

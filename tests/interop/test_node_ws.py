@@ -1,4 +1,5 @@
-"""Interop between wsio and Node's `ws` package (client and server, both directions)."""
+"""Interop between wsio, on both I/O layers, and Node's `ws` package (client and server,
+both directions)."""
 
 from __future__ import annotations
 
@@ -36,13 +37,17 @@ from interop_peers import (
 )
 
 import wsio
+from layers import Layer
+
+# Both I/O layers (tests/layers.py): wsio's server and client are the test's layer's.
+pytestmark = pytest.mark.both_layers
 
 # --- wsio client <-> Node ws echo server -------------------------------------------------------
 
 
-async def test_client_text_round_trip(node_server: StartNodeServer) -> None:
+async def test_client_text_round_trip(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
-    async with asyncio.timeout(STEP), wsio.connect(server.url()) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url()) as ws:
         for text in TEXTS:
             await ws.send(text)
             echoed = await ws.recv()
@@ -52,9 +57,9 @@ async def test_client_text_round_trip(node_server: StartNodeServer) -> None:
     assert event["code"] == 1000
 
 
-async def test_client_binary_round_trip(node_server: StartNodeServer) -> None:
+async def test_client_binary_round_trip(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
-    async with asyncio.timeout(STEP), wsio.connect(server.url()) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url()) as ws:
         for data in BINARIES:
             await ws.send(data)
             echoed = await ws.recv()
@@ -64,9 +69,9 @@ async def test_client_binary_round_trip(node_server: StartNodeServer) -> None:
     assert kinds == ["binary"] * len(BINARIES)
 
 
-async def test_client_empty_messages(node_server: StartNodeServer) -> None:
+async def test_client_empty_messages(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
-    async with asyncio.timeout(STEP), wsio.connect(server.url()) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url()) as ws:
         await ws.send("")
         assert await ws.recv() == ""
         await ws.send(b"")
@@ -75,11 +80,11 @@ async def test_client_empty_messages(node_server: StartNodeServer) -> None:
     assert seen == [("text", 0), ("binary", 0)]
 
 
-async def test_client_sends_fragmented(node_server: StartNodeServer) -> None:
+async def test_client_sends_fragmented(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
     text_parts = ["frag1 ", "", "frag2 é€🎉 ", "end"]
     binary_parts = [b"\x00\x01", b"\x02", b"", b"\x03\xff"]
-    async with asyncio.timeout(STEP), wsio.connect(server.url()) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url()) as ws:
         await ws.send(text_parts)
         assert await ws.recv() == "".join(text_parts)
         await ws.send(binary_parts)
@@ -92,12 +97,12 @@ async def test_client_sends_fragmented(node_server: StartNodeServer) -> None:
     ]
 
 
-async def test_client_receives_fragmented(node_server: StartNodeServer) -> None:
+async def test_client_receives_fragmented(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
     # 30 bytes in 4 fragments of 8: the cuts fall inside the 3-byte sequences of "€".
     text = "€" * 10
     data = bytes(range(50))
-    async with asyncio.timeout(STEP), wsio.connect(server.url("/?fragment=4")) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url("/?fragment=4")) as ws:
         await ws.send(text)
         assert await ws.recv() == text
         await ws.send(data)
@@ -107,11 +112,11 @@ async def test_client_receives_fragmented(node_server: StartNodeServer) -> None:
             assert await ws.recv() == sample
 
 
-async def test_client_large_messages(node_server: StartNodeServer) -> None:
+async def test_client_large_messages(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
     text = large_text()
     data = large_binary()
-    async with asyncio.timeout(3 * STEP), wsio.connect(server.url(), max_size=MAX_SIZE) as ws:
+    async with asyncio.timeout(3 * STEP), layer.connect(server.url(), max_size=MAX_SIZE) as ws:
         await ws.send(data)
         assert await ws.recv() == data
         await ws.send(text)
@@ -120,19 +125,19 @@ async def test_client_large_messages(node_server: StartNodeServer) -> None:
     assert seen == [("binary", LARGE), ("text", len(text.encode("utf-8")))]
 
 
-async def test_client_large_fragmented_message(node_server: StartNodeServer) -> None:
+async def test_client_large_fragmented_message(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
     data = large_binary()
     parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
     url = server.url("/?fragment=7")
-    async with asyncio.timeout(3 * STEP), wsio.connect(url, max_size=MAX_SIZE) as ws:
+    async with asyncio.timeout(3 * STEP), layer.connect(url, max_size=MAX_SIZE) as ws:
         await ws.send(parts)
         assert await ws.recv() == data
 
 
-async def test_client_ping(node_server: StartNodeServer) -> None:
+async def test_client_ping(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
-    async with asyncio.timeout(STEP), wsio.connect(server.url()) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url()) as ws:
         latency = await ws.ping(b"probe")
         assert isinstance(latency, float)
         assert 0 <= latency < STEP
@@ -143,9 +148,9 @@ async def test_client_ping(node_server: StartNodeServer) -> None:
     assert base64.b64decode(event["data"]) == b"probe"
 
 
-async def test_client_close_normal(node_server: StartNodeServer) -> None:
+async def test_client_close_normal(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
-    async with asyncio.timeout(STEP), wsio.connect(server.url()) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url()) as ws:
         await ws.send("bye")
         assert await ws.recv() == "bye"
     assert ws.close_code == 1000
@@ -153,11 +158,13 @@ async def test_client_close_normal(node_server: StartNodeServer) -> None:
     assert (event["code"], event["reason"]) == (1000, "")
 
 
-async def test_client_close_custom_code_and_reason(node_server: StartNodeServer) -> None:
+async def test_client_close_custom_code_and_reason(
+    layer: Layer, node_server: StartNodeServer
+) -> None:
     server = await node_server()
     reason = "custom reason ✓ 🎉"
     async with asyncio.timeout(STEP):
-        ws = await wsio.connect(server.url())
+        ws = await layer.connect(server.url())
         await ws.close(code=4000, reason=reason)
         await ws.wait_closed()
     event = await server.wait_close_event()
@@ -168,11 +175,13 @@ async def test_client_close_custom_code_and_reason(node_server: StartNodeServer)
         await ws.send("too late")
 
 
-async def test_server_close_custom_code_and_reason(node_server: StartNodeServer) -> None:
+async def test_server_close_custom_code_and_reason(
+    layer: Layer, node_server: StartNodeServer
+) -> None:
     server = await node_server()
     reason = "server says bye ✓"
     query = urllib.parse.urlencode({"close": "4000", "reason": reason})
-    async with asyncio.timeout(STEP), wsio.connect(server.url(f"/?{query}")) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url(f"/?{query}")) as ws:
         with pytest.raises(wsio.ConnectionClosedError) as caught:
             await ws.recv()
         await ws.wait_closed()
@@ -182,10 +191,12 @@ async def test_server_close_custom_code_and_reason(node_server: StartNodeServer)
     assert (event["code"], event["reason"]) == (4000, reason)
 
 
-async def test_server_close_normal_ends_iteration(node_server: StartNodeServer) -> None:
+async def test_server_close_normal_ends_iteration(
+    layer: Layer, node_server: StartNodeServer
+) -> None:
     server = await node_server()
     received: list[str | bytes] = []
-    async with asyncio.timeout(STEP), wsio.connect(server.url("/?close_after=2")) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url("/?close_after=2")) as ws:
         await ws.send("one")
         await ws.send(b"two")
         async for message in ws:  # ends quietly on the server's 1000
@@ -195,9 +206,9 @@ async def test_server_close_normal_ends_iteration(node_server: StartNodeServer) 
     assert ws.close_code == 1000
 
 
-async def test_server_shutdown_sends_1001(node_server: StartNodeServer) -> None:
+async def test_server_shutdown_sends_1001(layer: Layer, node_server: StartNodeServer) -> None:
     server = await node_server()
-    async with asyncio.timeout(STEP), wsio.connect(server.url()) as ws:
+    async with asyncio.timeout(STEP), layer.connect(server.url()) as ws:
         await ws.send("hello")
         assert await ws.recv() == "hello"
         await server.shutdown()
@@ -210,12 +221,12 @@ async def test_server_shutdown_sends_1001(node_server: StartNodeServer) -> None:
     assert await server.wait_exit() == 0
 
 
-async def test_client_wss(node_server: StartNodeServer, tls_files: TLSFiles) -> None:
+async def test_client_wss(layer: Layer, node_server: StartNodeServer, tls_files: TLSFiles) -> None:
     server = await node_server(tls_files)
     assert server.url().startswith("wss://")
     async with (
         asyncio.timeout(STEP),
-        wsio.connect(server.url(), ssl=tls_files.client_context, max_size=MAX_SIZE) as ws,
+        layer.connect(server.url(), ssl=tls_files.client_context, max_size=MAX_SIZE) as ws,
     ):
         for message in SAMPLES:
             await ws.send(message)
@@ -232,14 +243,14 @@ async def test_client_wss(node_server: StartNodeServer, tls_files: TLSFiles) -> 
 # --- Node ws client <-> wsio server ------------------------------------------------------------
 
 
-async def test_node_client_round_trips(node_setup: NodeSetup) -> None:
+async def test_node_client_round_trips(layer: Layer, node_setup: NodeSetup) -> None:
     messages: list[str | bytes] = [*TEXTS, "", *BINARIES, b""]
     steps: list[Step] = [
         {"op": "send", "text": m} if isinstance(m, str) else {"op": "send", "binary": b64(m)}
         for m in messages
     ]
     steps += [{"op": "recv", "count": len(messages)}, {"op": "close", "code": 1000}]
-    async with wsio_server(echo) as (url, log):
+    async with wsio_server(layer, echo) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
     result.assert_ok()
@@ -256,7 +267,7 @@ async def test_node_client_round_trips(node_setup: NodeSetup) -> None:
     assert log.error is None
 
 
-async def test_node_client_sends_fragmented(node_setup: NodeSetup) -> None:
+async def test_node_client_sends_fragmented(layer: Layer, node_setup: NodeSetup) -> None:
     text_parts = ["frag1 ", "", "frag2 ", "end"]
     binary_parts = [b"\x00\x01", b"", b"\x02\xff"]
     # "é€🎉" as raw bytes, cut inside each multi-byte sequence.
@@ -269,7 +280,7 @@ async def test_node_client_sends_fragmented(node_setup: NodeSetup) -> None:
         {"op": "recv", "count": 3},
         {"op": "close", "code": 1000},
     ]
-    async with wsio_server(echo) as (url, log):
+    async with wsio_server(layer, echo) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
     result.assert_ok()
@@ -281,14 +292,14 @@ async def test_node_client_sends_fragmented(node_setup: NodeSetup) -> None:
     ]
 
 
-async def test_wsio_server_sends_fragmented(node_setup: NodeSetup) -> None:
+async def test_wsio_server_sends_fragmented(layer: Layer, node_setup: NodeSetup) -> None:
     messages: list[str | bytes] = [*TEXTS, *BINARIES, "€" * 10]
     steps: list[Step] = [
         {"op": "send", "text": m} if isinstance(m, str) else {"op": "send", "binary": b64(m)}
         for m in messages
     ]
     steps += [{"op": "recv", "count": len(messages)}, {"op": "close", "code": 1000}]
-    async with wsio_server(fragmenting_echo) as (url, log):
+    async with wsio_server(layer, fragmenting_echo) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
     result.assert_ok()
@@ -298,7 +309,7 @@ async def test_wsio_server_sends_fragmented(node_setup: NodeSetup) -> None:
     assert got == messages
 
 
-async def test_node_client_large_messages(node_setup: NodeSetup) -> None:
+async def test_node_client_large_messages(layer: Layer, node_setup: NodeSetup) -> None:
     steps: list[Step] = [
         {"op": "send", "type": "binary", "repeat": b64(bytes(range(256))), "count": LARGE // 256},
         {"op": "send", "type": "text", "repeat": b64("€✓ab".encode()), "count": LARGE // 8},
@@ -307,7 +318,7 @@ async def test_node_client_large_messages(node_setup: NodeSetup) -> None:
     ]
     expected_binary = bytes(range(256)) * (LARGE // 256)
     expected_text = "€✓ab" * (LARGE // 8)
-    async with wsio_server(echo, max_size=MAX_SIZE) as (url, log):
+    async with wsio_server(layer, echo, max_size=MAX_SIZE) as (url, log):
         result = await run_node_client(node_setup, url, steps, options={"max_payload": MAX_SIZE})
         await handler_finished(log)
     result.assert_ok()
@@ -319,7 +330,7 @@ async def test_node_client_large_messages(node_setup: NodeSetup) -> None:
     ]
 
 
-async def test_node_client_ping(node_setup: NodeSetup) -> None:
+async def test_node_client_ping(layer: Layer, node_setup: NodeSetup) -> None:
     steps: list[Step] = [
         {"op": "ping", "data": b64(b"node ping")},
         {"op": "ping", "data": ""},
@@ -327,7 +338,7 @@ async def test_node_client_ping(node_setup: NodeSetup) -> None:
         {"op": "recv"},
         {"op": "close", "code": 1000},
     ]
-    async with wsio_server(echo) as (url, log):
+    async with wsio_server(layer, echo) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
     result.assert_ok()
@@ -335,13 +346,13 @@ async def test_node_client_ping(node_setup: NodeSetup) -> None:
     assert log.messages == ["still open"]
 
 
-async def test_wsio_server_ping(node_setup: NodeSetup) -> None:
+async def test_wsio_server_ping(layer: Layer, node_setup: NodeSetup) -> None:
     steps: list[Step] = [
         {"op": "send", "text": "go"},
         {"op": "recv"},
         {"op": "close", "code": 1000},
     ]
-    async with wsio_server(pinging) as (url, log):
+    async with wsio_server(layer, pinging) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
     result.assert_ok()
@@ -351,14 +362,14 @@ async def test_wsio_server_ping(node_setup: NodeSetup) -> None:
     assert 0 <= log.latencies[0] < STEP
 
 
-async def test_node_client_close_custom_code(node_setup: NodeSetup) -> None:
+async def test_node_client_close_custom_code(layer: Layer, node_setup: NodeSetup) -> None:
     reason = "node says bye ✓"
     steps: list[Step] = [
         {"op": "send", "text": "hi"},
         {"op": "recv"},
         {"op": "close", "code": 4000, "reason": reason},
     ]
-    async with wsio_server(echo) as (url, log):
+    async with wsio_server(layer, echo) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
     result.assert_ok()
@@ -370,9 +381,9 @@ async def test_node_client_close_custom_code(node_setup: NodeSetup) -> None:
     assert result.close["reason"] in ("", reason)
 
 
-async def test_wsio_server_close_custom_code(node_setup: NodeSetup) -> None:
+async def test_wsio_server_close_custom_code(layer: Layer, node_setup: NodeSetup) -> None:
     steps: list[Step] = [{"op": "send", "text": "hi"}, {"op": "wait_close"}]
-    async with wsio_server(closing_4000) as (url, log):
+    async with wsio_server(layer, closing_4000) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
     result.assert_ok()
@@ -380,9 +391,9 @@ async def test_wsio_server_close_custom_code(node_setup: NodeSetup) -> None:
     assert (log.close_code, log.close_reason) == (4000, "wsio says bye ✓")
 
 
-async def test_handler_return_closes_1000(node_setup: NodeSetup) -> None:
+async def test_handler_return_closes_1000(layer: Layer, node_setup: NodeSetup) -> None:
     steps: list[Step] = [{"op": "send", "text": "hi"}, {"op": "wait_close"}]
-    async with wsio_server(returning, wait_closed=False) as (url, log):
+    async with wsio_server(layer, returning, wait_closed=False) as (url, log):
         result = await run_node_client(node_setup, url, steps)
         await handler_finished(log)
         await asyncio.wait_for(log.connection.wait_closed(), STEP)
@@ -392,11 +403,11 @@ async def test_handler_return_closes_1000(node_setup: NodeSetup) -> None:
     assert log.connection.close_code == 1000
 
 
-async def test_wsio_server_shutdown_sends_1001(node_setup: NodeSetup) -> None:
+async def test_wsio_server_shutdown_sends_1001(layer: Layer, node_setup: NodeSetup) -> None:
     steps: list[Step] = [{"op": "send", "text": "ready"}, {"op": "recv"}, {"op": "wait_close"}]
     client: asyncio.Task[NodeClientResult] | None = None
     try:
-        async with wsio_server(echo) as (url, log):
+        async with wsio_server(layer, echo) as (url, log):
             client = asyncio.create_task(run_node_client(node_setup, url, steps))
             await asyncio.wait_for(log.got_message.wait(), STEP)
         # Leaving the serve() block shut the server down.
@@ -412,7 +423,9 @@ async def test_wsio_server_shutdown_sends_1001(node_setup: NodeSetup) -> None:
 
 
 @pytest.mark.parametrize("ca_via", ["env", "option"])
-async def test_node_client_wss(node_setup: NodeSetup, tls_files: TLSFiles, ca_via: str) -> None:
+async def test_node_client_wss(
+    layer: Layer, node_setup: NodeSetup, tls_files: TLSFiles, ca_via: str
+) -> None:
     steps: list[Step] = [
         {"op": "send", "text": TEXTS[1]},
         {"op": "send", "binary": b64(BINARIES[1])},
@@ -422,7 +435,7 @@ async def test_node_client_wss(node_setup: NodeSetup, tls_files: TLSFiles, ca_vi
     env = {"NODE_EXTRA_CA_CERTS": str(tls_files.ca_pem)} if ca_via == "env" else None
     options = {"ca": str(tls_files.ca_pem)} if ca_via == "option" else None
     context = tls_files.server_context
-    async with wsio_server(echo, scheme="wss", ssl=context) as (url, log):
+    async with wsio_server(layer, echo, scheme="wss", ssl=context) as (url, log):
         result = await run_node_client(node_setup, url, steps, options=options, env=env)
         await handler_finished(log)
     result.assert_ok()

@@ -1,4 +1,5 @@
-"""Interop between wsio and the `websockets` package (its asyncio API), both directions."""
+"""Interop between wsio, on both I/O layers, and the `websockets` package (its asyncio API),
+both directions."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 
 import wsio
+from layers import Layer
+
+# Both I/O layers (tests/layers.py): wsio's server and client are the test's layer's.
+pytestmark = pytest.mark.both_layers
 
 # --- wsio client <-> websockets server ---------------------------------------------------------
 
@@ -104,10 +109,10 @@ async def peer_finished(log: PeerLog) -> None:
     await asyncio.wait_for(log.done.wait(), STEP)
 
 
-async def test_client_text_and_binary_round_trips() -> None:
+async def test_client_text_and_binary_round_trips(layer: Layer) -> None:
     messages: list[str | bytes] = [*TEXTS, *BINARIES]
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/echo") as ws:
+        async with layer.connect(f"{base}/echo") as ws:
             for message in messages:
                 await ws.send(message)
                 echoed = await ws.recv()
@@ -119,9 +124,9 @@ async def test_client_text_and_binary_round_trips() -> None:
     assert ws.close_code == 1000
 
 
-async def test_client_empty_messages() -> None:
+async def test_client_empty_messages(layer: Layer) -> None:
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/echo") as ws:
+        async with layer.connect(f"{base}/echo") as ws:
             await ws.send("")
             assert await ws.recv() == ""
             await ws.send(b"")
@@ -130,11 +135,11 @@ async def test_client_empty_messages() -> None:
     assert log.messages == ["", b""]
 
 
-async def test_client_sends_fragmented() -> None:
+async def test_client_sends_fragmented(layer: Layer) -> None:
     text_parts = ["frag1 ", "", "frag2 é€🎉 ", "end"]
     binary_parts = [b"\x00\x01", b"\x02", b"", b"\x03\xff"]
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/echo") as ws:
+        async with layer.connect(f"{base}/echo") as ws:
             await ws.send(text_parts)
             assert await ws.recv() == "".join(text_parts)
             await ws.send(binary_parts)
@@ -144,10 +149,10 @@ async def test_client_sends_fragmented() -> None:
     assert log.messages == ["".join(text_parts), b"".join(binary_parts)]
 
 
-async def test_client_receives_fragmented() -> None:
+async def test_client_receives_fragmented(layer: Layer) -> None:
     messages: list[str | bytes] = [*TEXTS, *BINARIES, "€" * 10]
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/fragment") as ws:
+        async with layer.connect(f"{base}/fragment") as ws:
             for message in messages:
                 await ws.send(message)
                 assert await ws.recv() == message
@@ -155,11 +160,11 @@ async def test_client_receives_fragmented() -> None:
     assert log.messages == messages
 
 
-async def test_client_large_messages() -> None:
+async def test_client_large_messages(layer: Layer) -> None:
     text = large_text()
     data = large_binary()
     async with websockets_server() as (base, log, _), asyncio.timeout(3 * STEP):
-        async with wsio.connect(f"{base}/echo", max_size=MAX_SIZE) as ws:
+        async with layer.connect(f"{base}/echo", max_size=MAX_SIZE) as ws:
             await ws.send(data)
             assert await ws.recv() == data
             await ws.send(text)
@@ -171,9 +176,9 @@ async def test_client_large_messages() -> None:
     assert log.messages == [data, text, data]
 
 
-async def test_client_ping() -> None:
+async def test_client_ping(layer: Layer) -> None:
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/echo") as ws:
+        async with layer.connect(f"{base}/echo") as ws:
             latency = await ws.ping(b"probe")
             assert isinstance(latency, float)
             assert 0 <= latency < STEP
@@ -182,18 +187,18 @@ async def test_client_ping() -> None:
         await peer_finished(log)
 
 
-async def test_client_answers_server_ping() -> None:
+async def test_client_answers_server_ping(layer: Layer) -> None:
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/ping") as ws:
+        async with layer.connect(f"{base}/ping") as ws:
             assert await ws.recv() == "pong received"
         await peer_finished(log)
     assert len(log.latencies) == 1
 
 
-async def test_client_close_custom_code_and_reason() -> None:
+async def test_client_close_custom_code_and_reason(layer: Layer) -> None:
     reason = "custom reason ✓ 🎉"
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        ws = await wsio.connect(f"{base}/echo")
+        ws = await layer.connect(f"{base}/echo")
         await ws.send("hi")
         assert await ws.recv() == "hi"
         await ws.close(code=4000, reason=reason)
@@ -205,11 +210,11 @@ async def test_client_close_custom_code_and_reason() -> None:
         await ws.recv()
 
 
-async def test_server_close_custom_code_and_reason() -> None:
+async def test_server_close_custom_code_and_reason(layer: Layer) -> None:
     reason = "server says bye ✓"
     query = urllib.parse.urlencode({"code": "4000", "reason": reason})
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/close?{query}") as ws:
+        async with layer.connect(f"{base}/close?{query}") as ws:
             with pytest.raises(wsio.ConnectionClosedError) as caught:
                 await ws.recv()
             await ws.wait_closed()
@@ -219,10 +224,10 @@ async def test_server_close_custom_code_and_reason() -> None:
     assert (log.close_code, log.close_reason) == (4000, reason)
 
 
-async def test_server_close_normal_ends_iteration() -> None:
+async def test_server_close_normal_ends_iteration(layer: Layer) -> None:
     received: list[str | bytes] = []
     async with websockets_server() as (base, log, _), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/close_after?n=2") as ws:
+        async with layer.connect(f"{base}/close_after?n=2") as ws:
             await ws.send("one")
             await ws.send(b"two")
             async for message in ws:  # ends quietly on the server's 1000
@@ -233,9 +238,9 @@ async def test_server_close_normal_ends_iteration() -> None:
     assert ws.close_code == 1000
 
 
-async def test_server_shutdown_sends_1001() -> None:
+async def test_server_shutdown_sends_1001(layer: Layer) -> None:
     async with websockets_server() as (base, log, server), asyncio.timeout(STEP):
-        async with wsio.connect(f"{base}/echo") as ws:
+        async with layer.connect(f"{base}/echo") as ws:
             await ws.send("hello")
             assert await ws.recv() == "hello"
             server.close()
@@ -248,12 +253,12 @@ async def test_server_shutdown_sends_1001() -> None:
     assert log.close_code == 1001
 
 
-async def test_client_wss(tls_files: TLSFiles) -> None:
+async def test_client_wss(layer: Layer, tls_files: TLSFiles) -> None:
     async with websockets_server(tls=tls_files.server_context) as (base, log, _):
         assert base.startswith("wss://")
         async with (
             asyncio.timeout(STEP),
-            wsio.connect(f"{base}/echo", ssl=tls_files.client_context, max_size=MAX_SIZE) as ws,
+            layer.connect(f"{base}/echo", ssl=tls_files.client_context, max_size=MAX_SIZE) as ws,
         ):
             for message in [*SAMPLES, large_binary()]:
                 await ws.send(message)
@@ -267,9 +272,9 @@ async def test_client_wss(tls_files: TLSFiles) -> None:
 # --- websockets client <-> wsio server ---------------------------------------------------------
 
 
-async def test_server_text_and_binary_round_trips() -> None:
+async def test_server_text_and_binary_round_trips(layer: Layer) -> None:
     messages: list[str | bytes] = [*TEXTS, "", *BINARIES, b""]
-    async with wsio_server(echo) as (url, log), asyncio.timeout(STEP):
+    async with wsio_server(layer, echo) as (url, log), asyncio.timeout(STEP):
         async with ws_connect(url) as client:
             for message in messages:
                 await client.send(message)
@@ -283,7 +288,7 @@ async def test_server_text_and_binary_round_trips() -> None:
     assert log.error is None
 
 
-async def test_server_receives_fragmented() -> None:
+async def test_server_receives_fragmented(layer: Layer) -> None:
     text_parts = ["frag1 ", "", "frag2 é€🎉 ", "end"]
     binary_parts = [b"\x00\x01", b"", b"\x02\xff"]
 
@@ -292,7 +297,7 @@ async def test_server_receives_fragmented() -> None:
             await asyncio.sleep(0)
             yield part
 
-    async with wsio_server(echo) as (url, log), asyncio.timeout(STEP):
+    async with wsio_server(layer, echo) as (url, log), asyncio.timeout(STEP):
         async with ws_connect(url) as client:
             await client.send(text_parts)
             assert await client.recv() == "".join(text_parts)
@@ -304,9 +309,9 @@ async def test_server_receives_fragmented() -> None:
     assert log.messages == ["".join(text_parts), b"".join(binary_parts), "async iterable ✓"]
 
 
-async def test_server_sends_fragmented() -> None:
+async def test_server_sends_fragmented(layer: Layer) -> None:
     messages: list[str | bytes] = [*TEXTS, *BINARIES, "€" * 10]
-    async with wsio_server(fragmenting_echo) as (url, log), asyncio.timeout(STEP):
+    async with wsio_server(layer, fragmenting_echo) as (url, log), asyncio.timeout(STEP):
         async with ws_connect(url) as client:
             for message in messages:
                 await client.send(message)
@@ -315,11 +320,11 @@ async def test_server_sends_fragmented() -> None:
     assert log.messages == messages
 
 
-async def test_server_large_messages() -> None:
+async def test_server_large_messages(layer: Layer) -> None:
     text = large_text()
     data = large_binary()
     async with (
-        wsio_server(echo, max_size=MAX_SIZE) as (url, log),
+        wsio_server(layer, echo, max_size=MAX_SIZE) as (url, log),
         asyncio.timeout(3 * STEP),
     ):
         async with ws_connect(url, max_size=MAX_SIZE) as client:
@@ -333,8 +338,8 @@ async def test_server_large_messages() -> None:
     assert log.messages == [data, text, data]
 
 
-async def test_server_answers_client_ping() -> None:
-    async with wsio_server(echo) as (url, log), asyncio.timeout(STEP):
+async def test_server_answers_client_ping(layer: Layer) -> None:
+    async with wsio_server(layer, echo) as (url, log), asyncio.timeout(STEP):
         async with ws_connect(url) as client:
             pong_waiter = await client.ping(b"websockets ping")
             latency = await pong_waiter
@@ -344,8 +349,8 @@ async def test_server_answers_client_ping() -> None:
         await handler_finished(log)
 
 
-async def test_server_ping() -> None:
-    async with wsio_server(pinging) as (url, log), asyncio.timeout(STEP):
+async def test_server_ping(layer: Layer) -> None:
+    async with wsio_server(layer, pinging) as (url, log), asyncio.timeout(STEP):
         async with ws_connect(url) as client:
             await client.send("go")
             assert await client.recv() == "pong received"
@@ -355,9 +360,9 @@ async def test_server_ping() -> None:
     assert 0 <= log.latencies[0] < STEP
 
 
-async def test_client_closes_wsio_server_with_custom_code() -> None:
+async def test_client_closes_wsio_server_with_custom_code(layer: Layer) -> None:
     reason = "websockets says bye ✓"
-    async with wsio_server(echo) as (url, log), asyncio.timeout(STEP):
+    async with wsio_server(layer, echo) as (url, log), asyncio.timeout(STEP):
         client = await ws_connect(url)
         await client.send("hi")
         assert await client.recv() == "hi"
@@ -371,8 +376,8 @@ async def test_client_closes_wsio_server_with_custom_code() -> None:
     assert client.close_reason in ("", reason)
 
 
-async def test_wsio_server_closes_with_custom_code() -> None:
-    async with wsio_server(closing_4000) as (url, log), asyncio.timeout(STEP):
+async def test_wsio_server_closes_with_custom_code(layer: Layer) -> None:
+    async with wsio_server(layer, closing_4000) as (url, log), asyncio.timeout(STEP):
         async with ws_connect(url) as client:
             await client.send("hi")
             with pytest.raises(ConnectionClosedError) as caught:
@@ -383,9 +388,9 @@ async def test_wsio_server_closes_with_custom_code() -> None:
     assert (log.close_code, log.close_reason) == (4000, "wsio says bye ✓")
 
 
-async def test_handler_return_closes_1000() -> None:
+async def test_handler_return_closes_1000(layer: Layer) -> None:
     async with (
-        wsio_server(returning, wait_closed=False) as (url, log),
+        wsio_server(layer, returning, wait_closed=False) as (url, log),
         asyncio.timeout(STEP),
     ):
         async with ws_connect(url) as client:
@@ -399,9 +404,9 @@ async def test_handler_return_closes_1000() -> None:
     assert log.connection.close_code == 1000
 
 
-async def test_wsio_server_shutdown_sends_1001() -> None:
+async def test_wsio_server_shutdown_sends_1001(layer: Layer) -> None:
     async with asyncio.timeout(STEP):
-        async with wsio_server(echo) as (url, log):
+        async with wsio_server(layer, echo) as (url, log):
             client = await ws_connect(url)
             await client.send("ready")
             assert await client.recv() == "ready"
@@ -415,9 +420,12 @@ async def test_wsio_server_shutdown_sends_1001() -> None:
     assert log.close_code == 1001
 
 
-async def test_server_wss(tls_files: TLSFiles) -> None:
+async def test_server_wss(layer: Layer, tls_files: TLSFiles) -> None:
     kwargs: dict[str, Any] = {"ssl": tls_files.server_context, "max_size": MAX_SIZE}
-    async with wsio_server(echo, scheme="wss", **kwargs) as (url, log), asyncio.timeout(STEP):
+    async with (
+        wsio_server(layer, echo, scheme="wss", **kwargs) as (url, log),
+        asyncio.timeout(STEP),
+    ):
         async with ws_connect(url, ssl=tls_files.client_context, max_size=MAX_SIZE) as client:
             for message in [*SAMPLES, large_binary()]:
                 await client.send(message)

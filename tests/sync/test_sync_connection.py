@@ -227,3 +227,50 @@ def test_handler_may_shut_the_server_down(serving: Callable[..., str]) -> None:
         with pytest.raises(wsio.ConnectionClosedOK):
             ws.recv(timeout=5)
     assert servers and servers[0].closing
+
+
+def test_shutdown_while_serve_forever_accepts() -> None:
+    """shutdown() racing serve_forever() as a client arrives: shutdown returns without
+    waiting for that client's open_timeout, the accepting thread ends and raises nothing
+    (it mustn't find its sockets closed under it, nor miss the wake-up because they were)."""
+    for _ in range(60):
+        server = wsio.sync.serve(echo, "127.0.0.1", 0, open_timeout=30)
+        failures: list[BaseException] = []
+
+        def accept(
+            server: wsio.sync.Server = server, failures: list[BaseException] = failures
+        ) -> None:
+            try:
+                server.serve_forever()
+            except BaseException as exc:
+                failures.append(exc)
+
+        accepting = threading.Thread(target=accept, daemon=True)
+        accepting.start()
+        client = socket.create_connection(server.socket.getsockname(), timeout=5)
+        stopping = threading.Thread(target=server.shutdown, daemon=True)
+        try:
+            stopping.start()
+            stopping.join(5)
+            accepting.join(5)
+        finally:
+            client.close()
+        assert not stopping.is_alive(), "shutdown() waits for a connection it didn't refuse"
+        assert not accepting.is_alive(), "serve_forever() did not return after shutdown()"
+        assert failures == []
+
+
+def test_tcp_nodelay_on_both_sides(serving: Callable[..., str]) -> None:
+    """Writes go out at once, as on asyncio's transports: without TCP_NODELAY, the second
+    fragment of a message waits for the peer's delayed ACK of the first."""
+    options: list[int] = []
+
+    def handler(ws: wsio.sync.ServerConnection) -> None:
+        options.append(ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        ws.send("checked")
+
+    uri = serving(handler)
+    with wsio.sync.connect(uri, open_timeout=5) as ws:
+        assert ws.recv(timeout=5) == "checked"
+        assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert options and options[0]

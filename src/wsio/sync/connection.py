@@ -75,6 +75,12 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
     ) -> None:
         super().__init__(protocol, **options)
         self.socket = sock
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # As asyncio's transports do: every write goes out at once, rather than
+            # waiting (Nagle's algorithm) for the peer to acknowledge the previous one,
+            # which the fragments of a message, or frames sent in turn, would otherwise
+            # wait for, up to the peer's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         self._send_lock = threading.Lock()
         self._write_lock = threading.Lock()

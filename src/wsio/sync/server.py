@@ -161,11 +161,9 @@ class Server:
         self._lock = threading.Lock()
         # Written to by shutdown() to wake serve_forever() from its wait for a client.
         self._wakeup_read, self._wakeup_write = socket.socketpair()
-        # Whether serve_forever() runs, and once it does, set when it returned: the
-        # sockets it selects on can only close after that, since a selector doesn't
-        # report on a descriptor closed under it.
-        self._serving = False
+        # Clear while serve_forever() uses the sockets: shutdown() closes them once it's set.
         self._stopped = threading.Event()
+        self._stopped.set()
 
     @property
     def connections(self) -> set[ServerConnection]:
@@ -178,7 +176,7 @@ class Server:
         with self._lock:
             if self.closing:
                 return
-            self._serving = True
+            self._stopped.clear()
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wakeup_read, selectors.EVENT_READ)
@@ -203,7 +201,8 @@ class Server:
                 target=self._serve_connection, args=(sock,), name="wsio connection", daemon=True
             )
             self._threads.add(thread)
-        thread.start()
+            # Started before shutdown() can see it, which joins every thread it sees.
+            thread.start()
 
     def _serve_connection(self, sock: socket.socket) -> None:
         settings = self.settings
@@ -221,6 +220,10 @@ class Server:
             connection = ServerConnection(sock, self)
             with self._lock:
                 self._connections.add(connection)
+                closing = self.closing
+            if closing:
+                # shutdown() listed the connections to refuse before this one joined them.
+                connection._refuse_while_closing()
             try:
                 connection._run(deadline)
             finally:
@@ -238,7 +241,6 @@ class Server:
         with self._lock:
             self.closing = True
             connections = list(self._connections)
-            serving = self._serving
         with contextlib.suppress(OSError):
             self._wakeup_write.send(b"\0")
         for connection in connections:
@@ -263,8 +265,9 @@ class Server:
                 break
             for thread in threads:
                 thread.join()
-        if serving:
-            self._stopped.wait()
+        # serve_forever() may still be on its way out of its wait: closing its sockets
+        # under it would fail its accept(), or drop the wake-up from the wait.
+        self._stopped.wait()
         self.socket.close()
         self._wakeup_read.close()
         self._wakeup_write.close()

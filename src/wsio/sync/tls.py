@@ -127,6 +127,15 @@ class TLSInTLS:
     def fileno(self) -> int:
         return self._outer.fileno()
 
+    @property
+    def family(self) -> int:
+        """The address family of the connection to the proxy."""
+        return self._outer.family
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        """Set an option of the connection to the proxy, which carries every byte."""
+        self._outer.setsockopt(level, option, value)
+
     def getsockname(self) -> Any:
         return self._outer.getsockname()
 
