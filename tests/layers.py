@@ -99,9 +99,13 @@ class ThreadsConnection:
         await in_thread(self.sync.close, code, reason)
 
     async def wait_closed(self) -> None:
-        """Wait until the connection is closed, without closing it."""
+        """Wait until the connection is closed, without closing it: until its reader
+        thread ended it (the TCP connection is closed, the end logged), as the asyncio
+        layer's ``wait_closed()`` waits for ``connection_lost``. The state turns CLOSED
+        a little earlier, as the core sees the end of the stream."""
+        closed = self.sync._closed
         async with asyncio.timeout(WAIT_CLOSED_TIMEOUT):
-            while self.sync.state is not wsio.State.CLOSED:
+            while not closed.is_set():
                 await asyncio.sleep(0.01)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
