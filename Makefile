@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/interop/node
 
-.PHONY: run test lint venv chromium redis clean bench uvicorn-suite uvicorn-tests
+.PHONY: run test lint docs venv chromium redis clean bench uvicorn-suite uvicorn-tests
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # The stamp records that the installed set matches pyproject.toml.
 $(VENV)/.installed: pyproject.toml setup.py src/wsio/_speedups.c | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $@
 
 $(VENV)/.bench-installed: pyproject.toml setup.py src/wsio/_speedups.c | $(BIN)/python
@@ -98,6 +98,11 @@ uvicorn-tests: uvicorn-suite
 run: $(VENV)/.installed
 	$(BIN)/wsio serve --host 127.0.0.1 --port 8765
 
+# The documentation site, from docs/ (Markdown pages, the API reference from the
+# docstrings), into build/docs/; any warning fails the build.
+docs: $(VENV)/.installed
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs build/docs
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests examples
 	$(BIN)/mypy
@@ -113,7 +118,7 @@ lint: $(VENV)/.installed
 # that layer shares the core, which the asyncio runs already cover. Then uvicorn's
 # WebSocket test file (see uvicorn-suite above) runs from its tree, its coverage data written
 # beside ours so that the combined report counts wsio.asgi's lines it reaches.
-test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint uvicorn-suite
+test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint docs uvicorn-suite
 	rm -f .coverage .coverage.*
 	WSIO_NO_SPEEDUPS= $(BIN)/coverage run -m pytest -q
 	WSIO_NO_SPEEDUPS=1 $(BIN)/coverage run -m pytest -q -m 'not threads_layer' tests/protocol \
