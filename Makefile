@@ -112,17 +112,19 @@ lint: $(VENV)/.installed
 # coverage data: first whole with the C accelerator (wsio._speedups; tests/protocol/
 # test_speedups.py fails if it wasn't built), then with WSIO_NO_SPEEDUPS=1 on the pure-Python
 # code. The second pass runs tests/protocol and tests/conformance, which exercise the
-# sans-I/O core fully, and tests/asyncio for the waiter of recv() (~2 min); the interop,
-# CLI and browser tests would add ~1 min without reaching other replaced code. It leaves out
-# the threads runs of the tests marked both_layers (marker threads_layer, see tests/layers.py):
-# that layer shares the core, which the asyncio runs already cover. Then uvicorn's
+# sans-I/O core fully, over real sockets too, and the asyncio connection's tests, for the
+# pure-Python waiter of recv() on a live connection (~1.5 min); tests/asyncio/test_waiter.py
+# already runs both waiters in the first pass, and the rest of tests/asyncio, the interop,
+# CLI and browser tests would add minutes without reaching other replaced code. It leaves
+# out the threads runs of the tests marked both_layers (marker threads_layer, see
+# tests/layers.py): that layer shares the core, which the asyncio runs already cover. Then uvicorn's
 # WebSocket test file (see uvicorn-suite above) runs from its tree, its coverage data written
 # beside ours so that the combined report counts wsio.asgi's lines it reaches.
 test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint docs uvicorn-suite
 	rm -f .coverage .coverage.*
 	WSIO_NO_SPEEDUPS= $(BIN)/coverage run -m pytest -q
 	WSIO_NO_SPEEDUPS=1 $(BIN)/coverage run -m pytest -q -m 'not threads_layer' tests/protocol \
-	  tests/conformance tests/asyncio
+	  tests/conformance tests/asyncio/test_connection.py
 	cd $(UVICORN_TREE) && WSIO_NO_SPEEDUPS= COVERAGE_FILE=$(CURDIR)/.coverage \
 	  $(CURDIR)/$(BIN)/coverage run --rcfile=$(CURDIR)/pyproject.toml $(UVICORN_PYTEST)
 	$(BIN)/coverage combine -q
