@@ -117,9 +117,9 @@ lint: $(VENV)/.installed
 # already runs both waiters in the first pass, and the rest of tests/asyncio, the interop,
 # CLI and browser tests would add minutes without reaching other replaced code. It leaves
 # out the threads runs of the tests marked both_layers (marker threads_layer, see
-# tests/layers.py): that layer shares the core, which the asyncio runs already cover. Then uvicorn's
-# WebSocket test file (see uvicorn-suite above) runs from its tree, its coverage data written
-# beside ours so that the combined report counts wsio.asgi's lines it reaches.
+# tests/layers.py): that layer shares the core, which the asyncio runs already cover. Then
+# uvicorn's WebSocket test file (see uvicorn-suite above) runs from its tree, its coverage
+# data written beside ours so that the combined report counts wsio.asgi's lines it reaches.
 test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint docs uvicorn-suite
 	rm -f .coverage .coverage.*
 	WSIO_NO_SPEEDUPS= $(BIN)/coverage run -m pytest -q
