@@ -19,6 +19,7 @@ handler, and closes the connection accordingly (1000, or 1011).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import threading
@@ -150,7 +151,7 @@ class ThreadsOpener(Opener[ThreadsConnection]):
         return ThreadsConnection(await in_thread(wsio.sync.connect, self._url, **self._options))
 
 
-class Layer:
+class Layer(abc.ABC):
     """One I/O layer of wsio, as the shared suites drive it; see the module's docstring."""
 
     name: str
@@ -158,26 +159,26 @@ class Layer:
     def __repr__(self) -> str:
         return f"<{self.name} layer>"
 
+    @abc.abstractmethod
     def serve(
         self, handler: AsyncHandler, **options: Any
     ) -> contextlib.AbstractAsyncContextManager[Served]:
         """Serve ``handler`` on a free loopback port with ``options`` while in the block."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def connect(self, url: str, **options: Any) -> Opener[Any]:
         """Connect to ``url`` with ``options``: await it, or use it as an async context
         manager, like :func:`wsio.connect`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def echo_server(self, **options: Any) -> contextlib.AbstractAsyncContextManager[int]:
         """Serve an echo handler natively written for the layer; yield the port."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def echo_client(self, url: str, **options: Any) -> None:
         """Connect to ``url`` and echo every message until the connection ends, natively
         written for the layer. A connection that ends, even failed (while ``connect``
         still returned, say), is a normal outcome: the peer judges the wire."""
-        raise NotImplementedError
 
 
 class AsyncioLayer(Layer):

@@ -42,8 +42,9 @@ Matching follows the path as the client wrote it, with these rules:
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, unquote
@@ -51,7 +52,7 @@ from urllib.parse import quote, unquote
 from .exceptions import InvalidArgument, InvalidState
 from .protocol.http11 import Request, Response
 
-__all__ = ["Match", "RoutedConnection", "Router"]
+__all__ = ["Match", "RoutedConnection", "Router", "routing_hook"]
 
 _R = TypeVar("_R")
 
@@ -327,3 +328,38 @@ class Router(Generic[_R]):
                 raise InvalidArgument(f"{text} can't be matched by {pattern!r}: {value!r}")
             parts.append("/".join(quote(piece, safe="") for piece in pieces))
         return "/" + "/".join(parts)
+
+
+def routing_hook(
+    router: Router[Any], first: Callable[[Any, Request], Any] | None = None
+) -> Callable[[Any, Request], Any]:
+    """The ``process_request`` hook of a server that routes by path, for both I/O layers:
+    ``first``, the application's own hook, if any, then ``router``.
+
+    A response that ``first`` returns is the answer; ``None`` lets the router answer. An
+    awaitable from ``first`` makes the hook return one too, awaited by the asyncio
+    server only: a plain ``first`` keeps the answer where nothing awaits.
+    """
+    if first is None:
+        return router.process_request
+    own = first
+
+    def process_request(connection: Any, request: Request) -> Any:
+        answer = own(connection, request)
+        if inspect.isawaitable(answer):
+            return _route_after(answer, router, connection, request)
+        if answer is not None:
+            # A Response, or something the server refuses as a hook's answer.
+            return answer
+        return router.process_request(connection, request)
+
+    return process_request
+
+
+async def _route_after(
+    answer: Awaitable[Any], router: Router[Any], connection: Any, request: Request
+) -> Any:
+    response = await answer
+    if response is not None:
+        return response
+    return router.process_request(connection, request)

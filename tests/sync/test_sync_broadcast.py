@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from threads_servers import Servers, port_of
 
 import wsio
 import wsio.sync
 from broadcasting import LIMIT, ROUNDS, SlowConsumerRun, number_of, numbered
-from conftest import Servers, port_of
 from rawpeer import OP_BINARY, OP_CLOSE, OP_TEXT, FrameParser, build_request
 from wsio.sync.broadcasting import _outlet
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from threads_servers import Servers, echo, port_of
 
 import wsio
 import wsio.sync
-from conftest import Servers, echo, port_of
 from proxies import HTTPProxy
 from wsio.sync.tls import TLSInTLS
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from threads_servers import Servers, echo, port_of
 
 import wsio
 import wsio.sync
-from conftest import Servers, echo, port_of
 from reconnecting import FAST, RETRIED_503, TURNS, answering, free_port, retries
 from wsio.reconnect import process_exception
 

@@ -7,10 +7,10 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+from threads_servers import Servers, port_of
 
 import wsio
 import wsio.sync
-from conftest import Servers, port_of
 from routingcases import ROUTED_PATHS
 from wsio.routing import Match, Router
 

@@ -404,6 +404,8 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
     def _offer(
         self, prepared: PreparedMessage, limit: int | None, slow_consumer: str | None
     ) -> Outcome:
+        """A broadcast message, handed over without waiting unless this connection is a
+        slow consumer (:class:`~wsio.shared.broadcast.Recipient`)."""
         # The unsent bytes: the transport's buffer, and what waits for a fragmented
         # message to end.
         protocol = self.protocol

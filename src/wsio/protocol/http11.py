@@ -339,14 +339,10 @@ class Request:
         :raises InvalidArgument: a method, target or version that doesn't fit in a
             request line (RFC 9112 §3).
         """
-        if not (
-            _TOKEN_TEXT.fullmatch(self.method)
-            and _REQUEST_TARGET_TEXT.fullmatch(self.path)
-            and _VERSION_TEXT.fullmatch(self.version)
-        ):
-            line = f"{self.method} {self.path} {self.version}"
-            raise InvalidArgument(f"invalid request line: {line!r}")
-        return f"{self.method} {self.path} {self.version}\r\n{self.headers}".encode("iso-8859-1")
+        request_line = f"{self.method} {self.path} {self.version}"
+        if not _REQUEST_LINE_TEXT.fullmatch(request_line):
+            raise InvalidArgument(f"invalid request line: {request_line!r}")
+        return f"{request_line}\r\n{self.headers}".encode("iso-8859-1")
 
 
 @dataclasses.dataclass(slots=True)
@@ -378,12 +374,9 @@ class Response:
             status_line = f"{self.version} {self.status_code} {self.reason_phrase}"
         else:
             status_line = f"{self.version} {self.status_code}"
-        if not (
-            _VERSION_TEXT.fullmatch(self.version)
-            and isinstance(self.status_code, int)
-            and 100 <= self.status_code <= 999
-            and _REASON_TEXT.fullmatch(self.reason_phrase)
-        ):
+        # One match for the whole line: a status code that isn't an int of three digits
+        # formats as something else (True, 101.0, 1000), which the line refuses.
+        if not _STATUS_LINE_TEXT.fullmatch(status_line):
             raise InvalidArgument(f"invalid status line: {status_line!r}")
         return f"{status_line}\r\n{self.headers}".encode("iso-8859-1") + self.body
 
@@ -433,11 +426,12 @@ _TOKEN_TEXT = re.compile(f"{_TCHAR}+")
 # ISO-8859-1.
 _FIELD_VALUE_TEXT = re.compile(f"{_FIELD_CHAR}*")
 _NOT_FIELD_CHAR_TEXT = re.compile(f"[^{_FIELD_CHAR[1:-1]}]")
-# RFC 9112 §2.3, §3.2, §4: what a start line that Request and Response serialize may hold.
-_VERSION_TEXT = re.compile(r"HTTP/[0-9]\.[0-9]")
-_REQUEST_TARGET_TEXT = re.compile(r"[\x21-\x7e]+")
-_REQUEST_TARGET = re.compile(_REQUEST_TARGET_TEXT.pattern.encode())
-_REASON_TEXT = re.compile(f"{_FIELD_CHAR}*")
+# RFC 9112 §2.3, §3, §4: the start lines that Request and Response serialize.
+_VERSION_TEXT = r"HTTP/[0-9]\.[0-9]"
+_REQUEST_TARGET_TEXT = r"[\x21-\x7e]+"
+_REQUEST_TARGET = re.compile(_REQUEST_TARGET_TEXT.encode())
+_REQUEST_LINE_TEXT = re.compile(f"{_TCHAR}+ {_REQUEST_TARGET_TEXT} {_VERSION_TEXT}")
+_STATUS_LINE_TEXT = re.compile(f"{_VERSION_TEXT} [0-9]{{3}}(?: {_FIELD_CHAR}*)?")
 # RFC 9112 §3.2.1: origin-form = absolute-path [ "?" query ], where absolute-path is
 # 1*( "/" segment ) and a segment is made of pchar (RFC 3986 §3.3, §3.4).
 _ORIGIN_FORM = re.compile(

@@ -54,14 +54,10 @@ def basic_auth(
     check = check_credentials
     assert check is not None
 
-    def challenge(
-        connection: Any, text: str, status: HTTPStatus = HTTPStatus.UNAUTHORIZED
-    ) -> Response:
-        """The answer to a request that didn't authenticate: 401 challenges the client
-        to (RFC 7617 §2); other statuses go without a challenge."""
-        response: Response = connection.respond(status, text)
-        if status == HTTPStatus.UNAUTHORIZED:
-            response.headers["WWW-Authenticate"] = basic_challenge(realm)
+    def challenge(connection: Any, text: str) -> Response:
+        """401, challenging the client to authenticate (RFC 7617 §2)."""
+        response: Response = connection.respond(HTTPStatus.UNAUTHORIZED, text)
+        response.headers["WWW-Authenticate"] = basic_challenge(realm)
         return response
 
     def conclude(connection: Any, username: str, valid: object) -> Response | None:

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
+from typing import Protocol as TypingProtocol
 
 from ..exceptions import InvalidArgument
 from ..protocol.arguments import check_count
 from ..protocol.connection import PreparedMessage
 from ..protocol.frames import encode_text
-from .messages import DataLike
-
-if TYPE_CHECKING:
-    from .connection import BaseConnection
+from .messages import BYTES_LIKE, DataLike
 
 __all__ = [
     "BroadcastResult",
     "Outcome",
+    "Recipient",
     "broadcast",
     "broadcast_prepared",
     "check_broadcast_policy",
@@ -42,6 +41,17 @@ __all__ = [
 Outcome = Literal["delivered", "skip", "close"] | None
 
 _SLOW_CONSUMER_POLICIES = ("skip", "close")
+
+
+class Recipient(TypingProtocol):
+    """What a broadcast sends to: a connection of either I/O layer."""
+
+    def _offer(
+        self, prepared: PreparedMessage, limit: int | None, slow_consumer: str | None
+    ) -> Outcome:
+        """Hand a broadcast message over without waiting, unless this connection is a
+        slow consumer (:func:`slow_consumer_verdict`), and say what was done."""
+        ...
 
 
 @dataclasses.dataclass
@@ -104,13 +114,13 @@ def prepare(message: DataLike, compress: bool | None = None) -> PreparedMessage:
     """
     if isinstance(message, str):
         return PreparedMessage(encode_text(message, "message"), text=True, compress=compress)
-    if isinstance(message, bytes | bytearray | memoryview):
+    if isinstance(message, BYTES_LIKE):
         return PreparedMessage(bytes(message), text=False, compress=compress)
     raise TypeError(f"message has an unsupported type: {type(message).__name__}")
 
 
 def broadcast(
-    connections: Iterable[BaseConnection[Any]],
+    connections: Iterable[Recipient],
     message: DataLike,
     *,
     compress: bool | None = None,
@@ -143,7 +153,7 @@ def broadcast(
 
 
 def broadcast_prepared(
-    connections: Iterable[BaseConnection[Any]],
+    connections: Iterable[Recipient],
     prepared: PreparedMessage,
     limit: int | None,
     slow_consumer: str | None,

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
 from ..protocol.arguments import check_max_size, check_timeout
 from ..protocol.connection import (
     BinaryMessage,
-    PreparedMessage,
     Protocol,
     RequestReceived,
     ResponseReceived,
@@ -21,9 +20,6 @@ from ..protocol.connection import (
 )
 from ..protocol.http11 import Request, Response
 from .messages import check_limits
-
-if TYPE_CHECKING:
-    from .broadcast import Outcome
 
 __all__ = [
     "HANDSHAKE_EVENTS",
@@ -188,14 +184,6 @@ class BaseConnection(Generic[_Waiter]):
         this connection unless told otherwise: its server's, or the defaults."""
         return defaults.BROADCAST_LIMIT, defaults.SLOW_CONSUMER
 
-    def _offer(
-        self, prepared: PreparedMessage, limit: int | None, slow_consumer: str | None
-    ) -> Outcome:
-        """Hand a broadcast message over without waiting, unless this connection is a
-        slow consumer (:func:`~wsio.shared.broadcast.slow_consumer_verdict`), and say
-        what was done; see :func:`~wsio.shared.broadcast.broadcast`."""
-        raise NotImplementedError
-
     def _check_open(self) -> None:
         """:raises ConnectionClosed: the connection is closing or closed."""
         if self.protocol.state is not State.OPEN:
@@ -215,11 +203,12 @@ class BaseConnection(Generic[_Waiter]):
     def _abandon_pings(self) -> list[_Waiter]:
         """The connection ended: fail the pings still waiting for a pong with the
         reason it closed; return their waiters."""
+        if not self._pong_waiters:
+            return []  # the common case, once per connection
         waiters = [waiter for waiter, _ in self._pong_waiters.values()]
         self._pong_waiters.clear()
-        if waiters:
-            close_exc = self.protocol.close_exc
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(close_exc)
+        close_exc = self.protocol.close_exc
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(close_exc)
         return waiters

@@ -593,6 +593,8 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
     def _offer(
         self, prepared: PreparedMessage, limit: int | None, slow_consumer: str | None
     ) -> Outcome:
+        """A broadcast message, handed over without waiting unless this connection is a
+        slow consumer (:class:`~wsio.shared.broadcast.Recipient`)."""
         return broadcasting.offer(self, prepared, limit, slow_consumer)
 
     def _start_closing(self, code: int, reason: str) -> None:

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any, Unpack
+from typing import Unpack
 
-from ..protocol.http11 import Request
-from ..routing import Router
+from ..routing import Router, routing_hook
 from ..shared.serving import ServerOptions
-from .server import Server, ServerConnection, serve
+from .server import Server, serve
 
 __all__ = ["route"]
-
-#: A plain ``process_request`` hook of the threads server.
-ProcessRequest = Callable[[ServerConnection, Request], Any]
 
 
 def route(
@@ -41,15 +37,5 @@ def route(
     :raises InvalidArgument: a malformed pattern, or two that match the same paths.
     """
     router = url_map if isinstance(url_map, Router) else Router(url_map)
-    first: ProcessRequest | None = options.get("process_request")
-
-    def process_request(connection: ServerConnection, request: Request) -> Any:
-        if first is not None:
-            answer = first(connection, request)
-            if answer is not None:
-                # A Response, or something the server refuses as a hook's answer.
-                return answer
-        return router.process_request(connection, request)
-
-    options["process_request"] = process_request
+    options["process_request"] = routing_hook(router, options.get("process_request"))
     return serve(router, host, port, sock=sock, reuse_port=reuse_port, **options)
