@@ -28,7 +28,7 @@ Methodology
   with pre-built masked frames and a byte-exact check of every echo (header included),
   of the 101 and of the closing handshake. It costs less per message than any library
   client, so the server is what is measured. ``--loadgen picows`` uses the picows client
-  instead (the reference of issue 5), which can't talk to the byte echoes.
+  instead, which can't talk to the byte echoes.
 - Client rows: each library's client against one fixed server, picows on uvloop; the
   ceiling column is the raw client on the clients' event loop. The task client is the raw
   client with a task that awaits each reply before sending the next message: the ceiling

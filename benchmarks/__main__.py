@@ -527,7 +527,7 @@ def _versions() -> dict[str, str]:
 
 
 def _wsio_speedups() -> bool | None:
-    """Whether wsio runs its C accelerator, when it has one (issue 5)."""
+    """Whether wsio runs its C accelerator, when it has one."""
     try:
         from wsio.protocol import masking
     except ImportError:

@@ -82,8 +82,8 @@ MAKERS = [lambda **kwargs: Protocol(Side.SERVER, **kwargs), make_client, ServerP
 @pytest.mark.parametrize("make", MAKERS, ids=["protocol", "client", "server"])
 @pytest.mark.parametrize("max_size", [(1, 2), True, 1.5, "1024"])
 def test_core_refuses_max_size_of_another_type(make: Any, max_size: Any) -> None:
-    """A tuple used to be taken, and failed at the first frame, as the core compared it
-    with a length."""
+    """Refused where given: taken, it would fail only at the first frame, where the core
+    compares it with a length."""
     with pytest.raises(TypeError, match="max_size must be an int"):
         make(max_size=max_size)
 
