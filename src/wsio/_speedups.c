@@ -6,8 +6,6 @@
  *       XOR masking of payloads (RFC 6455 section 5.3).
  *   Utf8Validator().feed(data, final=False)
  *       incremental UTF-8 validation of text messages (RFC 6455 section 8.1, RFC 3629).
- *   validate_utf8(data) -> bool
- *       the same check for a whole buffer at once.
  *   parse_messages(data, events, mask_expected, max_size, text_message, binary_message)
  *       the receive fast path: whole unfragmented messages parsed, unmasked and decoded
  *       in one call (RFC 6455 section 5.2); anything else is left to the general parser.
@@ -769,32 +767,6 @@ static PyTypeObject Utf8ValidatorType = {
     .tp_methods = validator_methods,
     .tp_new = validator_new,
 };
-
-/* ---- validate_utf8 ------------------------------------------------------------------ */
-
-PyDoc_STRVAR(validate_utf8_doc,
-"validate_utf8($module, data, /)\n"
-"--\n"
-"\n"
-"Return whether data, taken as a whole, is valid UTF-8.");
-
-static PyObject *
-speedups_validate_utf8(PyObject *module, PyObject *data)
-{
-    Utf8State state = {0, 0, 0, 0, {0, 0, 0}};
-    Py_buffer view;
-    Utf8Error err;
-    int valid;
-
-    (void)module;
-    if (get_bytes_view(data, &view, "validate_utf8", "data") < 0) {
-        return NULL;
-    }
-    valid = utf8_scan_maybe_nogil(&state, (const unsigned char *)view.buf, view.len, &err) == 0
-            && state.need == 0;
-    PyBuffer_Release(&view);
-    return PyBool_FromLong(valid);
-}
 
 /* ------------------------------------------------------------------------------------ */
 /* Frames                                                                                */
@@ -2110,7 +2082,6 @@ static PyTypeObject WaiterType = {
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))speedups_apply_mask,
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
-    {"validate_utf8", speedups_validate_utf8, METH_O, validate_utf8_doc},
     {"parse_messages", (PyCFunction)(void (*)(void))speedups_parse_messages, METH_FASTCALL,
      parse_messages_doc},
     {"serialize_frame", (PyCFunction)(void (*)(void))speedups_serialize_frame,
