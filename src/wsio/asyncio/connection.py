@@ -101,7 +101,6 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         "_pong_waiters",
         "_read_buffer",
         "_reading_paused",
-        "_recv_in_progress",
         "_timer_slot",
         "_timers",
         "_writing_paused",
@@ -138,7 +137,6 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         # max_queue messages, so pop(0) only ever moves a few pointers.
         self._messages: list[Data] = []
         self._message_waiter: Waiter | None = None
-        self._recv_in_progress = False
         self._reading_paused = False
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -194,7 +192,7 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         if (
             timeout is None
             or self._messages
-            or self._recv_in_progress
+            or self._message_waiter is not None
             or not self.protocol.receiving
         ):
             # _receive won't wait: it returns a queued message or raises at once.
@@ -215,34 +213,30 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         """Iterate over messages; stop quietly on a normal closure (1000, 1001, 1005)."""
         return self
 
-    def __anext__(self) -> Coroutine[Any, Any, Data]:
-        # recv() and __anext__() return the same coroutine rather than one awaiting the
-        # other: one frame less to resume per message, and to keep while waiting.
-        return self._receive(True)
-
-    async def _receive(self, iterating: bool) -> Data:
-        if self._recv_in_progress:
+    async def _receive(self, iterating: bool = True) -> Data:
+        """What :meth:`recv` and :meth:`__anext__` return: the next message; with
+        ``iterating``, :class:`StopAsyncIteration` on a normal closure."""
+        if self._message_waiter is not None:
             raise ConcurrencyError("another coroutine is already running recv()")
-        if not self._messages:
-            self._recv_in_progress = True
-            try:
-                while not self._messages and self.protocol.receiving:
-                    self._message_waiter = Waiter(self.loop)
-                    try:
-                        await self._message_waiter
-                    finally:
-                        self._message_waiter = None
-            finally:
-                self._recv_in_progress = False
-            if not self._messages:
+        messages = self._messages
+        if not messages:
+            protocol = self.protocol
+            while not messages and protocol.receiving:
+                # Set while a coroutine waits: what makes another recv() a concurrent one.
+                self._message_waiter = Waiter(self.loop)
+                try:
+                    await self._message_waiter
+                finally:
+                    self._message_waiter = None
+            if not messages:
                 # The application took every message before a violation: fail now.
                 self._release_failure()
-                exc = self.protocol.close_exc
+                exc = protocol.close_exc
                 if iterating and isinstance(exc, ConnectionClosedOK):
                     raise StopAsyncIteration
                 raise exc
-        message = self._messages.pop(0)
-        if len(self._messages) <= self.max_queue // 4:
+        message = messages.pop(0)
+        if len(messages) <= self.max_queue // 4:
             if self._reading_paused:
                 self._reading_paused = False
                 if self.transport is not None and not self.transport.is_closing():
@@ -251,6 +245,10 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
                 # Messages held back in the core's buffer, undecoded, come next.
                 self._process_events()
         return message
+
+    # The coroutine that receives, called directly: no frame around it to create, resume
+    # and return through for each message.
+    __anext__ = _receive
 
     async def send(
         self,
