@@ -4,15 +4,22 @@ Loopback rates on a shared 2-core machine move by 10-30 % from run to run, more 
 single changes gain. This program counts what doesn't move: the CPU instructions that the
 Python side of a server spends per opening handshake and per echoed 16 B message, counted by
 ``valgrind --tool=callgrind`` (the same count for the same code, whatever else the machine is
-doing). Use it to compare two commits; use ``python -m benchmarks`` for speed.
+doing). Use it to compare two commits; use ``python -m benchmarks`` for speed. It sees
+neither system calls nor how the reads of several connections share a turn of the loop:
+a change in when tasks wake up needs the benchmark too (the ``cpu16x16`` rows).
 
 What is counted, in one process, with a fake transport (no sockets, no system calls):
 
 - ``handshake``: a server connection from the accept to the end of its handler: the
   request parsed, checked and answered with a 101, the client's close frame answered, the
   connection lost, the handler's task ended;
-- ``message``: one 16 B binary message received and echoed by a handler written
-  ``async for message in ws: await ws.send(message)``.
+- ``message``: one binary message, 16 B unless ``--size`` says otherwise, received and
+  echoed by a handler written ``async for message in ws: await ws.send(message)``;
+  ``--text`` sends text instead, ``--reads N`` hands each frame over in N reads.
+
+``--pure PIECE`` swaps one C piece of :mod:`wsio._speedups` for its pure-Python twin in
+the worker, the rest staying C: the difference with a run without it is what that piece
+saves (``--pure all``: every piece).
 
 The task echo (``benchmarks.servers``: a canned 101, a task woken for each read) does the
 same work without any WebSocket code: it is the floor of a coroutine API. Each count is
@@ -33,7 +40,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .common import build_frame
+from .common import build_frame, make_payload
 
 LIBRARIES = ("wsio", "task")
 OPERATIONS = ("handshake", "message")
@@ -44,7 +51,15 @@ _REQUEST = (
     b"Sec-WebSocket-Version: 13\r\n\r\n"
 )
 _CLOSE = build_frame(8, b"\x03\xe8", b"abcd")
-_MESSAGE = build_frame(2, b"0123456789abcdef", b"abcd")
+_MASK = b"abcd"
+#: The C pieces that ``--pure`` can swap, each for its pure-Python twin.
+PIECES = (
+    "apply_mask",
+    "parse_messages",
+    "serialize_frame",
+    "PayloadBuffer",
+    "Utf8Validator",
+)
 
 
 class _FakeTransport(asyncio.Transport):
@@ -166,10 +181,52 @@ async def _task_handshakes(count: int) -> None:
         assert transport.writes == 2, "expected a 101 and the echoed close frame"
 
 
+def _message_reads() -> list[bytes]:
+    """The frame of one message, as the reads that hand it over (``--size``, ``--text``,
+    ``--reads``, passed to the worker in the environment)."""
+    size = int(os.environ.get("BENCH_SIZE", "16"))
+    text = os.environ.get("BENCH_TEXT") == "1"
+    reads = int(os.environ.get("BENCH_READS", "1"))
+    if text:
+        payload = make_payload(size, text=True)
+    else:
+        # Not random: the same bytes, and the same count, in every run.
+        payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    frame = build_frame(1 if text else 2, payload, _MASK)
+    step = -(-len(frame) // reads)
+    return [frame[start : start + step] for start in range(0, len(frame), step)]
+
+
+def _use_pure(pieces: str) -> None:
+    """Replace the C pieces named (comma-separated, or ``all``) by their pure-Python
+    twins wherever wsio's modules hold them."""
+    import wsio.asyncio.connection  # noqa: F401  (loads every module that holds a piece)
+    from wsio import _speedups
+    from wsio.protocol import frames, masking, utf8
+
+    twins = {
+        "apply_mask": (_speedups.apply_mask, masking.python_apply_mask),
+        "parse_messages": (_speedups.parse_messages, frames.python_parse_messages),
+        "serialize_frame": (_speedups.serialize_frame, frames.python_serialize_frame),
+        "PayloadBuffer": (_speedups.PayloadBuffer, masking.PythonPayloadBuffer),
+        "Utf8Validator": (_speedups.Utf8Validator, utf8.PythonIncrementalValidator),
+    }
+    names = PIECES if pieces == "all" else pieces.split(",")
+    for name in names:
+        c_version, python_version = twins[name]
+        for module_name, module in list(sys.modules.items()):
+            if module_name.startswith("wsio"):
+                for attribute, value in list(vars(module).items()):
+                    if value is c_version:
+                        setattr(module, attribute, python_version)
+
+
 async def _messages(protocol: Any, transport: _FakeTransport, count: int) -> None:
+    reads = _message_reads()
     await _turn()
     for _ in range(count):
-        await _read(protocol, _MESSAGE)
+        for data in reads:
+            await _read(protocol, data)
     await _turn()
     assert transport.writes >= count, "messages weren't echoed"
 
@@ -206,7 +263,7 @@ _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
 }
 
 
-def _count(library: str, operation: str, count: int) -> int:
+def _count(library: str, operation: str, count: int, options: dict[str, str] | None = None) -> int:
     """Instructions of a whole run of ``count`` operations, under callgrind."""
     command = [
         "valgrind",
@@ -221,7 +278,7 @@ def _count(library: str, operation: str, count: int) -> int:
         str(count),
     ]
     # A fixed hash seed: string hashing, and with it dict probing, the same in every run.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", **(options or {})}
     result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     match = re.search(r"Collected : (\d+)", result.stderr)
     if result.returncode != 0 or match is None:
@@ -238,6 +295,23 @@ def main(argv: list[str] | None = None) -> None:
         "--handshakes", type=int, default=1000, help="N for the handshake rows (1000)"
     )
     parser.add_argument("--messages", type=int, default=20000, help="N for the message rows")
+    parser.add_argument("--size", type=int, default=16, help="message payload in bytes (16)")
+    parser.add_argument("--text", action="store_true", help="text messages (default: binary)")
+    parser.add_argument(
+        "--reads", type=int, default=1, help="reads that hand over each message's frame (1)"
+    )
+    parser.add_argument(
+        "--pure",
+        metavar="PIECE",
+        help=f"comma-separated C pieces to replace by their Python twins: {', '.join(PIECES)}"
+        " or all",
+    )
+    parser.add_argument(
+        "--only", choices=OPERATIONS, help="count this operation only (default: both)"
+    )
+    parser.add_argument(
+        "--library", choices=LIBRARIES, help="count this library only (default: both)"
+    )
     parser.add_argument(
         "--worker", nargs=3, metavar=("LIBRARY", "OPERATION", "N"), help=argparse.SUPPRESS
     )
@@ -245,26 +319,40 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.worker is not None:
         library, operation, count = args.worker
+        if os.environ.get("BENCH_PURE"):
+            _use_pure(os.environ["BENCH_PURE"])
         asyncio.run(_WORKERS[library, operation](int(count)))
         return
 
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind isn't installed: apt install valgrind")
     accelerated = os.environ.get("WSIO_NO_SPEEDUPS", "") == ""
+    options = {"BENCH_SIZE": str(args.size), "BENCH_READS": str(args.reads)}
+    if args.text:
+        options["BENCH_TEXT"] = "1"
+    if args.pure and accelerated:
+        options["BENCH_PURE"] = args.pure
+    pure = f", pure-Python {args.pure}" if args.pure and accelerated else ""
     print(
         "Instructions per operation, Python side of the server, fake transport "
-        f"(callgrind; wsio accelerator {'on' if accelerated else 'off'})"
+        f"(callgrind; wsio accelerator {'on' if accelerated else 'off'}{pure})"
     )
     print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}")
     for operation, count in (("handshake", args.handshakes), ("message", args.messages)):
+        if args.only not in (None, operation):
+            continue
         per_operation = {}
         for library in LIBRARIES:
+            if args.library not in (None, library):
+                per_operation[library] = float("nan")
+                continue
             print(f"  counting {library} {operation}s...", end="\r", file=sys.stderr, flush=True)
-            once = _count(library, operation, count)
-            twice = _count(library, operation, 2 * count)
+            once = _count(library, operation, count, options)
+            twice = _count(library, operation, 2 * count, options)
             per_operation[library] = (twice - once) / count
         wsio, task = per_operation["wsio"], per_operation["task"]
-        label = "handshake" if operation == "handshake" else "16 B message echoed"
+        kind = "text" if args.text else "message"
+        label = "handshake" if operation == "handshake" else f"{args.size} B {kind} echoed"
         print(f"{label:22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
 
 

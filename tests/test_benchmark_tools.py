@@ -5,6 +5,7 @@ must not break it unnoticed. Nothing is timed or counted here."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,28 @@ def test_instruction_counter_workers_run(library: str, operation: str) -> None:
         text=True,
         timeout=60,
         check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("WSIO_NO_SPEEDUPS")), reason="--pure swaps the C pieces for Python"
+)
+@pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
+def test_instruction_counter_swaps_every_c_piece(text: bool) -> None:
+    """``--pure all`` (every C piece in Python), with large messages split over reads so
+    that each piece has work to do, still echoes every message."""
+    options = {"BENCH_PURE": "all", "BENCH_SIZE": "70000", "BENCH_READS": "3"}
+    if text:
+        options["BENCH_TEXT"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--worker", "wsio", "message", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **options},
     )
     assert result.returncode == 0, result.stderr
 

@@ -290,6 +290,10 @@ def python_parse_messages(
     return offset
 
 
+# What the C versions save, in instructions on a server echoing messages (python -m
+# benchmarks.instructions --pure NAME): parse_messages 8,700 per 16 B binary message,
+# 12,000 per 1 KiB, 12,700 per 64 KiB, 13,300 per 1 KiB text message; serialize_frame
+# 3,000 per 16 B message, 3,600 per 64 KiB, 3,800 per handshake (its close frame).
 _speedups = speedups()
 #: Whether :func:`serialize_frame` and :func:`parse_messages` are the C implementations.
 SPEEDUPS = _speedups is not None

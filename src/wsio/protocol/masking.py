@@ -99,6 +99,11 @@ class PythonPayloadBuffer:
         return bytes(buffer)
 
 
+# What the C versions save, in instructions on a server echoing messages (python -m
+# benchmarks.instructions --pure NAME): apply_mask, which the other C pieces don't need,
+# 49,000 per 1 KiB text message that comes in two reads, 2.6 M per 64 KiB one, 3,600 per
+# handshake (its close frame); PayloadBuffer 184,000 per 64 KiB binary message in two
+# reads.
 _speedups = speedups()
 #: Whether :func:`apply_mask` and :class:`PayloadBuffer` are the C implementations.
 SPEEDUPS = _speedups is not None

@@ -58,6 +58,9 @@ def convert(message: str | bytes, decode: bool) -> str | bytes:
     return message.encode() if isinstance(message, str) else message
 
 
+# The C validator saves 472,000 instructions per 64 KiB text message that comes in two
+# reads, on a server echoing messages (python -m benchmarks.instructions --text --size
+# 65536 --reads 2 --pure Utf8Validator).
 _speedups = speedups()
 #: Whether :class:`IncrementalValidator` is the C implementation.
 SPEEDUPS = _speedups is not None
