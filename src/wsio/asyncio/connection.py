@@ -569,10 +569,9 @@ class Connection(BaseConnection[asyncio.Future[float]], asyncio.BufferedProtocol
         ):
             # The receiver runs at the next turn of the loop. Running its wake-up here,
             # inside the read callback, saves about 5,500 instructions per 16 B message
-            # echoed (benchmarks.instructions) and 8 % of the CPU per message with one
-            # connection, but costs 10 % more CPU per message with 16, server and client
-            # (python -m benchmarks, cpu16x1 and cpu16x16): the turn in between gathers
-            # the reads of several connections.
+            # echoed (benchmarks.instructions) and 6 % of a server's CPU per message with
+            # one connection, but costs 7 to 10 % more CPU per message with 16, client and
+            # server (python -m benchmarks, cpu16x1 and cpu16x16 against the task echo).
             message_waiter.set_result(None)
         if (
             len(messages) >= self.max_queue
