@@ -10,10 +10,26 @@ The API mirrors the asyncio API of the ``websockets`` package::
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
-from .asyncio.client import ClientConnection, connect, unix_connect
+from .asyncio.client import (
+    ClientConnection,
+    ClientListenerConnection,
+    connect,
+    connect_listener,
+    unix_connect,
+    unix_connect_listener,
+)
 from .asyncio.hub import Backend, Hub, MemoryBackend
+from .asyncio.listener import Listener, ListenerConnection
 from .asyncio.router import route
-from .asyncio.server import Server, ServerConnection, serve, unix_serve
+from .asyncio.server import (
+    Server,
+    ServerConnection,
+    ServerListenerConnection,
+    serve,
+    serve_listener,
+    unix_serve,
+    unix_serve_listener,
+)
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -53,6 +69,7 @@ __all__ = [
     "Backoff",
     "BroadcastResult",
     "ClientConnection",
+    "ClientListenerConnection",
     "Close",
     "CloseCode",
     "ConcurrencyError",
@@ -76,6 +93,8 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "InvalidUpgrade",
+    "Listener",
+    "ListenerConnection",
     "MemoryBackend",
     "MultipleValuesError",
     "NegotiationError",
@@ -88,15 +107,20 @@ __all__ = [
     "SecurityError",
     "Server",
     "ServerConnection",
+    "ServerListenerConnection",
     "State",
     "WebSocketError",
     "basic_auth",
     "broadcast",
     "connect",
+    "connect_listener",
     "route",
     "serve",
+    "serve_listener",
     "unix_connect",
+    "unix_connect_listener",
     "unix_serve",
+    "unix_serve_listener",
 ]
 
 if TYPE_CHECKING:

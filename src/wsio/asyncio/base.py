@@ -20,7 +20,7 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeAlias, Unpack, cast
 
@@ -163,6 +163,11 @@ class ConnectionBase(
         """Whether the write buffer went above ``write_limit`` and hasn't drained yet."""
         return self._writing_paused
 
+    @abc.abstractmethod
+    def close(self, code: int = 1000, reason: str = "") -> Awaitable[None]:
+        """Start the closing handshake; what is returned is done once the TCP connection
+        is closed."""
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -172,8 +177,7 @@ class ConnectionBase(
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._start_closing(1000 if exc_type is None else 1011, "")
-        await self.wait_closed()
+        await self.close(1000 if exc_type is None else 1011)
 
     # Inner workings -----------------------------------------------------------------------
 
