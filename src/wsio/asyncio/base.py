@@ -30,7 +30,7 @@ from ..protocol.connection import (
     Protocol,
     State,
 )
-from ..protocol.frames import CloseCode
+from ..protocol.frames import CloseCode, encode_text
 from ..shared.broadcast import Outcome, slow_consumer_verdict
 from ..shared.connection import (
     BaseConnection,
@@ -38,9 +38,10 @@ from ..shared.connection import (
     HandshakeEvent,
 )
 from ..shared.messages import (
+    BYTES_LIKE,
+    WHOLE_MESSAGE,
     DataLike,
     ping_payload,
-    queue_message,
 )
 from .timers import coarse_timers
 
@@ -135,10 +136,49 @@ class ConnectionBase(
 
         :raises ConnectionClosed: the connection is closing or closed.
         """
-        if not queue_message(self.protocol, message, compress):
+        if not isinstance(message, WHOLE_MESSAGE):
             return False
-        self._flush()
+        self._send_message(message, compress)
         return True
+
+    def _send_message(self, message: DataLike, compress: bool | None = None) -> None:
+        """Send a whole message at once: ``str`` as text, bytes-like as binary. What the
+        transport can't write now waits in its buffer.
+
+        With permessage-deflate negotiated, ``compress=False`` sends this message
+        uncompressed and ``compress=True`` compresses it whatever its size; by default,
+        messages under ``compression_threshold`` bytes go uncompressed (RFC 7692 §6).
+
+        :raises ConnectionClosed: the connection is closing or closed.
+        :raises TypeError: an unsupported type.
+        :raises InvalidArgument: text that isn't valid Unicode (a lone surrogate).
+        """
+        # This runs for every message sent: the commonest types are tested first, and
+        # the core hands the frame back to write when nothing else is queued.
+        protocol = self.protocol
+        if protocol.state is not State.OPEN:
+            raise protocol.close_exc
+        if type(message) is bytes:
+            frame = protocol.send_message(message, False, compress)
+        elif isinstance(message, str):
+            try:
+                data = message.encode()
+            except UnicodeEncodeError:
+                data = encode_text(message, "message")  # raises InvalidArgument
+            frame = protocol.send_message(data, True, compress)
+        elif isinstance(message, BYTES_LIKE):
+            # Other buffers may change once this returns: a copy, taken now.
+            frame = protocol.send_message(bytes(message), False, compress)
+        else:
+            raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+        if frame is None:
+            # Queued behind other frames, or not a frame the core hands over.
+            self._flush()
+            return
+        # The connection is open: it has its transport.
+        transport = cast(asyncio.Transport, self.transport)
+        if not transport.is_closing():
+            transport.write(frame)
 
     def _send_ping(self, data: DataLike | None) -> asyncio.Future[float]:
         payload = ping_payload(data, self._pong_waiters)

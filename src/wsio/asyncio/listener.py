@@ -107,20 +107,10 @@ class ListenerConnection(ConnectionBase):
 
     # Public API ---------------------------------------------------------------------------
 
-    def send(self, message: DataLike, *, compress: bool | None = None) -> None:
-        """Send a message at once: ``str`` as text, bytes-like as binary. What the
-        transport can't write now waits in its buffer; see
-        :meth:`Listener.on_pause_writing`.
-
-        ``compress`` as for :meth:`wsio.asyncio.connection.Connection.send`.
-
-        :raises ConnectionClosed: the connection is closing or closed.
-        :raises TypeError: an unsupported type (fragmented messages need
-            :class:`~wsio.asyncio.connection.Connection`).
-        :raises InvalidArgument: text that isn't valid Unicode (a lone surrogate).
-        """
-        if not self._write_message(message, compress):
-            raise TypeError(f"message has an unsupported type: {type(message).__name__}")
+    #: Send a message at once: ``str`` as text, bytes-like as binary; see
+    #: :meth:`~wsio.asyncio.base.ConnectionBase._send_message`. Fragmented messages need
+    #: :class:`~wsio.asyncio.connection.Connection`.
+    send = ConnectionBase._send_message
 
     def ping(self, data: DataLike | None = None) -> asyncio.Future[float]:
         """Send a ping; return a future of the round-trip time, set when the matching pong
@@ -225,8 +215,6 @@ class ListenerConnection(ConnectionBase):
             self._flush()
         if not self._handshake_over and protocol.state is not State.CONNECTING:
             self._end_handshake()
-        if self._held is None:
-            protocol.allow_messages(1)
 
     def _deliver(self, message: Data) -> None:
         try:

@@ -517,6 +517,32 @@ class Protocol:
         """Send a binary frame starting a message; see :meth:`send_text` for ``compress``."""
         self._send_data(_BINARY, data, fin, compress)
 
+    def send_message(self, data: bytes, text: bool, compress: bool | None = None) -> bytes | None:
+        """Send a whole message, text (``data`` is UTF-8, §5.6) or binary, in one frame; see
+        :meth:`send_text` for ``compress``.
+
+        When nothing else waits in :meth:`data_to_send`, return the frame, for the I/O
+        layer to write at once rather than queue and take back: the common case of an
+        open connection answering a message. Otherwise queue it, after what waits, and
+        return ``None``.
+        """
+        if self._writes or self._sending_fragments or self.state is not State.OPEN:
+            # The general path: after what is queued, or to raise.
+            self._send_data(_TEXT if text else _BINARY, data, True, compress)
+            return None
+        rsv = 0
+        if self.extensions:
+            data, rsv = self._encoded(data, True, True, compress)
+        if self.side is Side.CLIENT:
+            # §5.3: a fresh, unpredictable masking key for every frame a client sends.
+            return serialize_frame(
+                _TEXT if text else _BINARY, data, True, rsv, self.random_bytes(4)
+            )
+        if len(data) >= _SEPARATE_PAYLOAD:
+            self._send_frame(_TEXT if text else _BINARY, data, True, rsv)
+            return None
+        return serialize_frame(_TEXT if text else _BINARY, data, True, rsv, None)
+
     def send_continuation(self, data: bytes, fin: bool) -> None:
         """Send the next fragment of the message started by ``send_text``/``send_binary``
         with ``fin=False`` (§5.4)."""
@@ -585,11 +611,18 @@ class Protocol:
         self._sending_fragments = not fin
         rsv = 0
         if self.extensions:
-            first = opcode is not _CONTINUATION
-            for extension in self.extensions:
-                data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
-                rsv |= bits
+            data, rsv = self._encoded(data, opcode is not _CONTINUATION, fin, compress)
         self._send_frame(opcode, data, fin, rsv)
+
+    def _encoded(
+        self, data: bytes, first: bool, fin: bool, compress: bool | None
+    ) -> tuple[bytes, int]:
+        """A data frame's payload through the extensions in use, and the RSV bits they set."""
+        rsv = 0
+        for extension in self.extensions:
+            data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
+            rsv |= bits
+        return data, rsv
 
     def send_ping(self, data: bytes) -> None:
         """Send a ping (§5.5.2); the :class:`Pong` event that answers it lists ``data``.
