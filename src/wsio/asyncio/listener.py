@@ -148,10 +148,11 @@ class ListenerConnection(ConnectionBase):
 
     def pause_reading(self) -> None:
         """Deliver no more messages until :meth:`resume_reading`, and stop reading from
-        the network: the peer's sending then slows down to the pace of TCP. Messages of
-        the current read that are already parsed wait until then (those of one read, one
-        at most when compressed). Pings are still answered, keepalive pongs noted, and the
-        closing handshake goes on. Idempotent."""
+        the network: the peer's sending then slows down to the pace of TCP. Messages
+        already parsed wait until then (those of one read at most, and one when
+        compressed). Nothing else is read meanwhile either: the peer's pings, and the
+        pongs to keepalive pings, wait too, so pause for less than ``ping_timeout``.
+        Closing resumes reading, for the peer's close frame. Idempotent."""
         if self._held is not None:
             return
         self._held = []
