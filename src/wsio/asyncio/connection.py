@@ -21,7 +21,7 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import Any, Generic, TypeVar, Unpack, cast
+from typing import Any, Generic, TypeVar, Unpack
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
@@ -30,6 +30,7 @@ from ..protocol.connection import Pong, Protocol, State
 from ..protocol.utf8 import convert
 from ..shared.connection import HANDSHAKE_EVENTS, MESSAGE_EVENTS, ConnectionOptions
 from ..shared.messages import (
+    WHOLE_MESSAGE,
     Data,
     DataLike,
     abandon_fragmented,
@@ -199,15 +200,16 @@ class Connection(ConnectionBase):
         while self._fragmented_send is not None:
             # Another coroutine is sending a fragmented message: frames can't interleave.
             await asyncio.shield(self._fragmented_send)
-        if self._write_message(message, compress):
+        if isinstance(message, WHOLE_MESSAGE):
+            self._send_message(message, compress)
             if self._writing_paused:
                 await self._drain()
         elif isinstance(message, Mapping):
             # A dict is iterable, but sending its keys as fragments is never what's meant.
             raise TypeError("message is a dict-like object: serialize it first")
         elif isinstance(message, Iterable):
-            # Not str or bytes-like (_write_message took those): fragments.
-            await self._send_fragments(_aiter_sync(cast(Iterable[DataLike], message)), compress)
+            # Not str or bytes-like (taken above): fragments.
+            await self._send_fragments(_aiter_sync(message), compress)
         elif isinstance(message, AsyncIterable):
             await self._send_fragments(aiter(message), compress)
         else:

@@ -262,7 +262,6 @@ class Protocol:
         "_message_room",
         "_message_size",
         "_parser",
-        "_parsing_paused",
         "_payload_buffer",
         "_pending_pings",
         "_pong_due",
@@ -283,6 +282,7 @@ class Protocol:
         "hold_failures",
         "logger",
         "max_size",
+        "parsing_paused",
         "random_bytes",
         "side",
         "state",
@@ -343,7 +343,9 @@ class Protocol:
         # How many more messages the parser may complete before it pauses (None: no
         # bound), and whether it is paused at a frame boundary for that reason.
         self._message_room: int | None = None
-        self._parsing_paused = False
+        #: Whether the parser waits for :meth:`allow_messages` to decode the next message
+        #: (read-only; an attribute rather than a property: read after every read).
+        self.parsing_paused = False
         self._receiving = True
         self._held_failure: Close | None = None
         #: Extensions in use, negotiated during the opening handshake (§9).
@@ -430,13 +432,8 @@ class Protocol:
         included, as the transport's buffer would.
         """
         self._message_room = count
-        if self._parsing_paused:
+        if self.parsing_paused:
             self._advance()
-
-    @property
-    def parsing_paused(self) -> bool:
-        """Whether the parser waits for :meth:`allow_messages` to decode the next message."""
-        return self._parsing_paused
 
     @property
     def has_data_to_send(self) -> bool:
@@ -663,7 +660,7 @@ class Protocol:
         self._send_frame(Opcode.CLOSE, payload)
         self.close_sent = close
         self.state = State.CLOSING
-        if self._parsing_paused:
+        if self.parsing_paused:
             # The peer's close frame may already wait behind the messages held back.
             self._advance()
 
@@ -822,7 +819,7 @@ class Protocol:
         """Drop every byte from now on, until the end of the stream."""
         self._receiving = False
         self._between_messages = False
-        self._parsing_paused = False
+        self.parsing_paused = False
         self._payload_buffer = None
         while not self._reader.eof:
             self._reader.discard()
@@ -911,9 +908,9 @@ class Protocol:
                     and self._message_room <= 0
                     and self.state is not State.CLOSING
                 ):
-                    self._parsing_paused = True
+                    self.parsing_paused = True
                     yield
-                self._parsing_paused = False
+                self.parsing_paused = False
             if length == 126:
                 (length,) = struct.unpack("!H", (yield from reader.read_exact(2)))
             elif length == 127:
