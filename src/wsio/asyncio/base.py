@@ -48,6 +48,9 @@ from .timers import coarse_timers
 __all__ = ["ConnectionBase"]
 
 _Address: TypeAlias = Any
+# Read on the path of every message, where an enum's class attribute costs as much as a
+# property call.
+_OPEN = State.OPEN
 
 
 class ConnectionBase(
@@ -156,7 +159,7 @@ class ConnectionBase(
         # This runs for every message sent: the commonest types are tested first, and
         # the core hands the frame back to write when nothing else is queued.
         protocol = self.protocol
-        if protocol.state is not State.OPEN:
+        if protocol.state is not _OPEN:
             raise protocol.close_exc
         if type(message) is bytes:
             frame = protocol.send_message(message, False, compress)
@@ -277,7 +280,7 @@ class ConnectionBase(
             # whoever connects flushes next.
             return
         protocol = self.protocol
-        if protocol.state is State.OPEN:
+        if protocol.state is _OPEN:
             # Frames only: no half-close is queued, reading resumes with the queue (recv)
             # and no close is expected while the connection is open.
             writes = protocol.data_to_send()

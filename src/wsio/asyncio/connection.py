@@ -44,6 +44,10 @@ from .waiter import Waiter
 
 __all__ = ["Connection", "ConnectionBase", "Data", "Opener", "check_limits"]
 
+# Read on the path of every message, where an enum's class attribute costs as much as a
+# property call.
+_OPEN, _CONNECTING = State.OPEN, State.CONNECTING
+
 
 class _Closable(TypingProtocol):
     async def __aexit__(
@@ -315,9 +319,9 @@ class Connection(ConnectionBase):
                 self._failure_timer = self.loop.call_later(
                     defaults.FAILURE_GRACE, self._release_failure
                 )
-        if protocol.state is not State.OPEN or protocol.has_data_to_send:
+        if protocol.state is not _OPEN or protocol.has_data_to_send:
             self._flush()
-        if not self._handshake_over and protocol.state is not State.CONNECTING:
+        if not self._handshake_over and protocol.state is not _CONNECTING:
             self._end_handshake()
         message_waiter = self._message_waiter
         if message_waiter is not None and not message_waiter.done():
@@ -335,7 +339,7 @@ class Connection(ConnectionBase):
         if (
             len(messages) >= self.max_queue
             and not self._reading_paused
-            and protocol.state is State.OPEN
+            and protocol.state is _OPEN
         ):
             self._reading_paused = True
             assert self.transport is not None

@@ -31,6 +31,10 @@ from .base import ConnectionBase
 
 __all__ = ["Listener", "ListenerConnection", "ListenerFactory"]
 
+# Read on the path of every message, where an enum's class attribute costs as much as a
+# property call.
+_OPEN, _CONNECTING = State.OPEN, State.CONNECTING
+
 
 class Listener:
     """What a :class:`ListenerConnection` calls; subclass it and override what you need.
@@ -184,7 +188,7 @@ class ListenerConnection(ConnectionBase):
     def _process_events(self) -> None:
         """Deliver what the core parsed, then write what it queued."""
         protocol = self.protocol
-        if not self._handshake_over and protocol.state is not State.CONNECTING:
+        if not self._handshake_over and protocol.state is not _CONNECTING:
             # Before the messages that came with the handshake: on_open goes first.
             self._end_handshake()
         events = protocol.events_received()
@@ -212,9 +216,9 @@ class ListenerConnection(ConnectionBase):
         if protocol.failure is not None and protocol.failure_held and not self._held:
             # The messages before the violation were delivered: fail now.
             protocol.release_failure()
-        if protocol.state is not State.OPEN or protocol.has_data_to_send:
+        if protocol.state is not _OPEN or protocol.has_data_to_send:
             self._flush()
-        if not self._handshake_over and protocol.state is not State.CONNECTING:
+        if not self._handshake_over and protocol.state is not _CONNECTING:
             self._end_handshake()
 
     def _deliver(self, message: Data) -> None:

@@ -147,6 +147,12 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
+# Module constants: read on the path of every message, where an enum's class attribute costs
+# as much as a property call.
+_OPEN = State.OPEN
+_SERVER, _CLIENT = Side.SERVER, Side.CLIENT
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TextMessage:
     """A complete text message, validated and decoded."""
@@ -389,7 +395,7 @@ class Protocol:
             consumed = parse_messages(
                 data,
                 self._events,
-                self.side is Side.SERVER,
+                self.side is _SERVER,
                 -1 if self.max_size is None else self.max_size,
                 TextMessage,
                 BinaryMessage,
@@ -523,14 +529,14 @@ class Protocol:
         open connection answering a message. Otherwise queue it, after what waits, and
         return ``None``.
         """
-        if self._writes or self._sending_fragments or self.state is not State.OPEN:
+        if self._writes or self._sending_fragments or self.state is not _OPEN:
             # The general path: after what is queued, or to raise.
             self._send_data(_TEXT if text else _BINARY, data, True, compress)
             return None
         rsv = 0
         if self.extensions:
             data, rsv = self._encoded(data, True, True, compress)
-        if self.side is Side.CLIENT:
+        if self.side is _CLIENT:
             # §5.3: a fresh, unpredictable masking key for every frame a client sends.
             return serialize_frame(
                 _TEXT if text else _BINARY, data, True, rsv, self.random_bytes(4)
@@ -599,7 +605,7 @@ class Protocol:
     def _send_data(
         self, opcode: Opcode, data: bytes, fin: bool, compress: bool | None = None
     ) -> None:
-        if self.state is not State.OPEN:  # micro-optimisation: the call only to raise
+        if self.state is not _OPEN:  # micro-optimisation: the call only to raise
             self._check_open()
         if (opcode is _CONTINUATION) != self._sending_fragments:
             if self._sending_fragments:
@@ -775,7 +781,7 @@ class Protocol:
             )
 
     def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True, rsv: int = 0) -> None:
-        if self.side is Side.CLIENT:
+        if self.side is _CLIENT:
             # §5.3: a fresh, unpredictable masking key for every frame a client sends.
             self._writes.append(serialize_frame(opcode, data, fin, rsv, self.random_bytes(4)))
         elif len(data) >= _SEPARATE_PAYLOAD:
