@@ -294,6 +294,24 @@ def _finish(job: _Job, exc: BaseException | None = None) -> None:
         done.set_exception(exc)
 
 
+def _echoed(job: _Job, ok: bool) -> bool:
+    """Count the echo that a callback-driven connection received for ``job``; return
+    whether to send the next message, or ``False`` once the run stopped or failed."""
+    if not ok:
+        _finish(job, EchoError("reply isn't the echo"))
+        return False
+    run = job.run
+    if run.samples is not None:
+        run.samples.append(time.perf_counter_ns() - job.sent_at)
+    run.count += 1
+    if run.stop:
+        _finish(job)
+        return False
+    if run.samples is not None:
+        job.sent_at = time.perf_counter_ns()
+    return True
+
+
 class PicowsDriver(Driver):
     def __init__(self, port: int, echo_peer: bool, aiofastnet: bool) -> None:
         super().__init__(port, echo_peer, aiofastnet)
@@ -333,20 +351,10 @@ class PicowsDriver(Driver):
                         ok = frame.get_payload_as_utf8_text() == message.value
                     else:
                         ok = frame.get_payload_as_bytes() == message.data
-                    if not ok:
-                        _finish(job, EchoError("reply isn't the echo"))
-                        return
-                    run = job.run
-                    if run.samples is not None:
-                        run.samples.append(time.perf_counter_ns() - job.sent_at)
-                    run.count += 1
-                    if run.stop:
+                    if _echoed(job, ok):
+                        transport.send(self.msg_type, message.data)
+                    elif job.run.stop:
                         self.job = None
-                        _finish(job)
-                        return
-                    if run.samples is not None:
-                        job.sent_at = time.perf_counter_ns()
-                    transport.send(self.msg_type, message.data)
 
             def on_ws_disconnected(self, transport: WSTransport) -> None:
                 if self.job is not None:
@@ -398,20 +406,10 @@ class WsioListenerDriver(Driver):
                 if job is None:
                     raise EchoError("unexpected message")
                 value = job.message.value
-                if message != value:
-                    _finish(job, EchoError("reply isn't the echo"))
-                    return
-                run = job.run
-                if run.samples is not None:
-                    run.samples.append(time.perf_counter_ns() - job.sent_at)
-                run.count += 1
-                if run.stop:
+                if _echoed(job, message == value):
+                    ws.send(value)
+                elif job.run.stop:
                     self.job = None
-                    _finish(job)
-                    return
-                if run.samples is not None:
-                    job.sent_at = time.perf_counter_ns()
-                ws.send(value)
 
             def on_close(self, ws: wsio.ListenerConnection) -> None:
                 if self.job is not None:

@@ -10,26 +10,20 @@ The API mirrors the asyncio API of the ``websockets`` package::
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
-from .asyncio.client import (
-    ClientConnection,
+from .asyncio import (
     ClientListenerConnection,
-    connect,
-    connect_listener,
-    unix_connect,
-    unix_connect_listener,
-)
-from .asyncio.hub import Backend, Hub, MemoryBackend
-from .asyncio.listener import Listener, ListenerConnection
-from .asyncio.router import route
-from .asyncio.server import (
-    Server,
-    ServerConnection,
+    Listener,
+    ListenerConnection,
     ServerListenerConnection,
-    serve,
+    connect_listener,
     serve_listener,
-    unix_serve,
+    unix_connect_listener,
     unix_serve_listener,
 )
+from .asyncio.client import ClientConnection, connect, unix_connect
+from .asyncio.hub import Backend, Hub, MemoryBackend
+from .asyncio.router import route
+from .asyncio.server import Server, ServerConnection, serve, unix_serve
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,

@@ -281,35 +281,47 @@ async def test_on_message_raising_closes_with_1011_and_logs(
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
 
 
-async def test_on_open_raising_closes_with_1011(caplog: pytest.LogCaptureFixture) -> None:
-    class FailingOpen(Recorder):
-        def on_open(self, ws: ListenerConnection) -> None:
-            super().on_open(ws)
-            raise RuntimeError("bug in on_open")
+class FailingIn(Recorder):
+    """Raises from ``method`` (after recording the call)."""
 
-    factory = Factory(FailingOpen)
+    method = ""
+
+    def on_open(self, ws: ListenerConnection) -> None:
+        super().on_open(ws)
+        self._fail("on_open")
+
+    def on_close(self, ws: ListenerConnection) -> None:
+        super().on_close(ws)
+        self._fail("on_close")
+
+    def _fail(self, method: str) -> None:
+        if method == self.method:
+            raise RuntimeError(f"bug in {method}")
+
+
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [
+        ("on_open", 1011),  # the connection fails
+        ("on_close", 1000),  # it's over already: logged only
+    ],
+)
+async def test_on_open_or_on_close_raising(
+    method: str, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing(FailingIn):
+        pass
+
+    Failing.method = method
+    factory = Factory(Failing)
     server, uri = await listener_server(factory)
     with caplog.at_level(logging.ERROR, logger="wsio"):
         async with server, wsio.connect(uri, proxy=None) as ws:
-            with pytest.raises(wsio.ConnectionClosedError):
-                await ws.recv()
-            assert ws.close_code == 1011
-    assert await factory.made[0].wait_closed() == 1011
-    assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records)
-
-
-async def test_on_close_raising_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    class FailingClose(Recorder):
-        def on_close(self, ws: ListenerConnection) -> None:
-            super().on_close(ws)
-            raise RuntimeError("bug in on_close")
-
-    factory = Factory(FailingClose)
-    server, uri = await listener_server(factory)
-    with caplog.at_level(logging.ERROR, logger="wsio"):
-        async with server, wsio.connect(uri, proxy=None):
-            pass
-        assert await factory.made[0].wait_closed() == 1000
+            if method == "on_open":
+                with pytest.raises(wsio.ConnectionClosedError):
+                    await ws.recv()
+        assert ws.close_code == code
+        assert await factory.made[0].wait_closed() == code
     assert any(r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records)
 
 
