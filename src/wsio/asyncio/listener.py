@@ -111,9 +111,8 @@ class ListenerConnection(ConnectionBase):
 
     # Public API ---------------------------------------------------------------------------
 
-    #: Send a message at once: ``str`` as text, bytes-like as binary; see
-    #: :meth:`~wsio.asyncio.base.ConnectionBase._send_message`. Fragmented messages need
-    #: :class:`~wsio.asyncio.connection.Connection`.
+    # send(message, compress=None): written once, for both kinds of connection; fragmented
+    # messages need a Connection.
     send = ConnectionBase._send_message
 
     def ping(self, data: DataLike | None = None) -> asyncio.Future[float]:
