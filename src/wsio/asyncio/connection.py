@@ -46,7 +46,7 @@ __all__ = ["Connection", "ConnectionBase", "Data", "Opener", "check_limits"]
 
 # Read on the path of every message, where an enum's class attribute costs as much as a
 # property call.
-_OPEN, _CONNECTING = State.OPEN, State.CONNECTING
+_OPEN = State.OPEN
 
 
 class _Closable(TypingProtocol):
@@ -321,7 +321,7 @@ class Connection(ConnectionBase):
                 )
         if protocol.state is not _OPEN or protocol.has_data_to_send:
             self._flush()
-        if not self._handshake_over and protocol.state is not _CONNECTING:
+        if not self._handshake_over and protocol.state is not State.CONNECTING:
             self._end_handshake()
         message_waiter = self._message_waiter
         if message_waiter is not None and not message_waiter.done():
@@ -339,7 +339,7 @@ class Connection(ConnectionBase):
         if (
             len(messages) >= self.max_queue
             and not self._reading_paused
-            and protocol.state is _OPEN
+            and protocol.state is State.OPEN
         ):
             self._reading_paused = True
             assert self.transport is not None
