@@ -7,7 +7,8 @@ picks among ``server``, ``client``, ``broadcast``, ``threads`` and ``asgi`` (all
 ``python -m benchmarks.broadcast``; ``threads`` about 3 minutes, and is the two sections
 ``threads-server`` and ``threads-client``; ``asgi`` is run only when asked for, see
 below), ``--help`` lists the rest. Linux only (``/proc``). ``python -m benchmarks.instructions``
-counts the instructions of a server handshake and of an echoed message instead
+counts the instructions of a server handshake and of an echoed message (``async for``, a
+listener, the task echo and the plain TCP echo) instead
 (valgrind): a figure that doesn't move with the machine's load, for comparing two commits.
 
 Methodology
@@ -18,7 +19,9 @@ Methodology
   orchestrator only starts processes, sends commands and reads ``/proc``; every child is
   killed when it ends, on error, on Ctrl-C, and (``PR_SET_PDEATHSIG``) if it dies.
 - Servers: compression off, each library's default checks and keepalive, a 2 MiB size
-  limit; the wsio server is ``async for message in ws: await ws.send(message)``. The plain
+  limit; the wsio server is ``async for message in ws: await ws.send(message)``, and the
+  ``wsio listener`` column the same echo as a ``wsio.Listener`` (``on_message`` calls
+  ``ws.send(message)``, ``wsio.serve_listener``): no task per message. The plain
   asyncio TCP echo answers the handshake with a canned 101 and then echoes bytes: the
   ceiling of any asyncio library. The task echo does the same through a task per
   connection that awaits each read and writes it back: the ceiling of a library whose
@@ -30,7 +33,9 @@ Methodology
   client, so the server is what is measured. ``--loadgen picows`` uses the picows client
   instead, which can't talk to the byte echoes.
 - Client rows: each library's client against one fixed server, picows on uvloop; the
-  ceiling column is the raw client on the clients' event loop. The task client is the raw
+  ceiling column is the raw client on the clients' event loop. The ``wsio listener``
+  client (``wsio.connect_listener``) sends the next message from ``on_message``, as the
+  picows client does from ``on_ws_frame``. The task client is the raw
   client with a task that awaits each reply before sending the next message: the ceiling
   of a client written ``await ws.send(message); await ws.recv()``.
 - Messages per second: binary messages (``--text`` for text) of 16 B, 1 KiB, 64 KiB and

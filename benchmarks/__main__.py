@@ -35,8 +35,8 @@ from .harness import (
     settled_rss_kib,
 )
 
-SERVERS = ("wsio", "websockets", "aiohttp", "picows", "tcp", "task")
-CLIENTS = ("wsio", "websockets", "aiohttp", "picows", "raw", "task")
+SERVERS = ("wsio", "wsio-listener", "websockets", "aiohttp", "picows", "tcp", "task")
+CLIENTS = ("wsio", "wsio-listener", "websockets", "aiohttp", "picows", "raw", "task")
 #: The columns of the ASGI section: uvicorn's ``--ws`` backends (:mod:`benchmarks.asgi`).
 BACKENDS = tuple(asgi.BACKENDS)
 #: The columns of the threads sections: servers (and clients) of that name in
@@ -52,8 +52,16 @@ NAMES = {
 }
 #: Column headings of each section, in the order of NAMES.
 COLUMNS = {
-    "server": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
-    "client": ("wsio", "websockets", "aiohttp", "picows", "ceiling", "task client"),
+    "server": ("wsio", "wsio listener", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
+    "client": (
+        "wsio",
+        "wsio listener",
+        "websockets",
+        "aiohttp",
+        "picows",
+        "ceiling",
+        "task client",
+    ),
     "asgi": BACKENDS,
     "threads-server": ("wsio.sync", "websockets.sync"),
     "threads-client": ("wsio.sync", "websockets.sync"),

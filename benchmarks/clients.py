@@ -265,7 +265,7 @@ class AiohttpDriver(Driver):
 
 
 class _Job:
-    """A run on one callback-driven connection (picows, raw).
+    """A run on one callback-driven connection (picows, wsio's listener, raw).
 
     ``done`` is resolved when the run ends, with its failure as exception if it failed.
     """
@@ -287,6 +287,24 @@ def _finish(job: _Job, exc: BaseException | None = None) -> None:
         done.set_result(None)
     else:
         done.set_exception(exc)
+
+
+def _echoed(job: _Job, ok: bool) -> bool:
+    """Count the echo that a callback-driven connection received for ``job``; return
+    whether to send the next message, or ``False`` once the run stopped or failed."""
+    if not ok:
+        _finish(job, EchoError("reply isn't the echo"))
+        return False
+    run = job.run
+    if run.samples is not None:
+        run.samples.append(time.perf_counter_ns() - job.sent_at)
+    run.count += 1
+    if run.stop:
+        _finish(job)
+        return False
+    if run.samples is not None:
+        job.sent_at = time.perf_counter_ns()
+    return True
 
 
 class PicowsDriver(Driver):
@@ -328,20 +346,10 @@ class PicowsDriver(Driver):
                         ok = frame.get_payload_as_utf8_text() == message.value
                     else:
                         ok = frame.get_payload_as_bytes() == message.data
-                    if not ok:
-                        _finish(job, EchoError("reply isn't the echo"))
-                        return
-                    run = job.run
-                    if run.samples is not None:
-                        run.samples.append(time.perf_counter_ns() - job.sent_at)
-                    run.count += 1
-                    if run.stop:
+                    if _echoed(job, ok):
+                        transport.send(self.msg_type, message.data)
+                    elif job.run.stop:
                         self.job = None
-                        _finish(job)
-                        return
-                    if run.samples is not None:
-                        job.sent_at = time.perf_counter_ns()
-                    transport.send(self.msg_type, message.data)
 
             def on_ws_disconnected(self, transport: WSTransport) -> None:
                 if self.job is not None:
@@ -373,6 +381,52 @@ class PicowsDriver(Driver):
         conn.msg_type = WSMsgType.TEXT if message.text else WSMsgType.BINARY
         job.sent_at = time.perf_counter_ns()
         conn.transport.send(conn.msg_type, message.data)
+        await job.done
+
+
+class WsioListenerDriver(Driver):
+    """``wsio.connect_listener``: the next message is sent from ``on_message``, as the
+    picows driver does from ``on_ws_frame``; no task wakes per message."""
+
+    def __init__(self, port: int, echo_peer: bool, aiofastnet: bool) -> None:
+        super().__init__(port, echo_peer, aiofastnet)
+        import wsio
+
+        class Client(wsio.Listener):
+            def __init__(self) -> None:
+                self.job: _Job | None = None
+
+            def on_message(self, ws: wsio.ListenerConnection, message: str | bytes) -> None:
+                job = self.job
+                if job is None:
+                    raise EchoError("unexpected message")
+                value = job.message.value
+                if _echoed(job, message == value):
+                    ws.send(value)
+                elif job.run.stop:
+                    self.job = None
+
+            def on_close(self, ws: wsio.ListenerConnection) -> None:
+                if self.job is not None:
+                    _finish(self.job, ConnectionError("disconnected during a run"))
+
+        self.listener_class = Client
+
+    async def connect(self) -> Any:
+        import wsio
+
+        return await wsio.connect_listener(
+            self.listener_class, self.uri, compression=None, max_size=MAX_SIZE, proxy=None
+        )
+
+    async def close(self, conn: Any) -> None:
+        await conn.close()
+
+    async def echo_loop(self, conn: Any, message: Message, run: Run) -> None:
+        job = _Job(message, run, asyncio.get_running_loop().create_future())
+        conn.listener.job = job
+        job.sent_at = time.perf_counter_ns()
+        conn.send(message.value)
         await job.done
 
 
@@ -640,6 +694,7 @@ class TaskRawDriver(RawDriver):
 
 CLIENTS: dict[str, type[Driver]] = {
     "wsio": WsioDriver,
+    "wsio-listener": WsioListenerDriver,
     "websockets": WebsocketsDriver,
     "aiohttp": AiohttpDriver,
     "picows": PicowsDriver,

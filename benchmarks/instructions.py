@@ -15,14 +15,17 @@ What is counted, in one process, with a fake transport (no sockets, no system ca
   connection lost, the handler's task ended;
 - ``message``: one binary message, 16 B unless ``--size`` says otherwise, received and
   echoed by a handler written ``async for message in ws: await ws.send(message)``;
-  ``--text`` sends text instead, ``--reads N`` hands each frame over in N reads.
+  ``--text`` sends text instead, ``--reads N`` hands each frame over in N reads; for
+  ``listener``, by a :class:`wsio.Listener` whose ``on_message`` calls ``ws.send(message)``.
 
 ``--pure PIECE`` swaps one C piece of :mod:`wsio._speedups` for its pure-Python twin in
 the worker, the rest staying C: the difference with a run without it is what that piece
 saves (``--pure all``: every piece).
 
 The task echo (``benchmarks.servers``: a canned 101, a task woken for each read) does the
-same work without any WebSocket code: it is the floor of a coroutine API. Each count is
+same work without any WebSocket code: it is the floor of a coroutine API. The plain TCP
+echo (``tcp``: the bytes of each read written back from the read callback) is the floor of
+any API, the listener's included. Each count is
 the difference between a run of N and a run of 2N operations, divided by N, so that
 start-up and imports cancel out; each operation includes the turn of the event loop that
 drives it.
@@ -44,6 +47,8 @@ from .common import build_frame, make_payload
 
 LIBRARIES = ("wsio", "task")
 OPERATIONS = ("handshake", "message")
+#: Counted for messages only, against the plain TCP echo: callback APIs.
+CALLBACK_LIBRARIES = ("listener", "tcp")
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUpgrade: websocket\r\n"
@@ -255,11 +260,38 @@ async def _task_messages(count: int) -> None:
     protocol.task.cancel()
 
 
+async def _listener_messages(count: int) -> None:
+    from wsio.asyncio.listener import Listener, ListenerConnection
+    from wsio.protocol.connection import Protocol, Side, State
+
+    class Echo(Listener):
+        def on_message(self, ws: ListenerConnection, message: str | bytes) -> None:
+            ws.send(message)
+
+    connection = ListenerConnection(Protocol(Side.SERVER, state=State.OPEN), listener_factory=Echo)
+    transport = _FakeTransport(connection)
+    connection.connection_made(transport)
+    connection._open_listener()  # as the end of the opening handshake does
+    await _messages(connection, transport, count)
+
+
+async def _tcp_messages(count: int) -> None:
+    from .servers import _TcpEcho
+
+    protocol = _TcpEcho()
+    transport = _FakeTransport(protocol)
+    protocol.connection_made(transport)
+    protocol.open = True
+    await _messages(protocol, transport, count)
+
+
 _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
     ("wsio", "handshake"): _wsio_handshakes,
     ("task", "handshake"): _task_handshakes,
     ("wsio", "message"): _wsio_messages,
     ("task", "message"): _task_messages,
+    ("listener", "message"): _listener_messages,
+    ("tcp", "message"): _tcp_messages,
 }
 
 
@@ -346,14 +378,27 @@ def main(argv: list[str] | None = None) -> None:
             if args.library not in (None, library):
                 per_operation[library] = float("nan")
                 continue
-            print(f"  counting {library} {operation}s...", end="\r", file=sys.stderr, flush=True)
-            once = _count(library, operation, count, options)
-            twice = _count(library, operation, 2 * count, options)
-            per_operation[library] = (twice - once) / count
+            per_operation[library] = _per_operation(library, operation, count, options)
         wsio, task = per_operation["wsio"], per_operation["task"]
         kind = "text" if args.text else "message"
         label = "handshake" if operation == "handshake" else f"{args.size} B {kind} echoed"
         print(f"{label:22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
+    if args.only in (None, "message") and args.library is None:
+        listener, tcp = (
+            _per_operation(name, "message", args.messages, options) for name in CALLBACK_LIBRARIES
+        )
+        print(f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}")
+        print(f"{label:22}{listener:>12,.0f}{tcp:>12,.0f}{listener / tcp:>7.2f}×")
+
+
+def _per_operation(
+    library: str, operation: str, count: int, options: dict[str, str]
+) -> float:
+    """Instructions per operation: a run of ``2 * count`` less a run of ``count``."""
+    print(f"  counting {library} {operation}s...", end="\r", file=sys.stderr, flush=True)
+    once = _count(library, operation, count, options)
+    twice = _count(library, operation, 2 * count, options)
+    return (twice - once) / count
 
 
 if __name__ == "__main__":

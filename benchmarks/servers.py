@@ -5,6 +5,8 @@ once it accepts connections, and runs until killed. Compression is off everywher
 library keeps its default checks and keepalive, and the size limit is :data:`MAX_SIZE`.
 
 - ``wsio``: the way users write it, ``async for message in ws: await ws.send(message)``.
+- ``wsio-listener``: a :class:`wsio.Listener` whose ``on_message`` calls
+  ``ws.send(message)``, served by ``wsio.serve_listener``: no task per connection.
 - ``websockets``: the same handler on the new asyncio API (``websockets.asyncio.server``).
 - ``aiohttp``: ``web.WebSocketResponse(compress=False)``, ``async for msg in ws``.
 - ``picows``: a ``WSListener`` that sends each data frame back as it arrives; text is
@@ -43,6 +45,17 @@ async def _wsio(port: int, aiofastnet: bool) -> int:
             await ws.send(message)
 
     server = await wsio.serve(echo, HOST, port, compression=None, max_size=MAX_SIZE)
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def _wsio_listener(port: int, aiofastnet: bool) -> int:
+    import wsio
+
+    class Echo(wsio.Listener):
+        def on_message(self, ws: wsio.ListenerConnection, message: str | bytes) -> None:
+            ws.send(message)
+
+    server = await wsio.serve_listener(Echo, HOST, port, compression=None, max_size=MAX_SIZE)
     return int(server.sockets[0].getsockname()[1])
 
 
@@ -200,6 +213,7 @@ async def _task(port: int, aiofastnet: bool) -> int:
 
 SERVERS: dict[str, Callable[[int, bool], Awaitable[int]]] = {
     "wsio": _wsio,
+    "wsio-listener": _wsio_listener,
     "websockets": _websockets,
     "aiohttp": _aiohttp,
     "picows": _picows,

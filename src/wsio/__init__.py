@@ -10,6 +10,16 @@ The API mirrors the asyncio API of the ``websockets`` package::
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
+from .asyncio import (
+    ClientListenerConnection,
+    Listener,
+    ListenerConnection,
+    ServerListenerConnection,
+    connect_listener,
+    serve_listener,
+    unix_connect_listener,
+    unix_serve_listener,
+)
 from .asyncio.client import ClientConnection, connect, unix_connect
 from .asyncio.hub import Backend, Hub, MemoryBackend
 from .asyncio.router import route
@@ -53,6 +63,7 @@ __all__ = [
     "Backoff",
     "BroadcastResult",
     "ClientConnection",
+    "ClientListenerConnection",
     "Close",
     "CloseCode",
     "ConcurrencyError",
@@ -76,6 +87,8 @@ __all__ = [
     "InvalidStatus",
     "InvalidURI",
     "InvalidUpgrade",
+    "Listener",
+    "ListenerConnection",
     "MemoryBackend",
     "MultipleValuesError",
     "NegotiationError",
@@ -88,15 +101,20 @@ __all__ = [
     "SecurityError",
     "Server",
     "ServerConnection",
+    "ServerListenerConnection",
     "State",
     "WebSocketError",
     "basic_auth",
     "broadcast",
     "connect",
+    "connect_listener",
     "route",
     "serve",
+    "serve_listener",
     "unix_connect",
+    "unix_connect_listener",
     "unix_serve",
+    "unix_serve_listener",
 ]
 
 if TYPE_CHECKING:

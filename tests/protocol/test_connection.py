@@ -165,6 +165,44 @@ def test_send_fragmented(side: Side) -> None:
     ]
 
 
+def test_send_message_hands_back_the_frame(side: Side) -> None:
+    """With nothing queued, send_message returns the frame instead of queueing it."""
+    protocol = make(side)
+    assert protocol.send_message("café".encode(), True) == sent_by(side, TEXT, "café".encode())
+    assert protocol.send_message(b"\x00\xff", False) == sent_by(side, BINARY, b"\x00\xff")
+    assert protocol.data_to_send() == []
+
+
+def test_send_message_queues_behind_what_waits(side: Side) -> None:
+    protocol = make(side)
+    protocol.send_ping(b"first")
+    assert protocol.send_message(b"second", False) is None
+    assert protocol.data_to_send() == [
+        sent_by(side, PING, b"first"),
+        sent_by(side, BINARY, b"second"),
+    ]
+
+
+def test_send_message_refused_in_a_fragmented_message_or_once_closing(side: Side) -> None:
+    protocol = make(side)
+    protocol.send_text(b"Hel", fin=False)
+    with pytest.raises(InvalidState):
+        protocol.send_message(b"x", False)
+    protocol.send_continuation(b"lo", fin=True)
+    protocol.send_close(1000)
+    with pytest.raises(InvalidState):
+        protocol.send_message(b"x", False)
+
+
+def test_server_send_message_queues_a_large_payload_without_copying_it() -> None:
+    protocol = make(Side.SERVER)
+    data = bytes(131072)
+    assert protocol.send_message(data, False) is None
+    header, payload = protocol.data_to_send()
+    assert header == sent_by(Side.SERVER, BINARY, data)[:10]
+    assert payload is data
+
+
 def test_send_ping_pong(side: Side) -> None:
     protocol = make(side)
     protocol.send_ping(b"")

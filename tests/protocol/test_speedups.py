@@ -11,6 +11,7 @@ module loudly instead of silently testing the fallback twice.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import random
@@ -24,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsio.protocol import frames, masking, utf8
+from wsio.protocol.connection import BinaryMessage, TextMessage
 from wsio.protocol.frames import Opcode, python_parse_messages, python_serialize_frame
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
@@ -737,6 +739,40 @@ def test_parse_messages_appends_what_the_callbacks_return() -> None:
     events: list[object] = ["already there"]
     assert _speedups.parse_messages(data, events, False, -1, len, list) == len(data)
     assert events == ["already there", 5, [97, 98, 99]]
+
+
+def test_parse_messages_builds_the_core_events_as_their_class_does() -> None:
+    # The C version sets the `data` slot of TextMessage and BinaryMessage instead of
+    # calling them: the events are the same objects of the same classes.
+    data = frame(TEXT, "é".encode()) + frame(BINARY, b"\x00") + frame(TEXT, b"")
+    built: list[object] = []
+    assert _speedups.parse_messages(data, built, False, -1, TextMessage, BinaryMessage) == len(
+        data
+    )
+    called: list[object] = []
+    python_parse_messages(data, called, False, -1, TextMessage, BinaryMessage)
+    assert built == called == [TextMessage("é"), BinaryMessage(b"\x00"), TextMessage("")]
+    assert [type(event) for event in built] == [TextMessage, BinaryMessage, TextMessage]
+    assert hash(built[0]) == hash(TextMessage("é"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Checked:
+    """A one-field dataclass with a __post_init__: it must be called, not slot-built."""
+
+    data: str | bytes
+
+    def __post_init__(self) -> None:
+        if self.data == "reject":
+            raise ValueError("rejected")
+
+
+def test_parse_messages_calls_a_class_with_more_than_a_data_slot() -> None:
+    events: list[object] = []
+    with pytest.raises(ValueError, match="rejected"):
+        _speedups.parse_messages(frame(TEXT, b"reject"), events, False, -1, Checked, Checked)
+    assert _speedups.parse_messages(frame(BINARY, b"ok"), events, False, -1, Checked, Checked)
+    assert events == [Checked(b"ok")]
 
 
 class Boom(Exception):

@@ -22,21 +22,39 @@ from ..protocol.proxy import Proxy, ProxyTunnel
 from ..protocol.uri import WebSocketURI
 from ..reconnect import Backoff, ProcessException, Reconnection, process_exception
 from ..shared.opening import ClientOptions, ClientSettings, Redirects, unix_options
+from .base import ConnectionBase
 from .connection import Connection, Opener, check_limits
+from .listener import ListenerConnection, ListenerFactory
 
-__all__ = ["ClientConnection", "connect", "unix_connect"]
+__all__ = [
+    "ClientConnection",
+    "ClientListenerConnection",
+    "ClientSide",
+    "connect",
+    "connect_listener",
+    "unix_connect",
+    "unix_connect_listener",
+]
 
 
-class ClientConnection(Connection):
-    """The client's side of a WebSocket connection.
+# Declared by each concrete class: ClientSide is one of two bases, which can't both add slots.
+_CLIENT_SLOTS = ("_handshake_done", "redirects")
+
+
+class ClientSide(ConnectionBase):
+    """The client's side of a WebSocket connection: the opening handshake.
+    :class:`ClientConnection` and :class:`ClientListenerConnection` add the delivery of
+    messages.
 
     :attr:`redirects` lists the redirects followed to reach the server, as ``(uri,
     response)`` pairs.
     """
 
-    __slots__ = ("_handshake_done", "redirects")
+    __slots__ = ()
 
     protocol: ClientProtocol
+    _handshake_done: asyncio.Future[None]
+    redirects: list[tuple[str, Response]]
 
     def __init__(self, protocol: ClientProtocol, **kwargs: Any) -> None:
         super().__init__(protocol, **kwargs)
@@ -64,6 +82,32 @@ class ClientConnection(Connection):
         # the handshake succeeded, and recv() tells the rest.
         if self.protocol.state is State.OPEN:
             self._start_keepalive()
+
+
+class ClientConnection(ClientSide, Connection):
+    """The client's side of a WebSocket connection.
+
+    :attr:`redirects` lists the redirects followed to reach the server, as ``(uri,
+    response)`` pairs.
+    """
+
+    __slots__ = _CLIENT_SLOTS
+
+
+class ClientListenerConnection(ClientSide, ListenerConnection):
+    """The client's side of a WebSocket connection of :func:`connect_listener`, given to
+    its listener.
+
+    :attr:`redirects` lists the redirects followed to reach the server, as ``(uri,
+    response)`` pairs.
+    """
+
+    __slots__ = _CLIENT_SLOTS
+
+    def _end_handshake(self) -> None:
+        super()._end_handshake()
+        if self.protocol.handshake_exc is None and self.protocol.response is not None:
+            self._open_listener()
 
 
 class connect(Opener[ClientConnection]):
@@ -165,8 +209,10 @@ class connect(Opener[ClientConnection]):
                         redirects.follow(exc)
                     else:
                         connection.redirects = redirects.followed
-                        self.connection = connection
-                        return connection
+                        # connect_listener's connections go through here too, as their own
+                        # type (_ListenerConnecting).
+                        self.connection = cast(ClientConnection, connection)
+                        return self.connection
         except InvalidHandshake as exc:
             redirects.annotate(exc)
             raise
@@ -192,14 +238,16 @@ class connect(Opener[ClientConnection]):
             if delay:
                 await asyncio.sleep(delay)
 
+    def _new_connection(self, protocol: ClientProtocol) -> ClientSide:
+        """The connection of one attempt."""
+        return ClientConnection(protocol, **self._connection_kwargs)
+
     async def _connect_once(
         self, uri: WebSocketURI, protocol_kwargs: dict[str, Any]
-    ) -> ClientConnection:
+    ) -> ClientSide:
         """One attempt: TCP (through the proxy if any), TLS for wss, the HTTP upgrade."""
         loop = asyncio.get_running_loop()
-        connection = ClientConnection(
-            ClientProtocol(uri, **protocol_kwargs), **self._connection_kwargs
-        )
+        connection = self._new_connection(ClientProtocol(uri, **protocol_kwargs))
         settings = self._settings
         kwargs = dict(self._create_connection_kwargs)
         ssl = settings.ssl_for(uri)
@@ -236,7 +284,7 @@ class connect(Opener[ClientConnection]):
 
     async def _create_connection(
         self,
-        factory: Callable[[], ClientConnection],
+        factory: Callable[[], ClientSide],
         uri: WebSocketURI,
         kwargs: dict[str, Any],
     ) -> None:
@@ -291,6 +339,56 @@ class unix_connect(connect):
 
     def _redirects(self) -> Redirects:
         return Redirects(self._settings, fixed_endpoint=True)
+
+
+class _ListenerConnecting(connect):
+    """What :class:`connect_listener` and :class:`unix_connect_listener` add to
+    connecting: connections that call a listener."""
+
+    _listener_factory: ListenerFactory
+
+    def _new_connection(self, protocol: ClientProtocol) -> ClientSide:
+        return ClientListenerConnection(
+            protocol, listener_factory=self._listener_factory, **self._connection_kwargs
+        )
+
+
+class _UnixListenerConnecting(_ListenerConnecting, unix_connect):
+    pass
+
+
+class connect_listener(Opener[ClientListenerConnection]):
+    """Open a WebSocket connection that calls a :class:`~wsio.Listener` for each message:
+    ``ws = await connect_listener(factory, uri)``, or ``async with connect_listener(factory,
+    uri) as ws:``, which closes the connection on exit.
+
+    ``factory`` makes the listener once the opening handshake succeeded (a
+    :class:`~wsio.Listener` subclass will do); its ``on_open`` runs before this returns.
+    Every keyword argument of :func:`connect` applies the same way (redirects, proxies,
+    TLS, limits, timeouts...); ``max_queue`` has no use: messages are delivered as they
+    are parsed. Reconnecting with ``async for`` is :func:`connect`'s only.
+    """
+
+    def __init__(self, factory: ListenerFactory, uri: str, **kwargs: Any) -> None:
+        self._connect: _ListenerConnecting = _ListenerConnecting(uri, **kwargs)
+        self._connect._listener_factory = factory
+
+    async def _open(self) -> ClientListenerConnection:
+        return cast(ClientListenerConnection, await self._connect._open())
+
+
+class unix_connect_listener(connect_listener):
+    """:class:`connect_listener` over the Unix socket at ``path``, as :class:`unix_connect`."""
+
+    def __init__(
+        self,
+        factory: ListenerFactory,
+        path: str | None = None,
+        uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._connect = _UnixListenerConnecting(path, uri, **kwargs)
+        self._connect._listener_factory = factory
 
 
 class _TunnelOpener(asyncio.Protocol):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import functools
 import inspect
 import logging
 import socket
@@ -26,9 +28,20 @@ from ..shared.serving import (
     failed_hook_answer,
     log_no_upgrade,
 )
+from .base import ConnectionBase
 from .connection import Connection, Opener, check_limits
+from .listener import ListenerConnection, ListenerFactory
 
-__all__ = ["Server", "ServerConnection", "serve", "unix_serve"]
+__all__ = [
+    "Server",
+    "ServerConnection",
+    "ServerListenerConnection",
+    "ServerSide",
+    "serve",
+    "serve_listener",
+    "unix_serve",
+    "unix_serve_listener",
+]
 
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 ProcessRequest = Callable[
@@ -47,19 +60,31 @@ _STOPS_LOOP = (KeyboardInterrupt, SystemExit)
 _ENDS_TASK = (*_STOPS_LOOP, GeneratorExit, asyncio.CancelledError)
 
 
-class ServerConnection(Connection):
-    """The server's side of one WebSocket connection, passed to the handler."""
+# Declared by each concrete class: ServerSide is one of two bases, which can't both add slots.
+_SERVER_SLOTS = (
+    "_answered_by_hook",
+    "_handler_task",
+    "_hook_awaited",
+    "_open_deadline",
+    "server",
+    "username",
+)
 
-    __slots__ = (
-        "_answered_by_hook",
-        "_handler_task",
-        "_hook_awaited",
-        "_open_deadline",
-        "server",
-        "username",
-    )
+
+class ServerSide(ConnectionBase):
+    """The server's side of one WebSocket connection: the opening handshake, the hooks,
+    the server's bookkeeping. :class:`ServerConnection` and
+    :class:`~wsio.asyncio.server.ServerListenerConnection` add the delivery of messages."""
+
+    __slots__ = ()
 
     protocol: ServerProtocol
+    _answered_by_hook: bool
+    _handler_task: asyncio.Task[None] | None
+    _hook_awaited: bool
+    _open_deadline: float | None
+    server: Server
+    username: str | None
 
     def __init__(self, server: Server) -> None:
         settings = server.settings
@@ -150,9 +175,16 @@ class ServerConnection(Connection):
         response = self.protocol.response
         if response is None or response.status_code != 101:
             log_no_upgrade(self.protocol, response, self._answered_by_hook)
-        elif self._handler_task is None:
-            self._handler_task = self.loop.create_task(self._run_handler())
-        # Else the task that ran the hooks goes on with the handler.
+        else:
+            self._upgraded()
+
+    @abc.abstractmethod
+    def _upgraded(self) -> None:
+        """The connection upgraded: hand it to the application."""
+
+    @abc.abstractmethod
+    async def _run_handler(self) -> None:
+        """Hand the connection upgraded after the hooks to the application, in their task."""
 
     async def _run_with_hooks(self) -> None:
         """Answer the request with the hooks' say, then run the handler if it upgraded."""
@@ -169,33 +201,6 @@ class ServerConnection(Connection):
         response = self.protocol.response
         if response is not None and response.status_code == 101:
             await self._run_handler()
-
-    async def _run_handler(self) -> None:
-        """Run the handler on the upgraded connection, then close it."""
-        try:
-            # Frames that came with the request may have closed the connection already:
-            # the handler still gets the messages before them, then the closure.
-            if self.protocol.state is State.OPEN:
-                self._start_keepalive()
-            try:
-                await self.server.handler(self)
-            except ConnectionClosed as exc:
-                # The peer closed while the handler was sending or receiving: not a bug,
-                # and often the peer's mistake. One line, no traceback.
-                self.logger.debug("connection closed during handler: %s", exc)
-            except _ENDS_TASK:
-                raise
-            except BaseException:
-                self.logger.error("connection handler failed", exc_info=True)
-                await self.close(1011)
-            else:
-                await self.close()
-        except BaseException:
-            # Cancelled, or the handler raised CancelledError, KeyboardInterrupt or
-            # SystemExit: nothing will close the connection now, and the peer mustn't be
-            # left waiting for its own timeouts.
-            self._abort()
-            raise
 
     def _refuse_while_closing(self) -> None:
         """The server is closing: answer 503 now, rather than when the request arrives.
@@ -279,6 +284,63 @@ class ServerConnection(Connection):
         return answer
 
 
+class ServerConnection(ServerSide, Connection):
+    """The server's side of one WebSocket connection, passed to the handler."""
+
+    __slots__ = _SERVER_SLOTS
+
+    def _upgraded(self) -> None:
+        if self._handler_task is None:
+            self._handler_task = self.loop.create_task(self._run_handler())
+        # Else the task that ran the hooks goes on with the handler.
+
+    async def _run_handler(self) -> None:
+        """Run the handler on the upgraded connection, then close it."""
+        try:
+            # Frames that came with the request may have closed the connection already:
+            # the handler still gets the messages before them, then the closure.
+            if self.protocol.state is State.OPEN:
+                self._start_keepalive()
+            try:
+                await self.server.handler(self)
+            except ConnectionClosed as exc:
+                # The peer closed while the handler was sending or receiving: not a bug,
+                # and often the peer's mistake. One line, no traceback.
+                self.logger.debug("connection closed during handler: %s", exc)
+            except _ENDS_TASK:
+                raise
+            except BaseException:
+                self.logger.error("connection handler failed", exc_info=True)
+                await self.close(1011)
+            else:
+                await self.close()
+        except BaseException:
+            # Cancelled, or the handler raised CancelledError, KeyboardInterrupt or
+            # SystemExit: nothing will close the connection now, and the peer mustn't be
+            # left waiting for its own timeouts.
+            self._abort()
+            raise
+
+
+class ServerListenerConnection(ServerSide, ListenerConnection):
+    """The server's side of one WebSocket connection of :func:`serve_listener`, given to
+    its listener."""
+
+    __slots__ = _SERVER_SLOTS
+
+    def __init__(self, server: Server, listener_factory: ListenerFactory) -> None:
+        super().__init__(server)
+        self._listener_factory = listener_factory
+
+    def _upgraded(self) -> None:
+        if self.protocol.state is State.OPEN:
+            self._start_keepalive()
+        self._open_listener()
+
+    async def _run_handler(self) -> None:
+        """Nothing to run: the listener was told as the connection upgraded."""
+
+
 class Server:
     """A running WebSocket server; see :func:`serve`.
 
@@ -297,7 +359,7 @@ class Server:
         self.settings = settings
         self.write_limit = write_limit
         self.closing = False
-        self._connections: set[ServerConnection] = set()
+        self._connections: set[ServerSide] = set()
         self._server: asyncio.Server | None = None
         self._close_task: asyncio.Task[None] | None = None
 
@@ -308,8 +370,9 @@ class Server:
         return self._server.sockets
 
     @property
-    def connections(self) -> set[ServerConnection]:
-        """The connections currently open or opening."""
+    def connections(self) -> set[Any]:
+        """The connections currently open or opening: :class:`ServerConnection` objects,
+        or :class:`ServerListenerConnection` objects for :func:`serve_listener`."""
         return set(self._connections)
 
     def is_serving(self) -> bool:
@@ -469,11 +532,15 @@ class serve(Opener[Server]):
             # once connection_made returns, and answer it as a bad HTTP request.
             kwargs["ssl"] = settings.ssl
             kwargs.setdefault("ssl_handshake_timeout", settings.open_timeout)
-        server._server = await self._create_server(lambda: ServerConnection(server), kwargs)
+        server._server = await self._create_server(self._connection_factory(server), kwargs)
         return server
 
+    def _connection_factory(self, server: Server) -> Callable[[], ServerSide]:
+        """What makes the connection of each TCP connection accepted."""
+        return functools.partial(ServerConnection, server)
+
     async def _create_server(
-        self, factory: Callable[[], ServerConnection], kwargs: dict[str, Any]
+        self, factory: Callable[[], ServerSide], kwargs: dict[str, Any]
     ) -> asyncio.Server:
         """Listen where the arguments say, TLS included if ``kwargs`` ask."""
         loop = asyncio.get_running_loop()
@@ -490,7 +557,50 @@ class unix_serve(serve):
         self._path = path
 
     async def _create_server(
-        self, factory: Callable[[], ServerConnection], kwargs: dict[str, Any]
+        self, factory: Callable[[], ServerSide], kwargs: dict[str, Any]
     ) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         return await loop.create_unix_server(factory, self._path, **kwargs)
+
+
+async def _no_handler(connection: ServerConnection) -> None:
+    """The handler of a listener server: never called, its listeners get the messages."""
+
+
+class _ListenerServing(serve):
+    """What :class:`serve_listener` and :class:`unix_serve_listener` add to serving."""
+
+    _listener_factory: ListenerFactory
+
+    def _connection_factory(self, server: Server) -> Callable[[], ServerSide]:
+        return functools.partial(ServerListenerConnection, server, self._listener_factory)
+
+
+class serve_listener(_ListenerServing):
+    """Start a WebSocket server whose connections call a :class:`~wsio.Listener` for each
+    message, with no task per connection: ``async with serve_listener(factory, host,
+    port) as server:``, or ``await serve_listener(...)`` for the :class:`Server`.
+
+    ``factory`` makes the listener of each connection once its opening handshake
+    succeeded (a :class:`~wsio.Listener` subclass will do). Every keyword argument of
+    :func:`serve` applies the same way (hooks, limits, timeouts, TLS...); ``max_queue``
+    has no use: messages are delivered as they are parsed.
+    """
+
+    def __init__(
+        self,
+        factory: ListenerFactory,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(_no_handler, host, port, **kwargs)
+        self._listener_factory = factory
+
+
+class unix_serve_listener(_ListenerServing, unix_serve):
+    """:class:`serve_listener` on the Unix socket at ``path``, as :class:`unix_serve`."""
+
+    def __init__(self, factory: ListenerFactory, path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(_no_handler, path, **kwargs)
+        self._listener_factory = factory

@@ -147,6 +147,12 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
+# Module constants: read on the path of every message, where an enum's class attribute costs
+# as much as a property call.
+_OPEN = State.OPEN
+_SERVER, _CLIENT = Side.SERVER, Side.CLIENT
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TextMessage:
     """A complete text message, validated and decoded."""
@@ -262,7 +268,6 @@ class Protocol:
         "_message_room",
         "_message_size",
         "_parser",
-        "_parsing_paused",
         "_payload_buffer",
         "_pending_pings",
         "_pong_due",
@@ -283,6 +288,7 @@ class Protocol:
         "hold_failures",
         "logger",
         "max_size",
+        "parsing_paused",
         "random_bytes",
         "side",
         "state",
@@ -343,7 +349,9 @@ class Protocol:
         # How many more messages the parser may complete before it pauses (None: no
         # bound), and whether it is paused at a frame boundary for that reason.
         self._message_room: int | None = None
-        self._parsing_paused = False
+        #: Whether the parser waits for :meth:`allow_messages` to decode the next message
+        #: (read-only; an attribute rather than a property: read after every read).
+        self.parsing_paused = False
         self._receiving = True
         self._held_failure: Close | None = None
         #: Extensions in use, negotiated during the opening handshake (§9).
@@ -387,7 +395,7 @@ class Protocol:
             consumed = parse_messages(
                 data,
                 self._events,
-                self.side is Side.SERVER,
+                self.side is _SERVER,
                 -1 if self.max_size is None else self.max_size,
                 TextMessage,
                 BinaryMessage,
@@ -430,13 +438,8 @@ class Protocol:
         included, as the transport's buffer would.
         """
         self._message_room = count
-        if self._parsing_paused:
+        if self.parsing_paused:
             self._advance()
-
-    @property
-    def parsing_paused(self) -> bool:
-        """Whether the parser waits for :meth:`allow_messages` to decode the next message."""
-        return self._parsing_paused
 
     @property
     def has_data_to_send(self) -> bool:
@@ -517,6 +520,32 @@ class Protocol:
         """Send a binary frame starting a message; see :meth:`send_text` for ``compress``."""
         self._send_data(_BINARY, data, fin, compress)
 
+    def send_message(self, data: bytes, text: bool, compress: bool | None = None) -> bytes | None:
+        """Send a whole message, text (``data`` is UTF-8, §5.6) or binary, in one frame; see
+        :meth:`send_text` for ``compress``.
+
+        When nothing else waits in :meth:`data_to_send`, return the frame, for the I/O
+        layer to write at once rather than queue and take back: the common case of an
+        open connection answering a message. Otherwise queue it, after what waits, and
+        return ``None``.
+        """
+        if self._writes or self._sending_fragments or self.state is not _OPEN:
+            # The general path: after what is queued, or to raise.
+            self._send_data(_TEXT if text else _BINARY, data, True, compress)
+            return None
+        rsv = 0
+        if self.extensions:
+            data, rsv = self._encoded(data, True, True, compress)
+        if self.side is _CLIENT:
+            # §5.3: a fresh, unpredictable masking key for every frame a client sends.
+            return serialize_frame(
+                _TEXT if text else _BINARY, data, True, rsv, self.random_bytes(4)
+            )
+        if len(data) >= _SEPARATE_PAYLOAD:
+            self._send_frame(_TEXT if text else _BINARY, data, True, rsv)
+            return None
+        return serialize_frame(_TEXT if text else _BINARY, data, True, rsv, None)
+
     def send_continuation(self, data: bytes, fin: bool) -> None:
         """Send the next fragment of the message started by ``send_text``/``send_binary``
         with ``fin=False`` (§5.4)."""
@@ -576,7 +605,7 @@ class Protocol:
     def _send_data(
         self, opcode: Opcode, data: bytes, fin: bool, compress: bool | None = None
     ) -> None:
-        if self.state is not State.OPEN:  # micro-optimisation: the call only to raise
+        if self.state is not _OPEN:  # micro-optimisation: the call only to raise
             self._check_open()
         if (opcode is _CONTINUATION) != self._sending_fragments:
             if self._sending_fragments:
@@ -585,11 +614,18 @@ class Protocol:
         self._sending_fragments = not fin
         rsv = 0
         if self.extensions:
-            first = opcode is not _CONTINUATION
-            for extension in self.extensions:
-                data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
-                rsv |= bits
+            data, rsv = self._encoded(data, opcode is not _CONTINUATION, fin, compress)
         self._send_frame(opcode, data, fin, rsv)
+
+    def _encoded(
+        self, data: bytes, first: bool, fin: bool, compress: bool | None
+    ) -> tuple[bytes, int]:
+        """A data frame's payload through the extensions in use, and the RSV bits they set."""
+        rsv = 0
+        for extension in self.extensions:
+            data, bits = extension.encode(data, first=first, fin=fin, transform=compress)
+            rsv |= bits
+        return data, rsv
 
     def send_ping(self, data: bytes) -> None:
         """Send a ping (§5.5.2); the :class:`Pong` event that answers it lists ``data``.
@@ -630,7 +666,7 @@ class Protocol:
         self._send_frame(Opcode.CLOSE, payload)
         self.close_sent = close
         self.state = State.CLOSING
-        if self._parsing_paused:
+        if self.parsing_paused:
             # The peer's close frame may already wait behind the messages held back.
             self._advance()
 
@@ -745,7 +781,7 @@ class Protocol:
             )
 
     def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True, rsv: int = 0) -> None:
-        if self.side is Side.CLIENT:
+        if self.side is _CLIENT:
             # §5.3: a fresh, unpredictable masking key for every frame a client sends.
             self._writes.append(serialize_frame(opcode, data, fin, rsv, self.random_bytes(4)))
         elif len(data) >= _SEPARATE_PAYLOAD:
@@ -789,7 +825,7 @@ class Protocol:
         """Drop every byte from now on, until the end of the stream."""
         self._receiving = False
         self._between_messages = False
-        self._parsing_paused = False
+        self.parsing_paused = False
         self._payload_buffer = None
         while not self._reader.eof:
             self._reader.discard()
@@ -878,9 +914,9 @@ class Protocol:
                     and self._message_room <= 0
                     and self.state is not State.CLOSING
                 ):
-                    self._parsing_paused = True
+                    self.parsing_paused = True
                     yield
-                self._parsing_paused = False
+                self.parsing_paused = False
             if length == 126:
                 (length,) = struct.unpack("!H", (yield from reader.read_exact(2)))
             elif length == 127:

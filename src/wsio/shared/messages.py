@@ -12,6 +12,7 @@ from ..protocol.frames import encode_text
 
 __all__ = [
     "BYTES_LIKE",
+    "WHOLE_MESSAGE",
     "Data",
     "DataLike",
     "check_limits",
@@ -28,6 +29,10 @@ DataLike: TypeAlias = str | bytes | bytearray | memoryview
 
 # A tuple, not a union: isinstance() is faster with it, and this runs for every message.
 BYTES_LIKE = (bytes, bytearray, memoryview)
+#: What is sent as one message rather than as fragments: text or bytes-like.
+WHOLE_MESSAGE = (str, *BYTES_LIKE)
+#: What is sent as one message rather than as fragments: text or bytes-like.
+WHOLE_MESSAGE = (str, *BYTES_LIKE)
 
 
 def queue_message(protocol: Protocol, message: object, compress: bool | None) -> bool:
