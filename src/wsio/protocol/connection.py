@@ -358,8 +358,14 @@ class Protocol:
         # directly while the parser waits for it.
         self._payload_buffer: PayloadBuffer | None = None
 
-        self._parser = self._parse() if state is State.OPEN else self._parse_handshake()
-        next(self._parser)
+        # The parser of input: none while an open connection waits between messages with
+        # nothing buffered (see _parse), which is how most connections spend their life.
+        self._parser: _Parser | None = None
+        if state is State.OPEN:
+            self._between_messages = True
+        else:
+            self._parser = self._parse_handshake()
+            next(self._parser)
 
     # Input ------------------------------------------------------------------------------
 
@@ -723,7 +729,8 @@ class Protocol:
         # §7.1.7: "An endpoint MUST NOT continue to attempt to process data (including a
         # responding Close frame) from the remote endpoint after being instructed to _Fail
         # the WebSocket Connection_."
-        self._parser.close()
+        if self._parser is not None:
+            self._parser.close()
         self._parser = self._discard()
         next(self._parser)
 
@@ -763,11 +770,17 @@ class Protocol:
     # Parsing ----------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        """Resume the parser with the bytes now buffered; turn a violation into a failure."""
+        """Resume the parser with the bytes now buffered, or start one between messages;
+        turn a violation into a failure."""
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = self._parse()
         try:
-            self._parser.send(None)
-        except StopIteration:  # pragma: no cover - parsers loop until closed
-            pass
+            parser.send(None)
+        except StopIteration:
+            # The parser ended between messages, with nothing buffered: the next bytes
+            # start another.
+            self._parser = None
         except ProtocolError as exc:
             self.failure = exc
             if self.hold_failures and self.state is State.OPEN:
@@ -804,7 +817,9 @@ class Protocol:
         yield  # pragma: no cover - makes this a generator
 
     def _parse(self) -> _Parser:
-        """Parse frames until a close frame arrives or the stream ends (§5, §6.2)."""
+        """Parse frames until a close frame arrives or the stream ends (§5, §6.2), or
+        until it waits between messages with nothing buffered: it then returns, and
+        :meth:`_advance` starts another when bytes come."""
         reader = self._reader
         mask_expected = self.side is Side.SERVER
         # The message being received: its opcode (None between messages), its bytes, and
@@ -820,10 +835,16 @@ class Protocol:
         # extensions such as permessage-deflate leave alone.
         fast_path = all(extension.passes_plain_messages for extension in self.extensions)
         while True:
-            # The parser lives as long as the connection: what the last frame left in
-            # these would stay in memory while it waits for the next one, up to a whole
-            # message's bytes after the application dropped it.
+            # The parser may wait a long time for the rest of a message: what the last
+            # frame left in these would stay in memory meanwhile, up to a whole message's
+            # bytes after the application dropped it.
             payload = chunk = piece = tail = b""
+            if message_opcode is None and not reader.buffer and not reader.eof:
+                # Between messages with nothing buffered, nothing here differs from what a
+                # new parser starts with: end, rather than keep suspended frames (about
+                # 1 KiB) for each idle connection. _advance starts a parser when bytes come.
+                self._between_messages = fast_path
+                return
             self._between_messages = fast_path and message_opcode is None
             head = yield from reader.read_exact(2)
             self._between_messages = False
