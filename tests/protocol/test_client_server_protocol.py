@@ -253,6 +253,12 @@ def test_open_connections_keep_no_parser_while_idle() -> None:
     for protocol in client, server:
         assert protocol.state is State.OPEN
         assert protocol._parser is None
+    # The request and the answer received are kept as their heads alone, read on demand.
+    assert server.request is not None and client.response is not None
+    assert server.request.headers._lines is None
+    assert server.request.headers["Sec-WebSocket-Protocol"] == "chat, superchat"
+    assert client.response.headers._lines is None
+    assert client.response.headers["Sec-WebSocket-Protocol"] == "chat"
     server.receive_data(b"\x81\x82abcd" + bytes([ord("h") ^ 97, ord("i") ^ 98])[:1])
     assert server._parser is not None  # in the middle of a frame
     server.receive_data(bytes([ord("i") ^ 98]))

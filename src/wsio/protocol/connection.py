@@ -1301,6 +1301,9 @@ class ServerProtocol(Protocol):
             # The extensions that accept() negotiated, unless a hook took them out.
             if "Sec-WebSocket-Extensions" in response.headers:
                 self._use_extensions(self._negotiated)
+            if self.request is not None:
+                # The connection keeps its request: its head, parsed again if read.
+                self.request.headers._shed()
             self.state = State.OPEN
         else:
             if self.handshake_exc is None:
@@ -1453,3 +1456,5 @@ class ClientProtocol(Protocol):
             response, self.key, self.available_subprotocols, self.available_extensions, fields
         )
         self._use_extensions(accept_extensions(response, self.available_extensions, fields))
+        # The connection keeps the answer: its head, parsed again if read.
+        response.headers._shed()

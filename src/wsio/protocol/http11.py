@@ -92,13 +92,17 @@ class Headers(MutableMapping[str, str]):
 
     There is no index by name: a handshake has a dozen fields, which a scan reads about
     as fast as a dict, and every open connection keeps its handshake's headers, where an
-    index would double their memory.
+    index would double their memory. Headers parsed from a message also remember its
+    head: an open connection keeps that head alone (:meth:`_shed`) and parses its
+    fields again if they are read.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_head", "_lines")
 
     def __init__(self, items: HeadersLike | None = None, /, **fields: str) -> None:
-        self._items: list[tuple[str, str]] = []
+        self._lines: list[tuple[str, str]] | None = []
+        # The head that the lines were parsed from, while they are still what it says.
+        self._head: bytes | None = None
         if items is not None:
             self.update(items)
         if fields:
@@ -109,9 +113,31 @@ class Headers(MutableMapping[str, str]):
         """Headers made of ``items``, taken as they are: only for fields known to be valid
         (constants, values computed here), since the checks of ``headers[name] = value``
         are skipped. Never for anything that came from outside."""
-        headers = cls()
-        headers._items = list(items)
+        headers = cls.__new__(cls)
+        headers._lines = list(items)
+        headers._head = None
         return headers
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        """The field lines, the storage: parsed again from the head if shed."""
+        lines = self._lines
+        if lines is None:
+            assert self._head is not None
+            lines = self._lines = _fields_of_head(self._head)
+        return lines
+
+    @_items.setter
+    def _items(self, items: list[tuple[str, str]]) -> None:
+        self._lines = items
+        self._head = None
+
+    def _shed(self) -> None:
+        """Keep only the head the fields were parsed from, unless they were edited since:
+        an open connection keeps its handshake's messages, and a head costs a third of
+        its fields parsed."""
+        if self._head is not None:
+            self._lines = None
 
     def _values(self, name: str) -> list[str]:
         key = name.lower()
@@ -167,7 +193,9 @@ class Headers(MutableMapping[str, str]):
             _refuse_name(name)
         if not (isinstance(value, str) and _FIELD_VALUE_TEXT.fullmatch(value)):
             _refuse_value(name, value)
-        self._items.append((name, value))
+        items = self._items
+        self._head = None  # edited: the fields are no longer what the head says
+        items.append((name, value))
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
@@ -493,17 +521,30 @@ def _parse_head(
         if len(fields) + counted <= max_headers and text.count("\n") == len(fields) + 2:
             del buffer[: end + 4]
             start_line = parse_start_line(raw_head[:start_line_end])
-            shared = _SHARED_TEXT.get
-            headers = Headers.from_valid(
-                [(shared(name) or _shared_text(name), value) for name, value in fields]
-            )
+            headers = Headers.from_valid(_shared_names(fields))
+            headers._head = raw_head
             return start_line, headers, raw_head
     what, status = start_line_limit
     line = yield from _read_line(reader, max_line_length, what, status)
     start_line = parse_start_line(line)
     head = [line]
     headers = yield from _parse_headers(reader, max_line_length, max_headers, head, counted)
-    return start_line, headers, b"\r\n".join(head) + b"\r\n"
+    raw_head = b"\r\n".join(head) + b"\r\n"
+    headers._head = raw_head
+    return start_line, headers, raw_head
+
+
+def _shared_names(fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``fields`` with their names shared between messages (see _shared_text)."""
+    shared = _SHARED_TEXT.get
+    return [(shared(name) or _shared_text(name), value) for name, value in fields]
+
+
+def _fields_of_head(head: bytes) -> list[tuple[str, str]]:
+    """The fields of a head that :func:`_parse_head` accepted: each of its field lines
+    matches _FIELD_LINE, which reads them as _add_field does."""
+    text = head.decode("iso-8859-1")
+    return _shared_names(_FIELD_LINE.findall(text, text.find("\r\n") + 2, len(text) - 2))
 
 
 def _parse_headers(
