@@ -259,6 +259,12 @@ def test_open_connections_keep_no_parser_while_idle() -> None:
     assert server.request.headers["Sec-WebSocket-Protocol"] == "chat, superchat"
     assert client.response.headers._lines is None
     assert client.response.headers["Sec-WebSocket-Protocol"] == "chat"
+    # And the request and the answer sent, as the heads written.
+    assert client.request is not None and server.response is not None
+    assert client.request.headers._lines is None
+    assert client.request.headers["Sec-WebSocket-Protocol"] == "chat, superchat"
+    assert server.response.headers._lines is None
+    assert server.response.headers["Sec-WebSocket-Protocol"] == "chat"
     server.receive_data(b"\x81\x82abcd" + bytes([ord("h") ^ 97, ord("i") ^ 98])[:1])
     assert server._parser is not None  # in the middle of a frame
     server.receive_data(bytes([ord("i") ^ 98]))

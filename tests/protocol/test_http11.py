@@ -1355,3 +1355,21 @@ def test_built_headers_are_never_shed() -> None:
     headers = Headers(Host="example.com")
     headers._shed()
     assert headers._lines == [("Host", "example.com")]
+
+
+def test_headers_shed_into_their_serialized_head() -> None:
+    sent = Response(101, "Switching Protocols", Headers(Upgrade="websocket", Server="x"))
+    sent.headers["X-Empty"] = ""
+    fields = sent.headers.raw_items()
+    sent.headers._shed_into(sent.serialize())
+    assert sent.headers._lines is None
+    assert sent.headers.raw_items() == fields
+
+
+@pytest.mark.parametrize("value", [" padded", "padded\t", " "])
+def test_headers_with_whitespace_around_a_value_arent_shed(value: str) -> None:
+    # Parsed again, the value would come back without it.
+    sent = Response(101, "Switching Protocols", Headers(Upgrade="websocket", X=value))
+    sent.headers._shed_into(sent.serialize())
+    assert sent.headers._lines is not None
+    assert sent.headers["X"] == value

@@ -319,8 +319,9 @@ class Protocol:
         self._events: list[Event] = []
         self._writes: list[bytes] = []
         self._eof_sent = False
-        # Payloads of pings sent and not yet answered, in the order they were sent.
-        self._pending_pings: dict[bytes, None] = {}
+        # Payloads of pings sent and not yet answered, in the order they were sent; None
+        # rather than an empty dict while none is (most of a connection's life).
+        self._pending_pings: dict[bytes, None] | None = None
         # While the I/O layer can't write, the payload of the latest ping left unanswered;
         # its pong is queued when writing resumes (§5.5.3).
         self._pongs_paused = False
@@ -605,9 +606,12 @@ class Protocol:
         """
         self._check_open()
         self._check_control_payload(data, "ping")
-        if data in self._pending_pings:
+        pending = self._pending_pings
+        if pending is None:
+            pending = self._pending_pings = {}
+        elif data in pending:
             raise ConcurrencyError("a ping with the same payload is waiting for its pong")
-        self._pending_pings[data] = None
+        pending[data] = None
         self._send_frame(Opcode.PING, data)
 
     def send_pong(self, data: bytes) -> None:
@@ -1061,11 +1065,15 @@ class Protocol:
             self._events.append(Ping(payload))
         else:
             acknowledged: tuple[bytes, ...] = ()
-            if payload in self._pending_pings:
-                pending = list(self._pending_pings)
+            pending_pings = self._pending_pings
+            if pending_pings is not None and payload in pending_pings:
+                pending = list(pending_pings)
                 acknowledged = tuple(pending[: pending.index(payload) + 1])
-                for data in acknowledged:
-                    del self._pending_pings[data]
+                if len(acknowledged) == len(pending):
+                    self._pending_pings = None
+                else:
+                    for data in acknowledged:
+                        del pending_pings[data]
             self._events.append(Pong(payload, acknowledged))
 
     def _queue_pong(self, payload: bytes) -> None:
@@ -1157,7 +1165,8 @@ class ServerProtocol(Protocol):
         check_subprotocols(subprotocols)
         self.origins = origins
         self.available_extensions = extensions
-        self._negotiated: list[Extension] = []
+        # The extensions that accept() negotiated, until the answer is sent.
+        self._negotiated: list[Extension] | None = None
         self.available_subprotocols = subprotocols
         #: Replaces the choice of subprotocol: called with those offered, returns one or None.
         self.select_subprotocol: Callable[[Sequence[str]], str | None] | None = None
@@ -1295,15 +1304,20 @@ class ServerProtocol(Protocol):
 
     def _queue_response(self, response: Response) -> None:
         self.response = response
-        self._writes.append(response.serialize())
+        data = response.serialize()
+        self._writes.append(data)
         if response.status_code == 101:
             self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
             # The extensions that accept() negotiated, unless a hook took them out.
-            if "Sec-WebSocket-Extensions" in response.headers:
+            if "Sec-WebSocket-Extensions" in response.headers and self._negotiated:
                 self._use_extensions(self._negotiated)
+            self._negotiated = None
+            # The connection keeps its request and its answer: their heads, parsed again
+            # if read.
             if self.request is not None:
-                # The connection keeps its request: its head, parsed again if read.
                 self.request.headers._shed()
+            if not response.body:
+                response.headers._shed_into(data)
             self.state = State.OPEN
         else:
             if self.handshake_exc is None:
@@ -1402,7 +1416,10 @@ class ClientProtocol(Protocol):
             raise InvalidState("the opening handshake request was already sent")
         self.request = request
         if not self._eof_sent:
-            self._writes.append(request.serialize())
+            data = request.serialize()
+            self._writes.append(data)
+            # The connection keeps its request: as the head sent, parsed again if read.
+            request.headers._shed_into(data)
         self._advance()
 
     def _parse_handshake(self) -> _Parser:

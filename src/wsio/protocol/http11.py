@@ -139,6 +139,17 @@ class Headers(MutableMapping[str, str]):
         if self._head is not None:
             self._lines = None
 
+    def _shed_into(self, head: bytes) -> None:
+        """:meth:`_shed`, for fields that ``head`` serializes, start line first: kept as
+        that head alone if parsing it gives them back, which a value with whitespace
+        around it doesn't (the whitespace isn't part of the value, RFC 9110 §5.5)."""
+        lines = self._items
+        for _, value in lines:
+            if value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
+                return
+        self._head = head
+        self._lines = None
+
     def _values(self, name: str) -> list[str]:
         key = name.lower()
         size = len(key)
@@ -448,6 +459,8 @@ _FIELD_LINE = re.compile(
     rf"^({_TCHAR}+):[ \t]*+({_FIELD_CONTENT})[ \t]*+\r\n",
     re.MULTILINE,
 )
+# The whitespace that _FIELD_LINE drops around a value (a tuple: "" isn't in it).
+_WHITESPACE = ("\t", " ")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
 _TOKEN_TEXT = re.compile(f"{_TCHAR}+")
 # What Headers accepts: a field value, possibly with whitespace around it, as text of
