@@ -1359,17 +1359,30 @@ def test_built_headers_are_never_shed() -> None:
 
 def test_headers_shed_into_their_serialized_head() -> None:
     sent = Response(101, "Switching Protocols", Headers(Upgrade="websocket", Server="x"))
-    sent.headers["X-Empty"] = ""
+    sent.headers["X-Inner-Space"] = "a b:c"
     fields = sent.headers.raw_items()
     sent.headers._shed_into(sent.serialize())
     assert sent.headers._lines is None
     assert sent.headers.raw_items() == fields
 
 
-@pytest.mark.parametrize("value", [" padded", "padded\t", " "])
+@pytest.mark.parametrize("value", [" padded", "padded\t", " ", "\tpadded", "", "a:  b"])
 def test_headers_with_whitespace_around_a_value_arent_shed(value: str) -> None:
-    # Parsed again, the value would come back without it.
+    # Parsed again, the value would come back without it. (An empty value, or spaces
+    # after a colon within one, are kept too: they look alike in the head.)
     sent = Response(101, "Switching Protocols", Headers(Upgrade="websocket", X=value))
     sent.headers._shed_into(sent.serialize())
     assert sent.headers._lines is not None
     assert sent.headers["X"] == value
+
+
+def test_start_lines_are_checked_every_time() -> None:
+    # A valid line sent before doesn't let an invalid one through later.
+    assert Response(101, "OK", Headers()).serialize().startswith(b"HTTP/1.1 101 OK\r\n")
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            Response(101, "OK\r\nX: 1", Headers()).serialize()
+    assert Request("/", Headers()).serialize().startswith(b"GET / HTTP/1.1\r\n")
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            Request("/ x", Headers()).serialize()

@@ -837,7 +837,9 @@ class Protocol:
         wire_size = 0
         # The fast path of receive_data takes frames without RSV bits only: messages that
         # extensions such as permessage-deflate leave alone.
-        fast_path = all(extension.passes_plain_messages for extension in self.extensions)
+        fast_path = not self.extensions or all(
+            extension.passes_plain_messages for extension in self.extensions
+        )
         while True:
             # The parser may wait a long time for the rest of a message: what the last
             # frame left in these would stay in memory meanwhile, up to a whole message's

@@ -140,15 +140,16 @@ class Headers(MutableMapping[str, str]):
             self._lines = None
 
     def _shed_into(self, head: bytes) -> None:
-        """:meth:`_shed`, for fields that ``head`` serializes, start line first: kept as
-        that head alone if parsing it gives them back, which a value with whitespace
-        around it doesn't (the whitespace isn't part of the value, RFC 9110 §5.5)."""
-        lines = self._items
-        for _, value in lines:
-            if value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
-                return
-        self._head = head
-        self._lines = None
+        """:meth:`_shed`, for fields that ``head`` serializes (as :meth:`__str__` does,
+        after a start line): kept as that head alone if parsing it gives them back,
+        which a value with whitespace around it doesn't (the whitespace isn't part of the
+        value, RFC 9110 §5.5)."""
+        # A few searches of the head rather than a look at each value: they find every
+        # such value, and at worst an empty one or a colon followed by whitespace inside
+        # a value, which only keeps the fields as they are.
+        if not (b":  " in head or b": \t" in head or b" \r\n" in head or b"\t\r\n" in head):
+            self._head = head
+            self._lines = None
 
     def _values(self, name: str) -> list[str]:
         key = name.lower()
@@ -379,8 +380,10 @@ class Request:
             request line (RFC 9112 §3).
         """
         request_line = f"{self.method} {self.path} {self.version}"
-        if not _REQUEST_LINE_TEXT.fullmatch(request_line):
-            raise InvalidArgument(f"invalid request line: {request_line!r}")
+        if request_line not in _VALID_START_LINES:
+            if not _REQUEST_LINE_TEXT.fullmatch(request_line):
+                raise InvalidArgument(f"invalid request line: {request_line!r}")
+            _remember_valid(request_line)
         return f"{request_line}\r\n{self.headers}".encode("iso-8859-1")
 
 
@@ -415,9 +418,23 @@ class Response:
             status_line = f"{self.version} {self.status_code}"
         # One match for the whole line: a status code that isn't an int of three digits
         # formats as something else (True, 101.0, 1000), which the line refuses.
-        if not _STATUS_LINE_TEXT.fullmatch(status_line):
-            raise InvalidArgument(f"invalid status line: {status_line!r}")
+        if status_line not in _VALID_START_LINES:
+            if not _STATUS_LINE_TEXT.fullmatch(status_line):
+                raise InvalidArgument(f"invalid status line: {status_line!r}")
+            _remember_valid(status_line)
         return f"{status_line}\r\n{self.headers}".encode("iso-8859-1") + self.body
+
+
+# Start lines already found valid, which most messages sent repeat (a server's 101, a
+# client's request line): a lookup, rather than a match each time. Bounded, so that
+# lines that don't repeat only stop it from growing.
+_VALID_START_LINES: set[str] = set()
+_MAX_VALID_START_LINES = 64
+
+
+def _remember_valid(start_line: str) -> None:
+    if len(_VALID_START_LINES) < _MAX_VALID_START_LINES:
+        _VALID_START_LINES.add(start_line)
 
 
 def build_response(
@@ -459,8 +476,6 @@ _FIELD_LINE = re.compile(
     rf"^({_TCHAR}+):[ \t]*+({_FIELD_CONTENT})[ \t]*+\r\n",
     re.MULTILINE,
 )
-# The whitespace that _FIELD_LINE drops around a value (a tuple: "" isn't in it).
-_WHITESPACE = ("\t", " ")
 _STATUS_CODE = re.compile(rb"[0-9]{3}")
 _TOKEN_TEXT = re.compile(f"{_TCHAR}+")
 # What Headers accepts: a field value, possibly with whitespace around it, as text of
@@ -715,7 +730,8 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     if len(parts) != 3:
         raise InvalidMessage(f"invalid request line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
     method, target, version = parts
-    if not _TOKEN.fullmatch(method):
+    # GET, the method of every handshake, is a token: no match needed.
+    if method != b"GET" and not _TOKEN.fullmatch(method):
         raise InvalidMessage(f"invalid method: {method[:80]!r}", HTTPStatus.BAD_REQUEST)
     if not _REQUEST_TARGET.fullmatch(target):
         raise InvalidMessage(f"invalid request target: {target[:80]!r}", HTTPStatus.BAD_REQUEST)
