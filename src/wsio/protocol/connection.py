@@ -820,6 +820,14 @@ class Protocol:
         raise InvalidState("the opening handshake needs a ClientProtocol or a ServerProtocol")
         yield  # pragma: no cover - makes this a generator
 
+    def _plain_messages_pass(self) -> bool:
+        """Whether the extensions in use leave messages without RSV bits alone, as
+        permessage-deflate does: the fast path of receive_data, which takes only those,
+        may then parse them."""
+        return not self.extensions or all(
+            extension.passes_plain_messages for extension in self.extensions
+        )
+
     def _parse(self) -> _Parser:
         """Parse frames until a close frame arrives or the stream ends (§5, §6.2), or
         until it waits between messages with nothing buffered: it then returns, and
@@ -835,11 +843,7 @@ class Protocol:
         decoders: list[Extension] = []
         # The payload on the wire of the message being received, for its size limit.
         wire_size = 0
-        # The fast path of receive_data takes frames without RSV bits only: messages that
-        # extensions such as permessage-deflate leave alone.
-        fast_path = not self.extensions or all(
-            extension.passes_plain_messages for extension in self.extensions
-        )
+        fast_path = self._plain_messages_pass()
         while True:
             # The parser may wait a long time for the rest of a message: what the last
             # frame left in these would stay in memory meanwhile, up to a whole message's
@@ -1287,9 +1291,15 @@ class ServerProtocol(Protocol):
         if self.state is not State.CONNECTING:
             raise InvalidState("the opening handshake is over")
         self._queue_response(response)
+        reader = self._reader
+        if response.status_code == 101 and not reader.buffer and not reader.eof:
+            # Nothing came behind the request: no parser until bytes come (see _parse).
+            self._parser = None
+            self._between_messages = self._plain_messages_pass()
+            return
         # Frames that arrived right behind the request can be parsed now.
         self._advance()
-        if self._reader.eof and not self._eof_sent:
+        if reader.eof and not self._eof_sent:
             # The client had already ended its side: nothing more can come.
             self.state = State.CLOSED
             self._send_eof()
