@@ -1474,8 +1474,9 @@ class ClientProtocol(Protocol):
         """Check the answer to the opening handshake (§4.1) and take up the subprotocol and
         the extensions it selected.
 
-        A method of its own, not inline in the parser: the parser's frame lives as long as
-        the connection, and would keep the checks' scratch (the fields by name) with it.
+        A method of its own, not inline in the parser: the parser's frame may live on while
+        frames arrive behind the answer, and would keep the checks' scratch (the fields by
+        name) with it.
 
         :raises InvalidHandshake: the answer doesn't complete the handshake.
         """
