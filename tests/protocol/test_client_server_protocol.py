@@ -1033,3 +1033,28 @@ def test_client_handshake_never_raises(data: bytes, cuts: list[int], eof: bool) 
 def test_sides_are_set() -> None:
     assert make_client().side is Side.CLIENT
     assert make_server().side is Side.SERVER
+
+
+def test_servers_connections_share_their_options_until_one_sets_its_own() -> None:
+    # A server's connections are made with the same objects: they share one copy of the
+    # options rather than each holding them; setting one changes that connection only.
+    origins = ["https://example.com"]
+    subprotocols = ["chat"]
+    first, second = (
+        ServerProtocol(origins=origins, subprotocols=subprotocols, server_header="x")
+        for _ in range(2)
+    )
+    assert first._options is second._options
+    assert first.origins is origins and first.available_subprotocols is subprotocols
+    assert (first.server_header, first.max_line_length) == ("x", defaults.MAX_LINE_LENGTH)
+    first.origins = None
+    first.max_headers = 3
+    assert first.origins is None and first.max_headers == 3
+    assert second.origins is origins and second.max_headers == defaults.MAX_HEADERS
+    # What was set applies to that connection's handshake only.
+    first.receive_data(RFC_REQUEST)
+    assert first.events_received() == []
+    assert isinstance(first.handshake_exc, SecurityError)
+    second.receive_data(RFC_REQUEST)
+    [event] = second.events_received()
+    assert isinstance(event, RequestReceived)

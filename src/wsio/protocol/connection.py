@@ -26,6 +26,7 @@ once a close frame was sent, CLOSED once the TCP connection ended.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import logging
@@ -33,6 +34,7 @@ import os
 import struct
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from http import HTTPStatus
+from typing import Generic, TypeVar, overload
 
 from .. import defaults
 from ..exceptions import (
@@ -1128,6 +1130,111 @@ class Protocol:
             self._send_eof()
 
 
+_V = TypeVar("_V")
+
+
+class _ServerOptions:
+    """The options of a :class:`ServerProtocol` that the connections of a server share:
+    held once for all of them rather than in each (8 bytes an option per connection)."""
+
+    __slots__ = (
+        "available_extensions",
+        "available_subprotocols",
+        "max_headers",
+        "max_line_length",
+        "origins",
+        "server_header",
+    )
+
+    def __init__(
+        self,
+        origins: Sequence[Origin] | None,
+        available_extensions: Sequence[ServerExtensionFactory],
+        available_subprotocols: Sequence[str] | None,
+        server_header: str | None,
+        max_line_length: int,
+        max_headers: int,
+    ) -> None:
+        self.origins = origins
+        self.available_extensions = available_extensions
+        self.available_subprotocols = available_subprotocols
+        self.server_header = server_header
+        self.max_line_length = max_line_length
+        self.max_headers = max_headers
+
+
+# The options made so far, by the identities of the objects they hold, which they keep
+# alive: a server makes each connection with the same objects. Bounded, so that servers
+# made without end (tests) only stop it from growing.
+_SERVER_OPTIONS: dict[tuple[int, ...], _ServerOptions] = {}
+_MAX_SERVER_OPTIONS = 16
+# The options made or found last: most processes run one server.
+_last_server_options: list[_ServerOptions] = []
+
+
+def _server_options(
+    origins: Sequence[Origin] | None,
+    available_extensions: Sequence[ServerExtensionFactory],
+    available_subprotocols: Sequence[str] | None,
+    server_header: str | None,
+    max_line_length: int,
+    max_headers: int,
+) -> _ServerOptions:
+    """Options made of these objects, shared with the connections made with the same."""
+    if _last_server_options:
+        last = _last_server_options[0]
+        if (
+            last.origins is origins
+            and last.available_extensions is available_extensions
+            and last.available_subprotocols is available_subprotocols
+            and last.server_header is server_header
+            and last.max_line_length is max_line_length
+            and last.max_headers is max_headers
+        ):
+            return last
+    values = (
+        origins,
+        available_extensions,
+        available_subprotocols,
+        server_header,
+        max_line_length,
+        max_headers,
+    )
+    key = tuple(map(id, values))
+    options = _SERVER_OPTIONS.get(key)
+    if options is None:
+        options = _ServerOptions(*values)
+        if len(_SERVER_OPTIONS) < _MAX_SERVER_OPTIONS:
+            _SERVER_OPTIONS[key] = options
+    _last_server_options[:] = [options]
+    return options
+
+
+class _SharedOption(Generic[_V]):
+    """An attribute of a :class:`ServerProtocol` held in its :class:`_ServerOptions`:
+    setting it gives that connection options of its own."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, protocol: None, owner: type) -> _SharedOption[_V]: ...
+
+    @overload
+    def __get__(self, protocol: ServerProtocol, owner: type) -> _V: ...
+
+    def __get__(self, protocol: ServerProtocol | None, owner: type) -> _V | _SharedOption[_V]:
+        if protocol is None:
+            return self
+        value: _V = getattr(protocol._options, self._name)
+        return value
+
+    def __set__(self, protocol: ServerProtocol, value: _V) -> None:
+        options = copy.copy(protocol._options)
+        setattr(options, self._name, value)
+        protocol._options = options
+
+
 class ServerProtocol(Protocol):
     """The server side: parses the opening handshake request, then frames.
 
@@ -1141,18 +1248,21 @@ class ServerProtocol(Protocol):
 
     __slots__ = (
         "_negotiated",
-        "available_extensions",
-        "available_subprotocols",
-        "max_headers",
-        "max_line_length",
-        "origins",
+        "_options",
         "request",
         "request_started",
         "response",
         "select_subprotocol",
-        "server_header",
         "subprotocol",
     )
+
+    # The options given, each an attribute that may be read and set.
+    origins: _SharedOption[Sequence[Origin] | None] = _SharedOption()
+    available_extensions: _SharedOption[Sequence[ServerExtensionFactory]] = _SharedOption()
+    available_subprotocols: _SharedOption[Sequence[str] | None] = _SharedOption()
+    server_header: _SharedOption[str | None] = _SharedOption()
+    max_line_length: _SharedOption[int] = _SharedOption()
+    max_headers: _SharedOption[int] = _SharedOption()
 
     def __init__(
         self,
@@ -1169,16 +1279,13 @@ class ServerProtocol(Protocol):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         check_subprotocols(subprotocols)
-        self.origins = origins
-        self.available_extensions = extensions
+        self._options = _server_options(
+            origins, extensions, subprotocols, server_header, max_line_length, max_headers
+        )
         # The extensions that accept() negotiated, until the answer is sent.
         self._negotiated: list[Extension] | None = None
-        self.available_subprotocols = subprotocols
         #: Replaces the choice of subprotocol: called with those offered, returns one or None.
         self.select_subprotocol: Callable[[Sequence[str]], str | None] | None = None
-        self.server_header = server_header
-        self.max_line_length = max_line_length
-        self.max_headers = max_headers
         self.request: Request | None = None
         #: Whether any byte of the opening handshake request has arrived: a server
         #: shutting down answers connections without one at once, and lets the others
@@ -1201,7 +1308,9 @@ class ServerProtocol(Protocol):
         self.request_started = bool(self._reader.buffer)
         try:
             request = yield from parse_request(
-                self._reader, max_line_length=self.max_line_length, max_headers=self.max_headers
+                self._reader,
+                max_line_length=self._options.max_line_length,
+                max_headers=self._options.max_headers,
             )
         except EOFError as exc:
             self.handshake_exc = InvalidMessage("connection closed during opening handshake")
@@ -1210,7 +1319,7 @@ class ServerProtocol(Protocol):
             yield from self._discard()
         except (InvalidMessage, SecurityError) as exc:
             self.handshake_exc = exc
-            self._queue_response(build_rejection(exc, server_header=self.server_header))
+            self._queue_response(build_rejection(exc, server_header=self._options.server_header))
             yield from self._discard()
         self.request = request
         self._events.append(RequestReceived(request))
@@ -1223,14 +1332,15 @@ class ServerProtocol(Protocol):
     def accept(self, request: Request) -> Response:
         """Check ``request`` and build the answer: a 101, or the rejection that the failure
         calls for (400, 403, 405, 426, 505), recorded in :attr:`handshake_exc`."""
+        options = self._options
         # Every field the checks look up, in one pass over the headers.
         fields = request.headers.by_name()
         try:
             key = check_request(request, fields)
-            if self.origins is not None:
-                check_origin(request, self.origins, fields)
+            if options.origins is not None:
+                check_origin(request, options.origins, fields)
             if self.select_subprotocol is None:
-                subprotocol = select_subprotocol(request, self.available_subprotocols, fields)
+                subprotocol = select_subprotocol(request, options.available_subprotocols, fields)
             else:
                 offered = offered_subprotocols(request, fields)
                 subprotocol = self.select_subprotocol(offered)
@@ -1239,16 +1349,16 @@ class ServerProtocol(Protocol):
                         f"select_subprotocol returned {subprotocol!r}, which wasn't offered"
                     )
             extensions_header, self._negotiated = negotiate_extensions(
-                request, self.available_extensions, fields
+                request, options.available_extensions, fields
             )
         except InvalidHandshake as exc:
             self.handshake_exc = exc
-            return build_rejection(exc, server_header=self.server_header)
+            return build_rejection(exc, server_header=options.server_header)
         return build_accept(
             key,
             subprotocol=subprotocol,
             extensions=extensions_header,
-            server_header=self.server_header,
+            server_header=options.server_header,
         )
 
     def complete_accept(
@@ -1282,8 +1392,9 @@ class ServerProtocol(Protocol):
     def reject(self, status: HTTPStatus | int, text: str) -> Response:
         """A plain-text HTTP answer that refuses the upgrade and closes the connection."""
         headers = Headers()
-        if self.server_header is not None:
-            headers["Server"] = self.server_header
+        server_header = self._options.server_header
+        if server_header is not None:
+            headers["Server"] = server_header
         return build_response(status, text, headers)
 
     def send_response(self, response: Response) -> None:
