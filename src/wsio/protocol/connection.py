@@ -1133,34 +1133,17 @@ class Protocol:
 _V = TypeVar("_V")
 
 
+@dataclasses.dataclass(slots=True)
 class _ServerOptions:
     """The options of a :class:`ServerProtocol` that the connections of a server share:
     held once for all of them rather than in each (8 bytes an option per connection)."""
 
-    __slots__ = (
-        "available_extensions",
-        "available_subprotocols",
-        "max_headers",
-        "max_line_length",
-        "origins",
-        "server_header",
-    )
-
-    def __init__(
-        self,
-        origins: Sequence[Origin] | None,
-        available_extensions: Sequence[ServerExtensionFactory],
-        available_subprotocols: Sequence[str] | None,
-        server_header: str | None,
-        max_line_length: int,
-        max_headers: int,
-    ) -> None:
-        self.origins = origins
-        self.available_extensions = available_extensions
-        self.available_subprotocols = available_subprotocols
-        self.server_header = server_header
-        self.max_line_length = max_line_length
-        self.max_headers = max_headers
+    origins: Sequence[Origin] | None
+    available_extensions: Sequence[ServerExtensionFactory]
+    available_subprotocols: Sequence[str] | None
+    server_header: str | None
+    max_line_length: int
+    max_headers: int
 
 
 # The options made so far, by the identities of the objects they hold, which they keep
