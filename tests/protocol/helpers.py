@@ -262,8 +262,8 @@ def assert_linear_time(
 
 def parser_buffers(protocol: Protocol) -> dict[str, int]:
     """The lengths of the bytes and strings that the parser's suspended frames hold, by
-    ``generator.variable``: the parser lives as long as the connection, and so does
-    whatever these refer to."""
+    ``generator.variable``: the parser may wait long for the rest of a message, and so
+    does whatever these refer to."""
     found: dict[str, int] = {}
     generator = protocol._parser
     while isinstance(generator, Generator) and generator.gi_frame is not None:

@@ -244,26 +244,32 @@ def test_client_accepts_rfc_response() -> None:
     assert client.data_to_send() == []
 
 
-def _parser_locals(protocol: ClientProtocol | ServerProtocol) -> dict[str, object]:
-    """The variables of the handshake's parser, which lives as long as the connection."""
-    generator = protocol._parser
-    assert generator.gi_frame is not None
-    assert generator.gi_code.co_name == "_parse_handshake"
-    return generator.gi_frame.f_locals
-
-
-def test_open_connections_keep_no_handshake_scratch() -> None:
-    # An idle connection's memory: once open, the handshake's parser keeps nothing but
-    # what the connection exposes anyway (once, the client's fields by name: 0.7 KiB
-    # per idle connection).
+def test_open_connections_keep_no_parser_while_idle() -> None:
+    # An idle connection's memory: once open, with nothing buffered, neither side keeps
+    # a suspended parser (the handshake's nor the frames'); the next bytes start one.
     client = started_client(subprotocols=["chat", "superchat"])
     client.receive_data(RFC_RESPONSE)
     server = serve(RFC_REQUEST, subprotocols=["chat"])
     for protocol in client, server:
         assert protocol.state is State.OPEN
-        kept = (protocol, protocol.request, protocol.response)
-        for name, value in _parser_locals(protocol).items():
-            assert any(value is item for item in kept), name
+        assert protocol._parser is None
+    # The request and the answer received are kept as their heads alone, read on demand.
+    assert server.request is not None and client.response is not None
+    assert server.request.headers._lines is None
+    assert server.request.headers["Sec-WebSocket-Protocol"] == "chat, superchat"
+    assert client.response.headers._lines is None
+    assert client.response.headers["Sec-WebSocket-Protocol"] == "chat"
+    # And the request and the answer sent, as the heads written.
+    assert client.request is not None and server.response is not None
+    assert client.request.headers._lines is None
+    assert client.request.headers["Sec-WebSocket-Protocol"] == "chat, superchat"
+    assert server.response.headers._lines is None
+    assert server.response.headers["Sec-WebSocket-Protocol"] == "chat"
+    server.receive_data(b"\x81\x82abcd" + bytes([ord("h") ^ 97, ord("i") ^ 98])[:1])
+    assert server._parser is not None  # in the middle of a frame
+    server.receive_data(bytes([ord("i") ^ 98]))
+    assert server.events_received() == [TextMessage("hi")]
+    assert server._parser is None
 
 
 EARLY_REJECTION = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nearly"
@@ -1027,3 +1033,28 @@ def test_client_handshake_never_raises(data: bytes, cuts: list[int], eof: bool) 
 def test_sides_are_set() -> None:
     assert make_client().side is Side.CLIENT
     assert make_server().side is Side.SERVER
+
+
+def test_servers_connections_share_their_options_until_one_sets_its_own() -> None:
+    # A server's connections are made with the same objects: they share one copy of the
+    # options rather than each holding them; setting one changes that connection only.
+    origins = ["https://example.com"]
+    subprotocols = ["chat"]
+    first, second = (
+        ServerProtocol(origins=origins, subprotocols=subprotocols, server_header="x")
+        for _ in range(2)
+    )
+    assert first._options is second._options
+    assert first.origins is origins and first.available_subprotocols is subprotocols
+    assert (first.server_header, first.max_line_length) == ("x", defaults.MAX_LINE_LENGTH)
+    first.origins = None
+    first.max_headers = 3
+    assert first.origins is None and first.max_headers == 3
+    assert second.origins is origins and second.max_headers == defaults.MAX_HEADERS
+    # What was set applies to that connection's handshake only.
+    first.receive_data(RFC_REQUEST)
+    assert first.events_received() == []
+    assert isinstance(first.handshake_exc, SecurityError)
+    second.receive_data(RFC_REQUEST)
+    [event] = second.events_received()
+    assert isinstance(event, RequestReceived)

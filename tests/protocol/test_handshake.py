@@ -526,6 +526,19 @@ def test_build_accept_server_header() -> None:
     assert check_response(resp, RFC_KEY, None) is None
 
 
+@pytest.mark.parametrize("value", ["bad\r\nX-Injected: 1", "caf\u00e9\u2026"])
+def test_build_accept_refuses_a_server_header_that_cant_be_sent(value: str) -> None:
+    # Checked each time: a value refused once isn't remembered as valid.
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            build_accept(RFC_KEY, server_header=value)
+
+
+def test_build_accept_refuses_a_server_header_that_isnt_a_str() -> None:
+    with pytest.raises(TypeError):
+        build_accept(RFC_KEY, server_header=["wsio"])  # type: ignore[arg-type]
+
+
 # build_rejection
 
 

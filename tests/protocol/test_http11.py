@@ -1278,3 +1278,111 @@ def test_parse_response_endless_interim_answers_stop_at_the_bound() -> None:
             fed += 1
             parser.send(None)
     assert fed == 129
+
+
+# Headers kept by an open connection: the head alone
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["one-read", "line-by-line"])
+def test_shed_headers_read_as_parsed(whole: bool) -> None:
+    # However the head was parsed, its fields come back the same from the head alone.
+    parsed = (
+        parse_all(request(), REQUEST)
+        if whole
+        else parse_pieces(request(), [REQUEST[:30], REQUEST[30:]])
+    )
+    fields = parsed.headers.raw_items()
+    parsed.headers._shed()
+    assert parsed.headers._lines is None
+    assert parsed.headers.raw_items() == fields
+    assert parsed.headers["Sec-WebSocket-Key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@SETTINGS
+@given(
+    fields=st.lists(
+        st.tuples(
+            st.from_regex(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]{1,8}", fullmatch=True),
+            st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=12),
+        ),
+        max_size=6,
+    ),
+    cut=st.integers(0, 400),
+)
+def test_shed_headers_read_as_parsed_whatever_the_fields(
+    fields: list[tuple[str, str]], cut: int
+) -> None:
+    head = (
+        "GET / HTTP/1.1\r\n" + "".join(f"{name}: {value}\r\n" for name, value in fields) + "\r\n"
+    ).encode("iso-8859-1")
+    try:
+        parsed = parse_pieces(request(), [head[:cut], head[cut:]])
+    except InvalidMessage:
+        return
+    expected = parsed.headers.raw_items()
+    parsed.headers._shed()
+    assert parsed.headers.raw_items() == expected
+
+
+def test_shed_headers_keep_edits() -> None:
+    # Edited fields are no longer the head's: they are kept as they are.
+    parsed = parse_all(request(), REQUEST)
+    parsed.headers["X-Edited"] = "yes"
+    parsed.headers._shed()
+    assert parsed.headers["X-Edited"] == "yes"
+    replaced = parse_all(request(), REQUEST)
+    del replaced.headers["Origin"]
+    replaced.headers._shed()
+    assert "Origin" not in replaced.headers
+    # Read after being shed, then edited: the edit stays too.
+    reread = parse_all(request(), REQUEST)
+    reread.headers._shed()
+    reread.headers["X-Edited"] = "yes"
+    reread.headers._shed()
+    assert reread.headers.get_all("X-Edited") == ["yes"]
+
+
+def test_shed_headers_keep_the_host_of_an_absolute_form_target() -> None:
+    # The target's authority replaced Host: not what the head says.
+    parsed = parse_all(
+        request(), b"GET ws://example.com:80/chat HTTP/1.1\r\nHost: EXAMPLE.com\r\n\r\n"
+    )
+    parsed.headers._shed()
+    assert parsed.headers["Host"] == "example.com:80"
+
+
+def test_built_headers_are_never_shed() -> None:
+    headers = Headers(Host="example.com")
+    headers._shed()
+    assert headers._lines == [("Host", "example.com")]
+
+
+def test_headers_shed_into_their_serialized_head() -> None:
+    sent = Response(101, "Switching Protocols", Headers(Upgrade="websocket", Server="x"))
+    sent.headers["X-Inner-Space"] = "a b:c"
+    fields = sent.headers.raw_items()
+    sent.headers._shed_into(sent.serialize())
+    assert sent.headers._lines is None
+    assert sent.headers.raw_items() == fields
+
+
+@pytest.mark.parametrize("value", [" padded", "padded\t", " ", "\tpadded", "", "a:  b"])
+def test_headers_with_whitespace_around_a_value_arent_shed(value: str) -> None:
+    # Parsed again, the value would come back without it. (An empty value, or spaces
+    # after a colon within one, are kept too: they look alike in the head.)
+    sent = Response(101, "Switching Protocols", Headers(Upgrade="websocket", X=value))
+    sent.headers._shed_into(sent.serialize())
+    assert sent.headers._lines is not None
+    assert sent.headers["X"] == value
+
+
+def test_start_lines_are_checked_every_time() -> None:
+    # A valid line sent before doesn't let an invalid one through later.
+    assert Response(101, "OK", Headers()).serialize().startswith(b"HTTP/1.1 101 OK\r\n")
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            Response(101, "OK\r\nX: 1", Headers()).serialize()
+    assert Request("/", Headers()).serialize().startswith(b"GET / HTTP/1.1\r\n")
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            Request("/ x", Headers()).serialize()

@@ -115,7 +115,7 @@ class ServerSide(ConnectionBase):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.server._connections.add(self)
+        self.server._connections[self] = None
         if self._open_deadline is not None:
             # Disarmed when the opening handshake ends.
             self._arm(self._open_deadline, self._open_timed_out)
@@ -134,7 +134,7 @@ class ServerSide(ConnectionBase):
                 self._handler_task.cancel()
         finally:
             # Whatever happened, a closed connection mustn't hold the server's shutdown.
-            self.server._connections.discard(self)
+            self.server._connections.pop(self, None)
 
     def _open_timed_out(self) -> None:
         """``open_timeout`` passed before the end of the HTTP upgrade: give up on it."""
@@ -359,7 +359,9 @@ class Server:
         self.settings = settings
         self.write_limit = write_limit
         self.closing = False
-        self._connections: set[ServerSide] = set()
+        # A dict as an ordered set: at 5,000 connections a set's table takes 100 bytes
+        # per connection, a dict's 30.
+        self._connections: dict[ServerSide, None] = {}
         self._server: asyncio.Server | None = None
         self._close_task: asyncio.Task[None] | None = None
 

@@ -26,6 +26,7 @@ once a close frame was sent, CLOSED once the TCP connection ended.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import logging
@@ -33,6 +34,7 @@ import os
 import struct
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from http import HTTPStatus
+from typing import Generic, TypeVar, overload
 
 from .. import defaults
 from ..exceptions import (
@@ -325,8 +327,9 @@ class Protocol:
         self._events: list[Event] = []
         self._writes: list[bytes] = []
         self._eof_sent = False
-        # Payloads of pings sent and not yet answered, in the order they were sent.
-        self._pending_pings: dict[bytes, None] = {}
+        # Payloads of pings sent and not yet answered, in the order they were sent; None
+        # rather than an empty dict while none is (most of a connection's life).
+        self._pending_pings: dict[bytes, None] | None = None
         # While the I/O layer can't write, the payload of the latest ping left unanswered;
         # its pong is queued when writing resumes (§5.5.3).
         self._pongs_paused = False
@@ -366,8 +369,14 @@ class Protocol:
         # directly while the parser waits for it.
         self._payload_buffer: PayloadBuffer | None = None
 
-        self._parser = self._parse() if state is State.OPEN else self._parse_handshake()
-        next(self._parser)
+        # The parser of input: none while an open connection waits between messages with
+        # nothing buffered (see _parse), which is how most connections spend their life.
+        self._parser: _Parser | None = None
+        if state is State.OPEN:
+            self._between_messages = True
+        else:
+            self._parser = self._parse_handshake()
+            next(self._parser)
 
     # Input ------------------------------------------------------------------------------
 
@@ -635,9 +644,12 @@ class Protocol:
         """
         self._check_open()
         self._check_control_payload(data, "ping")
-        if data in self._pending_pings:
+        pending = self._pending_pings
+        if pending is None:
+            pending = self._pending_pings = {}
+        elif data in pending:
             raise ConcurrencyError("a ping with the same payload is waiting for its pong")
-        self._pending_pings[data] = None
+        pending[data] = None
         self._send_frame(Opcode.PING, data)
 
     def send_pong(self, data: bytes) -> None:
@@ -759,7 +771,8 @@ class Protocol:
         # §7.1.7: "An endpoint MUST NOT continue to attempt to process data (including a
         # responding Close frame) from the remote endpoint after being instructed to _Fail
         # the WebSocket Connection_."
-        self._parser.close()
+        if self._parser is not None:
+            self._parser.close()
         self._parser = self._discard()
         next(self._parser)
 
@@ -799,11 +812,17 @@ class Protocol:
     # Parsing ----------------------------------------------------------------------------
 
     def _advance(self) -> None:
-        """Resume the parser with the bytes now buffered; turn a violation into a failure."""
+        """Resume the parser with the bytes now buffered, or start one between messages;
+        turn a violation into a failure."""
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = self._parse()
         try:
-            self._parser.send(None)
-        except StopIteration:  # pragma: no cover - parsers loop until closed
-            pass
+            parser.send(None)
+        except StopIteration:
+            # The parser ended between messages, with nothing buffered: the next bytes
+            # start another.
+            self._parser = None
         except ProtocolError as exc:
             self.failure = exc
             if self.hold_failures and self.state is State.OPEN:
@@ -839,8 +858,18 @@ class Protocol:
         raise InvalidState("the opening handshake needs a ClientProtocol or a ServerProtocol")
         yield  # pragma: no cover - makes this a generator
 
+    def _plain_messages_pass(self) -> bool:
+        """Whether the extensions in use leave messages without RSV bits alone, as
+        permessage-deflate does: the fast path of receive_data, which takes only those,
+        may then parse them."""
+        return not self.extensions or all(
+            extension.passes_plain_messages for extension in self.extensions
+        )
+
     def _parse(self) -> _Parser:
-        """Parse frames until a close frame arrives or the stream ends (§5, §6.2)."""
+        """Parse frames until a close frame arrives or the stream ends (§5, §6.2), or
+        until it waits between messages with nothing buffered: it then returns, and
+        :meth:`_advance` starts another when bytes come."""
         reader = self._reader
         mask_expected = self.side is Side.SERVER
         # The message being received: its opcode (None between messages), its bytes, and
@@ -852,14 +881,18 @@ class Protocol:
         decoders: list[Extension] = []
         # The payload on the wire of the message being received, for its size limit.
         wire_size = 0
-        # The fast path of receive_data takes frames without RSV bits only: messages that
-        # extensions such as permessage-deflate leave alone.
-        fast_path = all(extension.passes_plain_messages for extension in self.extensions)
+        fast_path = self._plain_messages_pass()
         while True:
-            # The parser lives as long as the connection: what the last frame left in
-            # these would stay in memory while it waits for the next one, up to a whole
-            # message's bytes after the application dropped it.
+            # The parser may wait a long time for the rest of a message: what the last
+            # frame left in these would stay in memory meanwhile, up to a whole message's
+            # bytes after the application dropped it.
             payload = chunk = piece = tail = b""
+            if message_opcode is None and not reader.buffer and not reader.eof:
+                # Between messages with nothing buffered, nothing here differs from what a
+                # new parser starts with: end, rather than keep suspended frames (about
+                # 1 KiB) for each idle connection. _advance starts a parser when bytes come.
+                self._between_messages = fast_path
+                return
             self._between_messages = fast_path and message_opcode is None
             head = yield from reader.read_exact(2)
             self._between_messages = False
@@ -1076,11 +1109,15 @@ class Protocol:
             self._events.append(Ping(payload))
         else:
             acknowledged: tuple[bytes, ...] = ()
-            if payload in self._pending_pings:
-                pending = list(self._pending_pings)
+            pending_pings = self._pending_pings
+            if pending_pings is not None and payload in pending_pings:
+                pending = list(pending_pings)
                 acknowledged = tuple(pending[: pending.index(payload) + 1])
-                for data in acknowledged:
-                    del self._pending_pings[data]
+                if len(acknowledged) == len(pending):
+                    self._pending_pings = None
+                else:
+                    for data in acknowledged:
+                        del pending_pings[data]
             self._events.append(Pong(payload, acknowledged))
 
     def _queue_pong(self, payload: bytes) -> None:
@@ -1129,6 +1166,94 @@ class Protocol:
             self._send_eof()
 
 
+_V = TypeVar("_V")
+
+
+@dataclasses.dataclass(slots=True)
+class _ServerOptions:
+    """The options of a :class:`ServerProtocol` that the connections of a server share:
+    held once for all of them rather than in each (8 bytes an option per connection)."""
+
+    origins: Sequence[Origin] | None
+    available_extensions: Sequence[ServerExtensionFactory]
+    available_subprotocols: Sequence[str] | None
+    server_header: str | None
+    max_line_length: int
+    max_headers: int
+
+
+# The options made so far, by the identities of the objects they hold, which they keep
+# alive: a server makes each connection with the same objects. Bounded, so that servers
+# made without end (tests) only stop it from growing.
+_SERVER_OPTIONS: dict[tuple[int, ...], _ServerOptions] = {}
+_MAX_SERVER_OPTIONS = 16
+# The options made or found last: most processes run one server.
+_last_server_options: list[_ServerOptions] = []
+
+
+def _server_options(
+    origins: Sequence[Origin] | None,
+    available_extensions: Sequence[ServerExtensionFactory],
+    available_subprotocols: Sequence[str] | None,
+    server_header: str | None,
+    max_line_length: int,
+    max_headers: int,
+) -> _ServerOptions:
+    """Options made of these objects, shared with the connections made with the same."""
+    if _last_server_options:
+        last = _last_server_options[0]
+        if (
+            last.origins is origins
+            and last.available_extensions is available_extensions
+            and last.available_subprotocols is available_subprotocols
+            and last.server_header is server_header
+            and last.max_line_length is max_line_length
+            and last.max_headers is max_headers
+        ):
+            return last
+    values = (
+        origins,
+        available_extensions,
+        available_subprotocols,
+        server_header,
+        max_line_length,
+        max_headers,
+    )
+    key = tuple(map(id, values))
+    options = _SERVER_OPTIONS.get(key)
+    if options is None:
+        options = _ServerOptions(*values)
+        if len(_SERVER_OPTIONS) < _MAX_SERVER_OPTIONS:
+            _SERVER_OPTIONS[key] = options
+    _last_server_options[:] = [options]
+    return options
+
+
+class _SharedOption(Generic[_V]):
+    """An attribute of a :class:`ServerProtocol` held in its :class:`_ServerOptions`:
+    setting it gives that connection options of its own."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, protocol: None, owner: type) -> _SharedOption[_V]: ...
+
+    @overload
+    def __get__(self, protocol: ServerProtocol, owner: type) -> _V: ...
+
+    def __get__(self, protocol: ServerProtocol | None, owner: type) -> _V | _SharedOption[_V]:
+        if protocol is None:
+            return self
+        value: _V = getattr(protocol._options, self._name)
+        return value
+
+    def __set__(self, protocol: ServerProtocol, value: _V) -> None:
+        options = copy.copy(protocol._options)
+        setattr(options, self._name, value)
+        protocol._options = options
+
+
 class ServerProtocol(Protocol):
     """The server side: parses the opening handshake request, then frames.
 
@@ -1142,18 +1267,21 @@ class ServerProtocol(Protocol):
 
     __slots__ = (
         "_negotiated",
-        "available_extensions",
-        "available_subprotocols",
-        "max_headers",
-        "max_line_length",
-        "origins",
+        "_options",
         "request",
         "request_started",
         "response",
         "select_subprotocol",
-        "server_header",
         "subprotocol",
     )
+
+    # The options given, each an attribute that may be read and set.
+    origins: _SharedOption[Sequence[Origin] | None] = _SharedOption()
+    available_extensions: _SharedOption[Sequence[ServerExtensionFactory]] = _SharedOption()
+    available_subprotocols: _SharedOption[Sequence[str] | None] = _SharedOption()
+    server_header: _SharedOption[str | None] = _SharedOption()
+    max_line_length: _SharedOption[int] = _SharedOption()
+    max_headers: _SharedOption[int] = _SharedOption()
 
     def __init__(
         self,
@@ -1170,15 +1298,13 @@ class ServerProtocol(Protocol):
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         check_subprotocols(subprotocols)
-        self.origins = origins
-        self.available_extensions = extensions
-        self._negotiated: list[Extension] = []
-        self.available_subprotocols = subprotocols
+        self._options = _server_options(
+            origins, extensions, subprotocols, server_header, max_line_length, max_headers
+        )
+        # The extensions that accept() negotiated, until the answer is sent.
+        self._negotiated: list[Extension] | None = None
         #: Replaces the choice of subprotocol: called with those offered, returns one or None.
         self.select_subprotocol: Callable[[Sequence[str]], str | None] | None = None
-        self.server_header = server_header
-        self.max_line_length = max_line_length
-        self.max_headers = max_headers
         self.request: Request | None = None
         #: Whether any byte of the opening handshake request has arrived: a server
         #: shutting down answers connections without one at once, and lets the others
@@ -1201,7 +1327,9 @@ class ServerProtocol(Protocol):
         self.request_started = bool(self._reader.buffer)
         try:
             request = yield from parse_request(
-                self._reader, max_line_length=self.max_line_length, max_headers=self.max_headers
+                self._reader,
+                max_line_length=self._options.max_line_length,
+                max_headers=self._options.max_headers,
             )
         except EOFError as exc:
             self.handshake_exc = InvalidMessage("connection closed during opening handshake")
@@ -1210,7 +1338,7 @@ class ServerProtocol(Protocol):
             yield from self._discard()
         except (InvalidMessage, SecurityError) as exc:
             self.handshake_exc = exc
-            self._queue_response(build_rejection(exc, server_header=self.server_header))
+            self._queue_response(build_rejection(exc, server_header=self._options.server_header))
             yield from self._discard()
         self.request = request
         self._events.append(RequestReceived(request))
@@ -1223,14 +1351,15 @@ class ServerProtocol(Protocol):
     def accept(self, request: Request) -> Response:
         """Check ``request`` and build the answer: a 101, or the rejection that the failure
         calls for (400, 403, 405, 426, 505), recorded in :attr:`handshake_exc`."""
+        options = self._options
         # Every field the checks look up, in one pass over the headers.
         fields = request.headers.by_name()
         try:
             key = check_request(request, fields)
-            if self.origins is not None:
-                check_origin(request, self.origins, fields)
+            if options.origins is not None:
+                check_origin(request, options.origins, fields)
             if self.select_subprotocol is None:
-                subprotocol = select_subprotocol(request, self.available_subprotocols, fields)
+                subprotocol = select_subprotocol(request, options.available_subprotocols, fields)
             else:
                 offered = offered_subprotocols(request, fields)
                 subprotocol = self.select_subprotocol(offered)
@@ -1239,16 +1368,16 @@ class ServerProtocol(Protocol):
                         f"select_subprotocol returned {subprotocol!r}, which wasn't offered"
                     )
             extensions_header, self._negotiated = negotiate_extensions(
-                request, self.available_extensions, fields
+                request, options.available_extensions, fields
             )
         except InvalidHandshake as exc:
             self.handshake_exc = exc
-            return build_rejection(exc, server_header=self.server_header)
+            return build_rejection(exc, server_header=options.server_header)
         return build_accept(
             key,
             subprotocol=subprotocol,
             extensions=extensions_header,
-            server_header=self.server_header,
+            server_header=options.server_header,
         )
 
     def complete_accept(
@@ -1282,8 +1411,9 @@ class ServerProtocol(Protocol):
     def reject(self, status: HTTPStatus | int, text: str) -> Response:
         """A plain-text HTTP answer that refuses the upgrade and closes the connection."""
         headers = Headers()
-        if self.server_header is not None:
-            headers["Server"] = self.server_header
+        server_header = self._options.server_header
+        if server_header is not None:
+            headers["Server"] = server_header
         return build_response(status, text, headers)
 
     def send_response(self, response: Response) -> None:
@@ -1291,9 +1421,15 @@ class ServerProtocol(Protocol):
         if self.state is not State.CONNECTING:
             raise InvalidState("the opening handshake is over")
         self._queue_response(response)
+        reader = self._reader
+        if response.status_code == 101 and not reader.buffer and not reader.eof:
+            # Nothing came behind the request: no parser until bytes come (see _parse).
+            self._parser = None
+            self._between_messages = self._plain_messages_pass()
+            return
         # Frames that arrived right behind the request can be parsed now.
         self._advance()
-        if self._reader.eof and not self._eof_sent:
+        if reader.eof and not self._eof_sent:
             # The client had already ended its side: nothing more can come.
             self.state = State.CLOSED
             self._send_eof()
@@ -1310,12 +1446,20 @@ class ServerProtocol(Protocol):
 
     def _queue_response(self, response: Response) -> None:
         self.response = response
-        self._writes.append(response.serialize())
+        data = response.serialize()
+        self._writes.append(data)
         if response.status_code == 101:
             self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
             # The extensions that accept() negotiated, unless a hook took them out.
-            if "Sec-WebSocket-Extensions" in response.headers:
+            if "Sec-WebSocket-Extensions" in response.headers and self._negotiated:
                 self._use_extensions(self._negotiated)
+            self._negotiated = None
+            # The connection keeps its request and its answer: their heads, parsed again
+            # if read.
+            if self.request is not None:
+                self.request.headers._shed()
+            if not response.body:
+                response.headers._shed_into(data)
             self.state = State.OPEN
         else:
             if self.handshake_exc is None:
@@ -1414,7 +1558,10 @@ class ClientProtocol(Protocol):
             raise InvalidState("the opening handshake request was already sent")
         self.request = request
         if not self._eof_sent:
-            self._writes.append(request.serialize())
+            data = request.serialize()
+            self._writes.append(data)
+            # The connection keeps its request: as the head sent, parsed again if read.
+            request.headers._shed_into(data)
         self._advance()
 
     def _parse_handshake(self) -> _Parser:
@@ -1457,8 +1604,9 @@ class ClientProtocol(Protocol):
         """Check the answer to the opening handshake (§4.1) and take up the subprotocol and
         the extensions it selected.
 
-        A method of its own, not inline in the parser: the parser's frame lives as long as
-        the connection, and would keep the checks' scratch (the fields by name) with it.
+        A method of its own, not inline in the parser: the parser's frame may live on while
+        frames arrive behind the answer, and would keep the checks' scratch (the fields by
+        name) with it.
 
         :raises InvalidHandshake: the answer doesn't complete the handshake.
         """
@@ -1468,3 +1616,5 @@ class ClientProtocol(Protocol):
             response, self.key, self.available_subprotocols, self.available_extensions, fields
         )
         self._use_extensions(accept_extensions(response, self.available_extensions, fields))
+        # The connection keeps the answer: its head, parsed again if read.
+        response.headers._shed()

@@ -436,13 +436,18 @@ def check_request(request: Request, fields: _Fields | None = None) -> str:
     ):
         raise InvalidMessage("WebSocket handshake request must not have a body")
     _single(fields.get("host", ()), "Host")
-    # map() rather than a generator: no frame to create and resume per token.
-    upgrade = _upgrade_protocols(fields.get("upgrade", ()))
-    if "websocket" not in map(str.lower, upgrade):
-        raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
-    connection = parse_token_list(fields.get("connection", ()), "Connection")
-    if "upgrade" not in map(str.lower, connection):
-        raise InvalidUpgrade("Connection", ", ".join(connection) or None)
+    # The values that most clients send pass at once: there is nothing in them to parse.
+    upgrade_values = fields.get("upgrade", ())
+    if upgrade_values != ["websocket"]:
+        # map() rather than a generator: no frame to create and resume per token.
+        upgrade = _upgrade_protocols(upgrade_values)
+        if "websocket" not in map(str.lower, upgrade):
+            raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
+    connection_values = fields.get("connection", ())
+    if connection_values != ["Upgrade"]:
+        connection = parse_token_list(connection_values, "Connection")
+        if "upgrade" not in map(str.lower, connection):
+            raise InvalidUpgrade("Connection", ", ".join(connection) or None)
     version = fields.get("sec-websocket-version", ())
     if version != ["13"]:
         exc = InvalidHeaderValue("Sec-WebSocket-Version", ", ".join(version) or None)
@@ -545,8 +550,27 @@ def build_accept(
     if subprotocol is not None:
         headers["Sec-WebSocket-Protocol"] = subprotocol
     if server_header is not None:
-        headers["Server"] = server_header
+        headers._items.append(_server_field(server_header))
     return Response(101, "Switching Protocols", headers)
+
+
+# The Server field of each value seen, checked once: a server sends the same in every 101.
+_SERVER_FIELDS: dict[str, tuple[str, str]] = {}
+
+
+def _server_field(value: str) -> tuple[str, str]:
+    """The field ``Server: value``, checked as ``headers["Server"] = value`` checks it.
+
+    :raises InvalidArgument: not a valid field value.
+    :raises TypeError: not a ``str``.
+    """
+    field = _SERVER_FIELDS.get(value) if isinstance(value, str) else None
+    if field is None:
+        Headers(Server=value)  # the checks
+        field = ("Server", value)
+        if len(_SERVER_FIELDS) < 16:
+            _SERVER_FIELDS[value] = field
+    return field
 
 
 def build_rejection(exc: InvalidHandshake, *, server_header: str | None = None) -> Response:

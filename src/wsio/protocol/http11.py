@@ -92,13 +92,17 @@ class Headers(MutableMapping[str, str]):
 
     There is no index by name: a handshake has a dozen fields, which a scan reads about
     as fast as a dict, and every open connection keeps its handshake's headers, where an
-    index would double their memory.
+    index would double their memory. Headers parsed from a message also remember its
+    head: an open connection keeps that head alone (:meth:`_shed`) and parses its
+    fields again if they are read.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_head", "_lines")
 
     def __init__(self, items: HeadersLike | None = None, /, **fields: str) -> None:
-        self._items: list[tuple[str, str]] = []
+        self._lines: list[tuple[str, str]] | None = []
+        # The head that the lines were parsed from, while they are still what it says.
+        self._head: bytes | None = None
         if items is not None:
             self.update(items)
         if fields:
@@ -109,9 +113,43 @@ class Headers(MutableMapping[str, str]):
         """Headers made of ``items``, taken as they are: only for fields known to be valid
         (constants, values computed here), since the checks of ``headers[name] = value``
         are skipped. Never for anything that came from outside."""
-        headers = cls()
-        headers._items = list(items)
+        headers = cls.__new__(cls)
+        headers._lines = list(items)
+        headers._head = None
         return headers
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        """The field lines, the storage: parsed again from the head if shed."""
+        lines = self._lines
+        if lines is None:
+            assert self._head is not None
+            lines = self._lines = _fields_of_head(self._head)
+        return lines
+
+    @_items.setter
+    def _items(self, items: list[tuple[str, str]]) -> None:
+        self._lines = items
+        self._head = None
+
+    def _shed(self) -> None:
+        """Keep only the head the fields were parsed from, unless they were edited since:
+        an open connection keeps its handshake's messages, and a head costs a third of
+        its fields parsed."""
+        if self._head is not None:
+            self._lines = None
+
+    def _shed_into(self, head: bytes) -> None:
+        """:meth:`_shed`, for fields that ``head`` serializes (as :meth:`__str__` does,
+        after a start line): kept as that head alone if parsing it gives them back,
+        which a value with whitespace around it doesn't (the whitespace isn't part of the
+        value, RFC 9110 §5.5)."""
+        # A few searches of the head rather than a look at each value: they find every
+        # such value, and at worst an empty one or a colon followed by whitespace inside
+        # a value, which only keeps the fields as they are.
+        if not (b":  " in head or b": \t" in head or b" \r\n" in head or b"\t\r\n" in head):
+            self._head = head
+            self._lines = None
 
     def _values(self, name: str) -> list[str]:
         key = name.lower()
@@ -167,7 +205,9 @@ class Headers(MutableMapping[str, str]):
             _refuse_name(name)
         if not (isinstance(value, str) and _FIELD_VALUE_TEXT.fullmatch(value)):
             _refuse_value(name, value)
-        self._items.append((name, value))
+        items = self._items
+        self._head = None  # edited: the fields are no longer what the head says
+        items.append((name, value))
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
@@ -340,8 +380,10 @@ class Request:
             request line (RFC 9112 §3).
         """
         request_line = f"{self.method} {self.path} {self.version}"
-        if not _REQUEST_LINE_TEXT.fullmatch(request_line):
-            raise InvalidArgument(f"invalid request line: {request_line!r}")
+        if request_line not in _VALID_START_LINES:
+            if not _REQUEST_LINE_TEXT.fullmatch(request_line):
+                raise InvalidArgument(f"invalid request line: {request_line!r}")
+            _remember_valid(request_line)
         return f"{request_line}\r\n{self.headers}".encode("iso-8859-1")
 
 
@@ -376,9 +418,23 @@ class Response:
             status_line = f"{self.version} {self.status_code}"
         # One match for the whole line: a status code that isn't an int of three digits
         # formats as something else (True, 101.0, 1000), which the line refuses.
-        if not _STATUS_LINE_TEXT.fullmatch(status_line):
-            raise InvalidArgument(f"invalid status line: {status_line!r}")
+        if status_line not in _VALID_START_LINES:
+            if not _STATUS_LINE_TEXT.fullmatch(status_line):
+                raise InvalidArgument(f"invalid status line: {status_line!r}")
+            _remember_valid(status_line)
         return f"{status_line}\r\n{self.headers}".encode("iso-8859-1") + self.body
+
+
+# Start lines already found valid, which most messages sent repeat (a server's 101, a
+# client's request line): a lookup, rather than a match each time. Bounded, so that
+# lines that don't repeat only stop it from growing.
+_VALID_START_LINES: set[str] = set()
+_MAX_VALID_START_LINES = 64
+
+
+def _remember_valid(start_line: str) -> None:
+    if len(_VALID_START_LINES) < _MAX_VALID_START_LINES:
+        _VALID_START_LINES.add(start_line)
 
 
 def build_response(
@@ -493,17 +549,30 @@ def _parse_head(
         if len(fields) + counted <= max_headers and text.count("\n") == len(fields) + 2:
             del buffer[: end + 4]
             start_line = parse_start_line(raw_head[:start_line_end])
-            shared = _SHARED_TEXT.get
-            headers = Headers.from_valid(
-                [(shared(name) or _shared_text(name), value) for name, value in fields]
-            )
+            headers = Headers.from_valid(_shared_names(fields))
+            headers._head = raw_head
             return start_line, headers, raw_head
     what, status = start_line_limit
     line = yield from _read_line(reader, max_line_length, what, status)
     start_line = parse_start_line(line)
     head = [line]
     headers = yield from _parse_headers(reader, max_line_length, max_headers, head, counted)
-    return start_line, headers, b"\r\n".join(head) + b"\r\n"
+    raw_head = b"\r\n".join(head) + b"\r\n"
+    headers._head = raw_head
+    return start_line, headers, raw_head
+
+
+def _shared_names(fields: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``fields`` with their names shared between messages (see _shared_text)."""
+    shared = _SHARED_TEXT.get
+    return [(shared(name) or _shared_text(name), value) for name, value in fields]
+
+
+def _fields_of_head(head: bytes) -> list[tuple[str, str]]:
+    """The fields of a head that :func:`_parse_head` accepted: each of its field lines
+    matches _FIELD_LINE, which reads them as _add_field does."""
+    text = head.decode("iso-8859-1")
+    return _shared_names(_FIELD_LINE.findall(text, text.find("\r\n") + 2, len(text) - 2))
 
 
 def _parse_headers(
@@ -661,7 +730,8 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     if len(parts) != 3:
         raise InvalidMessage(f"invalid request line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
     method, target, version = parts
-    if not _TOKEN.fullmatch(method):
+    # GET, the method of every handshake, is a token: no match needed.
+    if method != b"GET" and not _TOKEN.fullmatch(method):
         raise InvalidMessage(f"invalid method: {method[:80]!r}", HTTPStatus.BAD_REQUEST)
     if not _REQUEST_TARGET.fullmatch(target):
         raise InvalidMessage(f"invalid request target: {target[:80]!r}", HTTPStatus.BAD_REQUEST)
