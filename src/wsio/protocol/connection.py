@@ -30,7 +30,6 @@ import copy
 import dataclasses
 import enum
 import logging
-import os
 import struct
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from http import HTTPStatus
@@ -50,6 +49,7 @@ from ..exceptions import (
     ProtocolError,
     SecurityError,
 )
+from . import entropy
 from .arguments import check_max_size
 from .extensions import ClientExtensionFactory, Extension, ServerExtensionFactory
 from .frames import (
@@ -244,8 +244,9 @@ class Protocol:
         another layer performed it).
     :param max_size: largest message accepted, in bytes, 1 or more; ``None`` disables
         the limit.
-    :param random_bytes: source of masking keys and handshake keys; tests pass a
-        deterministic one. RFC 6455 §10.3 requires unpredictable masks otherwise.
+    :param random_bytes: source of masking keys and handshake keys, by default the
+        system's cryptographic source drawn in bulk (:mod:`wsio.protocol.entropy`); tests
+        pass a deterministic one. RFC 6455 §10.3 requires unpredictable masks otherwise.
     :param hold_failures: when the peer breaks a rule, stop reading at once but hold the
         close frame until :meth:`release_failure`, so that the application can first handle
         (and answer) the valid messages that arrived before the violation. The I/O layer
@@ -302,7 +303,7 @@ class Protocol:
         *,
         state: State = State.OPEN,
         max_size: int | None = defaults.MAX_SIZE,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: Callable[[int], bytes] = entropy.random_bytes,
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
@@ -1293,7 +1294,7 @@ class ServerProtocol(Protocol):
         max_size: int | None = defaults.MAX_SIZE,
         max_line_length: int = defaults.MAX_LINE_LENGTH,
         max_headers: int = defaults.MAX_HEADERS,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: Callable[[int], bytes] = entropy.random_bytes,
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
@@ -1509,7 +1510,7 @@ class ClientProtocol(Protocol):
         max_line_length: int = defaults.MAX_LINE_LENGTH,
         max_headers: int = defaults.MAX_HEADERS,
         max_body_size: int = defaults.MAX_BODY_SIZE,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: Callable[[int], bytes] = entropy.random_bytes,
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
