@@ -62,15 +62,23 @@ def test_bytes_handed_out_in_order_once(source: CountingSource) -> None:
     assert source.sizes == [entropy.POOL_SIZE] * 3
 
 
-def test_refill_drops_what_is_left(source: CountingSource) -> None:
-    """A request larger than what remains gets fresh bytes, all from the new pool; the
-    rest of the old pool is never handed out."""
+def test_request_across_a_refill(source: CountingSource) -> None:
+    """A request larger than what is left takes the rest, then bytes of a new pool."""
     per_pool = entropy.POOL_SIZE // 4
     head = b"".join(entropy.random_bytes(4) for _ in range(per_pool - 2))  # 8 bytes left
     assert numbers(head) == list(range(per_pool - 2))
     key = entropy.random_bytes(16)
-    assert numbers(key) == list(range(per_pool, per_pool + 4))
-    assert numbers(entropy.random_bytes(4)) == [per_pool + 4]
+    assert numbers(key) == list(range(per_pool - 2, per_pool + 2))
+    assert numbers(entropy.random_bytes(4)) == [per_pool + 2]
+    assert source.sizes == [entropy.POOL_SIZE] * 2
+
+
+def test_sizes_not_a_multiple_of_4(source: CountingSource) -> None:
+    """The rest of the last key is dropped: no byte is handed out twice."""
+    assert entropy.random_bytes(5) == bytes([0, 0, 0, 0, 0])
+    assert numbers(entropy.random_bytes(4)) == [2]
+    assert entropy.random_bytes(0) == b""
+    assert numbers(entropy.random_bytes(4)) == [3]
 
 
 def test_exact_fit_then_refill(source: CountingSource) -> None:

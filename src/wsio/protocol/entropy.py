@@ -15,19 +15,25 @@ handed out again by the child.
 from __future__ import annotations
 
 import os
+import struct
 import threading
+from collections.abc import Callable
 
 __all__ = ["POOL_SIZE", "random_bytes"]
 
 #: Bytes drawn from the system at a time: masking keys for 1,024 frames.
 POOL_SIZE = 4096
 
+# A pool, cut into 4-byte keys by C code as they are taken.
+_split = struct.Struct("4s").iter_unpack
+
 
 class _Pool(threading.local):
-    """One thread's bytes: those before ``offset`` were handed out."""
+    """One thread's pool: ``next_key`` takes its next key, as a 1-tuple, and raises
+    :class:`StopIteration` once they are all taken."""
 
-    buffer = b""
-    offset = 0
+    def __init__(self) -> None:
+        self.next_key: Callable[[], tuple[bytes]] = iter(()).__next__
 
 
 _pool = _Pool()
@@ -45,18 +51,22 @@ os.register_at_fork(after_in_child=_forget_pools)
 def random_bytes(size: int) -> bytes:
     """``size`` bytes from the system's cryptographic source, none of them handed out
     before, in this thread or any other, in this process or its parent."""
-    pool = _pool
-    offset = pool.offset
-    end = offset + size
-    buffer = pool.buffer
-    if end > len(buffer):
-        if size > POOL_SIZE // 4:
-            # Large requests gain nothing from the pool and would drain it.
-            return os.urandom(size)
-        # The bytes left over are dropped rather than joined to the new ones: one copy
-        # less, and the pool never hands them out.
-        buffer = pool.buffer = os.urandom(POOL_SIZE)
-        offset = 0
-        end = size
-    pool.offset = end
-    return buffer[offset:end]
+    if size == 4:
+        # A masking key, for every frame a client sends: one call into C. Taking a key is
+        # a single step, so that even a signal handler that sends a frame in between
+        # can't be handed the same one.
+        try:
+            return _pool.next_key()[0]
+        except StopIteration:
+            pass
+    if size > POOL_SIZE // 4:
+        # Large requests gain nothing from the pool and would drain it.
+        return os.urandom(size)
+    pieces = []
+    for _ in range(-(-size // 4)):
+        try:
+            pieces.append(_pool.next_key()[0])
+        except StopIteration:
+            next_key = _pool.next_key = _split(os.urandom(POOL_SIZE)).__next__
+            pieces.append(next_key()[0])
+    return b"".join(pieces)[:size]
