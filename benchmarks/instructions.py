@@ -16,7 +16,11 @@ What is counted, in one process, with a fake transport (no sockets, no system ca
 - ``message``: one binary message, 16 B unless ``--size`` says otherwise, received and
   echoed by a handler written ``async for message in ws: await ws.send(message)``;
   ``--text`` sends text instead, ``--reads N`` hands each frame over in N reads; for
-  ``listener``, by a :class:`wsio.Listener` whose ``on_message`` calls ``ws.send(message)``.
+  ``listener``, by a :class:`wsio.Listener` whose ``on_message`` calls ``ws.send(message)``;
+- ``client``: the other end, one round trip of a client: a connection opened by
+  :func:`wsio.connect` sends the message with ``await ws.send(message)`` and takes the
+  server's echo with ``await ws.recv()`` (``--size``, ``--text`` and ``--reads`` as for
+  ``message``, ``--reads`` splitting the echo).
 
 ``--pure PIECE`` swaps one C piece of :mod:`wsio._speedups` for its pure-Python twin in
 the worker, the rest staying C: the difference with a run without it is what that piece
@@ -25,7 +29,9 @@ saves (``--pure all``: every piece).
 The task echo (``benchmarks.servers``: a canned 101, a task woken for each read) does the
 same work without any WebSocket code: it is the floor of a coroutine API. The plain TCP
 echo (``tcp``: the bytes of each read written back from the read callback) is the floor of
-any API, the listener's included. Each count is
+any API, the listener's included. The task client (``benchmarks.clients``: pre-built
+masked frames, each reply checked byte for byte and waking the task that sent the message)
+is the floor of a client's coroutine API. Each count is
 the difference between a run of N and a run of 2N operations, divided by N, so that
 start-up and imports cancel out; each operation includes the turn of the event loop that
 drives it.
@@ -43,10 +49,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .common import build_frame, make_payload
+from .common import accept_key, build_frame, make_payload
 
 LIBRARIES = ("wsio", "task")
-OPERATIONS = ("handshake", "message")
+OPERATIONS = ("handshake", "message", "client")
 #: Counted for messages only, against the plain TCP echo: callback APIs.
 CALLBACK_LIBRARIES = ("listener", "tcp")
 
@@ -285,6 +291,86 @@ async def _tcp_messages(count: int) -> None:
     await _messages(protocol, transport, count)
 
 
+class _ServerTransport(_FakeTransport):
+    """A client's transport to a server that answers at the next turn of the loop, as a
+    read callback: the opening handshake request with a 101, each frame with ``reply``
+    (handed over in ``BENCH_READS`` reads)."""
+
+    def __init__(self, protocol: asyncio.BaseProtocol, reply: bytes) -> None:
+        super().__init__(protocol)
+        step = -(-len(reply) // int(os.environ.get("BENCH_READS", "1")))
+        self.reads = [reply[start : start + step] for start in range(0, len(reply), step)]
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes += 1
+        loop = asyncio.get_running_loop()
+        if bytes(data[:4]) == b"GET ":
+            match = re.search(rb"Sec-WebSocket-Key: (\S+)\r\n", bytes(data))
+            assert match is not None, "no Sec-WebSocket-Key in the request"
+            response = (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                % accept_key(match.group(1))
+            )
+            loop.call_soon(_feed, self.protocol, response)
+            return
+        for data in self.reads:
+            loop.call_soon(_feed, self.protocol, data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8765) if name == "peername" else default
+
+
+def _client_message() -> Any:
+    """The message of the client rows, as ``benchmarks.clients`` makes it."""
+    from .clients import Message
+
+    return Message(int(os.environ.get("BENCH_SIZE", "16")), os.environ.get("BENCH_TEXT") == "1")
+
+
+async def _wsio_client(count: int) -> None:
+    from wsio.asyncio.client import ClientSide, connect
+
+    message = _client_message()
+
+    class FakeConnect(connect):
+        """:func:`wsio.connect`, with the fake transport where TCP would be."""
+
+        async def _create_connection(
+            self, factory: Callable[[], ClientSide], uri: Any, kwargs: dict[str, Any]
+        ) -> None:
+            connection = factory()
+            connection.connection_made(_ServerTransport(connection, message.reply))
+
+    # As benchmarks.clients opens it.
+    ws = await FakeConnect("ws://127.0.0.1:8765/", compression=None, proxy=None)
+    value = message.value
+    send, recv = ws.send, ws.recv
+    await _turn()
+    for _ in range(count):
+        await send(value)
+        reply = await recv()
+    assert count == 0 or reply == value, "the reply isn't the echo"
+
+
+async def _task_client(count: int) -> None:
+    from .clients import Run, TaskRawProtocol, _Job
+
+    message = _client_message()
+    loop = asyncio.get_running_loop()
+    protocol = TaskRawProtocol(echo_peer=False)
+    protocol.connection_made(_ServerTransport(protocol, message.reply))
+    await protocol.waiter
+    run = Run(latency=False)
+    await _turn()
+    # TaskRawDriver.echo_loop, for count messages.
+    for _ in range(count):
+        job = _Job(message, run, loop.create_future())
+        protocol.start(job)
+        await job.done
+    assert run.count == count, "replies weren't all the echo"
+
+
 _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
     ("wsio", "handshake"): _wsio_handshakes,
     ("task", "handshake"): _task_handshakes,
@@ -292,6 +378,8 @@ _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
     ("task", "message"): _task_messages,
     ("listener", "message"): _listener_messages,
     ("tcp", "message"): _tcp_messages,
+    ("wsio", "client"): _wsio_client,
+    ("task", "client"): _task_client,
 }
 
 
@@ -321,7 +409,8 @@ def _count(library: str, operation: str, count: int, options: dict[str, str] | N
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.instructions",
-        description="Instructions per server handshake and per echoed message (callgrind).",
+        description="Instructions per server handshake, per echoed message and per client"
+        " round trip (callgrind).",
     )
     parser.add_argument(
         "--handshakes", type=int, default=1000, help="N for the handshake rows (1000)"
@@ -339,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         " or all",
     )
     parser.add_argument(
-        "--only", choices=OPERATIONS, help="count this operation only (default: both)"
+        "--only", choices=OPERATIONS, help="count this operation only (default: all)"
     )
     parser.add_argument(
         "--library", choices=LIBRARIES, help="count this library only (default: both)"
@@ -366,10 +455,12 @@ def main(argv: list[str] | None = None) -> None:
         options["BENCH_PURE"] = args.pure
     pure = f", pure-Python {args.pure}" if args.pure and accelerated else ""
     print(
-        "Instructions per operation, Python side of the server, fake transport "
+        "Instructions per operation, Python side of the server (of the client for the"
+        " client rows), fake transport "
         f"(callgrind; wsio accelerator {'on' if accelerated else 'off'}{pure})"
     )
-    print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}")
+    if args.only != "client":
+        print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}")
     for operation, count in (("handshake", args.handshakes), ("message", args.messages)):
         if args.only not in (None, operation):
             continue
@@ -389,6 +480,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}")
         print(f"{label:22}{listener:>12,.0f}{tcp:>12,.0f}{listener / tcp:>7.2f}×")
+    if args.only in (None, "client"):
+        # The client's side, against the task client.
+        wsio, task = (
+            float("nan")
+            if args.library not in (None, library)
+            else _per_operation(library, "client", args.messages, options)
+            for library in LIBRARIES
+        )
+        kind = "text" if args.text else "message"
+        print(f"{'':22}{'wsio':>12}{'task client':>12}{'ratio':>8}")
+        print(f"{f'{args.size} B {kind} trip':22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
 
 
 def _per_operation(
