@@ -151,9 +151,9 @@ class Connection(ConnectionBase):
             protocol = self.protocol
             while not messages and protocol.receiving:
                 # Set while a coroutine waits: what makes another recv() a concurrent one.
-                self._message_waiter = self.loop.create_future()
+                waiter = self._message_waiter = self.loop.create_future()
                 try:
-                    await self._message_waiter
+                    await waiter
                 finally:
                     self._message_waiter = None
             if not messages:
@@ -320,11 +320,13 @@ class Connection(ConnectionBase):
             self._flush()
         if not self._handshake_over and protocol.state is not State.CONNECTING:
             self._end_handshake()
+        # The length of the queue, read once: nothing below adds to it or takes from it.
+        queued = len(messages)
         message_waiter = self._message_waiter
         if (
             message_waiter is not None
             and not message_waiter.done()
-            and (messages or not protocol.receiving)
+            and (queued or not protocol.receiving)
         ):
             # The receiver runs at the next turn of the loop. Running its wake-up here,
             # inside the read callback, saves about 5,500 instructions per 16 B message
@@ -332,15 +334,11 @@ class Connection(ConnectionBase):
             # one connection, but costs 7 to 10 % more CPU per message with 16, client and
             # server (python -m benchmarks, cpu16x1 and cpu16x16 against the task echo).
             message_waiter.set_result(None)
-        if (
-            len(messages) >= self.max_queue
-            and not self._reading_paused
-            and protocol.state is State.OPEN
-        ):
+        room = self.max_queue - queued
+        if room <= 0 and not self._reading_paused and protocol.state is _OPEN:
             self._reading_paused = True
             assert self.transport is not None
             self.transport.pause_reading()
-        room = self.max_queue - len(messages)
         if room > 0 and protocol.parsing_paused:
             # The core holds back messages that the queue has room for: decode them.
             self._process_events()
