@@ -176,7 +176,7 @@ class connect(Opener[ClientConnection]):
     ) -> None:
         # The keyword arguments that both layers' connect take, as given here.
         arguments = locals()
-        self._settings = ClientSettings(
+        self._settings = ClientSettings.of(
             uri, {name: arguments[name] for name in ClientOptions.__optional_keys__}
         )
         check_limits(max_queue, write_limit)

@@ -107,10 +107,13 @@ class ClientSettings:
             additional_headers = Headers(additional_headers)
         logger = options.get("logger")
         self.protocol_kwargs: dict[str, Any] = dict(
-            extensions=client_extensions(
-                options.get("compression", defaults.COMPRESSION),
-                options.get("compression_threshold", defaults.COMPRESSION_THRESHOLD),
-                options.get("extensions", ()),
+            # A tuple: the connections of these settings share it.
+            extensions=tuple(
+                client_extensions(
+                    options.get("compression", defaults.COMPRESSION),
+                    options.get("compression_threshold", defaults.COMPRESSION_THRESHOLD),
+                    options.get("extensions", ()),
+                )
             ),
             origin=options.get("origin"),
             subprotocols=options.get("subprotocols"),
@@ -133,6 +136,27 @@ class ClientSettings:
             extensions=self.protocol_kwargs["extensions"],
         )
 
+    @classmethod
+    def of(cls, uri: str, options: Mapping[str, Any]) -> ClientSettings:
+        """The settings of ``uri`` and ``options``: the same object for the same
+        arguments, checked once, when every value is immutable or held by reference only
+        (a context, a logger, a tuple of strings or factories); new ones otherwise.
+
+        An application that calls ``connect`` with the same arguments for each
+        connection checks its options and builds their request once, not each time.
+        """
+        if not all(map(_is_fixed, options.values())):
+            return cls(uri, options)
+        # The type too: 1 and True are equal, but max_size=True isn't a limit.
+        key = (uri, *((name, type(value), value) for name, value in options.items()))
+        settings = _settings_cache.get(key)
+        if settings is None:
+            settings = cls(uri, options)
+            if len(_settings_cache) >= _SETTINGS_CACHE_SIZE:
+                _settings_cache.clear()
+            _settings_cache[key] = settings
+        return settings
+
     def proxy_for(self, uri: WebSocketURI) -> Proxy | None:
         """The proxy to reach ``uri`` through; ``None`` to connect directly."""
         proxy = proxy_from_environment(uri) if self.proxy is True else self.proxy
@@ -153,6 +177,34 @@ class ClientSettings:
         if not proxy.secure:
             return None
         return self.proxy_ssl or ssl_module.create_default_context()
+
+
+#: How many sets of arguments :meth:`ClientSettings.of` remembers; beyond, it starts over.
+_SETTINGS_CACHE_SIZE = 64
+_settings_cache: dict[tuple[Any, ...], ClientSettings] = {}
+
+
+#: Option values that can't change behind a cached :class:`ClientSettings`: immutable,
+#: or only held by reference, never copied or read at the time the settings are made.
+_FIXED_TYPES = (
+    type(None),
+    bool,
+    int,
+    float,
+    str,
+    ssl_module.SSLContext,
+    logging.Logger,
+    logging.LoggerAdapter,
+    ClientExtensionFactory,
+)
+
+
+def _is_fixed(value: object) -> bool:
+    """Whether ``value`` can be a key of the settings cache: a fixed value, or a tuple of
+    them (not an iterator, a list or a mapping, which may change or be used up)."""
+    if isinstance(value, tuple):
+        return all(map(_is_fixed, value))
+    return isinstance(value, _FIXED_TYPES)
 
 
 class Redirects:
