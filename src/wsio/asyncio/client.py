@@ -64,14 +64,18 @@ class ClientSide(ConnectionBase):
 
     def _end_handshake(self) -> None:
         super()._end_handshake()
-        self._handshake_done.set_result(None)
+        # Cancelled if the opening was (open_timeout...): nobody waits for it then.
+        if not self._handshake_done.done():
+            self._handshake_done.set_result(None)
 
     async def _handshake(self) -> None:
         """Send the opening handshake request and wait for the answer to be checked."""
         self.protocol.send_request(self.protocol.connect())
         # The answer may be complete already: it was read before the request went out.
         self._process_events()
-        await asyncio.shield(self._handshake_done)
+        # Awaited as is, not shielded (a turn of the loop more): only this waits for it,
+        # and the opening ends with it if cancelled.
+        await self._handshake_done
         if self.protocol.handshake_exc is not None:
             self._abort()
             raise self.protocol.handshake_exc
