@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 
@@ -20,9 +21,11 @@ from wsio.exceptions import (
     InvalidUpgrade,
     NegotiationError,
 )
+from wsio.protocol.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from wsio.protocol.handshake import (
     GUID,
     accept_key,
+    accept_response,
     build_accept,
     build_rejection,
     build_request,
@@ -270,6 +273,43 @@ def test_check_response_bad_connection(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(InvalidUpgrade) as info:
         check_response(resp, RFC_KEY, None)
     assert info.value.name == "Connection"
+
+
+def test_check_response_upgrade_on_two_lines() -> None:
+    # Two lines are one list (RFC 9110 §5.3): "websocket, websocket" names two protocols.
+    resp = make_response(extra=[("Upgrade", "websocket")])
+    with pytest.raises(InvalidUpgrade):
+        check_response(resp, RFC_KEY, None)
+    resp = make_response(extra=[("Connection", "Upgrade")])
+    assert check_response(resp, RFC_KEY, None) is None
+
+
+@pytest.mark.parametrize("value", [" websocket", "websocket\t"])
+def test_check_response_upgrade_with_whitespace(value: str) -> None:
+    resp = make_response(drop=("Upgrade",))
+    resp.headers._items.append(("Upgrade", value))  # as a parser that kept it would
+    assert check_response(resp, RFC_KEY, None) is None
+
+
+def test_accept_response_makes_each_extension_once() -> None:
+    accepted = []
+
+    class Factory(ClientPerMessageDeflateFactory):
+        def accept(self, parameters: Any) -> Any:
+            extension = super().accept(parameters)
+            accepted.append(extension)
+            return extension
+
+    resp = make_response(
+        extra=[
+            ("Sec-WebSocket-Extensions", "permessage-deflate"),
+            ("Sec-WebSocket-Protocol", "chat"),
+        ]
+    )
+    subprotocol, extensions = accept_response(resp, RFC_KEY, ["chat"], [Factory()])
+    assert subprotocol == "chat"
+    assert extensions == accepted
+    assert len(accepted) == 1
 
 
 def test_check_response_missing_accept() -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "Origin",
     "accept_extensions",
     "accept_key",
+    "accept_response",
     "build_accept",
     "build_rejection",
     "build_request",
@@ -224,13 +225,22 @@ class Check:
     detail: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Offer:
-    """What the client's request offered, to check the answer against."""
+    """What the client's request offered, to check the answer against, and the
+    extensions that the answer accepted, once its rule made them."""
 
-    key: str
-    subprotocols: Sequence[str] | None
-    extensions: Sequence[ClientExtensionFactory]
+    __slots__ = ("accepted", "extensions", "key", "subprotocols")
+
+    def __init__(
+        self,
+        key: str,
+        subprotocols: Sequence[str] | None,
+        extensions: Sequence[ClientExtensionFactory],
+    ) -> None:
+        self.key = key
+        self.subprotocols = subprotocols
+        self.extensions = extensions
+        self.accepted: list[Extension] = []
 
 
 def accept_extensions(
@@ -309,14 +319,22 @@ def _rule_status(response: Response, fields: _Fields, offer: _Offer) -> str:
 
 
 def _rule_upgrade(response: Response, fields: _Fields, offer: _Offer) -> str:
-    upgrade = _upgrade_protocols(fields.get("upgrade", ()))
+    values = fields.get("upgrade", ())
+    # The usual answer, one line of just the token, needs no parsing.
+    if len(values) == 1 and values[0].lower() == "websocket":
+        return values[0]
+    upgrade = _upgrade_protocols(values)
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
     return upgrade[0]
 
 
 def _rule_connection(response: Response, fields: _Fields, offer: _Offer) -> str:
-    connection = parse_token_list(fields.get("connection", ()), "Connection")
+    values = fields.get("connection", ())
+    # The usual answer, one line of just the token, needs no parsing.
+    if len(values) == 1 and values[0].lower() == "upgrade":
+        return values[0]
+    connection = parse_token_list(values, "Connection")
     if "upgrade" not in map(str.lower, connection):
         raise InvalidUpgrade("Connection", ", ".join(connection) or None)
     return ", ".join(connection)
@@ -333,7 +351,7 @@ def _rule_accept(response: Response, fields: _Fields, offer: _Offer) -> str:
 
 def _rule_extensions(response: Response, fields: _Fields, offer: _Offer) -> str:
     # §4.1 item 5: each extension in the answer must be one the client offered.
-    extensions = accept_extensions(response, offer.extensions, fields)
+    extensions = offer.accepted = accept_extensions(response, offer.extensions, fields)
     return ", ".join(extension.name for extension in extensions) or "none"
 
 
@@ -377,13 +395,28 @@ def check_response(
     :raises InvalidHeader: ``Sec-WebSocket-Accept`` is missing or wrong.
     :raises NegotiationError: a subprotocol or extension that wasn't offered.
     """
+    return accept_response(response, key, subprotocols, extensions, fields)[0]
+
+
+def accept_response(
+    response: Response,
+    key: str,
+    subprotocols: Sequence[str] | None,
+    extensions: Sequence[ClientExtensionFactory] = (),
+    fields: _Fields | None = None,
+) -> tuple[str | None, list[Extension]]:
+    """:func:`check_response`, which returns the subprotocol, and the extensions that
+    the answer accepted (:func:`accept_extensions`), made once for both.
+
+    :raises InvalidHandshake: as :func:`check_response`.
+    """
     offer = _Offer(key, subprotocols, extensions)
     if fields is None:
         fields = response.headers.by_name()
     for _, rule in RESPONSE_RULES:
         rule(response, fields, offer)
     protocols = fields.get("sec-websocket-protocol")
-    return protocols[0].strip() if protocols else None
+    return (protocols[0].strip() if protocols else None), offer.accepted
 
 
 def response_checks(
