@@ -145,10 +145,12 @@ class ClientSettings:
         An application that calls ``connect`` with the same arguments for each
         connection checks its options and builds their request once, not each time.
         """
-        if not all(map(_is_fixed, options.values())):
-            return cls(uri, options)
-        # The type too: 1 and True are equal, but max_size=True isn't a limit.
-        key = (uri, *((name, type(value), value) for name, value in options.items()))
+        values = tuple(options.values())
+        for value in values:
+            if value.__class__ not in _SCALARS and not _is_fixed(value):
+                return cls(uri, options)
+        # The types too: 1 and True are equal, but max_size=True isn't a limit.
+        key = (uri, tuple(options), values, tuple(map(type, values)))
         settings = _settings_cache.get(key)
         if settings is None:
             settings = cls(uri, options)
@@ -197,6 +199,10 @@ _FIXED_TYPES = (
     logging.LoggerAdapter,
     ClientExtensionFactory,
 )
+
+
+#: The usual types of option values, which :func:`_is_fixed` accepts: a quicker test.
+_SCALARS = frozenset({type(None), bool, int, float, str})
 
 
 def _is_fixed(value: object) -> bool:
