@@ -253,23 +253,27 @@ class connect(Opener[ClientConnection]):
         loop = asyncio.get_running_loop()
         connection = self._new_connection(ClientProtocol(uri, **protocol_kwargs))
         settings = self._settings
-        kwargs = dict(self._create_connection_kwargs)
+        kwargs = self._create_connection_kwargs
         ssl = settings.ssl_for(uri)
-        server_hostname = settings.server_hostname_for(uri)
         proxy = None if "sock" in kwargs else settings.proxy_for(uri)
         try:
             if proxy is None:
                 if ssl is not None:
-                    kwargs.update(ssl=ssl, server_hostname=server_hostname)
+                    server_hostname = settings.server_hostname_for(uri)
+                    kwargs = dict(kwargs, ssl=ssl, server_hostname=server_hostname)
                 await self._create_connection(lambda: connection, uri, kwargs)
             else:
-                transport, leftover = await self._open_tunnel(proxy, uri, kwargs)
+                # Copied: the tunnel adds the proxy's TLS, if any.
+                transport, leftover = await self._open_tunnel(proxy, uri, dict(kwargs))
                 if ssl is not None and leftover:
                     raise InvalidProxyMessage("proxy sent data before the TLS handshake")
                 if ssl is not None:
                     transport.set_protocol(connection)
                     tls_transport = await loop.start_tls(
-                        transport, connection, ssl, server_hostname=server_hostname
+                        transport,
+                        connection,
+                        ssl,
+                        server_hostname=settings.server_hostname_for(uri),
                     )
                     # A cast, not an isinstance check: uvloop's transports don't subclass it.
                     transport = cast(asyncio.Transport, tls_transport)

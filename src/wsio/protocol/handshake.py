@@ -6,7 +6,6 @@ These functions hold every rule of the handshake; the client and server protocol
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import hashlib
@@ -80,7 +79,7 @@ _Fields: TypeAlias = Mapping[str, list[str]]
 
 def generate_key(random_bytes: Callable[[int], bytes]) -> str:
     """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64-encoded (§4.1)."""
-    return base64.b64encode(random_bytes(16)).decode()
+    return binascii.b2a_base64(random_bytes(16), newline=False).decode()
 
 
 def accept_key(key: str) -> str:

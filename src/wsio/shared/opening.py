@@ -228,7 +228,8 @@ class Redirects:
 
     def __init__(self, settings: ClientSettings, *, fixed_endpoint: bool = False) -> None:
         self.uri = settings.uri
-        self.protocol_kwargs = dict(settings.protocol_kwargs)
+        # The settings' own, until a redirect changes them (replaced, never edited).
+        self.protocol_kwargs = settings.protocol_kwargs
         self.fixed_endpoint = fixed_endpoint
         #: ``(uri, response)`` of each redirect followed, in order.
         self.followed: list[tuple[str, Response]] = []
@@ -253,8 +254,11 @@ class Redirects:
                 raise InvalidHandshake(
                     f"cannot follow a redirect to another origin over a Unix socket: {new_uri.url}"
                 ) from exc
-            self.protocol_kwargs["additional_headers"] = _without_credentials(
-                self.protocol_kwargs["additional_headers"]
+            self.protocol_kwargs = dict(
+                self.protocol_kwargs,
+                additional_headers=_without_credentials(
+                    self.protocol_kwargs["additional_headers"]
+                ),
             )
         self.uri = new_uri
 
