@@ -191,6 +191,33 @@ def test_build_request_additional_headers_override_defaults() -> None:
     assert req.headers["X-Token"] == "t"
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("origin", "https://a\r\nX-Evil: 1", InvalidArgument),
+        ("origin", "https://\u0101", InvalidArgument),
+        ("user_agent", "a\x00b", InvalidArgument),
+        ("user_agent", 42, TypeError),
+        ("key", "k\ney", InvalidArgument),
+    ],
+)
+def test_build_request_refuses_a_value_that_cannot_be_sent(
+    field: str, value: Any, error: type[Exception]
+) -> None:
+    options: dict[str, Any] = {"origin": "https://a", "user_agent": "ua/1", "key": RFC_KEY}
+    options[field] = value
+    key = options.pop("key")
+    with pytest.raises(error):
+        build_request(parse_uri("ws://a/"), key, **options)
+
+
+def test_build_request_keeps_whitespace_valued_fields_valid() -> None:
+    # Tab and space are field characters: values with them are sent as given.
+    req = build_request(parse_uri("ws://a/"), RFC_KEY, user_agent="a\tb c")
+    assert req.headers["User-Agent"] == "a\tb c"
+    assert list(req.headers)[:5] == [name for name, _ in BASE_REQUEST]
+
+
 def test_build_request_empty_subprotocols() -> None:
     req = build_request(parse_uri("ws://a/"), RFC_KEY, subprotocols=[])
     assert "Sec-WebSocket-Protocol" not in req.headers

@@ -34,7 +34,7 @@ from .extensions import (
     build_extensions,
     parse_extensions,
 )
-from .http11 import Headers, HeadersLike, Request, Response, build_response
+from .http11 import _FIELD_VALUE_TEXT, Headers, HeadersLike, Request, Response, build_response
 from .uri import WebSocketURI
 
 __all__ = [
@@ -171,25 +171,30 @@ def build_request(
     :raises TypeError: ``subprotocols`` isn't a sequence of strings.
     """
     check_subprotocols(subprotocols)
-    headers = Headers()
-    headers["Host"] = uri.host_header
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Key"] = key
-    headers["Sec-WebSocket-Version"] = "13"
+    fields = [
+        ("Host", uri.host_header),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+    ]
     if origin is not None:
-        headers["Origin"] = origin
+        fields.append(("Origin", origin))
     if extensions:
-        headers["Sec-WebSocket-Extensions"] = build_extensions(
-            [(factory.name, factory.offer()) for factory in extensions]
+        fields.append(
+            (
+                "Sec-WebSocket-Extensions",
+                build_extensions([(factory.name, factory.offer()) for factory in extensions]),
+            )
         )
     if subprotocols:
-        headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+        fields.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
     if user_agent is not None:
-        headers["User-Agent"] = user_agent
+        fields.append(("User-Agent", user_agent))
     if uri.user_info is not None:
         # Credentials in the URI become HTTP Basic authentication.
-        headers["Authorization"] = basic_authorization(*uri.user_info)
+        fields.append(("Authorization", basic_authorization(*uri.user_info)))
+    headers = _request_headers(fields)
     if additional_headers is not None:
         extra = Headers(additional_headers)
         for name in extra:
@@ -198,6 +203,20 @@ def build_request(
                 del headers[name]
         headers.update(extra)
     return Request(uri.resource_name, headers)
+
+
+def _request_headers(fields: list[tuple[str, str]]) -> Headers:
+    """Headers of ``fields``, whose names are tokens, with the values checked as
+    ``headers[name] = value`` checks them, all in one match: a field value is a run of
+    field characters, tab included, so values joined by tabs match as each one does."""
+    try:
+        valid = _FIELD_VALUE_TEXT.fullmatch("\t".join([value for _, value in fields]))
+    except TypeError:  # a value that isn't a str
+        valid = None
+    if valid is None:
+        # Field by field, for the error of the first value refused.
+        return Headers(fields)
+    return Headers.from_valid(fields)
 
 
 #: Statuses whose ``Location`` a client follows (RFC 9110 §15.4).
