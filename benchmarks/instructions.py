@@ -21,6 +21,11 @@ What is counted, in one process, with a fake transport (no sockets, no system ca
   :func:`wsio.connect` sends the message with ``await ws.send(message)`` and takes the
   server's echo with ``await ws.recv()`` (``--size``, ``--text`` and ``--reads`` as for
   ``message``, ``--reads`` splitting the echo).
+- with ``--client``, ``client handshake``: ``wsio.connect(uri)`` then ``close()``, as the
+  benchmark's client does, everything but ``loop.create_connection``, over a fake
+  transport that answers as a server (a 101 with the right ``Sec-WebSocket-Accept``, a
+  close frame, the end of the connection), against the raw client
+  (:class:`benchmarks.clients.RawProtocol`, byte-exact checks) doing the same.
 
 ``--pure PIECE`` swaps one C piece of :mod:`wsio._speedups` for its pure-Python twin in
 the worker, the rest staying C: the difference with a run without it is what that piece
@@ -371,7 +376,71 @@ async def _task_client(count: int) -> None:
     assert run.count == count, "replies weren't all the echo"
 
 
+_CLIENT_URI = "ws://127.0.0.1:8765/"
+_SERVER_CLOSE = build_frame(8, b"\x03\xe8")
+
+
+class _FakeServer(_FakeTransport):
+    """A client's transport that answers as a server would: the request with a 101
+    (its ``Sec-WebSocket-Accept`` computed from the key), the close frame with a close
+    frame followed by the end of the connection; each answer read at the next turn."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes += 1
+        loop = asyncio.get_running_loop()
+        if self.writes == 1:
+            key = re.search(rb"Sec-WebSocket-Key: ([^\r]*)", bytes(data))
+            assert key is not None, "no key in the request"
+            accept = accept_key(key.group(1))
+            loop.call_soon(
+                _feed,
+                self.protocol,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n",
+            )
+        elif self.writes == 2:
+            loop.call_soon(_feed, self.protocol, _SERVER_CLOSE)
+            # The server ends the TCP connection first (RFC 6455 §7.1.1).
+            loop.call_soon(_end_of_stream, self.protocol, self)
+
+    def write_eof(self) -> None:
+        self.close()
+
+
+async def _wsio_client_handshakes(count: int) -> None:
+    """``wsio.connect(uri)`` then ``close()``, as the benchmark's client does, over a
+    :class:`_FakeServer` instead of a socket: everything but ``loop.create_connection``."""
+    import wsio
+
+    class FakeConnect(wsio.connect):
+        async def _create_connection(self, factory: Any, uri: Any, kwargs: Any) -> None:
+            protocol = factory()
+            protocol.connection_made(_FakeServer(protocol))
+
+    for _ in range(count):
+        ws = await FakeConnect(_CLIENT_URI, compression=None, max_size=2**26, proxy=None)
+        await ws.close()
+        assert ws.protocol.close_rcvd is not None, "no closing handshake"
+
+
+async def _raw_client_handshakes(count: int) -> None:
+    """The benchmark's raw client (:class:`benchmarks.clients.RawProtocol`), opened and
+    closed over a :class:`_FakeServer`: the floor of a checked client handshake."""
+    from .clients import RawProtocol
+
+    for _ in range(count):
+        protocol = RawProtocol(echo_peer=False)
+        transport = _FakeServer(protocol)
+        transport.get_extra_info = lambda name, default=None: ("127.0.0.1", 8765)  # type: ignore[method-assign]
+        protocol.connection_made(transport)
+        await protocol.waiter
+        await protocol.close()
+        await protocol.lost
+
+
 _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
+    ("wsio", "client-handshake"): _wsio_client_handshakes,
+    ("raw", "client-handshake"): _raw_client_handshakes,
     ("wsio", "handshake"): _wsio_handshakes,
     ("task", "handshake"): _task_handshakes,
     ("wsio", "message"): _wsio_messages,
@@ -434,6 +503,12 @@ def main(argv: list[str] | None = None) -> None:
         "--library", choices=LIBRARIES, help="count this library only (default: both)"
     )
     parser.add_argument(
+        "--client",
+        action="store_true",
+        help="count a client handshake instead (wsio.connect and close, against the raw"
+        " client), over a fake transport answering as a server",
+    )
+    parser.add_argument(
         "--worker", nargs=3, metavar=("LIBRARY", "OPERATION", "N"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -454,6 +529,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.pure and accelerated:
         options["BENCH_PURE"] = args.pure
     pure = f", pure-Python {args.pure}" if args.pure and accelerated else ""
+    if args.client:
+        _print_client(args.handshakes, options)
+        return
     print(
         "Instructions per operation, Python side of the server (of the client for the"
         " client rows), fake transport "
@@ -493,9 +571,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{f'{args.size} B {kind} trip':22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
 
 
-def _per_operation(
-    library: str, operation: str, count: int, options: dict[str, str]
-) -> float:
+def _print_client(count: int, options: dict[str, str]) -> None:
+    """The ``--client`` row: instructions per client handshake, wsio and the raw client."""
+    print("Instructions per client handshake (connect and close), fake transport (callgrind)")
+    print(f"{'':22}{'wsio':>12}{'raw':>12}{'ratio':>8}")
+    wsio, raw = (
+        _per_operation(name, "client-handshake", count, options) for name in ("wsio", "raw")
+    )
+    print(f"{'client handshake':22}{wsio:>12,.0f}{raw:>12,.0f}{wsio / raw:>7.2f}×")
+
+
+def _per_operation(library: str, operation: str, count: int, options: dict[str, str]) -> float:
     """Instructions per operation: a run of ``2 * count`` less a run of ``count``."""
     print(f"  counting {library} {operation}s...", end="\r", file=sys.stderr, flush=True)
     once = _count(library, operation, count, options)

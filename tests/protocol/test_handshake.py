@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 
@@ -20,9 +21,11 @@ from wsio.exceptions import (
     InvalidUpgrade,
     NegotiationError,
 )
+from wsio.protocol.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from wsio.protocol.handshake import (
     GUID,
     accept_key,
+    accept_response,
     build_accept,
     build_rejection,
     build_request,
@@ -188,6 +191,33 @@ def test_build_request_additional_headers_override_defaults() -> None:
     assert req.headers["X-Token"] == "t"
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("origin", "https://a\r\nX-Evil: 1", InvalidArgument),
+        ("origin", "https://\u0101", InvalidArgument),
+        ("user_agent", "a\x00b", InvalidArgument),
+        ("user_agent", 42, TypeError),
+        ("key", "k\ney", InvalidArgument),
+    ],
+)
+def test_build_request_refuses_a_value_that_cannot_be_sent(
+    field: str, value: Any, error: type[Exception]
+) -> None:
+    options: dict[str, Any] = {"origin": "https://a", "user_agent": "ua/1", "key": RFC_KEY}
+    options[field] = value
+    key = options.pop("key")
+    with pytest.raises(error):
+        build_request(parse_uri("ws://a/"), key, **options)
+
+
+def test_build_request_keeps_whitespace_valued_fields_valid() -> None:
+    # Tab and space are field characters: values with them are sent as given.
+    req = build_request(parse_uri("ws://a/"), RFC_KEY, user_agent="a\tb c")
+    assert req.headers["User-Agent"] == "a\tb c"
+    assert list(req.headers)[:5] == [name for name, _ in BASE_REQUEST]
+
+
 def test_build_request_empty_subprotocols() -> None:
     req = build_request(parse_uri("ws://a/"), RFC_KEY, subprotocols=[])
     assert "Sec-WebSocket-Protocol" not in req.headers
@@ -270,6 +300,43 @@ def test_check_response_bad_connection(headers: list[tuple[str, str]]) -> None:
     with pytest.raises(InvalidUpgrade) as info:
         check_response(resp, RFC_KEY, None)
     assert info.value.name == "Connection"
+
+
+def test_check_response_upgrade_on_two_lines() -> None:
+    # Two lines are one list (RFC 9110 §5.3): "websocket, websocket" names two protocols.
+    resp = make_response(extra=[("Upgrade", "websocket")])
+    with pytest.raises(InvalidUpgrade):
+        check_response(resp, RFC_KEY, None)
+    resp = make_response(extra=[("Connection", "Upgrade")])
+    assert check_response(resp, RFC_KEY, None) is None
+
+
+@pytest.mark.parametrize("value", [" websocket", "websocket\t"])
+def test_check_response_upgrade_with_whitespace(value: str) -> None:
+    resp = make_response(drop=("Upgrade",))
+    resp.headers._items.append(("Upgrade", value))  # as a parser that kept it would
+    assert check_response(resp, RFC_KEY, None) is None
+
+
+def test_accept_response_makes_each_extension_once() -> None:
+    accepted = []
+
+    class Factory(ClientPerMessageDeflateFactory):
+        def accept(self, parameters: Any) -> Any:
+            extension = super().accept(parameters)
+            accepted.append(extension)
+            return extension
+
+    resp = make_response(
+        extra=[
+            ("Sec-WebSocket-Extensions", "permessage-deflate"),
+            ("Sec-WebSocket-Protocol", "chat"),
+        ]
+    )
+    subprotocol, extensions = accept_response(resp, RFC_KEY, ["chat"], [Factory()])
+    assert subprotocol == "chat"
+    assert extensions == accepted
+    assert len(accepted) == 1
 
 
 def test_check_response_missing_accept() -> None:

@@ -64,14 +64,18 @@ class ClientSide(ConnectionBase):
 
     def _end_handshake(self) -> None:
         super()._end_handshake()
-        self._handshake_done.set_result(None)
+        # Cancelled if the opening was (open_timeout...): nobody waits for it then.
+        if not self._handshake_done.done():
+            self._handshake_done.set_result(None)
 
     async def _handshake(self) -> None:
         """Send the opening handshake request and wait for the answer to be checked."""
         self.protocol.send_request(self.protocol.connect())
         # The answer may be complete already: it was read before the request went out.
         self._process_events()
-        await asyncio.shield(self._handshake_done)
+        # Awaited as is, not shielded (a turn of the loop more): only this waits for it,
+        # and the opening ends with it if cancelled.
+        await self._handshake_done
         if self.protocol.handshake_exc is not None:
             self._abort()
             raise self.protocol.handshake_exc
@@ -176,7 +180,7 @@ class connect(Opener[ClientConnection]):
     ) -> None:
         # The keyword arguments that both layers' connect take, as given here.
         arguments = locals()
-        self._settings = ClientSettings(
+        self._settings = ClientSettings.of(
             uri, {name: arguments[name] for name in ClientOptions.__optional_keys__}
         )
         check_limits(max_queue, write_limit)
@@ -249,23 +253,27 @@ class connect(Opener[ClientConnection]):
         loop = asyncio.get_running_loop()
         connection = self._new_connection(ClientProtocol(uri, **protocol_kwargs))
         settings = self._settings
-        kwargs = dict(self._create_connection_kwargs)
+        kwargs = self._create_connection_kwargs
         ssl = settings.ssl_for(uri)
-        server_hostname = settings.server_hostname_for(uri)
         proxy = None if "sock" in kwargs else settings.proxy_for(uri)
         try:
             if proxy is None:
                 if ssl is not None:
-                    kwargs.update(ssl=ssl, server_hostname=server_hostname)
+                    server_hostname = settings.server_hostname_for(uri)
+                    kwargs = dict(kwargs, ssl=ssl, server_hostname=server_hostname)
                 await self._create_connection(lambda: connection, uri, kwargs)
             else:
-                transport, leftover = await self._open_tunnel(proxy, uri, kwargs)
+                # Copied: the tunnel adds the proxy's TLS, if any.
+                transport, leftover = await self._open_tunnel(proxy, uri, dict(kwargs))
                 if ssl is not None and leftover:
                     raise InvalidProxyMessage("proxy sent data before the TLS handshake")
                 if ssl is not None:
                     transport.set_protocol(connection)
                     tls_transport = await loop.start_tls(
-                        transport, connection, ssl, server_hostname=server_hostname
+                        transport,
+                        connection,
+                        ssl,
+                        server_hostname=settings.server_hostname_for(uri),
                     )
                     # A cast, not an isinstance check: uvloop's transports don't subclass it.
                     transport = cast(asyncio.Transport, tls_transport)

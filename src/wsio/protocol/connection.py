@@ -65,13 +65,12 @@ from .frames import (
 from .handshake import (
     HANDSHAKE_FIELDS,
     Origin,
-    accept_extensions,
+    accept_response,
     build_accept,
     build_rejection,
     build_request,
     check_origin,
     check_request,
-    check_response,
     check_subprotocols,
     generate_key,
     negotiate_extensions,
@@ -1613,9 +1612,9 @@ class ClientProtocol(Protocol):
         """
         # Every field the checks look up, in one pass over the headers.
         fields = response.headers.by_name()
-        self.subprotocol = check_response(
+        self.subprotocol, extensions = accept_response(
             response, self.key, self.available_subprotocols, self.available_extensions, fields
         )
-        self._use_extensions(accept_extensions(response, self.available_extensions, fields))
+        self._use_extensions(extensions)
         # The connection keeps the answer: its head, parsed again if read.
         response.headers._shed()

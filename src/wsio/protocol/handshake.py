@@ -6,7 +6,6 @@ These functions hold every rule of the handshake; the client and server protocol
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import hashlib
@@ -35,7 +34,7 @@ from .extensions import (
     build_extensions,
     parse_extensions,
 )
-from .http11 import Headers, HeadersLike, Request, Response, build_response
+from .http11 import _FIELD_VALUE_TEXT, Headers, HeadersLike, Request, Response, build_response
 from .uri import WebSocketURI
 
 __all__ = [
@@ -46,6 +45,7 @@ __all__ = [
     "Origin",
     "accept_extensions",
     "accept_key",
+    "accept_response",
     "build_accept",
     "build_rejection",
     "build_request",
@@ -79,7 +79,7 @@ _Fields: TypeAlias = Mapping[str, list[str]]
 
 def generate_key(random_bytes: Callable[[int], bytes]) -> str:
     """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64-encoded (§4.1)."""
-    return base64.b64encode(random_bytes(16)).decode()
+    return binascii.b2a_base64(random_bytes(16), newline=False).decode()
 
 
 def accept_key(key: str) -> str:
@@ -171,25 +171,30 @@ def build_request(
     :raises TypeError: ``subprotocols`` isn't a sequence of strings.
     """
     check_subprotocols(subprotocols)
-    headers = Headers()
-    headers["Host"] = uri.host_header
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Key"] = key
-    headers["Sec-WebSocket-Version"] = "13"
+    fields = [
+        ("Host", uri.host_header),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+    ]
     if origin is not None:
-        headers["Origin"] = origin
+        fields.append(("Origin", origin))
     if extensions:
-        headers["Sec-WebSocket-Extensions"] = build_extensions(
-            [(factory.name, factory.offer()) for factory in extensions]
+        fields.append(
+            (
+                "Sec-WebSocket-Extensions",
+                build_extensions([(factory.name, factory.offer()) for factory in extensions]),
+            )
         )
     if subprotocols:
-        headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+        fields.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
     if user_agent is not None:
-        headers["User-Agent"] = user_agent
+        fields.append(("User-Agent", user_agent))
     if uri.user_info is not None:
         # Credentials in the URI become HTTP Basic authentication.
-        headers["Authorization"] = basic_authorization(*uri.user_info)
+        fields.append(("Authorization", basic_authorization(*uri.user_info)))
+    headers = _request_headers(fields)
     if additional_headers is not None:
         extra = Headers(additional_headers)
         for name in extra:
@@ -198,6 +203,20 @@ def build_request(
                 del headers[name]
         headers.update(extra)
     return Request(uri.resource_name, headers)
+
+
+def _request_headers(fields: list[tuple[str, str]]) -> Headers:
+    """Headers of ``fields``, whose names are tokens, with the values checked as
+    ``headers[name] = value`` checks them, all in one match: a field value is a run of
+    field characters, tab included, so values joined by tabs match as each one does."""
+    try:
+        valid = _FIELD_VALUE_TEXT.fullmatch("\t".join([value for _, value in fields]))
+    except TypeError:  # a value that isn't a str
+        valid = None
+    if valid is None:
+        # Field by field, for the error of the first value refused.
+        return Headers(fields)
+    return Headers.from_valid(fields)
 
 
 #: Statuses whose ``Location`` a client follows (RFC 9110 §15.4).
@@ -224,13 +243,22 @@ class Check:
     detail: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Offer:
-    """What the client's request offered, to check the answer against."""
+    """What the client's request offered, to check the answer against, and the
+    extensions that the answer accepted, once its rule made them."""
 
-    key: str
-    subprotocols: Sequence[str] | None
-    extensions: Sequence[ClientExtensionFactory]
+    __slots__ = ("accepted", "extensions", "key", "subprotocols")
+
+    def __init__(
+        self,
+        key: str,
+        subprotocols: Sequence[str] | None,
+        extensions: Sequence[ClientExtensionFactory],
+    ) -> None:
+        self.key = key
+        self.subprotocols = subprotocols
+        self.extensions = extensions
+        self.accepted: list[Extension] = []
 
 
 def accept_extensions(
@@ -309,14 +337,22 @@ def _rule_status(response: Response, fields: _Fields, offer: _Offer) -> str:
 
 
 def _rule_upgrade(response: Response, fields: _Fields, offer: _Offer) -> str:
-    upgrade = _upgrade_protocols(fields.get("upgrade", ()))
+    values = fields.get("upgrade", ())
+    # The usual answer, one line of just the token, needs no parsing.
+    if len(values) == 1 and values[0].lower() == "websocket":
+        return values[0]
+    upgrade = _upgrade_protocols(values)
     if not (len(upgrade) == 1 and upgrade[0].lower() == "websocket"):
         raise InvalidUpgrade("Upgrade", ", ".join(upgrade) or None)
     return upgrade[0]
 
 
 def _rule_connection(response: Response, fields: _Fields, offer: _Offer) -> str:
-    connection = parse_token_list(fields.get("connection", ()), "Connection")
+    values = fields.get("connection", ())
+    # The usual answer, one line of just the token, needs no parsing.
+    if len(values) == 1 and values[0].lower() == "upgrade":
+        return values[0]
+    connection = parse_token_list(values, "Connection")
     if "upgrade" not in map(str.lower, connection):
         raise InvalidUpgrade("Connection", ", ".join(connection) or None)
     return ", ".join(connection)
@@ -333,7 +369,7 @@ def _rule_accept(response: Response, fields: _Fields, offer: _Offer) -> str:
 
 def _rule_extensions(response: Response, fields: _Fields, offer: _Offer) -> str:
     # §4.1 item 5: each extension in the answer must be one the client offered.
-    extensions = accept_extensions(response, offer.extensions, fields)
+    extensions = offer.accepted = accept_extensions(response, offer.extensions, fields)
     return ", ".join(extension.name for extension in extensions) or "none"
 
 
@@ -377,13 +413,28 @@ def check_response(
     :raises InvalidHeader: ``Sec-WebSocket-Accept`` is missing or wrong.
     :raises NegotiationError: a subprotocol or extension that wasn't offered.
     """
+    return accept_response(response, key, subprotocols, extensions, fields)[0]
+
+
+def accept_response(
+    response: Response,
+    key: str,
+    subprotocols: Sequence[str] | None,
+    extensions: Sequence[ClientExtensionFactory] = (),
+    fields: _Fields | None = None,
+) -> tuple[str | None, list[Extension]]:
+    """:func:`check_response`, which returns the subprotocol, and the extensions that
+    the answer accepted (:func:`accept_extensions`), made once for both.
+
+    :raises InvalidHandshake: as :func:`check_response`.
+    """
     offer = _Offer(key, subprotocols, extensions)
     if fields is None:
         fields = response.headers.by_name()
     for _, rule in RESPONSE_RULES:
         rule(response, fields, offer)
     protocols = fields.get("sec-websocket-protocol")
-    return protocols[0].strip() if protocols else None
+    return (protocols[0].strip() if protocols else None), offer.accepted
 
 
 def response_checks(

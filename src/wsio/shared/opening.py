@@ -107,10 +107,13 @@ class ClientSettings:
             additional_headers = Headers(additional_headers)
         logger = options.get("logger")
         self.protocol_kwargs: dict[str, Any] = dict(
-            extensions=client_extensions(
-                options.get("compression", defaults.COMPRESSION),
-                options.get("compression_threshold", defaults.COMPRESSION_THRESHOLD),
-                options.get("extensions", ()),
+            # A tuple: the connections of these settings share it.
+            extensions=tuple(
+                client_extensions(
+                    options.get("compression", defaults.COMPRESSION),
+                    options.get("compression_threshold", defaults.COMPRESSION_THRESHOLD),
+                    options.get("extensions", ()),
+                )
             ),
             origin=options.get("origin"),
             subprotocols=options.get("subprotocols"),
@@ -132,6 +135,29 @@ class ClientSettings:
             user_agent=self.user_agent_header,
             extensions=self.protocol_kwargs["extensions"],
         )
+
+    @classmethod
+    def of(cls, uri: str, options: Mapping[str, Any]) -> ClientSettings:
+        """The settings of ``uri`` and ``options``: the same object for the same
+        arguments, checked once, when every value is immutable or held by reference only
+        (a context, a logger, a tuple of strings or factories); new ones otherwise.
+
+        An application that calls ``connect`` with the same arguments for each
+        connection checks its options and builds their request once, not each time.
+        """
+        values = tuple(options.values())
+        for value in values:
+            if value.__class__ not in _SCALARS and not _is_fixed(value):
+                return cls(uri, options)
+        # The types too: 1 and True are equal, but max_size=True isn't a limit.
+        key = (uri, tuple(options), values, tuple(map(type, values)))
+        settings = _settings_cache.get(key)
+        if settings is None:
+            settings = cls(uri, options)
+            if len(_settings_cache) >= _SETTINGS_CACHE_SIZE:
+                _settings_cache.clear()
+            _settings_cache[key] = settings
+        return settings
 
     def proxy_for(self, uri: WebSocketURI) -> Proxy | None:
         """The proxy to reach ``uri`` through; ``None`` to connect directly."""
@@ -155,6 +181,38 @@ class ClientSettings:
         return self.proxy_ssl or ssl_module.create_default_context()
 
 
+#: How many sets of arguments :meth:`ClientSettings.of` remembers; beyond, it starts over.
+_SETTINGS_CACHE_SIZE = 64
+_settings_cache: dict[tuple[Any, ...], ClientSettings] = {}
+
+
+#: Option values that can't change behind a cached :class:`ClientSettings`: immutable,
+#: or only held by reference, never copied or read at the time the settings are made.
+_FIXED_TYPES = (
+    type(None),
+    bool,
+    int,
+    float,
+    str,
+    ssl_module.SSLContext,
+    logging.Logger,
+    logging.LoggerAdapter,
+    ClientExtensionFactory,
+)
+
+
+#: The usual types of option values, which :func:`_is_fixed` accepts: a quicker test.
+_SCALARS = frozenset({type(None), bool, int, float, str})
+
+
+def _is_fixed(value: object) -> bool:
+    """Whether ``value`` can be a key of the settings cache: a fixed value, or a tuple of
+    them (not an iterator, a list or a mapping, which may change or be used up)."""
+    if isinstance(value, tuple):
+        return all(map(_is_fixed, value))
+    return isinstance(value, _FIXED_TYPES)
+
+
 class Redirects:
     """The redirects followed while opening a connection (RFC 9110 §15.4).
 
@@ -170,7 +228,8 @@ class Redirects:
 
     def __init__(self, settings: ClientSettings, *, fixed_endpoint: bool = False) -> None:
         self.uri = settings.uri
-        self.protocol_kwargs = dict(settings.protocol_kwargs)
+        # The settings' own, until a redirect changes them (replaced, never edited).
+        self.protocol_kwargs = settings.protocol_kwargs
         self.fixed_endpoint = fixed_endpoint
         #: ``(uri, response)`` of each redirect followed, in order.
         self.followed: list[tuple[str, Response]] = []
@@ -195,8 +254,11 @@ class Redirects:
                 raise InvalidHandshake(
                     f"cannot follow a redirect to another origin over a Unix socket: {new_uri.url}"
                 ) from exc
-            self.protocol_kwargs["additional_headers"] = _without_credentials(
-                self.protocol_kwargs["additional_headers"]
+            self.protocol_kwargs = dict(
+                self.protocol_kwargs,
+                additional_headers=_without_credentials(
+                    self.protocol_kwargs["additional_headers"]
+                ),
             )
         self.uri = new_uri
 
