@@ -3,11 +3,12 @@
 The parsing of incoming frames lives in :mod:`wsio.protocol.connection`, which streams
 payloads as they arrive; this module holds the vocabulary, the rules on close payloads, the
 serialization of outgoing frames and the receive fast path for whole messages
-(:func:`parse_messages`), which hands anything unusual back to the general parser.
+(:func:`parse_messages`, :func:`deliver_messages`), which hands anything unusual back to the
+general parser.
 
-:func:`serialize_frame` and :func:`parse_messages` are the C versions from
-:mod:`wsio._speedups` when that extension is built and ``WSIO_NO_SPEEDUPS`` is unset or
-empty; otherwise the ``python_`` functions here, the reference.
+:func:`serialize_frame`, :func:`parse_messages` and :func:`deliver_messages` are the C
+versions from :mod:`wsio._speedups` when that extension is built and ``WSIO_NO_SPEEDUPS`` is
+unset or empty; otherwise the ``python_`` functions here, the reference.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from .._accelerator import speedups
@@ -30,8 +31,10 @@ __all__ = [
     "Close",
     "CloseCode",
     "Opcode",
+    "deliver_messages",
     "encode_text",
     "parse_messages",
+    "python_deliver_messages",
     "python_parse_messages",
     "python_serialize_frame",
     "serialize_frame",
@@ -227,6 +230,55 @@ def serialize_unmasked_header(opcode: int, length: int, fin: bool = True, rsv: i
     return _header(first, 0, length)
 
 
+def _whole_messages(
+    data: bytes | bytearray | memoryview, mask_expected: bool, max_size: int
+) -> Iterator[tuple[int, str | bytes]]:
+    """The whole unfragmented messages at the start of ``data``, each with the offset where
+    it ends: str for text, bytes for binary; see :func:`python_parse_messages`."""
+    view = byte_view(data)
+    end = len(view)
+    offset = 0
+    mask_bit = 0x80 if mask_expected else 0
+    while end - offset >= 2:
+        first, second = view[offset], view[offset + 1]
+        if (first != 0x81 and first != 0x82) or second & 0x80 != mask_bit:
+            return
+        length = second & 0x7F
+        pos = offset + 2
+        if length == 126:
+            if end - pos < 2:
+                return
+            length = int.from_bytes(view[pos : pos + 2], "big")
+            pos += 2
+        elif length == 127:
+            if end - pos < 8:
+                return
+            length = int.from_bytes(view[pos : pos + 8], "big")
+            pos += 8
+            if length >> 63:
+                return
+        if 0 <= max_size < length:
+            return
+        if mask_expected:
+            if end - pos < 4:
+                return
+            mask = bytes(view[pos : pos + 4])
+            pos += 4
+        if end - pos < length:
+            return
+        raw = view[pos : pos + length]
+        payload = apply_mask(raw, mask) if mask_expected else bytes(raw)
+        offset = pos + length
+        if first == 0x81:
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                return
+            yield offset, text
+        else:
+            yield offset, payload
+
+
 def python_parse_messages(
     data: bytes | bytearray | memoryview,
     events: list[_E],
@@ -245,49 +297,36 @@ def python_parse_messages(
     parser takes over there, with every rule checked and every error reported, so this
     path never decides that input is invalid.
     """
-    view = byte_view(data)
-    end = len(view)
-    offset = 0
-    mask_bit = 0x80 if mask_expected else 0
-    while end - offset >= 2:
-        first, second = view[offset], view[offset + 1]
-        if (first != 0x81 and first != 0x82) or second & 0x80 != mask_bit:
-            break
-        length = second & 0x7F
-        pos = offset + 2
-        if length == 126:
-            if end - pos < 2:
-                break
-            length = int.from_bytes(view[pos : pos + 2], "big")
-            pos += 2
-        elif length == 127:
-            if end - pos < 8:
-                break
-            length = int.from_bytes(view[pos : pos + 8], "big")
-            pos += 8
-            if length >> 63:
-                break
-        if 0 <= max_size < length:
-            break
-        if mask_expected:
-            if end - pos < 4:
-                break
-            mask = bytes(view[pos : pos + 4])
-            pos += 4
-        if end - pos < length:
-            break
-        raw = view[pos : pos + length]
-        payload = apply_mask(raw, mask) if mask_expected else bytes(raw)
-        if first == 0x81:
-            try:
-                text = payload.decode()
-            except UnicodeDecodeError:
-                break
-            events.append(text_message(text))
+    consumed = 0
+    for end, message in _whole_messages(data, mask_expected, max_size):
+        if isinstance(message, str):
+            events.append(text_message(message))
         else:
-            events.append(binary_message(payload))
-        offset = pos + length
-    return offset
+            events.append(binary_message(message))
+        consumed = end
+    return consumed
+
+
+def python_deliver_messages(
+    data: bytes | bytearray | memoryview,
+    deliver: Callable[[str | bytes], object],
+    mask_expected: bool,
+    max_size: int,
+) -> int:
+    """Parse the whole unfragmented messages at the start of ``data`` as
+    :func:`python_parse_messages` does, and call ``deliver(message)`` for each -- ``str``
+    for text, ``bytes`` for binary -- while it returns true.
+
+    Return the number of bytes consumed: up to the end of the message after which
+    ``deliver`` declined the rest, or of the last message before a frame that is anything
+    else. An exception raised by ``deliver`` propagates.
+    """
+    consumed = 0
+    for end, message in _whole_messages(data, mask_expected, max_size):
+        consumed = end
+        if not deliver(message):
+            break
+    return consumed
 
 
 # What the C versions save, in instructions on a server echoing messages (python -m
@@ -295,11 +334,14 @@ def python_parse_messages(
 # 12,000 per 1 KiB, 12,700 per 64 KiB, 13,300 per 1 KiB text message; serialize_frame
 # 3,000 per 16 B message, 3,600 per 64 KiB, 3,800 per handshake (its close frame).
 _speedups = speedups()
-#: Whether :func:`serialize_frame` and :func:`parse_messages` are the C implementations.
+#: Whether :func:`serialize_frame`, :func:`parse_messages` and :func:`deliver_messages` are
+#: the C implementations.
 SPEEDUPS = _speedups is not None
 serialize_frame = python_serialize_frame
 parse_messages = python_parse_messages
+deliver_messages = python_deliver_messages
 # The type checker knows the Python functions only; _speedups.pyi declares the same API.
 if not TYPE_CHECKING and _speedups is not None:
     serialize_frame = _speedups.serialize_frame
     parse_messages = _speedups.parse_messages
+    deliver_messages = _speedups.deliver_messages
