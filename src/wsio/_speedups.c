@@ -1083,10 +1083,11 @@ error:
 }
 
 PyDoc_STRVAR(deliver_messages_doc,
-"deliver_messages($module, data, deliver, mask_expected, max_size, /)\n"
+"deliver_messages($module, data, size, deliver, mask_expected, max_size, /)\n"
 "--\n"
 "\n"
-"Parse the whole unfragmented messages at the start of data as parse_messages does and\n"
+"Parse the whole unfragmented messages at the start of data[:size] (size: at most\n"
+"len(data), as a BufferedProtocol's buffer_updated gives it) as parse_messages does and\n"
 "call deliver(message) for each, str for text and bytes for binary, while it returns\n"
 "true. Returns the number of bytes consumed: up to the end of the message that deliver\n"
 "declined the rest after, or of the last message before a frame that is anything else.\n"
@@ -1098,23 +1099,34 @@ speedups_deliver_messages(PyObject *module, PyObject *const *args, Py_ssize_t na
     PyObject *deliver, *message, *result;
     Py_buffer view;
     const unsigned char *buf;
-    Py_ssize_t len, offset = 0, next = 0;
+    Py_ssize_t len, size, offset = 0, next = 0;
     long long max_size;
     int is_view, mask_expected, go_on = 1;
 
     (void)module;
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "deliver_messages() takes 4 arguments (%zd given)",
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "deliver_messages() takes 5 arguments (%zd given)",
                      nargs);
         return NULL;
     }
-    deliver = args[1];
-    mask_expected = PyObject_IsTrue(args[2]);
-    if (mask_expected < 0 || read_max_size(args[3], &max_size) < 0) {
+    size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "deliver_messages() size must not be negative");
+        return NULL;
+    }
+    deliver = args[2];
+    mask_expected = PyObject_IsTrue(args[3]);
+    if (mask_expected < 0 || read_max_size(args[4], &max_size) < 0) {
         return NULL;
     }
     if (read_bytes_arg(args[0], &view, &is_view, &buf, &len, "deliver_messages", "data") < 0) {
         return NULL;
+    }
+    if (size < len) {
+        len = size;
     }
     while (go_on && (next = next_message(buf, len, offset, mask_expected ? 0x80 : 0, max_size,
                                          &message)) > offset) {

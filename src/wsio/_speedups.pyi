@@ -23,6 +23,7 @@ def parse_messages(
 ) -> int: ...
 def deliver_messages(
     data: ReadableBuffer,
+    size: int,
     deliver: Callable[[str | bytes], object],
     mask_expected: bool,
     max_size: int,

@@ -877,7 +877,7 @@ def deliver_with(
         )
         return stop_after is None or len(delivered) < stop_after
 
-    offset = function(data, deliver, mask_expected, max_size)
+    offset = function(data, len(data), deliver, mask_expected, max_size)
     return offset, delivered
 
 
@@ -934,7 +934,7 @@ def test_deliver_messages_stops_at_a_false_result(
         delivered.append(message)
         return result
 
-    assert function(data, deliver, False, -1) == len(first)
+    assert function(data, len(data), deliver, False, -1) == len(first)
     assert delivered == [b"one"]
 
 
@@ -950,7 +950,7 @@ def test_deliver_messages_goes_on_at_a_true_result(
         delivered.append(message)
         return result
 
-    assert function(data, deliver, False, -1) == len(data)
+    assert function(data, len(data), deliver, False, -1) == len(data)
     assert delivered == ["one", b"two"]
 
 
@@ -972,29 +972,30 @@ def test_deliver_messages_callback_exception_propagates(
         return True
 
     with pytest.raises(Boom):
-        function(data, deliver, False, -1)
+        function(data, len(data), deliver, False, -1)
     assert delivered == (["ok"] if opcode == TEXT else [b"ok"])
     with pytest.raises(Boom):
-        function(data, lambda message: Untruthful(), False, -1)
+        function(data, len(data), lambda message: Untruthful(), False, -1)
 
 
 def test_deliver_messages_releases_the_buffer() -> None:
     data = bytearray(frame(BINARY, b"ok") + frame(BINARY, b"boom"))
-    assert _speedups.deliver_messages(data, explode, False, 2) == 4
+    assert _speedups.deliver_messages(data, len(data), explode, False, 2) == 4
     data.extend(b"more")
     with pytest.raises(Boom):
-        _speedups.deliver_messages(data, explode, False, -1)
+        _speedups.deliver_messages(data, len(data), explode, False, -1)
     data.extend(b"more")
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((b"", print, False), r"takes 4 arguments \(3 given\)"),
-        ((b"", print, False, -1, None), r"takes 4 arguments \(5 given\)"),
-        (("text", print, False, -1), "argument 'data' must be a bytes-like"),
-        ((None, print, False, -1), "argument 'data' must be a bytes-like"),
-        ((b"", print, False, 1.0), "integer"),
+        ((b"", 0, print, False), r"takes 5 arguments \(4 given\)"),
+        ((b"", 0, print, False, -1, None), r"takes 5 arguments \(6 given\)"),
+        (("text", 0, print, False, -1), "argument 'data' must be a bytes-like"),
+        ((None, 0, print, False, -1), "argument 'data' must be a bytes-like"),
+        ((b"", 0, print, False, 1.0), "integer"),
+        ((b"", None, print, False, -1), "integer"),
     ],
 )
 def test_deliver_messages_bad_arguments(args: tuple[object, ...], message: str) -> None:
@@ -1004,9 +1005,31 @@ def test_deliver_messages_bad_arguments(args: tuple[object, ...], message: str) 
 
 def test_deliver_messages_calls_nothing_callable_when_nothing_parses() -> None:
     # deliver is called only for a message: a non-callable is an error only then.
-    assert _speedups.deliver_messages(b"\x88\x00", None, False, -1) == 0
+    assert _speedups.deliver_messages(b"\x88\x00", 2, None, False, -1) == 0
     with pytest.raises(TypeError):
-        _speedups.deliver_messages(frame(BINARY, b""), None, False, -1)
+        _speedups.deliver_messages(frame(BINARY, b""), 2, None, False, -1)
+
+
+@DELIVERERS
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 6, 7, 100])
+def test_deliver_messages_reads_size_bytes_only(function: Callable[..., int], size: int) -> None:
+    # Frames of 4, 2 and 3 bytes: a size may cut any of them.
+    data = frame(BINARY, b"ab") + frame(BINARY, b"") + frame(TEXT, b"c")
+    delivered: list[str | bytes] = []
+
+    def deliver(message: str | bytes) -> bool:
+        delivered.append(message)
+        return True
+
+    consumed = function(data, size, deliver, False, -1)
+    events = [text_event(m) if isinstance(m, str) else binary_event(m) for m in delivered]
+    assert (consumed, events) == parse_with(python_parse_messages, data[:size], False, -1)
+
+
+@DELIVERERS
+def test_deliver_messages_refuses_a_negative_size(function: Callable[..., int]) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        function(b"", -1, print, False, -1)
 
 
 @pytest.mark.parametrize("max_size", [2**63, 2**64, -(2**63) - 1])

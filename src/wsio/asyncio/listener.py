@@ -262,7 +262,7 @@ class ListenerConnection(ConnectionBase):
         # of anything else (control frames, fragments, the handshake, what follows a
         # message after which delivery stopped) are processed as they come.
         if self._listening and self._held is None:
-            if self.protocol.receive_messages(self._read_buffer[:nbytes], self._deliver):
+            if self.protocol.receive_messages(self._read_buffer, nbytes, self._deliver):
                 return
         else:
             self.protocol.receive_data(self._read_buffer[:nbytes])

@@ -309,20 +309,25 @@ def python_parse_messages(
 
 def python_deliver_messages(
     data: bytes | bytearray | memoryview,
+    size: int,
     deliver: Callable[[str | bytes], object],
     mask_expected: bool,
     max_size: int,
 ) -> int:
-    """Parse the whole unfragmented messages at the start of ``data`` as
+    """Parse the whole unfragmented messages at the start of ``data[:size]`` as
     :func:`python_parse_messages` does, and call ``deliver(message)`` for each -- ``str``
-    for text, ``bytes`` for binary -- while it returns true.
+    for text, ``bytes`` for binary -- while it returns true. ``size`` is at most
+    ``len(data)``, as a :class:`~asyncio.BufferedProtocol`'s ``buffer_updated`` gives it:
+    no slice of the buffer is made.
 
     Return the number of bytes consumed: up to the end of the message after which
     ``deliver`` declined the rest, or of the last message before a frame that is anything
     else. An exception raised by ``deliver`` propagates.
     """
+    if size < 0:
+        raise ValueError("deliver_messages() size must not be negative")
     consumed = 0
-    for end, message in _whole_messages(data, mask_expected, max_size):
+    for end, message in _whole_messages(byte_view(data)[:size], mask_expected, max_size):
         consumed = end
         if not deliver(message):
             break
