@@ -1021,65 +1021,81 @@ next_message(const unsigned char *buf, Py_ssize_t len, Py_ssize_t offset,
     return offset + pos + (Py_ssize_t)length;
 }
 
+/* What is done with each message of the fast path: 1 to go on, 0 to stop after it, -1 on
+ * error. */
+typedef int (*message_handler)(PyObject *message, PyObject *const *args);
+
+/* The loop of parse_messages and deliver_messages over data[:size]: each whole message goes
+ * to handle(message, args), which takes the reference. Returns the offset after the last
+ * message handled, as an int, or NULL on error. */
+static PyObject *
+handle_messages(const char *func, PyObject *data, Py_ssize_t size, PyObject *mask_expected,
+                PyObject *max_size_arg, message_handler handle, PyObject *const *args)
+{
+    PyObject *message;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t len, offset = 0, next = 0;
+    long long max_size;
+    int is_view, mask, go_on = 1;
+
+    mask = PyObject_IsTrue(mask_expected);
+    if (mask < 0 || read_max_size(max_size_arg, &max_size) < 0) {
+        return NULL;
+    }
+    if (read_bytes_arg(data, &view, &is_view, &buf, &len, func, "data") < 0) {
+        return NULL;
+    }
+    if (size >= 0 && size < len) {
+        len = size;
+    }
+    while (go_on > 0
+           && (next = next_message(buf, len, offset, mask ? 0x80 : 0, max_size, &message))
+                  > offset) {
+        /* Consumed before it is handled: whatever the handler does, this message is done. */
+        offset = next;
+        go_on = handle(message, args);
+    }
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    if (go_on < 0 || next < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(offset);
+}
+
+/* parse_messages: append the event of the message to args[1], built by args[4] for text
+ * and args[5] for binary. */
+static int
+append_event(PyObject *message, PyObject *const *args)
+{
+    PyObject *event = new_event(PyUnicode_CheckExact(message) ? args[4] : args[5], message);
+    int status;
+
+    Py_DECREF(message);
+    if (event == NULL) {
+        return -1;
+    }
+    status = PyList_Append(args[1], event);
+    Py_DECREF(event);
+    return status < 0 ? -1 : 1;
+}
+
 static PyObject *
 speedups_parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *events, *text_message, *binary_message, *payload;
-    Py_buffer view;
-    const unsigned char *buf;
-    Py_ssize_t len, offset = 0, next;
-    long long max_size;
-    int is_view, mask_expected;
-
     (void)module;
     if (nargs != 6) {
         PyErr_Format(PyExc_TypeError, "parse_messages() takes 6 arguments (%zd given)", nargs);
         return NULL;
     }
-    events = args[1];
-    if (!PyList_Check(events)) {
+    if (!PyList_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "parse_messages() argument 'events' must be a list");
         return NULL;
     }
-    mask_expected = PyObject_IsTrue(args[2]);
-    if (mask_expected < 0 || read_max_size(args[3], &max_size) < 0) {
-        return NULL;
-    }
-    text_message = args[4];
-    binary_message = args[5];
-    if (read_bytes_arg(args[0], &view, &is_view, &buf, &len, "parse_messages", "data") < 0) {
-        return NULL;
-    }
-    while ((next = next_message(buf, len, offset, mask_expected ? 0x80 : 0, max_size,
-                                &payload)) > offset) {
-        PyObject *event = new_event(PyUnicode_CheckExact(payload) ? text_message
-                                                                   : binary_message,
-                                    payload);
-        int status;
-        Py_DECREF(payload);
-        if (event == NULL) {
-            goto error;
-        }
-        status = PyList_Append(events, event);
-        Py_DECREF(event);
-        if (status < 0) {
-            goto error;
-        }
-        offset = next;
-    }
-    if (next < 0) {
-        goto error;
-    }
-    if (is_view) {
-        PyBuffer_Release(&view);
-    }
-    return PyLong_FromSsize_t(offset);
-
-error:
-    if (is_view) {
-        PyBuffer_Release(&view);
-    }
-    return NULL;
+    return handle_messages("parse_messages", args[0], -1, args[2], args[3], append_event,
+                           args);
 }
 
 PyDoc_STRVAR(deliver_messages_doc,
@@ -1093,15 +1109,26 @@ PyDoc_STRVAR(deliver_messages_doc,
 "declined the rest after, or of the last message before a frame that is anything else.\n"
 "An exception raised by deliver propagates.");
 
+/* deliver_messages: call args[2] with the message; go on while it returns true. */
+static int
+call_deliver(PyObject *message, PyObject *const *args)
+{
+    PyObject *result = PyObject_CallOneArg(args[2], message);
+    int go_on;
+
+    Py_DECREF(message);
+    if (result == NULL) {
+        return -1;
+    }
+    go_on = result == Py_True ? 1 : PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return go_on;
+}
+
 static PyObject *
 speedups_deliver_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *deliver, *message, *result;
-    Py_buffer view;
-    const unsigned char *buf;
-    Py_ssize_t len, size, offset = 0, next = 0;
-    long long max_size;
-    int is_view, mask_expected, go_on = 1;
+    Py_ssize_t size;
 
     (void)module;
     if (nargs != 5) {
@@ -1117,45 +1144,8 @@ speedups_deliver_messages(PyObject *module, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_ValueError, "deliver_messages() size must not be negative");
         return NULL;
     }
-    deliver = args[2];
-    mask_expected = PyObject_IsTrue(args[3]);
-    if (mask_expected < 0 || read_max_size(args[4], &max_size) < 0) {
-        return NULL;
-    }
-    if (read_bytes_arg(args[0], &view, &is_view, &buf, &len, "deliver_messages", "data") < 0) {
-        return NULL;
-    }
-    if (size < len) {
-        len = size;
-    }
-    while (go_on && (next = next_message(buf, len, offset, mask_expected ? 0x80 : 0, max_size,
-                                         &message)) > offset) {
-        /* Consumed before the call: whatever deliver does, this message is done. */
-        offset = next;
-        result = PyObject_CallOneArg(deliver, message);
-        Py_DECREF(message);
-        if (result == NULL) {
-            goto error;
-        }
-        go_on = result == Py_True ? 1 : PyObject_IsTrue(result);
-        Py_DECREF(result);
-        if (go_on < 0) {
-            goto error;
-        }
-    }
-    if (go_on && next < 0) {
-        goto error;
-    }
-    if (is_view) {
-        PyBuffer_Release(&view);
-    }
-    return PyLong_FromSsize_t(offset);
-
-error:
-    if (is_view) {
-        PyBuffer_Release(&view);
-    }
-    return NULL;
+    return handle_messages("deliver_messages", args[0], size, args[3], args[4], call_deliver,
+                           args);
 }
 
 PyDoc_STRVAR(serialize_frame_doc,

@@ -748,6 +748,9 @@ def test_parse_messages_random_bytes_same_as_python(
 ) -> None:
     c = parse_with(_speedups.parse_messages, data, mask_expected, max_size)
     assert c == parse_with(python_parse_messages, data, mask_expected, max_size)
+    # deliver_messages hands over the same messages.
+    assert c == deliver_with(_speedups.deliver_messages, data, mask_expected, max_size)
+    assert c == deliver_with(python_deliver_messages, data, mask_expected, max_size)
 
 
 def test_parse_messages_appends_what_the_callbacks_return() -> None:
@@ -851,6 +854,8 @@ def test_parse_messages_max_size_beyond_64_bits(max_size: int) -> None:
     expected = parse_with(python_parse_messages, data, False, max_size)
     assert expected == (len(data), [binary_event(b"abc")])
     assert parse_with(_speedups.parse_messages, data, False, max_size) == expected
+    assert deliver_with(_speedups.deliver_messages, data, False, max_size) == expected
+    assert deliver_with(python_deliver_messages, data, False, max_size) == expected
 
 
 # Frames: deliver_messages ---------------------------------------------------------------
@@ -905,20 +910,6 @@ def test_deliver_messages_same_as_parse_messages(
         assert c[1] == parsed[1][:stop_after]
         assert c[0] == parse_with(python_parse_messages, stream[: c[0]], mask_expected, -1)[0]
         assert c[0] < stop
-
-
-@SETTINGS
-@given(
-    st.binary(max_size=40).map(lambda data: b"\x81" + data) | st.binary(max_size=40),
-    st.booleans(),
-    st.integers(-1, 40),
-)
-def test_deliver_messages_random_bytes_same_as_python(
-    data: bytes, mask_expected: bool, max_size: int
-) -> None:
-    c = deliver_with(_speedups.deliver_messages, data, mask_expected, max_size)
-    assert c == deliver_with(python_deliver_messages, data, mask_expected, max_size)
-    assert c == parse_with(python_parse_messages, data, mask_expected, max_size)
 
 
 @DELIVERERS
@@ -1030,14 +1021,6 @@ def test_deliver_messages_reads_size_bytes_only(function: Callable[..., int], si
 def test_deliver_messages_refuses_a_negative_size(function: Callable[..., int]) -> None:
     with pytest.raises(ValueError, match="negative"):
         function(b"", -1, print, False, -1)
-
-
-@pytest.mark.parametrize("max_size", [2**63, 2**64, -(2**63) - 1])
-def test_deliver_messages_max_size_beyond_64_bits(max_size: int) -> None:
-    data = frame(BINARY, b"abc")
-    expected = deliver_with(python_deliver_messages, data, False, max_size)
-    assert expected == (len(data), [binary_event(b"abc")])
-    assert deliver_with(_speedups.deliver_messages, data, False, max_size) == expected
 
 
 # Payload buffer -------------------------------------------------------------------------
