@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._accelerator import speedups
 from ..exceptions import InvalidArgument, ProtocolError
@@ -230,53 +230,64 @@ def serialize_unmasked_header(opcode: int, length: int, fin: bool = True, rsv: i
     return _header(first, 0, length)
 
 
-def _whole_messages(
-    data: bytes | bytearray | memoryview, mask_expected: bool, max_size: int
-) -> Iterator[tuple[int, str | bytes]]:
-    """The whole unfragmented messages at the start of ``data``, each with the offset where
-    it ends: str for text, bytes for binary; see :func:`python_parse_messages`."""
-    view = byte_view(data)
+def _scan_messages(
+    view: memoryview,
+    mask_expected: bool,
+    max_size: int,
+    events: list[Any] | None,
+    text_message: Callable[[str], Any] | None,
+    binary_message: Callable[[bytes], Any] | None,
+    deliver: Callable[[str | bytes], object] | None,
+) -> int:
+    """The loop of :func:`python_parse_messages` (``deliver`` None: append events) and of
+    :func:`python_deliver_messages` (call ``deliver``, while it returns true)."""
     end = len(view)
     offset = 0
     mask_bit = 0x80 if mask_expected else 0
     while end - offset >= 2:
         first, second = view[offset], view[offset + 1]
         if (first != 0x81 and first != 0x82) or second & 0x80 != mask_bit:
-            return
+            break
         length = second & 0x7F
         pos = offset + 2
         if length == 126:
             if end - pos < 2:
-                return
+                break
             length = int.from_bytes(view[pos : pos + 2], "big")
             pos += 2
         elif length == 127:
             if end - pos < 8:
-                return
+                break
             length = int.from_bytes(view[pos : pos + 8], "big")
             pos += 8
             if length >> 63:
-                return
+                break
         if 0 <= max_size < length:
-            return
+            break
         if mask_expected:
             if end - pos < 4:
-                return
+                break
             mask = bytes(view[pos : pos + 4])
             pos += 4
         if end - pos < length:
-            return
+            break
         raw = view[pos : pos + length]
         payload = apply_mask(raw, mask) if mask_expected else bytes(raw)
-        offset = pos + length
+        message: str | bytes = payload
         if first == 0x81:
             try:
-                text = payload.decode()
+                message = payload.decode()
             except UnicodeDecodeError:
-                return
-            yield offset, text
+                break
+        offset = pos + length
+        if deliver is not None:
+            if not deliver(message):
+                break
+        elif first == 0x81:
+            events.append(text_message(message))  # type: ignore[union-attr,misc,arg-type]
         else:
-            yield offset, payload
+            events.append(binary_message(message))  # type: ignore[union-attr,misc,arg-type]
+    return offset
 
 
 def python_parse_messages(
@@ -297,14 +308,9 @@ def python_parse_messages(
     parser takes over there, with every rule checked and every error reported, so this
     path never decides that input is invalid.
     """
-    consumed = 0
-    for end, message in _whole_messages(data, mask_expected, max_size):
-        if isinstance(message, str):
-            events.append(text_message(message))
-        else:
-            events.append(binary_message(message))
-        consumed = end
-    return consumed
+    return _scan_messages(
+        byte_view(data), mask_expected, max_size, events, text_message, binary_message, None
+    )
 
 
 def python_deliver_messages(
@@ -326,12 +332,9 @@ def python_deliver_messages(
     """
     if size < 0:
         raise ValueError("deliver_messages() size must not be negative")
-    consumed = 0
-    for end, message in _whole_messages(byte_view(data)[:size], mask_expected, max_size):
-        consumed = end
-        if not deliver(message):
-            break
-    return consumed
+    return _scan_messages(
+        byte_view(data)[:size], mask_expected, max_size, None, None, None, deliver
+    )
 
 
 # What the C versions save, in instructions on a server echoing messages (python -m
