@@ -901,163 +901,251 @@ new_event(PyObject *cls, PyObject *payload)
     return event;
 }
 
-static PyObject *
-speedups_parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* max_size as the fast path reads it: -1 for no limit, which a negative value or one beyond
+ * any payload length also means. Returns -1 with an exception set on error (a non-integer),
+ * 0 otherwise. */
+static int
+read_max_size(PyObject *obj, long long *max_size)
 {
-    PyObject *events, *text_message, *binary_message;
-    Py_buffer view;
-    const unsigned char *buf;
-    Py_ssize_t len, offset = 0;
-    long long max_size;
-    int is_view, mask_expected;
-    unsigned char mask_bit;
+    int overflow;
+    *max_size = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (*max_size == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow != 0 || *max_size < 0) {
+        *max_size = -1;
+    }
+    return 0;
+}
+
+/* The frame at buf[offset:len] as a message, if it is a whole unfragmented one: FIN set, no
+ * RSV bit, text or binary, masked with mask_bit, at most max_size bytes (-1: no limit),
+ * entirely in buf, and for text valid UTF-8. Returns the offset after it, with *message set
+ * to a new reference: str for text, bytes for binary. Returns offset itself, with *message
+ * NULL, when the frame is anything else, and -1 with an exception set on error. */
+static Py_ssize_t
+next_message(const unsigned char *buf, Py_ssize_t len, Py_ssize_t offset,
+             unsigned char mask_bit, long long max_size, PyObject **message)
+{
+    const unsigned char *p = buf + offset;
+    Py_ssize_t avail = len - offset, pos = 2;
+    unsigned long long length;
+    unsigned char key[4] = {0, 0, 0, 0};
     /* Text payloads are unmasked here before decoding; larger ones use the heap. */
     unsigned char stack[512];
 
+    *message = NULL;
+    if (avail < 2) {
+        return offset;
+    }
+    /* FIN, no RSV, text (0x1) or binary (0x2). */
+    if (p[0] != 0x81 && p[0] != 0x82) {
+        return offset;
+    }
+    if ((p[1] & 0x80) != mask_bit) {
+        return offset;
+    }
+    length = p[1] & 0x7F;
+    if (length == 126) {
+        if (avail < 4) {
+            return offset;
+        }
+        length = ((unsigned long long)p[2] << 8) | p[3];
+        pos = 4;
+    }
+    else if (length == 127) {
+        int i;
+        if (avail < 10) {
+            return offset;
+        }
+        length = 0;
+        for (i = 2; i < 10; i++) {
+            length = (length << 8) | p[i];
+        }
+        pos = 10;
+        if (length >> 63) {
+            return offset;
+        }
+    }
+    if (max_size >= 0 && length > (unsigned long long)max_size) {
+        return offset;
+    }
+    if (mask_bit) {
+        if (avail - pos < 4) {
+            return offset;
+        }
+        memcpy(key, p + pos, 4);
+        pos += 4;
+    }
+    if ((unsigned long long)(avail - pos) < length) {
+        return offset;
+    }
+
+    if (p[0] == 0x82) {
+        PyObject *payload = PyBytes_FromStringAndSize(mask_bit ? NULL : (const char *)p + pos,
+                                                      (Py_ssize_t)length);
+        if (payload == NULL) {
+            return -1;
+        }
+        if (mask_bit) {
+            xor_mask((unsigned char *)PyBytes_AS_STRING(payload), p + pos, (Py_ssize_t)length,
+                     key);
+        }
+        *message = payload;
+    }
+    else {
+        const char *text = (const char *)p + pos;
+        unsigned char *scratch = NULL;
+        if (mask_bit) {
+            scratch = length <= sizeof(stack) ? stack : PyMem_Malloc((size_t)length);
+            if (scratch == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            xor_mask(scratch, p + pos, (Py_ssize_t)length, key);
+            text = (const char *)scratch;
+        }
+        *message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)length, "strict");
+        if (scratch != NULL && scratch != stack) {
+            PyMem_Free(scratch);
+        }
+        if (*message == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                return -1;
+            }
+            /* Invalid UTF-8: the general parser fails the connection with 1007. */
+            PyErr_Clear();
+            return offset;
+        }
+    }
+    return offset + pos + (Py_ssize_t)length;
+}
+
+/* What is done with each message of the fast path: 1 to go on, 0 to stop after it, -1 on
+ * error. */
+typedef int (*message_handler)(PyObject *message, PyObject *const *args);
+
+/* The loop of parse_messages and deliver_messages over data[:size]: each whole message goes
+ * to handle(message, args), which takes the reference. Returns the offset after the last
+ * message handled, as an int, or NULL on error. */
+static PyObject *
+handle_messages(const char *func, PyObject *data, Py_ssize_t size, PyObject *mask_expected,
+                PyObject *max_size_arg, message_handler handle, PyObject *const *args)
+{
+    PyObject *message;
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t len, offset = 0, next = 0;
+    long long max_size;
+    int is_view, mask, go_on = 1;
+
+    mask = PyObject_IsTrue(mask_expected);
+    if (mask < 0 || read_max_size(max_size_arg, &max_size) < 0) {
+        return NULL;
+    }
+    if (read_bytes_arg(data, &view, &is_view, &buf, &len, func, "data") < 0) {
+        return NULL;
+    }
+    if (size >= 0 && size < len) {
+        len = size;
+    }
+    while (go_on > 0
+           && (next = next_message(buf, len, offset, mask ? 0x80 : 0, max_size, &message))
+                  > offset) {
+        /* Consumed before it is handled: whatever the handler does, this message is done. */
+        offset = next;
+        go_on = handle(message, args);
+    }
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    if (go_on < 0 || next < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(offset);
+}
+
+/* parse_messages: append the event of the message to args[1], built by args[4] for text
+ * and args[5] for binary. */
+static int
+append_event(PyObject *message, PyObject *const *args)
+{
+    PyObject *event = new_event(PyUnicode_CheckExact(message) ? args[4] : args[5], message);
+    int status;
+
+    Py_DECREF(message);
+    if (event == NULL) {
+        return -1;
+    }
+    status = PyList_Append(args[1], event);
+    Py_DECREF(event);
+    return status < 0 ? -1 : 1;
+}
+
+static PyObject *
+speedups_parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
     (void)module;
     if (nargs != 6) {
         PyErr_Format(PyExc_TypeError, "parse_messages() takes 6 arguments (%zd given)", nargs);
         return NULL;
     }
-    events = args[1];
-    if (!PyList_Check(events)) {
+    if (!PyList_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "parse_messages() argument 'events' must be a list");
         return NULL;
     }
-    mask_expected = PyObject_IsTrue(args[2]);
-    if (mask_expected < 0) {
+    return handle_messages("parse_messages", args[0], -1, args[2], args[3], append_event,
+                           args);
+}
+
+PyDoc_STRVAR(deliver_messages_doc,
+"deliver_messages($module, data, size, deliver, mask_expected, max_size, /)\n"
+"--\n"
+"\n"
+"Parse the whole unfragmented messages at the start of data[:size] (size: at most\n"
+"len(data), as a BufferedProtocol's buffer_updated gives it) as parse_messages does and\n"
+"call deliver(message) for each, str for text and bytes for binary, while it returns\n"
+"true. Returns the number of bytes consumed: up to the end of the message that deliver\n"
+"declined the rest after, or of the last message before a frame that is anything else.\n"
+"An exception raised by deliver propagates.");
+
+/* deliver_messages: call args[2] with the message; go on while it returns true. */
+static int
+call_deliver(PyObject *message, PyObject *const *args)
+{
+    PyObject *result = PyObject_CallOneArg(args[2], message);
+    int go_on;
+
+    Py_DECREF(message);
+    if (result == NULL) {
+        return -1;
+    }
+    go_on = result == Py_True ? 1 : PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return go_on;
+}
+
+static PyObject *
+speedups_deliver_messages(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size;
+
+    (void)module;
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "deliver_messages() takes 5 arguments (%zd given)",
+                     nargs);
         return NULL;
     }
-    {
-        int overflow;
-        max_size = PyLong_AsLongLongAndOverflow(args[3], &overflow);
-        if (max_size == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (overflow > 0) {
-            max_size = -1;  /* beyond any payload length: no limit in effect */
-        }
-        else if (overflow < 0) {
-            max_size = -1;  /* negative: no limit, as in the Python version */
-        }
-    }
-    text_message = args[4];
-    binary_message = args[5];
-    if (read_bytes_arg(args[0], &view, &is_view, &buf, &len, "parse_messages", "data") < 0) {
+    size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    mask_bit = mask_expected ? 0x80 : 0;
-
-    while (len - offset >= 2) {
-        const unsigned char *p = buf + offset;
-        Py_ssize_t avail = len - offset, pos = 2;
-        unsigned long long length;
-        unsigned char key[4] = {0, 0, 0, 0};
-        PyObject *payload, *event;
-        int status;
-
-        /* FIN, no RSV, text (0x1) or binary (0x2). */
-        if (p[0] != 0x81 && p[0] != 0x82) {
-            break;
-        }
-        if ((p[1] & 0x80) != mask_bit) {
-            break;
-        }
-        length = p[1] & 0x7F;
-        if (length == 126) {
-            if (avail < 4) {
-                break;
-            }
-            length = ((unsigned long long)p[2] << 8) | p[3];
-            pos = 4;
-        }
-        else if (length == 127) {
-            int i;
-            if (avail < 10) {
-                break;
-            }
-            length = 0;
-            for (i = 2; i < 10; i++) {
-                length = (length << 8) | p[i];
-            }
-            pos = 10;
-            if (length >> 63) {
-                break;
-            }
-        }
-        if (max_size >= 0 && length > (unsigned long long)max_size) {
-            break;
-        }
-        if (mask_expected) {
-            if (avail - pos < 4) {
-                break;
-            }
-            memcpy(key, p + pos, 4);
-            pos += 4;
-        }
-        if ((unsigned long long)(avail - pos) < length) {
-            break;
-        }
-
-        if (p[0] == 0x82) {
-            payload = PyBytes_FromStringAndSize(mask_expected ? NULL : (const char *)p + pos,
-                                                (Py_ssize_t)length);
-            if (payload == NULL) {
-                goto error;
-            }
-            if (mask_expected) {
-                xor_mask((unsigned char *)PyBytes_AS_STRING(payload), p + pos,
-                         (Py_ssize_t)length, key);
-            }
-            event = new_event(binary_message, payload);
-        }
-        else {
-            const char *text = (const char *)p + pos;
-            unsigned char *scratch = NULL;
-            if (mask_expected) {
-                scratch = length <= sizeof(stack) ? stack : PyMem_Malloc((size_t)length);
-                if (scratch == NULL) {
-                    PyErr_NoMemory();
-                    goto error;
-                }
-                xor_mask(scratch, p + pos, (Py_ssize_t)length, key);
-                text = (const char *)scratch;
-            }
-            payload = PyUnicode_DecodeUTF8(text, (Py_ssize_t)length, "strict");
-            if (scratch != NULL && scratch != stack) {
-                PyMem_Free(scratch);
-            }
-            if (payload == NULL) {
-                if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                    goto error;
-                }
-                /* Invalid UTF-8: the general parser fails the connection with 1007. */
-                PyErr_Clear();
-                break;
-            }
-            event = new_event(text_message, payload);
-        }
-        Py_DECREF(payload);
-        if (event == NULL) {
-            goto error;
-        }
-        status = PyList_Append(events, event);
-        Py_DECREF(event);
-        if (status < 0) {
-            goto error;
-        }
-        offset += pos + (Py_ssize_t)length;
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "deliver_messages() size must not be negative");
+        return NULL;
     }
-    if (is_view) {
-        PyBuffer_Release(&view);
-    }
-    return PyLong_FromSsize_t(offset);
-
-error:
-    if (is_view) {
-        PyBuffer_Release(&view);
-    }
-    return NULL;
+    return handle_messages("deliver_messages", args[0], size, args[3], args[4], call_deliver,
+                           args);
 }
 
 PyDoc_STRVAR(serialize_frame_doc,
@@ -1386,6 +1474,8 @@ static PyTypeObject PayloadBufferType = {
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))speedups_apply_mask,
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
+    {"deliver_messages", (PyCFunction)(void (*)(void))speedups_deliver_messages, METH_FASTCALL,
+     deliver_messages_doc},
     {"parse_messages", (PyCFunction)(void (*)(void))speedups_parse_messages, METH_FASTCALL,
      parse_messages_doc},
     {"serialize_frame", (PyCFunction)(void (*)(void))speedups_serialize_frame,

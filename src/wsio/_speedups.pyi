@@ -21,6 +21,14 @@ def parse_messages(
     binary_message: Callable[[bytes], _E],
     /,
 ) -> int: ...
+def deliver_messages(
+    data: ReadableBuffer,
+    size: int,
+    deliver: Callable[[str | bytes], object],
+    mask_expected: bool,
+    max_size: int,
+    /,
+) -> int: ...
 def serialize_frame(
     opcode: int,
     payload: ReadableBuffer,

@@ -494,6 +494,134 @@ async def test_pause_reading_holds_messages() -> None:
         await asyncio.wait_for(pong, T)
 
 
+# Several messages in one write: each read is delivered as it is parsed --------------------
+
+
+def port_of(uri: str) -> int:
+    return int(uri.rsplit(":", 1)[1].strip("/"))
+
+
+async def test_messages_and_control_frames_of_one_write(
+    echo_server: tuple[Factory, str],
+) -> None:
+    factory, uri = echo_server
+    async with await RawClient.open(HOST, port_of(uri)) as client:
+        await client.handshake()
+        await client.send(
+            build_frame(OP_TEXT, "a")
+            + build_frame(OP_BINARY, b"b")
+            + build_frame(0x9, b"ping")
+            + build_frame(OP_TEXT, "c", fin=False)
+            + build_frame(OP_CONT, "d")
+            + build_frame(OP_BINARY, b"e")
+        )
+        frames = [await client.recv_frame() for _ in range(5)]
+        await client.send(build_frame(OP_CLOSE, b"\x03\xe8"))
+        frames += await client.recv_frames_until_close()
+    assert [(f.opcode, f.payload) for f in frames] == [
+        (OP_TEXT, b"a"),
+        (OP_BINARY, b"b"),
+        (0xA, b"ping"),
+        (OP_TEXT, b"cd"),
+        (OP_BINARY, b"e"),
+        (OP_CLOSE, b"\x03\xe8"),
+    ]
+    listener = factory.made[0]
+    assert await listener.wait_closed() == 1000
+    assert listener.calls == ["open"] + ["message"] * 4 + ["close"]
+
+
+class Acting(Recorder):
+    """Acts on the message "act" with ``action``."""
+
+    action: Callable[[ListenerConnection], object] = staticmethod(lambda ws: None)
+
+    def on_message(self, ws: ListenerConnection, message: str | bytes) -> None:
+        super().on_message(ws, message)
+        if message == "act":
+            type(self).action(ws)
+
+
+async def act_in_one_write(
+    action: Callable[[ListenerConnection], object],
+) -> tuple[Recorder, list[Any]]:
+    """Send "before", "act", "after" in one write to a listener whose "act" does
+    ``action``; return the listener and the frames that came back until the close."""
+    listener_class = type("Act", (Acting,), {"action": staticmethod(action)})
+    factory = Factory(listener_class)
+    server, uri = await listener_server(factory)
+    async with server, await RawClient.open(HOST, port_of(uri)) as client:
+        await client.handshake()
+        await client.send(b"".join(build_frame(OP_TEXT, t) for t in ("before", "act", "after")))
+        frames = await client.recv_frames_until_close()
+        await client.send(build_frame(OP_CLOSE, frames[-1].payload))  # the closing handshake
+        listener = factory.made[0]
+        await listener.wait_closed()
+    return listener, frames
+
+
+def received(listener: Recorder) -> list[str | bytes]:
+    return [listener.messages.get_nowait() for _ in range(listener.messages.qsize())]
+
+
+async def test_close_in_the_middle_of_a_read_stops_delivery() -> None:
+    listener, frames = await act_in_one_write(lambda ws: ws.close(4001, "done"))
+    assert received(listener) == ["before", "act"]
+    assert frames[-1].opcode == OP_CLOSE and frames[-1].close_code == 4001
+
+
+async def test_raise_in_the_middle_of_a_read_fails_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def fail(ws: ListenerConnection) -> None:
+        raise ValueError("bug")
+
+    with caplog.at_level(logging.ERROR, logger="wsio"):
+        listener, frames = await act_in_one_write(fail)
+    assert received(listener) == ["before", "act"]
+    assert frames[-1].opcode == OP_CLOSE and frames[-1].close_code == 1011
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "listener failed"
+    ]
+
+
+async def test_send_in_the_middle_of_a_read_keeps_the_order() -> None:
+    def send_then_close(ws: ListenerConnection) -> None:
+        ws.send("reply")
+        ws.close()
+
+    listener, frames = await act_in_one_write(send_then_close)
+    assert received(listener) == ["before", "act"]
+    assert [(f.opcode, f.payload) for f in frames[:-1]] == [(OP_TEXT, b"reply")]
+    assert frames[-1].close_code == 1000
+
+
+async def test_pause_in_the_middle_of_a_read_holds_the_rest() -> None:
+    paused: list[ListenerConnection] = []
+
+    def pause(ws: ListenerConnection) -> None:
+        ws.pause_reading()
+        paused.append(ws)
+
+    factory = Factory(type("Act", (Acting,), {"action": staticmethod(pause)}))
+    server, uri = await listener_server(factory)
+    async with server, await RawClient.open(HOST, port_of(uri)) as client:
+        await client.handshake()
+        await client.send(
+            b"".join(build_frame(OP_TEXT, t) for t in ("before", "act", "after", "last"))
+        )
+        listener = factory.made[0]
+        assert [await listener.next() for _ in range(2)] == ["before", "act"]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert listener.messages.empty()
+        [ws] = paused
+        ws.resume_reading()
+        assert [await listener.next() for _ in range(2)] == ["after", "last"]
+        await client.send(build_frame(OP_CLOSE, b"\x03\xe8"))
+        assert await listener.wait_closed() == 1000
+
+
 # Handshake: hooks, subprotocols, rejection, redirects ---------------------------------
 
 

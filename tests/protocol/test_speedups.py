@@ -26,7 +26,12 @@ from hypothesis import strategies as st
 
 from wsio.protocol import frames, masking, utf8
 from wsio.protocol.connection import BinaryMessage, TextMessage
-from wsio.protocol.frames import Opcode, python_parse_messages, python_serialize_frame
+from wsio.protocol.frames import (
+    Opcode,
+    python_deliver_messages,
+    python_parse_messages,
+    python_serialize_frame,
+)
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
@@ -93,14 +98,17 @@ def test_frames_selection_follows_the_environment() -> None:
     if NO_SPEEDUPS:
         assert frames.serialize_frame is python_serialize_frame
         assert frames.parse_messages is python_parse_messages
+        assert frames.deliver_messages is python_deliver_messages
     else:
         assert frames.serialize_frame is _speedups.serialize_frame
         assert frames.parse_messages is _speedups.parse_messages
+        assert frames.deliver_messages is _speedups.deliver_messages
 
 
 FRAMES_SELECTED = (
     "from wsio.protocol import frames; "
-    "print(frames.SPEEDUPS, frames.serialize_frame.__name__, frames.parse_messages.__name__)"
+    "print(frames.SPEEDUPS, frames.serialize_frame.__name__, frames.parse_messages.__name__,"
+    " frames.deliver_messages.__name__)"
 )
 FRAMES_BLOCKED = "import sys; sys.modules['wsio._speedups'] = None; " + FRAMES_SELECTED
 
@@ -108,9 +116,17 @@ FRAMES_BLOCKED = "import sys; sys.modules['wsio._speedups'] = None; " + FRAMES_S
 @pytest.mark.parametrize(
     ("value", "code", "expected"),
     [
-        ("", FRAMES_SELECTED, "True serialize_frame parse_messages"),
-        ("1", FRAMES_SELECTED, "False python_serialize_frame python_parse_messages"),
-        ("", FRAMES_BLOCKED, "False python_serialize_frame python_parse_messages"),
+        ("", FRAMES_SELECTED, "True serialize_frame parse_messages deliver_messages"),
+        (
+            "1",
+            FRAMES_SELECTED,
+            "False python_serialize_frame python_parse_messages python_deliver_messages",
+        ),
+        (
+            "",
+            FRAMES_BLOCKED,
+            "False python_serialize_frame python_parse_messages python_deliver_messages",
+        ),
     ],
     ids=["unset", "set", "not-built"],
 )
@@ -732,6 +748,9 @@ def test_parse_messages_random_bytes_same_as_python(
 ) -> None:
     c = parse_with(_speedups.parse_messages, data, mask_expected, max_size)
     assert c == parse_with(python_parse_messages, data, mask_expected, max_size)
+    # deliver_messages hands over the same messages.
+    assert c == deliver_with(_speedups.deliver_messages, data, mask_expected, max_size)
+    assert c == deliver_with(python_deliver_messages, data, mask_expected, max_size)
 
 
 def test_parse_messages_appends_what_the_callbacks_return() -> None:
@@ -835,6 +854,173 @@ def test_parse_messages_max_size_beyond_64_bits(max_size: int) -> None:
     expected = parse_with(python_parse_messages, data, False, max_size)
     assert expected == (len(data), [binary_event(b"abc")])
     assert parse_with(_speedups.parse_messages, data, False, max_size) == expected
+    assert deliver_with(_speedups.deliver_messages, data, False, max_size) == expected
+    assert deliver_with(python_deliver_messages, data, False, max_size) == expected
+
+
+# Frames: deliver_messages ---------------------------------------------------------------
+
+DELIVERERS = pytest.mark.parametrize(
+    "function", [_speedups.deliver_messages, python_deliver_messages], ids=["c", "python"]
+)
+
+
+def deliver_with(
+    function: Callable[..., int],
+    data: Any,
+    mask_expected: bool,
+    max_size: int,
+    stop_after: int | None = None,
+) -> tuple[int, Events]:
+    """What ``function`` consumed and delivered, with a deliver callback that declines
+    the rest after ``stop_after`` messages."""
+    delivered: Events = []
+
+    def deliver(message: str | bytes) -> bool:
+        delivered.append(
+            text_event(message) if isinstance(message, str) else binary_event(message)
+        )
+        return stop_after is None or len(delivered) < stop_after
+
+    offset = function(data, len(data), deliver, mask_expected, max_size)
+    return offset, delivered
+
+
+@SETTINGS
+@given(frame_streams(), st.one_of(st.none(), st.integers(1, 6)))
+def test_deliver_messages_same_as_parse_messages(
+    case: tuple[bytes, bool, int, int], stop_after: int | None
+) -> None:
+    stream, mask_expected, max_size, stop = case
+    parsed = parse_with(python_parse_messages, stream, mask_expected, max_size)
+    for convert in BYTES_LIKE:
+        c = deliver_with(
+            _speedups.deliver_messages, convert(stream), mask_expected, max_size, stop_after
+        )
+        python = deliver_with(
+            python_deliver_messages, convert(stream), mask_expected, max_size, stop_after
+        )
+        assert c == python
+    if stop_after is None or stop_after >= len(parsed[1]):
+        # Every message the fast path takes, and where it stops.
+        assert c == parsed
+        assert c[0] == stop
+    else:
+        # Up to the end of the message after which delivery stopped.
+        assert c[1] == parsed[1][:stop_after]
+        assert c[0] == parse_with(python_parse_messages, stream[: c[0]], mask_expected, -1)[0]
+        assert c[0] < stop
+
+
+@DELIVERERS
+@pytest.mark.parametrize("result", [False, None, 0, b"", []])
+def test_deliver_messages_stops_at_a_false_result(
+    function: Callable[..., int], result: object
+) -> None:
+    first = frame(BINARY, b"one")
+    data = first + frame(BINARY, b"two")
+    delivered: list[object] = []
+
+    def deliver(message: object) -> object:
+        delivered.append(message)
+        return result
+
+    assert function(data, len(data), deliver, False, -1) == len(first)
+    assert delivered == [b"one"]
+
+
+@DELIVERERS
+@pytest.mark.parametrize("result", [True, 1, "yes", [0]])
+def test_deliver_messages_goes_on_at_a_true_result(
+    function: Callable[..., int], result: object
+) -> None:
+    data = frame(TEXT, b"one") + frame(BINARY, b"two")
+    delivered: list[object] = []
+
+    def deliver(message: object) -> object:
+        delivered.append(message)
+        return result
+
+    assert function(data, len(data), deliver, False, -1) == len(data)
+    assert delivered == ["one", b"two"]
+
+
+class Untruthful:
+    def __bool__(self) -> bool:
+        raise Boom
+
+
+@DELIVERERS
+@pytest.mark.parametrize("opcode", [TEXT, BINARY])
+def test_deliver_messages_callback_exception_propagates(
+    function: Callable[..., int], opcode: int
+) -> None:
+    data = frame(opcode, b"ok") + frame(opcode, b"boom") + frame(opcode, b"never")
+    delivered: list[object] = []
+
+    def deliver(message: object) -> bool:
+        delivered.append(explode(message))
+        return True
+
+    with pytest.raises(Boom):
+        function(data, len(data), deliver, False, -1)
+    assert delivered == (["ok"] if opcode == TEXT else [b"ok"])
+    with pytest.raises(Boom):
+        function(data, len(data), lambda message: Untruthful(), False, -1)
+
+
+def test_deliver_messages_releases_the_buffer() -> None:
+    data = bytearray(frame(BINARY, b"ok") + frame(BINARY, b"boom"))
+    assert _speedups.deliver_messages(data, len(data), explode, False, 2) == 4
+    data.extend(b"more")
+    with pytest.raises(Boom):
+        _speedups.deliver_messages(data, len(data), explode, False, -1)
+    data.extend(b"more")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((b"", 0, print, False), r"takes 5 arguments \(4 given\)"),
+        ((b"", 0, print, False, -1, None), r"takes 5 arguments \(6 given\)"),
+        (("text", 0, print, False, -1), "argument 'data' must be a bytes-like"),
+        ((None, 0, print, False, -1), "argument 'data' must be a bytes-like"),
+        ((b"", 0, print, False, 1.0), "integer"),
+        ((b"", None, print, False, -1), "integer"),
+    ],
+)
+def test_deliver_messages_bad_arguments(args: tuple[object, ...], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        _speedups.deliver_messages(*args)
+
+
+def test_deliver_messages_calls_nothing_callable_when_nothing_parses() -> None:
+    # deliver is called only for a message: a non-callable is an error only then.
+    assert _speedups.deliver_messages(b"\x88\x00", 2, None, False, -1) == 0
+    with pytest.raises(TypeError):
+        _speedups.deliver_messages(frame(BINARY, b""), 2, None, False, -1)
+
+
+@DELIVERERS
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 6, 7, 100])
+def test_deliver_messages_reads_size_bytes_only(function: Callable[..., int], size: int) -> None:
+    # Frames of 4, 2 and 3 bytes: a size may cut any of them.
+    data = frame(BINARY, b"ab") + frame(BINARY, b"") + frame(TEXT, b"c")
+    delivered: list[str | bytes] = []
+
+    def deliver(message: str | bytes) -> bool:
+        delivered.append(message)
+        return True
+
+    consumed = function(data, size, deliver, False, -1)
+    events = [text_event(m) if isinstance(m, str) else binary_event(m) for m in delivered]
+    assert (consumed, events) == parse_with(python_parse_messages, data[:size], False, -1)
+
+
+@DELIVERERS
+def test_deliver_messages_refuses_a_negative_size(function: Callable[..., int]) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        function(b"", -1, print, False, -1)
 
 
 # Payload buffer -------------------------------------------------------------------------

@@ -220,11 +220,14 @@ class ListenerConnection(ConnectionBase):
         if not self._handshake_over and protocol.state is not _CONNECTING:
             self._end_handshake()
 
-    def _deliver(self, message: Data) -> None:
+    def _deliver(self, message: Data) -> bool:
+        """Hand ``message`` to the listener; return whether the next one may follow at
+        once: not after a failure, :meth:`close` or :meth:`pause_reading`."""
         try:
             self.listener.on_message(self, message)  # type: ignore[union-attr]
         except Exception as exc:
             self._listener_failed(exc)
+        return self._listening and self._held is None
 
     def _open_listener(self) -> None:
         """The opening handshake succeeded: make the listener and tell it."""
@@ -253,6 +256,17 @@ class ListenerConnection(ConnectionBase):
             self._listener_failed(exc)
 
     # asyncio.Protocol ---------------------------------------------------------------------
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # Every read: the core hands whole messages straight to the listener; the events
+        # of anything else (control frames, fragments, the handshake, what follows a
+        # message after which delivery stopped) are processed as they come.
+        if self._listening and self._held is None:
+            if self.protocol.receive_messages(self._read_buffer, nbytes, self._deliver):
+                return
+        else:
+            self.protocol.receive_data(self._read_buffer[:nbytes])
+        self._process_events()
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:

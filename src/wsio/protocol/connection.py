@@ -58,6 +58,7 @@ from .frames import (
     Close,
     CloseCode,
     Opcode,
+    deliver_messages,
     parse_messages,
     serialize_frame,
     serialize_unmasked_header,
@@ -419,6 +420,46 @@ class Protocol:
                 data = memoryview(data)[consumed:]
         reader.feed_data(data)
         self._advance()
+
+    def receive_messages(
+        self,
+        buffer: bytearray | memoryview,
+        size: int,
+        deliver: Callable[[str | bytes], object],
+    ) -> bool:
+        """Feed the ``size`` bytes at the start of ``buffer`` (as a
+        :class:`~asyncio.BufferedProtocol` receives them) as :meth:`receive_data` does,
+        handing the whole messages they start with to ``deliver`` rather than to
+        :meth:`events_received`: a callback API's receive path, with no event per message
+        and no slice of the buffer.
+
+        Between messages, with nothing buffered and no extension that would touch a plain
+        message, each whole unfragmented message at the start goes to ``deliver(message)``
+        -- ``str`` for text, validated UTF-8; ``bytes`` for binary -- with every rule
+        checked, as it is parsed, while ``deliver`` returns true. The rest -- what follows
+        a message that ``deliver`` returned false for, a control frame, a fragment, a
+        partial frame, a violation, anything in the middle of a frame -- goes to
+        :meth:`receive_data`.
+
+        Return ``True`` when ``deliver`` took all of it: nothing else was parsed, so there
+        is no event and the core queued nothing (what ``deliver`` sends is its caller's to
+        write). ``False``: read :meth:`events_received` and :meth:`data_to_send` as after
+        :meth:`receive_data`. ``deliver`` must not raise: what it raises propagates, and
+        the bytes after its message are lost.
+        """
+        consumed = 0
+        if self._between_messages and not self._reader.buffer:
+            consumed = deliver_messages(
+                buffer,
+                size,
+                deliver,
+                self.side is _SERVER,
+                -1 if self.max_size is None else self.max_size,
+            )
+            if consumed == size:
+                return True
+        self.receive_data(memoryview(buffer)[consumed:size])
+        return False
 
     def receive_eof(self) -> None:
         """Feed the end of the stream: the peer closed its side of TCP."""

@@ -3,11 +3,12 @@
 The parsing of incoming frames lives in :mod:`wsio.protocol.connection`, which streams
 payloads as they arrive; this module holds the vocabulary, the rules on close payloads, the
 serialization of outgoing frames and the receive fast path for whole messages
-(:func:`parse_messages`), which hands anything unusual back to the general parser.
+(:func:`parse_messages`, :func:`deliver_messages`), which hands anything unusual back to the
+general parser.
 
-:func:`serialize_frame` and :func:`parse_messages` are the C versions from
-:mod:`wsio._speedups` when that extension is built and ``WSIO_NO_SPEEDUPS`` is unset or
-empty; otherwise the ``python_`` functions here, the reference.
+:func:`serialize_frame`, :func:`parse_messages` and :func:`deliver_messages` are the C
+versions from :mod:`wsio._speedups` when that extension is built and ``WSIO_NO_SPEEDUPS`` is
+unset or empty; otherwise the ``python_`` functions here, the reference.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import dataclasses
 import enum
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._accelerator import speedups
 from ..exceptions import InvalidArgument, ProtocolError
@@ -30,8 +31,10 @@ __all__ = [
     "Close",
     "CloseCode",
     "Opcode",
+    "deliver_messages",
     "encode_text",
     "parse_messages",
+    "python_deliver_messages",
     "python_parse_messages",
     "python_serialize_frame",
     "serialize_frame",
@@ -227,25 +230,17 @@ def serialize_unmasked_header(opcode: int, length: int, fin: bool = True, rsv: i
     return _header(first, 0, length)
 
 
-def python_parse_messages(
-    data: bytes | bytearray | memoryview,
-    events: list[_E],
+def _scan_messages(
+    view: memoryview,
     mask_expected: bool,
     max_size: int,
-    text_message: Callable[[str], _E],
-    binary_message: Callable[[bytes], _E],
+    events: list[Any] | None,
+    text_message: Callable[[str], Any] | None,
+    binary_message: Callable[[bytes], Any] | None,
+    deliver: Callable[[str | bytes], object] | None,
 ) -> int:
-    """Parse the whole unfragmented messages at the start of ``data``: the receive fast path.
-
-    It takes frames with FIN set, RSV bits 0, opcode text or binary, masked if and only if
-    ``mask_expected``, a payload of ``max_size`` bytes at most (-1: no limit), entirely in
-    ``data``, and for text valid UTF-8 (§5.2, §5.6). Each is unmasked and appended to
-    ``events`` as ``text_message(str)`` or ``binary_message(bytes)``. It stops at the first
-    frame that is anything else and returns the number of bytes consumed: the general
-    parser takes over there, with every rule checked and every error reported, so this
-    path never decides that input is invalid.
-    """
-    view = byte_view(data)
+    """The loop of :func:`python_parse_messages` (``deliver`` None: append events) and of
+    :func:`python_deliver_messages` (call ``deliver``, while it returns true)."""
     end = len(view)
     offset = 0
     mask_bit = 0x80 if mask_expected else 0
@@ -278,16 +273,68 @@ def python_parse_messages(
             break
         raw = view[pos : pos + length]
         payload = apply_mask(raw, mask) if mask_expected else bytes(raw)
+        message: str | bytes = payload
         if first == 0x81:
             try:
-                text = payload.decode()
+                message = payload.decode()
             except UnicodeDecodeError:
                 break
-            events.append(text_message(text))
-        else:
-            events.append(binary_message(payload))
         offset = pos + length
+        if deliver is not None:
+            if not deliver(message):
+                break
+        elif first == 0x81:
+            events.append(text_message(message))  # type: ignore[union-attr,misc,arg-type]
+        else:
+            events.append(binary_message(message))  # type: ignore[union-attr,misc,arg-type]
     return offset
+
+
+def python_parse_messages(
+    data: bytes | bytearray | memoryview,
+    events: list[_E],
+    mask_expected: bool,
+    max_size: int,
+    text_message: Callable[[str], _E],
+    binary_message: Callable[[bytes], _E],
+) -> int:
+    """Parse the whole unfragmented messages at the start of ``data``: the receive fast path.
+
+    It takes frames with FIN set, RSV bits 0, opcode text or binary, masked if and only if
+    ``mask_expected``, a payload of ``max_size`` bytes at most (-1: no limit), entirely in
+    ``data``, and for text valid UTF-8 (§5.2, §5.6). Each is unmasked and appended to
+    ``events`` as ``text_message(str)`` or ``binary_message(bytes)``. It stops at the first
+    frame that is anything else and returns the number of bytes consumed: the general
+    parser takes over there, with every rule checked and every error reported, so this
+    path never decides that input is invalid.
+    """
+    return _scan_messages(
+        byte_view(data), mask_expected, max_size, events, text_message, binary_message, None
+    )
+
+
+def python_deliver_messages(
+    data: bytes | bytearray | memoryview,
+    size: int,
+    deliver: Callable[[str | bytes], object],
+    mask_expected: bool,
+    max_size: int,
+) -> int:
+    """Parse the whole unfragmented messages at the start of ``data[:size]`` as
+    :func:`python_parse_messages` does, and call ``deliver(message)`` for each -- ``str``
+    for text, ``bytes`` for binary -- while it returns true. ``size`` is at most
+    ``len(data)``, as a :class:`~asyncio.BufferedProtocol`'s ``buffer_updated`` gives it:
+    no slice of the buffer is made.
+
+    Return the number of bytes consumed: up to the end of the message after which
+    ``deliver`` declined the rest, or of the last message before a frame that is anything
+    else. An exception raised by ``deliver`` propagates.
+    """
+    if size < 0:
+        raise ValueError("deliver_messages() size must not be negative")
+    return _scan_messages(
+        byte_view(data)[:size], mask_expected, max_size, None, None, None, deliver
+    )
 
 
 # What the C versions save, in instructions on a server echoing messages (python -m
@@ -295,11 +342,14 @@ def python_parse_messages(
 # 12,000 per 1 KiB, 12,700 per 64 KiB, 13,300 per 1 KiB text message; serialize_frame
 # 3,000 per 16 B message, 3,600 per 64 KiB, 3,800 per handshake (its close frame).
 _speedups = speedups()
-#: Whether :func:`serialize_frame` and :func:`parse_messages` are the C implementations.
+#: Whether :func:`serialize_frame`, :func:`parse_messages` and :func:`deliver_messages` are
+#: the C implementations.
 SPEEDUPS = _speedups is not None
 serialize_frame = python_serialize_frame
 parse_messages = python_parse_messages
+deliver_messages = python_deliver_messages
 # The type checker knows the Python functions only; _speedups.pyi declares the same API.
 if not TYPE_CHECKING and _speedups is not None:
     serialize_frame = _speedups.serialize_frame
     parse_messages = _speedups.parse_messages
+    deliver_messages = _speedups.deliver_messages
