@@ -68,10 +68,11 @@ class ConnectionBase(
     # dict is only allocated when they do.
     __slots__ = (
         "_close_timer",
-        "_connection_lost",
         "_drain_waiters",
         "_failure_timer",
         "_handshake_over",
+        "_lost",
+        "_lost_waiter",
         "_pong_waiters",
         "_read_buffer",
         "_reading_paused",
@@ -109,7 +110,10 @@ class ConnectionBase(
         self._read_buffer = _receive_buffer()
         self._reading_paused = False
         self._writing_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        # Created as something first waits, as are the pings' waiters: most connections
+        # never wait for either, and a server holds thousands of them.
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._pong_waiters = _NO_PINGS
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
         # The connection's one coarse timer at a time (open_timeout, then keepalive), and
@@ -118,8 +122,9 @@ class ConnectionBase(
         self._timer_slot: float | None = None
         # Whether the opening handshake is over, whatever its outcome.
         self._handshake_over = False
-        # Resolved once the TCP connection is closed.
-        self._connection_lost: asyncio.Future[None] = self.loop.create_future()
+        # Whether the TCP connection is closed, and what waits for that, if anything.
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
 
     # Public API ---------------------------------------------------------------------------
 
@@ -188,6 +193,8 @@ class ConnectionBase(
         self._check_open()
         self.protocol.send_ping(payload)
         waiter: asyncio.Future[float] = self.loop.create_future()
+        if self._pong_waiters is _NO_PINGS:
+            self._pong_waiters = {}
         self._pong_waiters[payload] = (waiter, time.perf_counter())
         self._flush()
         return waiter
@@ -195,6 +202,16 @@ class ConnectionBase(
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
         await asyncio.shield(self._connection_lost)
+
+    @property
+    def _connection_lost(self) -> asyncio.Future[None]:
+        """Resolved once the TCP connection is closed: created when first asked for."""
+        waiter = self._lost_waiter
+        if waiter is None:
+            waiter = self._lost_waiter = self.loop.create_future()
+            if self._lost:
+                waiter.set_result(None)
+        return waiter
 
     @property
     def write_buffer_size(self) -> int:
@@ -265,9 +282,11 @@ class ConnectionBase(
         if not self._writing_paused:
             return
         waiter: asyncio.Future[None] = self.loop.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
         self._drain_waiters.append(waiter)
         await waiter
-        if self._connection_lost.done():
+        if self._lost:
             # What was buffered may never have reached the peer.
             raise self.protocol.close_exc
 
@@ -429,7 +448,7 @@ class ConnectionBase(
         self._process_events()
 
     def data_received(self, data: bytes | bytearray | memoryview) -> None:
-        if self._connection_lost.done():
+        if self._lost:
             # A read that was pending as the transport closed (Windows' proactor loop
             # delivers those): nothing can answer it now.
             return
@@ -476,8 +495,10 @@ class ConnectionBase(
             self._resume_drain_waiters()
         finally:
             # Whatever happened, whoever waits for the end of the connection mustn't hang.
-            if not self._connection_lost.done():
-                self._connection_lost.set_result(None)
+            self._lost = True
+            lost_waiter = self._lost_waiter
+            if lost_waiter is not None and not lost_waiter.done():
+                lost_waiter.set_result(None)
 
     def pause_writing(self) -> None:
         # Reading goes on: two peers that stream to each other while reading would
@@ -493,11 +514,15 @@ class ConnectionBase(
         self._resume_drain_waiters()
 
     def _resume_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
+
+# The pings' waiters of a connection that sent none, shared: nothing is added to it
+# (_send_ping gives the connection its own), and only what is in it is removed.
+_NO_PINGS: dict[bytes, tuple[asyncio.Future[float], float]] = {}
 
 _RECEIVE_BUFFER_SIZE = 256 * 1024
 _thread_local = threading.local()
