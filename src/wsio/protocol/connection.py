@@ -1451,7 +1451,7 @@ class ServerProtocol(Protocol):
         if response.status_code == 101:
             self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
             # The extensions that accept() negotiated, unless a hook took them out.
-            if "Sec-WebSocket-Extensions" in response.headers and self._negotiated:
+            if self._negotiated and "Sec-WebSocket-Extensions" in response.headers:
                 self._use_extensions(self._negotiated)
             self._negotiated = None
             # The connection keeps its request and its answer: their heads, parsed again
