@@ -165,7 +165,7 @@ class ServerSide(ConnectionBase):
             except BaseException as exc:
                 # select_subprotocol is the application's and may raise.
                 response = failed_hook_answer(self.protocol, exc)
-            self._send_answer(response)
+            self._send_answer(response, dispatching=True)
         else:
             self._handler_task = self.loop.create_task(self._run_with_hooks())
 
@@ -245,8 +245,10 @@ class ServerSide(ConnectionBase):
             response = failed_hook_answer(self.protocol, exc)
         self._send_answer(response)
 
-    def _send_answer(self, response: Response) -> None:
-        """Send the answer to the request, unless the connection ended meanwhile."""
+    def _send_answer(self, response: Response, dispatching: bool = False) -> None:
+        """Send the answer to the request, unless the connection ended meanwhile;
+        ``dispatching``: from :meth:`_process_events`, which writes it and ends the
+        opening handshake once it returns."""
         transport = self.transport
         assert transport is not None
         if self.protocol.state is not State.CONNECTING or transport.is_closing():
@@ -263,6 +265,10 @@ class ServerSide(ConnectionBase):
             # A hook's Response that can't be serialized (a str body, say). The core
             # queued nothing of it, and the handshake is still to answer.
             self.protocol.send_response(failed_hook_answer(self.protocol, exc))
+        if dispatching and not self.protocol.has_events:
+            # Nothing came behind the request: what the dispatch does next is all there
+            # is to do.
+            return
         self._process_events()
         if self._hook_awaited and not self._reading_paused and not transport.is_closing():
             transport.resume_reading()

@@ -435,6 +435,11 @@ class Protocol:
         events, self._events = self._events, []
         return events
 
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`events_received` has anything to return."""
+        return bool(self._events)
+
     def allow_messages(self, count: int | None) -> None:
         """Let the parser complete ``count`` more data messages; ``None`` lifts the bound.
 
