@@ -386,9 +386,10 @@ class ConnectionBase(
         """The opening handshake is over, whatever its outcome (sides may extend this)."""
         self._handshake_over = True
 
-    def _arm(self, when: float, callback: Callable[[], None]) -> None:
-        """Arm the connection's coarse timer: ``callback`` at ``when`` or a little later
-        (:mod:`wsio.asyncio.timers`). One at a time: arming replaces the timer armed."""
+    def _arm(self, when: float, callback: Callable[[Self], None]) -> None:
+        """Arm the connection's coarse timer: ``callback(self)`` at ``when`` or a little
+        later (:mod:`wsio.asyncio.timers`). One at a time: arming replaces the timer armed.
+        """
         self._disarm()
         self._timer_slot = self._timers.call_at(when, self, callback)
 
@@ -405,7 +406,7 @@ class ConnectionBase(
         pong comes within ``ping_timeout``, let the core fail the connection (RFC 6455
         §5.5.2 used as a heartbeat)."""
         if self.ping_interval is not None:
-            self._arm(self.loop.time() + self.ping_interval, self._keepalive_ping)
+            self._arm(self.loop.time() + self.ping_interval, type(self)._keepalive_ping)
 
     def _keepalive_ping(self) -> None:
         self._timer_slot = None
@@ -416,7 +417,7 @@ class ConnectionBase(
         if self.ping_timeout is not None:
             self._arm(
                 self.loop.time() + self.ping_timeout,
-                functools.partial(self._keepalive_timed_out, waiter),
+                functools.partial(type(self)._keepalive_timed_out, waiter=waiter),
             )
 
     def _keepalive_pong(self, waiter: asyncio.Future[float]) -> None:

@@ -119,7 +119,7 @@ class ServerSide(ConnectionBase):
         self.server._connections[self] = None
         if self._open_deadline is not None:
             # Disarmed when the opening handshake ends.
-            self._arm(self._open_deadline, self._open_timed_out)
+            self._arm(self._open_deadline, type(self)._open_timed_out)
             self._open_deadline = None  # a float less to keep per open connection
         if self.server.closing:
             # Its TLS handshake was under way when the server started closing: the loop
