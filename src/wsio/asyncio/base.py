@@ -307,6 +307,10 @@ class ConnectionBase(
                 for data in writes:
                     transport.write(data)
             return
+        if self._lost:
+            # The connection is gone: nothing to write, no close to wait for.
+            protocol.data_to_send()
+            return
         if self._reading_paused:
             # The closing handshake needs the peer's close frame, wherever it is queued:
             # read on, for close_timeout at most.
@@ -472,6 +476,8 @@ class ConnectionBase(
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # From here on nothing can be written: _flush has nothing to do.
+        self._lost = True
         try:
             if exc is not None and self.protocol.failure is None:
                 self.protocol.failure = exc
@@ -496,7 +502,6 @@ class ConnectionBase(
             self._resume_drain_waiters()
         finally:
             # Whatever happened, whoever waits for the end of the connection mustn't hang.
-            self._lost = True
             lost_waiter = self._lost_waiter
             if lost_waiter is not None and not lost_waiter.done():
                 lost_waiter.set_result(None)
