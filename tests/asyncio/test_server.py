@@ -94,6 +94,41 @@ async def test_handler_raising_before_any_message(echo_server: EchoServerFactory
     assert excinfo.value.code == 1011
 
 
+async def test_handler_that_is_a_plain_function_returning_an_awaitable(
+    echo_server: EchoServerFactory,
+) -> None:
+    async def send(ws: Any) -> None:
+        await ws.send("from the awaitable")
+
+    def handler(ws: Any) -> Awaitable[None]:
+        return asyncio.ensure_future(send(ws))
+
+    _, port = await echo_server(handler=handler)
+    async with asyncio.timeout(T), wsio.connect(url(port)) as ws:
+        assert await ws.recv() == "from the awaitable"
+        with pytest.raises(wsio.ConnectionClosedOK) as excinfo:
+            await ws.recv()
+    assert excinfo.value.code == 1000
+
+
+async def test_handler_that_is_a_plain_function_raising(
+    echo_server: EchoServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    def handler(ws: Any) -> Awaitable[None]:
+        raise RuntimeError("plain handler bug")
+
+    _, port = await echo_server(handler=handler)
+    with caplog.at_level(logging.ERROR):
+        async with asyncio.timeout(T), wsio.connect(url(port)) as ws:
+            with pytest.raises(wsio.ConnectionClosedError) as excinfo:
+                await ws.recv()
+    assert excinfo.value.code == 1011
+    assert any(
+        r.exc_info is not None and "plain handler bug" in str(r.exc_info[1])
+        for r in caplog.records
+    )
+
+
 async def test_handler_closing_itself(echo_server: EchoServerFactory) -> None:
     async def handler(ws: Any) -> None:
         await ws.close(4321, "my way")

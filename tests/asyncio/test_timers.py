@@ -31,7 +31,7 @@ async def test_fires_after_its_deadline_late_by_at_most_a_16th(delay: float) -> 
     timers = CoarseTimers(loop)
     fired: list[float] = []
     deadline = loop.time() + delay
-    slot = timers.call_at(deadline, Owner(), lambda: fired.append(loop.time()))
+    slot = timers.call_at(deadline, Owner(), lambda _: fired.append(loop.time()))
     # The slot ends at or after the deadline, by less than the slot's longest length.
     assert deadline <= slot <= deadline + max(delay / 16, 2**-10)
     await wait_until(lambda: bool(fired))
@@ -44,7 +44,7 @@ async def test_long_deadlines_are_late_by_less_than_a_second() -> None:
     owner = Owner()
     for delay in (16.0, 20.0, 3600.0):
         deadline = loop.time() + delay
-        slot = timers.call_at(deadline, owner, lambda: None)
+        slot = timers.call_at(deadline, owner, lambda _: None)
         assert deadline <= slot < deadline + 1
         timers.cancel(slot, owner)
 
@@ -55,8 +55,8 @@ async def test_cancelled_timer_never_fires() -> None:
     owner, other = Owner(), Owner()
     fired: list[Owner] = []
     deadline = loop.time() + 0.02
-    slot = timers.call_at(deadline, owner, lambda: fired.append(owner))
-    timers.call_at(deadline, other, lambda: fired.append(other))
+    slot = timers.call_at(deadline, owner, fired.append)
+    timers.call_at(deadline, other, fired.append)
     timers.cancel(slot, owner)
     await wait_until(lambda: bool(fired))
     await asyncio.sleep(0.05)
@@ -79,7 +79,7 @@ async def test_deadlines_of_a_slot_share_one_loop_timer(monkeypatch: pytest.Monk
     now = loop.time()
     slots = {Owner(): 0.0 for _ in range(1000)}
     for owner in slots:
-        slots[owner] = timers.call_at(now + 20, owner, lambda: None)
+        slots[owner] = timers.call_at(now + 20, owner, lambda _: None)
     # 1000 deadlines within a few milliseconds, 1 s slots: one loop timer, two at a boundary.
     assert len(set(slots.values())) == len(loop_timers) <= 2
     for owner, slot in slots.items():
@@ -104,13 +104,13 @@ async def fire_three(timers: CoarseTimers, fired: list[int]) -> None:
     """Three deadlines in one slot; the second one's callback raises."""
     loop = timers.loop
 
-    def fail() -> None:
+    def fail(owner: Owner) -> None:
         raise RuntimeError("bug")
 
     deadline = loop.time() + 0.01
-    timers.call_at(deadline, Owner(), lambda: fired.append(1))
+    timers.call_at(deadline, Owner(), lambda _: fired.append(1))
     timers.call_at(deadline, Owner(), fail)
-    timers.call_at(deadline, Owner(), lambda: fired.append(2))
+    timers.call_at(deadline, Owner(), lambda _: fired.append(2))
     await wait_until(lambda: len(fired) == 2)
 
 
@@ -129,10 +129,10 @@ async def test_callbacks_may_cancel_and_arm_in_the_slot_that_fires() -> None:
         fired.append("first" if me is first else "second")
         timers.cancel(slots[other], other)
         loop.call_soon(fired.append, "next turn")
-        timers.call_at(slots[me], third, lambda: fired.append("third"))
+        timers.call_at(slots[me], third, lambda _: fired.append("third"))
 
-    slots[first] = timers.call_at(deadline, first, lambda: fire(first, second))
-    slots[second] = timers.call_at(deadline, second, lambda: fire(second, first))
+    slots[first] = timers.call_at(deadline, first, lambda _: fire(first, second))
+    slots[second] = timers.call_at(deadline, second, lambda _: fire(second, first))
     assert slots[first] == slots[second]
     await wait_until(lambda: "next turn" in fired)
     # Whichever ran first cancelled the other.
@@ -160,7 +160,7 @@ def test_timers_go_with_the_last_connection_that_uses_them() -> None:
         loop = asyncio.get_running_loop()
         timers = coarse_timers(loop)
         owner = Owner()
-        timers.cancel(timers.call_at(loop.time() + 0.001, owner, lambda: None), owner)
+        timers.cancel(timers.call_at(loop.time() + 0.001, owner, lambda _: None), owner)
         await asyncio.sleep(0.01)  # the slot's loop timer fires, empty
         return weakref.ref(timers)
 
@@ -172,14 +172,14 @@ def test_timers_go_with_the_last_connection_that_uses_them() -> None:
 def test_a_base_exception_leaves_the_rest_of_the_slot_for_the_next_turn() -> None:
     fired: list[str] = []
 
-    def interrupt() -> None:
+    def interrupt(owner: Owner) -> None:
         raise KeyboardInterrupt
 
     async def arm(timers: CoarseTimers) -> None:
         deadline = timers.loop.time() + 0.005
-        timers.call_at(deadline, Owner(), lambda: fired.append("a"))
+        timers.call_at(deadline, Owner(), lambda _: fired.append("a"))
         timers.call_at(deadline, Owner(), interrupt)
-        timers.call_at(deadline, Owner(), lambda: fired.append("b"))
+        timers.call_at(deadline, Owner(), lambda _: fired.append("b"))
         await asyncio.sleep(T)
 
     loop = asyncio.new_event_loop()

@@ -68,10 +68,11 @@ class ConnectionBase(
     # dict is only allocated when they do.
     __slots__ = (
         "_close_timer",
-        "_connection_lost",
         "_drain_waiters",
         "_failure_timer",
         "_handshake_over",
+        "_lost",
+        "_lost_waiter",
         "_pong_waiters",
         "_read_buffer",
         "_reading_paused",
@@ -109,7 +110,10 @@ class ConnectionBase(
         self._read_buffer = _receive_buffer()
         self._reading_paused = False
         self._writing_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        # Created as something first waits, as are the pings' waiters: most connections
+        # never wait for either, and a server holds thousands of them.
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._pong_waiters = _NO_PINGS
         self._close_timer: asyncio.TimerHandle | None = None
         self._failure_timer: asyncio.TimerHandle | None = None
         # The connection's one coarse timer at a time (open_timeout, then keepalive), and
@@ -118,8 +122,9 @@ class ConnectionBase(
         self._timer_slot: float | None = None
         # Whether the opening handshake is over, whatever its outcome.
         self._handshake_over = False
-        # Resolved once the TCP connection is closed.
-        self._connection_lost: asyncio.Future[None] = self.loop.create_future()
+        # Whether the TCP connection is closed, and what waits for that, if anything.
+        self._lost = False
+        self._lost_waiter: asyncio.Future[None] | None = None
 
     # Public API ---------------------------------------------------------------------------
 
@@ -188,6 +193,8 @@ class ConnectionBase(
         self._check_open()
         self.protocol.send_ping(payload)
         waiter: asyncio.Future[float] = self.loop.create_future()
+        if self._pong_waiters is _NO_PINGS:
+            self._pong_waiters = {}
         self._pong_waiters[payload] = (waiter, time.perf_counter())
         self._flush()
         return waiter
@@ -195,6 +202,16 @@ class ConnectionBase(
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
         await asyncio.shield(self._connection_lost)
+
+    @property
+    def _connection_lost(self) -> asyncio.Future[None]:
+        """Resolved once the TCP connection is closed: created when first asked for."""
+        waiter = self._lost_waiter
+        if waiter is None:
+            waiter = self._lost_waiter = self.loop.create_future()
+            if self._lost:
+                waiter.set_result(None)
+        return waiter
 
     @property
     def write_buffer_size(self) -> int:
@@ -265,9 +282,11 @@ class ConnectionBase(
         if not self._writing_paused:
             return
         waiter: asyncio.Future[None] = self.loop.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
         self._drain_waiters.append(waiter)
         await waiter
-        if self._connection_lost.done():
+        if self._lost:
             # What was buffered may never have reached the peer.
             raise self.protocol.close_exc
 
@@ -287,6 +306,10 @@ class ConnectionBase(
             if not transport.is_closing():
                 for data in writes:
                     transport.write(data)
+            return
+        if self._lost:
+            # The connection is gone: nothing to write, no close to wait for.
+            protocol.data_to_send()
             return
         if self._reading_paused:
             # The closing handshake needs the peer's close frame, wherever it is queued:
@@ -367,9 +390,10 @@ class ConnectionBase(
         """The opening handshake is over, whatever its outcome (sides may extend this)."""
         self._handshake_over = True
 
-    def _arm(self, when: float, callback: Callable[[], None]) -> None:
-        """Arm the connection's coarse timer: ``callback`` at ``when`` or a little later
-        (:mod:`wsio.asyncio.timers`). One at a time: arming replaces the timer armed."""
+    def _arm(self, when: float, callback: Callable[[Self], None]) -> None:
+        """Arm the connection's coarse timer: ``callback(self)`` at ``when`` or a little
+        later (:mod:`wsio.asyncio.timers`). One at a time: arming replaces the timer armed.
+        """
         self._disarm()
         self._timer_slot = self._timers.call_at(when, self, callback)
 
@@ -386,7 +410,7 @@ class ConnectionBase(
         pong comes within ``ping_timeout``, let the core fail the connection (RFC 6455
         §5.5.2 used as a heartbeat)."""
         if self.ping_interval is not None:
-            self._arm(self.loop.time() + self.ping_interval, self._keepalive_ping)
+            self._arm(self.loop.time() + self.ping_interval, type(self)._keepalive_ping)
 
     def _keepalive_ping(self) -> None:
         self._timer_slot = None
@@ -397,7 +421,7 @@ class ConnectionBase(
         if self.ping_timeout is not None:
             self._arm(
                 self.loop.time() + self.ping_timeout,
-                functools.partial(self._keepalive_timed_out, waiter),
+                functools.partial(type(self)._keepalive_timed_out, waiter=waiter),
             )
 
     def _keepalive_pong(self, waiter: asyncio.Future[float]) -> None:
@@ -429,7 +453,7 @@ class ConnectionBase(
         self._process_events()
 
     def data_received(self, data: bytes | bytearray | memoryview) -> None:
-        if self._connection_lost.done():
+        if self._lost:
             # A read that was pending as the transport closed (Windows' proactor loop
             # delivers those): nothing can answer it now.
             return
@@ -452,6 +476,8 @@ class ConnectionBase(
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # From here on nothing can be written: _flush has nothing to do.
+        self._lost = True
         try:
             if exc is not None and self.protocol.failure is None:
                 self.protocol.failure = exc
@@ -476,8 +502,9 @@ class ConnectionBase(
             self._resume_drain_waiters()
         finally:
             # Whatever happened, whoever waits for the end of the connection mustn't hang.
-            if not self._connection_lost.done():
-                self._connection_lost.set_result(None)
+            lost_waiter = self._lost_waiter
+            if lost_waiter is not None and not lost_waiter.done():
+                lost_waiter.set_result(None)
 
     def pause_writing(self) -> None:
         # Reading goes on: two peers that stream to each other while reading would
@@ -493,11 +520,15 @@ class ConnectionBase(
         self._resume_drain_waiters()
 
     def _resume_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
+
+# The pings' waiters of a connection that sent none, shared: nothing is added to it
+# (_send_ping gives the connection its own), and only what is in it is removed.
+_NO_PINGS: dict[bytes, tuple[asyncio.Future[float], float]] = {}
 
 _RECEIVE_BUFFER_SIZE = 256 * 1024
 _thread_local = threading.local()

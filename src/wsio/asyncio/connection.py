@@ -285,7 +285,7 @@ class Connection(ConnectionBase):
         :raises InvalidArgument: a code that may not be sent or a reason over 123 bytes.
         """
         self._start_closing(code, reason)
-        if not self._connection_lost.done():  # as a handler returns, it often is
+        if not self._lost:  # as a handler returns, it often is
             await asyncio.shield(self._connection_lost)
 
     def _process_events(self) -> None:

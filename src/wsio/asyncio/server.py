@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -118,7 +119,7 @@ class ServerSide(ConnectionBase):
         self.server._connections[self] = None
         if self._open_deadline is not None:
             # Disarmed when the opening handshake ends.
-            self._arm(self._open_deadline, self._open_timed_out)
+            self._arm(self._open_deadline, type(self)._open_timed_out)
             self._open_deadline = None  # a float less to keep per open connection
         if self.server.closing:
             # Its TLS handshake was under way when the server started closing: the loop
@@ -165,18 +166,24 @@ class ServerSide(ConnectionBase):
             except BaseException as exc:
                 # select_subprotocol is the application's and may raise.
                 response = failed_hook_answer(self.protocol, exc)
-            self._send_answer(response)
+            self._send_answer(response, dispatching=True)
         else:
             self._handler_task = self.loop.create_task(self._run_with_hooks())
 
     def _end_handshake(self) -> None:
         super()._end_handshake()
-        self._disarm()  # open_timeout
         response = self.protocol.response
         if response is None or response.status_code != 101:
+            self._disarm()  # open_timeout
             log_no_upgrade(self.protocol, response, self._answered_by_hook)
+            return
+        # Frames that came with the request may have closed the connection already: the
+        # application still gets the messages before them, then the closure.
+        if self.protocol.state is State.OPEN and self.ping_interval is not None:
+            self._start_keepalive()  # in place of open_timeout
         else:
-            self._upgraded()
+            self._disarm()  # open_timeout
+        self._upgraded()
 
     @abc.abstractmethod
     def _upgraded(self) -> None:
@@ -184,7 +191,8 @@ class ServerSide(ConnectionBase):
 
     @abc.abstractmethod
     async def _run_handler(self) -> None:
-        """Hand the connection upgraded after the hooks to the application, in their task."""
+        """Hand the connection upgraded after the hooks to the application, in their task
+        (whose end :meth:`_upgraded` sees to)."""
 
     async def _run_with_hooks(self) -> None:
         """Answer the request with the hooks' say, then run the handler if it upgraded."""
@@ -245,8 +253,10 @@ class ServerSide(ConnectionBase):
             response = failed_hook_answer(self.protocol, exc)
         self._send_answer(response)
 
-    def _send_answer(self, response: Response) -> None:
-        """Send the answer to the request, unless the connection ended meanwhile."""
+    def _send_answer(self, response: Response, dispatching: bool = False) -> None:
+        """Send the answer to the request, unless the connection ended meanwhile;
+        ``dispatching``: from :meth:`_process_events`, which writes it and ends the
+        opening handshake once it returns."""
         transport = self.transport
         assert transport is not None
         if self.protocol.state is not State.CONNECTING or transport.is_closing():
@@ -263,6 +273,10 @@ class ServerSide(ConnectionBase):
             # A hook's Response that can't be serialized (a str body, say). The core
             # queued nothing of it, and the handshake is still to answer.
             self.protocol.send_response(failed_hook_answer(self.protocol, exc))
+        if dispatching and not self.protocol.has_events:
+            # Nothing came behind the request: what the dispatch does next is all there
+            # is to do.
+            return
         self._process_events()
         if self._hook_awaited and not self._reading_paused and not transport.is_closing():
             transport.resume_reading()
@@ -290,36 +304,60 @@ class ServerConnection(ServerSide, Connection):
     __slots__ = _SERVER_SLOTS
 
     def _upgraded(self) -> None:
-        if self._handler_task is None:
-            self._handler_task = self.loop.create_task(self._run_handler())
-        # Else the task that ran the hooks goes on with the handler.
+        task = self._handler_task
+        if task is None:
+            # The handler's coroutine is the task, with no coroutine around it (a frame
+            # less to keep per open connection): what follows the handler runs from the
+            # task's end, in the task's context.
+            context = contextvars.copy_context()
+            handling = None
+            try:
+                handling = self.server.handler(self)
+                task = self.loop.create_task(handling, context=context)  # type: ignore[arg-type]
+            except Exception as exc:
+                # A handler that isn't a coroutine function.
+                task = self.loop.create_task(_handling(handling, exc), context=context)
+            self._handler_task = task
+            task.add_done_callback(self._handler_done, context=context)
+        else:
+            # The task that ran the hooks goes on with the handler (_run_with_hooks).
+            task.add_done_callback(self._handler_done)
 
     async def _run_handler(self) -> None:
-        """Run the handler on the upgraded connection, then close it."""
-        try:
-            # Frames that came with the request may have closed the connection already:
-            # the handler still gets the messages before them, then the closure.
-            if self.protocol.state is State.OPEN:
-                self._start_keepalive()
-            try:
-                await self.server.handler(self)
-            except ConnectionClosed as exc:
-                # The peer closed while the handler was sending or receiving: not a bug,
-                # and often the peer's mistake. One line, no traceback.
-                self.logger.debug("connection closed during handler: %s", exc)
-            except _ENDS_TASK:
-                raise
-            except BaseException:
-                self.logger.error("connection handler failed", exc_info=True)
-                await self.close(1011)
-            else:
-                await self.close()
-        except BaseException:
-            # Cancelled, or the handler raised CancelledError, KeyboardInterrupt or
-            # SystemExit: nothing will close the connection now, and the peer mustn't be
-            # left waiting for its own timeouts.
+        await self.server.handler(self)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        """The handler returned or raised: close the connection, with 1011 after a bug.
+
+        :meth:`close`, :meth:`wait_closed` and the server's shutdown wait for the end of
+        the TCP connection, not for the handler.
+        """
+        if task.cancelled():
+            # Nothing will close the connection now, and the peer mustn't be left
+            # waiting for its own timeouts.
             self._abort()
-            raise
+            return
+        exc = task.exception()
+        if exc is None:
+            self._start_closing(1000, "")
+        elif isinstance(exc, ConnectionClosed):
+            # The peer closed while the handler was sending or receiving: not a bug, and
+            # often the peer's mistake. One line, no traceback.
+            self.logger.debug("connection closed during handler: %s", exc)
+        elif isinstance(exc, _ENDS_TASK):
+            # The handler raised CancelledError, KeyboardInterrupt or SystemExit.
+            self._abort()
+        else:
+            self.logger.error("connection handler failed", exc_info=exc)
+            self._start_closing(1011, "")
+
+
+async def _handling(handling: Awaitable[None] | None, exc: Exception) -> None:
+    """What a handler that isn't a coroutine function returned, awaited, or else what it
+    raised, raised in the task."""
+    if handling is None:
+        raise exc
+    await handling
 
 
 class ServerListenerConnection(ServerSide, ListenerConnection):
@@ -333,8 +371,6 @@ class ServerListenerConnection(ServerSide, ListenerConnection):
         self._listener_factory = listener_factory
 
     def _upgraded(self) -> None:
-        if self.protocol.state is State.OPEN:
-            self._start_keepalive()
         self._open_listener()
 
     async def _run_handler(self) -> None:

@@ -476,6 +476,11 @@ class Protocol:
         events, self._events = self._events, []
         return events
 
+    @property
+    def has_events(self) -> bool:
+        """Whether :meth:`events_received` has anything to return."""
+        return bool(self._events)
+
     def allow_messages(self, count: int | None) -> None:
         """Let the parser complete ``count`` more data messages; ``None`` lifts the bound.
 
@@ -1492,7 +1497,7 @@ class ServerProtocol(Protocol):
         if response.status_code == 101:
             self.subprotocol = response.headers.get("Sec-WebSocket-Protocol")
             # The extensions that accept() negotiated, unless a hook took them out.
-            if "Sec-WebSocket-Extensions" in response.headers and self._negotiated:
+            if self._negotiated and "Sec-WebSocket-Extensions" in response.headers:
                 self._use_extensions(self._negotiated)
             self._negotiated = None
             # The connection keeps its request and its answer: their heads, parsed again

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MutableMapping
 from http import HTTPStatus
-from typing import NoReturn, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import NoReturn, Protocol, TypeAlias, TypeVar, overload, runtime_checkable
 
 from .. import defaults
 from ..exceptions import InvalidArgument, InvalidMessage, SecurityError
@@ -29,6 +29,9 @@ __all__ = [
     "parse_request",
     "parse_response",
 ]
+
+# The default of Headers.get.
+_D = TypeVar("_D")
 
 
 class MultipleValuesError(LookupError):
@@ -233,6 +236,26 @@ class Headers(MutableMapping[str, str]):
 
     def __str__(self) -> str:
         return "".join([f"{name}: {value}\r\n" for name, value in self._items]) + "\r\n"
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+
+    @overload
+    def get(self, name: str, /, default: str | _D) -> str | _D: ...
+
+    def get(self, name: str, /, default: object = None) -> object:
+        """The value of ``name`` as ``headers[name]`` gives it; ``default`` when absent.
+
+        :raises MultipleValuesError: several lines of a field that has one value.
+        """
+        # Mapping.get would raise KeyError and catch it for an absent field: a handshake
+        # looks up fields that most don't carry.
+        values = self._values(name)
+        if len(values) == 1:
+            return values[0]
+        if not values:
+            return default
+        return self[name]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order; an empty list when absent."""
