@@ -285,8 +285,7 @@ class Connection(ConnectionBase):
         :raises InvalidArgument: a code that may not be sent or a reason over 123 bytes.
         """
         self._start_closing(code, reason)
-        if not self._lost:  # as a handler returns, it often is
-            await asyncio.shield(self._connection_lost)
+        await self._until_lost()
 
     def _process_events(self) -> None:
         """Dispatch what the core parsed, then write what it queued."""
