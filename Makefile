@@ -132,7 +132,7 @@ test: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed chromium redis lint
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules
 
-# The side-by-side benchmark: about 23 minutes; ARGS='--quick' for about two.
+# The side-by-side benchmark: about 31 minutes; ARGS='--quick' for about two.
 # ARGS='--sections asgi' runs the ASGI section instead (wsio.asgi beside uvicorn's backends,
 # about 3 minutes), which the default run leaves out.
 # Its fan-out rows run a private redis-server: without one, they say so and skip it.

@@ -1,6 +1,6 @@
 """Side-by-side benchmark of wsio, websockets, aiohttp, picows and a plain asyncio TCP echo.
 
-Run ``python -m benchmarks`` (or ``make bench``; about 23 minutes); ``--quick`` takes about
+Run ``python -m benchmarks`` (or ``make bench``; about 31 minutes); ``--quick`` takes about
 two minutes, ``--json PATH`` writes the results, ``--only ROWS`` picks rows, ``--sections``
 picks among ``server``, ``client``, ``broadcast``, ``threads`` and ``asgi`` (all but
 ``asgi`` by default; ``broadcast`` takes about a minute, 20 s with ``--quick``, and is also
@@ -124,7 +124,7 @@ Methodology
   minutes (``--quick``: about 15 s). It is left out of the default run: the other
   sections compare WebSocket libraries, this one compares uvicorn backends under one
   framework, a separate question with its own goal, and it would add a sixth to a
-  23-minute run (``--sections server,client,broadcast,threads,asgi`` runs everything).
+  31-minute run (``--sections server,client,broadcast,threads,asgi`` runs everything).
 - Threads sections (``--sections threads``): the threads API of wsio beside websockets'
   (``wsio.sync``, ``websockets.sync``), no event loop in the measured process. Servers
   (``threads-server``): ``for message in ws: ws.send(message)`` in the handler thread of
