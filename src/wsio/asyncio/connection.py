@@ -332,6 +332,9 @@ class Connection(ConnectionBase):
             # echoed (benchmarks.instructions) and 6 % of a server's CPU per message with
             # one connection, but costs 7 to 10 % more CPU per message with 16, client and
             # server (python -m benchmarks, cpu16x1 and cpu16x16 against the task echo).
+            # Woken at the next turn, a client echoing 64 KiB messages over 16 connections
+            # spends 2.2 times the CPU per message it spends woken inside the callback
+            # (cpu64kx16).
             message_waiter.set_result(None)
         room = self.max_queue - queued
         if room <= 0 and not self._reading_paused and protocol.state is _OPEN:
