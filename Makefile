@@ -112,10 +112,11 @@ lint: $(VENV)/.installed
 # coverage data: first whole with the C accelerator (wsio._speedups; tests/protocol/
 # test_speedups.py fails if it wasn't built), then with WSIO_NO_SPEEDUPS=1 on the pure-Python
 # code. The second pass runs tests/protocol and tests/conformance, which exercise the
-# sans-I/O core fully, over real sockets too, and the asyncio connection's tests, which
-# drive that code as a live connection does (~1.5 min); the rest of tests/asyncio, the
-# interop, CLI and browser tests would add minutes without reaching other replaced code. It
-# leaves out the threads runs of the tests marked both_layers (marker threads_layer, see
+# sans-I/O core fully, over real sockets too, and the asyncio connection's tests, for the
+# pure-Python waiter of recv() on a live connection (~1.5 min); tests/asyncio/test_waiter.py
+# already runs both waiters in the first pass, and the rest of tests/asyncio, the interop,
+# CLI and browser tests would add minutes without reaching other replaced code. It leaves
+# out the threads runs of the tests marked both_layers (marker threads_layer, see
 # tests/layers.py): that layer shares the core, which the asyncio runs already cover. Then
 # uvicorn's WebSocket test file (see uvicorn-suite above) runs from its tree, its coverage
 # data written beside ours so that the combined report counts wsio.asgi's lines it reaches.

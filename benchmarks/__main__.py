@@ -174,6 +174,7 @@ class Settings:
     loadgen: str
     loadgen_loop: str
     aiofastnet: bool
+    task_wakeup: str
     pin: bool
     sections: tuple[str, ...]
     libraries: dict[str, tuple[str, ...]]
@@ -212,12 +213,20 @@ class Bench:
         count = os.cpu_count() or 1
         return index if self.s.pin and count >= 2 else None
 
+    def _process_name(self, name: str) -> str:
+        """The process behind a column: the task echo and the task client are resumed
+        inside the read callback with ``--task-wakeup read-callback``."""
+        if name == "task" and self.s.task_wakeup == "read-callback":
+            return "task-resumed"
+        return name
+
     def start_server(self, name: str, loop: str, section: str = "server") -> tuple[Child, int]:
         if section == "asgi":
             # A uvicorn process (benchmarks.asgi): the column is its --ws backend.
             args = [name, "0", "--loop", loop]
             child = Child("benchmarks.asgi", args, self._cpu(0), f"asgi server {name}")
         else:
+            name = self._process_name(name)
             args = [name, "0", "--loop", loop]
             if self.s.aiofastnet:
                 args.append("--aiofastnet")
@@ -231,6 +240,7 @@ class Bench:
     def start_client(
         self, name: str, port: int, peer: str, loop: str, measure_pid: int | None = None
     ) -> Child:
+        name = self._process_name(name)
         args = [name, str(port), "--peer", peer, "--loop", loop]
         if measure_pid is not None:
             args += ["--measure-pid", str(measure_pid)]
@@ -451,6 +461,9 @@ class Bench:
 def table(results: Results, settings: Settings) -> str:
     lines = []
     width = 21
+    resumed = (
+        ", resumed inside the read callback" if settings.task_wakeup == "read-callback" else ""
+    )
     for section in settings.sections:
         if section not in COLUMNS:
             continue  # the broadcast section prints its own table
@@ -477,14 +490,14 @@ def table(results: Results, settings: Settings) -> str:
             title = (
                 f"SERVERS (load generator: {settings.loadgen} client on "
                 f"{settings.loadgen_loop}; servers on {settings.loop}; ceiling = plain "
-                f"asyncio TCP echo; task echo = the same through a handler task, the "
+                f"asyncio TCP echo; task echo = the same through a handler task{resumed}, the "
                 "ceiling of an async-for API)"
             )
         else:
             title = (
                 f"CLIENTS (against a {FIXED_SERVER} server on {settings.loadgen_loop}; clients on "
                 f"{settings.loop}; ceiling = raw client, pre-built frames; task client = the "
-                "same, a task awaiting each reply, the ceiling of a send/recv API)"
+                f"same, a task awaiting each reply{resumed}, the ceiling of a send/recv API)"
             )
         section_lines = []
         for row in ROWS:
@@ -641,6 +654,13 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         action="store_true",
         help="let picows use aiofastnet (its default) instead of asyncio's transports",
     )
+    parser.add_argument(
+        "--task-wakeup",
+        choices=("future", "read-callback"),
+        default="future",
+        help="how a read wakes the task of the task echo and the task client: through a "
+        "future, as asyncio does (default), or inside the read callback, as wsio does",
+    )
     parser.add_argument("--no-pin", action="store_true", help="don't pin processes to CPUs")
     args = parser.parse_args(argv)
 
@@ -693,6 +713,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         loadgen=args.loadgen,
         loadgen_loop="uvloop" if have_uvloop else "asyncio",
         aiofastnet=args.aiofastnet,
+        task_wakeup=args.task_wakeup,
         pin=not args.no_pin,
         sections=sections,
         libraries={

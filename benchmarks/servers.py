@@ -19,6 +19,9 @@ library keeps its default checks and keepalive, and the size limit is :data:`MAX
   that awaits it and writes it back, the way ``async for message in ws: await
   ws.send(message)`` wakes a handler. It is the ceiling for any library with that API:
   the price of waking a task for each message, without any WebSocket work.
+- ``task-resumed``: the task echo, except that each read resumes the task inside the read
+  callback, as wsio resumes its handlers (:mod:`wsio.asyncio.waiter`), instead of through
+  a future and a turn of the loop (``python -m benchmarks --task-wakeup read-callback``).
 - ``wsio-sync``: the threads server, ``for message in ws: ws.send(message)`` in the
   handler thread of each connection (``wsio.sync.serve``); no event loop.
 - ``websockets-sync``: the same handler on ``websockets.sync.server``.
@@ -164,7 +167,7 @@ class _TaskEcho(_TcpEcho):
     def __init__(self) -> None:
         super().__init__()
         self.chunks: list[bytes] = []
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: Any = None
         self.task: asyncio.Task[None] | None = None
         self.lost = False
 
@@ -185,12 +188,15 @@ class _TaskEcho(_TcpEcho):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    def new_waiter(self) -> Any:
+        return asyncio.get_running_loop().create_future()
+
     async def receive(self) -> bytes:
         """The next chunk read; empty once the connection is lost."""
         while not self.chunks:
             if self.lost:
                 return b""
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = self.new_waiter()
             try:
                 await self.waiter
             finally:
@@ -211,6 +217,37 @@ async def _task(port: int, aiofastnet: bool) -> int:
     return int(server.sockets[0].getsockname()[1])
 
 
+class _ResumedTaskEcho(_TaskEcho):
+    """The task echo, with the task resumed inside the read callback, as wsio resumes a
+    handler: the same API ceiling, whatever wakes the task."""
+
+    def __init__(self, waiter_class: Callable[[asyncio.AbstractEventLoop], Any]) -> None:
+        super().__init__()
+        self.waiter_class = waiter_class
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            return
+        if self.lost:
+            # As wsio does at the end of the stream: a turn later.
+            waiter.resume_soon()
+        else:
+            waiter.resume()
+
+    def new_waiter(self) -> Any:
+        return self.waiter_class(asyncio.get_running_loop())
+
+
+async def _task_resumed(port: int, aiofastnet: bool) -> int:
+    from wsio.asyncio.waiter import Waiter
+
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _ResumedTaskEcho(Waiter), HOST, port
+    )
+    return int(server.sockets[0].getsockname()[1])
+
+
 SERVERS: dict[str, Callable[[int, bool], Awaitable[int]]] = {
     "wsio": _wsio,
     "wsio-listener": _wsio_listener,
@@ -219,6 +256,7 @@ SERVERS: dict[str, Callable[[int, bool], Awaitable[int]]] = {
     "picows": _picows,
     "tcp": _tcp,
     "task": _task,
+    "task-resumed": _task_resumed,
 }
 
 

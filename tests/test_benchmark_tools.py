@@ -114,12 +114,13 @@ def _echo_commands(text: bool = False) -> list[dict[str, Any]]:
     return commands
 
 
-def test_task_client_and_task_echo_exchange_messages() -> None:
-    """The API ceilings of the benchmark (the task echo and the task client) echo and
-    check real messages over loopback."""
-    server, port = _start_server("task", "0", "--loop", "asyncio")
+@pytest.mark.parametrize("task", ["task", "task-resumed"])
+def test_task_client_and_task_echo_exchange_messages(task: str) -> None:
+    """The API ceilings of the benchmark (the task echo and the task client), woken through
+    a future or inside the read callback, echo and check real messages over loopback."""
+    server, port = _start_server(task, "0", "--loop", "asyncio")
     try:
-        _run_client(["task", port, "--peer", "echo"], _echo_commands())
+        _run_client([task, port, "--peer", "echo"], _echo_commands())
     finally:
         server.kill()
         server.wait(timeout=10)

@@ -13,13 +13,17 @@
  *       the send path: header and (masked) payload written into one allocation.
  *   PayloadBuffer(length, mask=None)
  *       a large frame's payload unmasked, as it arrives, into the bytes handed over.
+ *   Waiter(loop)
+ *       what recv() awaits: a future-like object that resumes the waiting task inside
+ *       the read callback (wsio.asyncio.waiter explains why).
  *
  * Why C: in pure Python, masking goes through two big-integer conversions and allocates
  * several times the payload; the incremental codec decodes (builds a str) only to throw
- * it away. Here masking runs at memory speed and validation allocates nothing.
+ * it away. Here masking runs at memory speed and validation allocates nothing. The waiter
+ * runs once per message received; in Python, its methods would cost what they save.
  *
- * The pure-Python implementations in wsio.protocol.masking, wsio.protocol.utf8 and
- * wsio.protocol.frames stay the reference and the fallback:
+ * The pure-Python implementations in wsio.protocol.masking, wsio.protocol.utf8,
+ * wsio.protocol.frames and wsio.asyncio.waiter stay the reference and the fallback:
  * this module is built only when a compiler is present, and the environment variable
  * WSIO_NO_SPEEDUPS turns it off. Both give the same results; the C validator may fail
  * earlier (a surrogate is rejected at its second byte, where CPython's codec waits for
@@ -1468,6 +1472,796 @@ static PyTypeObject PayloadBufferType = {
 };
 
 /* ------------------------------------------------------------------------------------ */
+/* Waiter                                                                                */
+/* ------------------------------------------------------------------------------------ */
+
+/* A future-like object (asyncio.isfuture) that a task awaits for the next message and that
+ * the connection resumes where the message was read: the task's step runs inside the read
+ * callback rather than a turn of the loop later. The reference and the fallback is
+ * wsio.asyncio.waiter.PythonWaiter, whose module's docstring says why and when it is safe.
+ *
+ * An asyncio.Task awaiting it sees _asyncio_future_blocking set, checks get_loop(), then
+ * registers its wake-up with add_done_callback(wakeup, context=...); on the wake-up it calls
+ * result(). cancel() (Task.cancel) and callbacks added after completion go through
+ * loop.call_soon, as with asyncio.Future. */
+
+enum { WAITER_PENDING, WAITER_DONE, WAITER_CANCELLED };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    /* The first callback and its context, where there is one (the task's wake-up); any
+     * others in `more`, a list of (callback, context) tuples. */
+    PyObject *callback;
+    PyObject *context;
+    PyObject *more;
+    PyObject *cancel_message;
+    char state;
+    char blocking;
+    char yielded;
+} WaiterObject;
+
+static PyTypeObject WaiterType;
+
+/* What the waiter needs from asyncio, looked up once, on first use. Process-wide, as the
+ * module is (single-phase initialisation): not for use from several interpreters. */
+static PyObject *asyncio_current_task;
+static PyObject *asyncio_cancelled_error;
+static PyObject *asyncio_invalid_state_error;
+static PyObject *str_call_soon;
+static PyObject *str_call_exception_handler;
+static PyObject *str_is_running;
+static PyObject *kwnames_context;
+static PyObject *waiter_reraise_function;
+
+/* The current exception, taken out of the error indicator, normalized. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (value != NULL && traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* Scheduled by resume() to raise, from a handle of the loop, a KeyboardInterrupt or a
+ * SystemExit that a callback raised: the loop stops with it there, whichever loop it is
+ * (uvloop catches everything that a transport's callback raises). */
+static PyObject *
+waiter_reraise(PyObject *module, PyObject *exc)
+{
+    (void)module;
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    return NULL;
+}
+
+static PyMethodDef waiter_reraise_def = {"_reraise", waiter_reraise, METH_O, NULL};
+
+static int
+waiter_import_asyncio(void)
+{
+    PyObject *asyncio;
+
+    if (asyncio_current_task != NULL) {
+        return 0;
+    }
+    asyncio = PyImport_ImportModule("asyncio");
+    if (asyncio == NULL) {
+        return -1;
+    }
+    if ((asyncio_cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError")) == NULL
+        || (asyncio_invalid_state_error = PyObject_GetAttrString(asyncio, "InvalidStateError"))
+               == NULL
+        || (str_call_soon = PyUnicode_InternFromString("call_soon")) == NULL
+        || (str_call_exception_handler = PyUnicode_InternFromString("call_exception_handler"))
+               == NULL
+        || (str_is_running = PyUnicode_InternFromString("is_running")) == NULL
+        || (kwnames_context = Py_BuildValue("(s)", "context")) == NULL
+        || (waiter_reraise_function = PyCFunction_New(&waiter_reraise_def, NULL)) == NULL
+        /* Set last: its presence says that the others are. */
+        || (asyncio_current_task = PyObject_GetAttrString(asyncio, "current_task")) == NULL) {
+        Py_DECREF(asyncio);
+        Py_CLEAR(asyncio_cancelled_error);
+        Py_CLEAR(asyncio_invalid_state_error);
+        Py_CLEAR(str_call_soon);
+        Py_CLEAR(str_call_exception_handler);
+        Py_CLEAR(str_is_running);
+        Py_CLEAR(kwnames_context);
+        Py_CLEAR(waiter_reraise_function);
+        return -1;
+    }
+    Py_DECREF(asyncio);
+    return 0;
+}
+
+static PyObject *
+waiter_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    WaiterObject *self;
+
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "Waiter() takes exactly one argument, the loop");
+        return NULL;
+    }
+    if (waiter_import_asyncio() < 0) {
+        return NULL;
+    }
+    self = PyObject_GC_New(WaiterObject, (PyTypeObject *)type);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->loop = Py_NewRef(args[0]);
+    self->callback = NULL;
+    self->context = NULL;
+    self->more = NULL;
+    self->cancel_message = NULL;
+    self->state = WAITER_PENDING;
+    self->blocking = 0;
+    self->yielded = 0;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+waiter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Waiter() takes no keyword arguments");
+        return NULL;
+    }
+    return waiter_vectorcall((PyObject *)type, &PyTuple_GET_ITEM(args, 0),
+                             (size_t)PyTuple_GET_SIZE(args), NULL);
+}
+
+static int
+waiter_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    WaiterObject *self = (WaiterObject *)op;
+    Py_VISIT(self->loop);
+    Py_VISIT(self->callback);
+    Py_VISIT(self->context);
+    Py_VISIT(self->more);
+    Py_VISIT(self->cancel_message);
+    return 0;
+}
+
+static int
+waiter_clear(PyObject *op)
+{
+    WaiterObject *self = (WaiterObject *)op;
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->more);
+    Py_CLEAR(self->cancel_message);
+    return 0;
+}
+
+static void
+waiter_dealloc(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    waiter_clear(op);
+    PyObject_GC_Del(op);
+}
+
+/* Raises for a waiter that the garbage collector cleared (it lost its loop). */
+static int
+waiter_check_loop(WaiterObject *self)
+{
+    if (self->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Waiter has no loop: it was cleared");
+        return -1;
+    }
+    return 0;
+}
+
+/* loop.call_soon(callback, self, context=context) */
+static int
+waiter_call_soon(WaiterObject *self, PyObject *callback, PyObject *context)
+{
+    PyObject *args[4] = {self->loop, callback, (PyObject *)self, context};
+    PyObject *handle;
+    if (waiter_check_loop(self) < 0) {
+        return -1;
+    }
+    handle = PyObject_VectorcallMethod(
+        str_call_soon, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames_context);
+    if (handle == NULL) {
+        return -1;
+    }
+    Py_DECREF(handle);
+    return 0;
+}
+
+/* Takes the callbacks out of the waiter: the first in *callback and *context, the others
+ * in *more (each NULL when absent); the caller owns the references. */
+static void
+waiter_take_callbacks(WaiterObject *self, PyObject **callback, PyObject **context,
+                      PyObject **more)
+{
+    *callback = self->callback;
+    *context = self->context;
+    *more = self->more;
+    self->callback = self->context = self->more = NULL;
+}
+
+/* Schedules every callback with loop.call_soon; on failure, the rest are dropped, as
+ * asyncio.Future does when call_soon raises (the loop is closed). */
+static int
+waiter_schedule_callbacks(WaiterObject *self)
+{
+    PyObject *callback, *context, *more;
+    int status = 0;
+    Py_ssize_t i;
+
+    waiter_take_callbacks(self, &callback, &context, &more);
+    if (callback != NULL) {
+        status = waiter_call_soon(self, callback, context);
+    }
+    if (more != NULL) {
+        for (i = 0; status == 0 && i < PyList_GET_SIZE(more); i++) {
+            PyObject *item = PyList_GET_ITEM(more, i);
+            status = waiter_call_soon(self, PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+        }
+    }
+    Py_XDECREF(callback);
+    Py_XDECREF(context);
+    Py_XDECREF(more);
+    return status;
+}
+
+/* Runs callback(self) in context, now. An exception goes to the loop's exception handler,
+ * as it would from a callback the loop runs; returns -1, with the exception set, for a
+ * KeyboardInterrupt or a SystemExit, or if reporting failed. */
+static int
+waiter_run_callback(WaiterObject *self, PyObject *callback, PyObject *context)
+{
+    PyObject *result, *exc, *report, *handled;
+
+    if (PyContext_Enter(context) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+            return -1;
+        }
+        /* The context is in use (entered higher up the stack): resume a turn later. */
+        PyErr_Clear();
+        return waiter_call_soon(self, callback, context);
+    }
+    result = PyObject_CallOneArg(callback, (PyObject *)self);
+    if (PyContext_Exit(context) < 0) {
+        Py_XDECREF(result);
+        return -1;
+    }
+    if (result != NULL) {
+        Py_DECREF(result);
+        return 0;
+    }
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
+        || PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        return -1;
+    }
+    exc = take_exception();
+    report = Py_BuildValue("{s:s,s:O,s:O}", "message", "Exception in callback", "exception",
+                           exc, "callback", callback);
+    Py_XDECREF(exc);
+    if (report == NULL) {
+        return -1;
+    }
+    handled = PyObject_CallMethodOneArg(self->loop, str_call_exception_handler, report);
+    Py_DECREF(report);
+    if (handled == NULL) {
+        return -1;
+    }
+    Py_DECREF(handled);
+    return 0;
+}
+
+/* Whether resume() may run the callbacks now: no task is running on the waiter's loop (a
+ * task can't step inside another), and the loop is running (a task resumed outside it
+ * would find no running loop). -1 on error. */
+static int
+waiter_may_resume_now(WaiterObject *self)
+{
+    PyObject *current, *running;
+    int truth;
+
+    current = PyObject_CallOneArg(asyncio_current_task, self->loop);
+    if (current == NULL) {
+        return -1;
+    }
+    Py_DECREF(current);
+    if (current != Py_None) {
+        return 0;
+    }
+    running = PyObject_CallMethodNoArgs(self->loop, str_is_running);
+    if (running == NULL) {
+        return -1;
+    }
+    truth = PyObject_IsTrue(running);
+    Py_DECREF(running);
+    return truth;
+}
+
+PyDoc_STRVAR(waiter_resume_doc,
+"resume($self, /)\n"
+"--\n"
+"\n"
+"Mark the waiter done and resume whoever awaits it: now, when the loop is running and\n"
+"no task is (a read callback), else at the next turn of the loop. Does nothing if the\n"
+"waiter is done already.");
+
+static PyObject *
+waiter_resume(PyObject *op, PyObject *unused)
+{
+    WaiterObject *self = (WaiterObject *)op;
+    PyObject *callback, *context, *more, *exc = NULL;
+    int now;
+    Py_ssize_t i;
+
+    (void)unused;
+    if (self->state != WAITER_PENDING) {
+        Py_RETURN_NONE;
+    }
+    if (self->callback == NULL) {
+        self->state = WAITER_DONE;
+        Py_RETURN_NONE;
+    }
+    if (waiter_check_loop(self) < 0) {
+        return NULL;
+    }
+    /* Decided before the waiter is marked done: on an error, it stays pending. */
+    now = waiter_may_resume_now(self);
+    if (now < 0) {
+        return NULL;
+    }
+    self->state = WAITER_DONE;
+    if (!now) {
+        if (waiter_schedule_callbacks(self) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    waiter_take_callbacks(self, &callback, &context, &more);
+    if (waiter_run_callback(self, callback, context) < 0) {
+        exc = take_exception();
+    }
+    if (more != NULL) {
+        for (i = 0; i < PyList_GET_SIZE(more); i++) {
+            PyObject *item = PyList_GET_ITEM(more, i);
+            if (exc == NULL) {
+                if (waiter_run_callback(self, PyTuple_GET_ITEM(item, 0),
+                                        PyTuple_GET_ITEM(item, 1)) < 0) {
+                    exc = take_exception();
+                }
+            }
+            /* After a KeyboardInterrupt, the others run at the next turn. */
+            else if (waiter_call_soon(self, PyTuple_GET_ITEM(item, 0),
+                                      PyTuple_GET_ITEM(item, 1)) < 0) {
+                PyErr_Clear();
+            }
+        }
+    }
+    Py_DECREF(callback);
+    Py_DECREF(context);
+    Py_XDECREF(more);
+    if (exc != NULL) {
+        /* Raised from a handle of the loop rather than from here, inside the caller's
+         * callback, which the loop may catch (uvloop's transports do). */
+        PyObject *handle = PyObject_CallMethodObjArgs(self->loop, str_call_soon,
+                                                      waiter_reraise_function, exc, NULL);
+        if (handle == NULL) {
+            /* The loop is closed: raise it here after all. */
+            PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+            Py_DECREF(exc);
+            return NULL;
+        }
+        Py_DECREF(handle);
+        Py_DECREF(exc);
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(waiter_resume_soon_doc,
+"resume_soon($self, /)\n"
+"--\n"
+"\n"
+"Mark the waiter done and resume whoever awaits it at the next turn of the loop, as\n"
+"asyncio.Future.set_result() does. Does nothing if the waiter is done already.");
+
+static PyObject *
+waiter_resume_soon(PyObject *op, PyObject *unused)
+{
+    WaiterObject *self = (WaiterObject *)op;
+
+    (void)unused;
+    if (self->state != WAITER_PENDING) {
+        Py_RETURN_NONE;
+    }
+    self->state = WAITER_DONE;
+    if (waiter_schedule_callbacks(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+waiter_add_done_callback(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                         PyObject *kwnames)
+{
+    static const char *const names[] = {"callback", "context"};
+    WaiterObject *self = (WaiterObject *)op;
+    PyObject *bound[2];
+    PyObject *context;
+
+    if (bind_args("add_done_callback", names, 2, args, nargs, kwnames, bound) < 0) {
+        return NULL;
+    }
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback() takes context as a keyword");
+        return NULL;
+    }
+    if (bound[0] == NULL) {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback() missing argument 'callback'");
+        return NULL;
+    }
+    if (bound[1] == NULL || bound[1] == Py_None) {
+        context = PyContext_CopyCurrent();
+        if (context == NULL) {
+            return NULL;
+        }
+    }
+    else if (PyContext_CheckExact(bound[1])) {
+        context = Py_NewRef(bound[1]);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError, "add_done_callback() context must be a Context");
+        return NULL;
+    }
+    if (self->state != WAITER_PENDING) {
+        int status = waiter_call_soon(self, bound[0], context);
+        Py_DECREF(context);
+        if (status < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (self->callback == NULL) {
+        self->callback = Py_NewRef(bound[0]);
+        self->context = context;
+        Py_RETURN_NONE;
+    }
+    if (self->more == NULL) {
+        self->more = PyList_New(0);
+        if (self->more == NULL) {
+            Py_DECREF(context);
+            return NULL;
+        }
+    }
+    {
+        PyObject *item = PyTuple_Pack(2, bound[0], context);
+        int status;
+        Py_DECREF(context);
+        if (item == NULL) {
+            return NULL;
+        }
+        status = PyList_Append(self->more, item);
+        Py_DECREF(item);
+        if (status < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* Comparing callbacks may run Python code (__eq__), which may complete the waiter or add
+ * callbacks meanwhile: what is compared is held, and the waiter is only updated where it
+ * still holds what was read before. */
+static PyObject *
+waiter_remove_done_callback(PyObject *op, PyObject *callback)
+{
+    WaiterObject *self = (WaiterObject *)op;
+    PyObject *first, *more, *kept;
+    Py_ssize_t removed = 0, i;
+    int equal;
+
+    first = Py_XNewRef(self->callback);
+    if (first != NULL) {
+        equal = PyObject_RichCompareBool(first, callback, Py_EQ);
+        if (equal < 0) {
+            Py_DECREF(first);
+            return NULL;
+        }
+        if (equal && self->callback == first) {
+            Py_CLEAR(self->callback);
+            Py_CLEAR(self->context);
+            removed++;
+        }
+        Py_DECREF(first);
+    }
+    more = Py_XNewRef(self->more);
+    if (more != NULL) {
+        kept = PyList_New(0);
+        if (kept == NULL) {
+            Py_DECREF(more);
+            return NULL;
+        }
+        for (i = 0; i < PyList_GET_SIZE(more); i++) {
+            PyObject *item = Py_NewRef(PyList_GET_ITEM(more, i));
+            equal = PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 0), callback, Py_EQ);
+            if (equal < 0 || (!equal && PyList_Append(kept, item) < 0)) {
+                Py_DECREF(item);
+                Py_DECREF(kept);
+                Py_DECREF(more);
+                return NULL;
+            }
+            Py_DECREF(item);
+            removed += equal;
+        }
+        if (self->more == more) {
+            Py_SETREF(self->more, kept);
+        }
+        else {
+            Py_DECREF(kept);
+        }
+        Py_DECREF(more);
+    }
+    if (self->callback == NULL && self->more != NULL && PyList_GET_SIZE(self->more)) {
+        /* Keep the first callback in its field: resume() runs that one first. */
+        PyObject *next = PyList_GET_ITEM(self->more, 0);
+        self->callback = Py_NewRef(PyTuple_GET_ITEM(next, 0));
+        self->context = Py_NewRef(PyTuple_GET_ITEM(next, 1));
+        if (PyList_SetSlice(self->more, 0, 1, NULL) < 0) {
+            return NULL;
+        }
+    }
+    return PyLong_FromSsize_t(removed);
+}
+
+static PyObject *
+waiter_cancel(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"msg"};
+    WaiterObject *self = (WaiterObject *)op;
+    PyObject *bound[1];
+
+    if (bind_args("cancel", names, 1, args, nargs, kwnames, bound) < 0) {
+        return NULL;
+    }
+    if (self->state != WAITER_PENDING) {
+        Py_RETURN_FALSE;
+    }
+    self->state = WAITER_CANCELLED;
+    Py_XSETREF(self->cancel_message, Py_XNewRef(bound[0]));
+    if (waiter_schedule_callbacks(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+/* Raises what result() raises for a waiter that isn't done, or cancelled; returns NULL. */
+static PyObject *
+waiter_raise(WaiterObject *self, const char *not_ready)
+{
+    if (self->state == WAITER_CANCELLED) {
+        PyObject *error;
+        if (self->cancel_message == NULL || self->cancel_message == Py_None) {
+            error = PyObject_CallNoArgs(asyncio_cancelled_error);
+        }
+        else {
+            /* Built here: PyErr_SetObject would take a tuple for the arguments, and a
+             * CancelledError for the exception itself. */
+            error = PyObject_CallOneArg(asyncio_cancelled_error, self->cancel_message);
+        }
+        if (error != NULL) {
+            PyErr_SetObject(asyncio_cancelled_error, error);
+            Py_DECREF(error);
+        }
+    }
+    else {
+        PyErr_SetString(asyncio_invalid_state_error, not_ready);
+    }
+    return NULL;
+}
+
+static PyObject *
+waiter_result(PyObject *op, PyObject *unused)
+{
+    WaiterObject *self = (WaiterObject *)op;
+    (void)unused;
+    if (self->state == WAITER_DONE) {
+        Py_RETURN_NONE;
+    }
+    return waiter_raise(self, "Result is not ready.");
+}
+
+static PyObject *
+waiter_exception(PyObject *op, PyObject *unused)
+{
+    WaiterObject *self = (WaiterObject *)op;
+    (void)unused;
+    if (self->state == WAITER_DONE) {
+        Py_RETURN_NONE;
+    }
+    return waiter_raise(self, "Exception is not set.");
+}
+
+static PyObject *
+waiter_done(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(((WaiterObject *)op)->state != WAITER_PENDING);
+}
+
+static PyObject *
+waiter_cancelled(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(((WaiterObject *)op)->state == WAITER_CANCELLED);
+}
+
+static PyObject *
+waiter_get_loop(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    if (waiter_check_loop((WaiterObject *)op) < 0) {
+        return NULL;
+    }
+    return Py_NewRef(((WaiterObject *)op)->loop);
+}
+
+static PyObject *
+waiter_get_blocking(PyObject *op, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(((WaiterObject *)op)->blocking);
+}
+
+static int
+waiter_set_blocking(PyObject *op, PyObject *value, void *closure)
+{
+    int truth;
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete _asyncio_future_blocking");
+        return -1;
+    }
+    truth = PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    ((WaiterObject *)op)->blocking = (char)truth;
+    return 0;
+}
+
+/* `await waiter`: the waiter is its own iterator. The first step yields it to the task
+ * (unless it is done already); the next returns None, or raises if it was cancelled. */
+static PyObject *
+waiter_await(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static PySendResult
+waiter_send(PyObject *op, PyObject *arg, PyObject **result)
+{
+    WaiterObject *self = (WaiterObject *)op;
+    (void)arg;
+    if (self->state == WAITER_PENDING) {
+        if (!self->yielded) {
+            self->yielded = 1;
+            self->blocking = 1;
+            *result = Py_NewRef(op);
+            return PYGEN_NEXT;
+        }
+        PyErr_SetString(PyExc_RuntimeError, "await wasn't used with future");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    if (self->state == WAITER_CANCELLED) {
+        waiter_raise(self, "");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PyObject *
+waiter_iternext(PyObject *op)
+{
+    PyObject *result;
+    switch (waiter_send(op, Py_None, &result)) {
+    case PYGEN_NEXT:
+        return result;
+    case PYGEN_RETURN:
+        Py_DECREF(result);
+        return NULL; /* StopIteration(None), without creating it */
+    default:
+        return NULL;
+    }
+}
+
+/* send(value): the generator protocol of what __await__ returns, for code that drives
+ * it by hand (asyncio.Future's iterator has it too). */
+static PyObject *
+waiter_send_method(PyObject *op, PyObject *value)
+{
+    PyObject *result;
+    switch (waiter_send(op, value, &result)) {
+    case PYGEN_NEXT:
+        return result;
+    case PYGEN_RETURN:
+        /* The value is always None. */
+        Py_DECREF(result);
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+static PyMethodDef waiter_methods[] = {
+    {"resume", waiter_resume, METH_NOARGS, waiter_resume_doc},
+    {"resume_soon", waiter_resume_soon, METH_NOARGS, waiter_resume_soon_doc},
+    {"add_done_callback", (PyCFunction)(void (*)(void))waiter_add_done_callback,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"remove_done_callback", waiter_remove_done_callback, METH_O, NULL},
+    {"cancel", (PyCFunction)(void (*)(void))waiter_cancel, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"result", waiter_result, METH_NOARGS, NULL},
+    {"exception", waiter_exception, METH_NOARGS, NULL},
+    {"done", waiter_done, METH_NOARGS, NULL},
+    {"cancelled", waiter_cancelled, METH_NOARGS, NULL},
+    {"get_loop", waiter_get_loop, METH_NOARGS, NULL},
+    {"send", waiter_send_method, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef waiter_getset[] = {
+    {"_asyncio_future_blocking", waiter_get_blocking, waiter_set_blocking,
+     "Set while a task is to wait for the waiter (the asyncio future protocol).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyAsyncMethods waiter_as_async = {
+    .am_await = waiter_await,
+    .am_send = waiter_send,
+};
+
+PyDoc_STRVAR(waiter_doc,
+"Waiter(loop)\n"
+"--\n"
+"\n"
+"A future-like object whose awaiting task resume() runs at once when no task is running\n"
+"(see wsio.asyncio.waiter.PythonWaiter, the pure-Python reference).");
+
+static PyTypeObject WaiterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsio._speedups.Waiter",
+    .tp_basicsize = sizeof(WaiterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = waiter_doc,
+    .tp_methods = waiter_methods,
+    .tp_getset = waiter_getset,
+    .tp_as_async = &waiter_as_async,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = waiter_iternext,
+    .tp_new = waiter_new,
+    .tp_vectorcall = waiter_vectorcall,
+    .tp_traverse = waiter_traverse,
+    .tp_clear = waiter_clear,
+    .tp_dealloc = waiter_dealloc,
+};
+
+/* ------------------------------------------------------------------------------------ */
 /* Module                                                                                */
 /* ------------------------------------------------------------------------------------ */
 
@@ -1485,9 +2279,10 @@ static PyMethodDef speedups_methods[] = {
 
 PyDoc_STRVAR(speedups_doc,
 "Optional C implementations of wsio's hot paths: XOR masking (RFC 6455 section 5.3),\n"
-"UTF-8 validation (RFC 3629), frame parsing and building. wsio.protocol uses them when\n"
-"this module is built and WSIO_NO_SPEEDUPS is not set; the pure-Python code there is\n"
-"the reference and the fallback.");
+"UTF-8 validation (RFC 3629), frame parsing and building, and the waiter of recv().\n"
+"wsio.protocol and wsio.asyncio.waiter use them when this module is built and\n"
+"WSIO_NO_SPEEDUPS is not set; the pure-Python code there is the reference and the\n"
+"fallback.");
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
@@ -1515,6 +2310,10 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyType_Ready(&PayloadBufferType) < 0 || PyModule_AddType(module, &PayloadBufferType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyType_Ready(&WaiterType) < 0 || PyModule_AddType(module, &WaiterType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -1,17 +1,18 @@
-"""When recv() wakes up, and what happens around that wake-up.
+"""recv() resumes its task inside the read callback that brought the message.
 
-A message read in the transport's callback wakes the task waiting in recv() through an
-asyncio.Future: the task runs at the next turn of the loop, whether the read came in a
-callback or within a task. These tests pin that down, and that cancellation, timeouts and
-errors around the wake-up behave: no message is lost, and the loop sees what the handler
-raises.
+A handler waiting in recv() runs as soon as its message is parsed, within the transport's
+callback, instead of a turn of the loop later (wsio.asyncio.waiter). These tests pin down
+when that happens and that the handler can't tell: it is still its own task, in its own
+context, and cancellation, timeouts and errors behave as with an asyncio.Future.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,97 @@ def masked_text(text: str) -> bytes:
     return bytes([0x81, 0x80 | len(payload)]) + mask + masked
 
 
-async def test_handler_raising_after_a_message_closes_with_1011(
+class Trace:
+    """Records, in order, when a connection starts and ends processing what it read, and
+    when it writes."""
+
+    def __init__(self, ws: Any) -> None:
+        self.events: list[str] = []
+        self.reading = False
+        process, write = ws._process_events, ws.transport.write
+
+        def traced_process() -> None:
+            self.events.append("read")
+            self.reading = True
+            try:
+                process()
+            finally:
+                self.reading = False
+                self.events.append("read done")
+
+        def traced_write(data: Any) -> None:
+            self.events.append("write")
+            write(data)
+
+        # Instance attributes, looked up at each call. (TLS hands reads to a bound method
+        # taken once, so the read callback itself can't be wrapped; this is where it
+        # dispatches what it parsed.)
+        ws._process_events = traced_process
+        ws.transport.write = traced_write
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_server_handler_answers_inside_the_read_callback(
+    echo_server: EchoServerFactory,
+    tls: bool,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+) -> None:
+    traces: asyncio.Queue[Trace] = asyncio.Queue()
+
+    async def handler(ws: Any) -> None:
+        traces.put_nowait(Trace(ws))
+        async for message in ws:
+            await ws.send(message)
+
+    _, port = await echo_server(handler=handler, ssl=server_ssl_context if tls else None)
+    async with asyncio.timeout(T):
+        async with wsio.connect(url(port, tls), ssl=client_ssl_context if tls else None) as ws:
+            trace = await traces.get()
+            for message in ("one", "two"):
+                await ws.send(message)
+                assert await ws.recv() == message
+    # Each echo was written before the read that brought its message returned.
+    assert trace.events[:6] == ["read", "write", "read done"] * 2
+
+
+async def test_client_recv_returns_inside_the_read_callback(
+    echo_server: EchoServerFactory,
+) -> None:
+    _, port = await echo_server()
+    async with asyncio.timeout(T), wsio.connect(url(port)) as ws:
+        trace = Trace(ws)
+        task = asyncio.current_task()
+        await ws.send("ping")
+        assert await ws.recv() == "ping"
+        assert trace.reading
+        assert asyncio.current_task() is task
+
+
+async def test_resumed_handler_is_its_own_task_in_its_own_context(
+    echo_server: EchoServerFactory,
+) -> None:
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable")
+    seen: asyncio.Future[tuple[bool, str, bool]] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: Any) -> None:
+        task = asyncio.current_task()
+        variable.set("handler's")
+        trace = Trace(ws)
+        await ws.recv()
+        seen.set_result((trace.reading, variable.get(), asyncio.current_task() is task))
+        await ws.send("seen")
+
+    _, port = await echo_server(handler=handler)
+    async with asyncio.timeout(T), wsio.connect(url(port)) as ws:
+        await ws.send("go")
+        assert await ws.recv() == "seen"
+        assert await seen == (True, "handler's", True)
+    # The handler's set() stayed in the handler's context.
+    assert variable.get("unset") == "unset"
+
+
+async def test_handler_raising_after_a_resume_closes_with_1011(
     echo_server: EchoServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     errors: list[dict[str, Any]] = []
@@ -110,20 +201,20 @@ async def test_message_read_within_a_task_resumes_at_the_next_turn() -> None:
         assert await receiver == "later"
 
 
-async def test_message_read_in_a_callback_resumes_at_the_next_turn() -> None:
+async def test_message_read_in_a_callback_resumes_at_once() -> None:
     ws = await open_connection()
     receiver = asyncio.create_task(ws.recv())
     await asyncio.sleep(0)
     done_after_read: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
     def read() -> None:
-        ws.data_received(masked_text("soon"))
+        ws.data_received(masked_text("now"))
         done_after_read.set_result(receiver.done())
 
     asyncio.get_running_loop().call_soon(read)
     async with asyncio.timeout(T):
-        assert not await done_after_read
-        assert await receiver == "soon"
+        assert await done_after_read
+        assert await receiver == "now"
 
 
 async def test_message_arriving_as_the_receiver_is_cancelled_is_kept() -> None:
@@ -142,7 +233,7 @@ async def test_message_arriving_as_the_receiver_is_cancelled_is_kept() -> None:
         assert await ws.recv() == "kept"
 
 
-async def test_receiver_timing_out_then_woken_by_a_callback() -> None:
+async def test_receiver_timing_out_then_resumed_in_a_callback() -> None:
     ws = await open_connection()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
@@ -174,6 +265,45 @@ async def test_message_and_close_in_one_read() -> None:
             await ws.recv()
 
 
+class PausingTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses = 0
+
+    def pause_reading(self) -> None:
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_a_full_read_taken_at_once_does_not_pause_reading() -> None:
+    # A read that brings max_queue messages to a handler that takes them all inside the
+    # read callback leaves nothing queued: no reason to pause reading.
+    ws = Connection(Protocol(Side.SERVER, state=State.OPEN), ping_interval=None, max_queue=4)
+    transport = PausingTransport()
+    ws.connection_made(transport)
+    received: list[str] = []
+
+    async def handler() -> None:
+        async for message in ws:
+            received.append(str(message))
+
+    task = asyncio.create_task(handler())
+    await asyncio.sleep(0)
+    burst = b"".join(masked_text(str(index)) for index in range(4))
+    asyncio.get_running_loop().call_soon(ws.data_received, burst)
+    async with asyncio.timeout(T):
+        while len(received) < 4:
+            await asyncio.sleep(0)
+    assert transport.pauses == 0
+    # Messages left queued still pause it: a receiver that doesn't come back for them.
+    task.cancel()
+    asyncio.get_running_loop().call_soon(ws.data_received, burst)
+    await asyncio.sleep(0)
+    assert transport.pauses == 1
+
+
 SYSTEM_EXIT_FROM_A_HANDLER = """
 import asyncio, sys
 import wsio
@@ -199,8 +329,10 @@ else:
 
 
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
-def test_system_exit_from_a_handler_stops_the_loop(loop_name: str) -> None:
-    # The loop stops with it, on asyncio's loop as on uvloop. In a process of its own: the
+def test_system_exit_from_a_resumed_handler_stops_the_loop(loop_name: str) -> None:
+    # As with a task woken by a future: the loop stops with it. The handler runs inside
+    # the read callback, and uvloop catches what such a callback raises; the waiter makes
+    # the loop raise it from a handle of its own instead. In a process of its own: the
     # exit must end that process, not pytest's.
     result = subprocess.run(
         [sys.executable, "-c", SYSTEM_EXIT_FROM_A_HANDLER, loop_name],

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsio.asyncio import waiter
 from wsio.protocol import frames, masking, utf8
 from wsio.protocol.connection import BinaryMessage, TextMessage
 from wsio.protocol.frames import (
@@ -59,13 +60,15 @@ OFFSETS = st.one_of(st.integers(0, 300), st.integers(-(2**70), 2**70))
 
 
 def test_selection_follows_the_environment() -> None:
-    assert masking.SPEEDUPS is utf8.SPEEDUPS is frames.SPEEDUPS is (not NO_SPEEDUPS)
+    assert masking.SPEEDUPS is utf8.SPEEDUPS is waiter.SPEEDUPS is (not NO_SPEEDUPS)
     if NO_SPEEDUPS:
         assert masking.apply_mask is python_apply_mask
         assert utf8.IncrementalValidator is PythonIncrementalValidator
+        assert waiter.Waiter is waiter.PythonWaiter
     else:
         assert masking.apply_mask is _speedups.apply_mask
         assert utf8.IncrementalValidator is _speedups.Utf8Validator
+        assert waiter.Waiter is _speedups.Waiter
 
 
 SELECTED = (

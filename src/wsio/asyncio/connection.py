@@ -40,6 +40,7 @@ from ..shared.messages import (
     queue_fragment,
 )
 from .base import ConnectionBase
+from .waiter import Waiter
 
 __all__ = ["Connection", "ConnectionBase", "Data", "Opener", "check_limits"]
 
@@ -87,7 +88,7 @@ class Connection(ConnectionBase):
         # A list, not a deque: an empty deque costs 600 bytes, and reading pauses at
         # max_queue messages, so pop(0) only ever moves a few pointers.
         self._messages: list[Data] = []
-        self._message_waiter: asyncio.Future[None] | None = None
+        self._message_waiter: Waiter | None = None
         self._fragmented_send: asyncio.Future[None] | None = None
 
     # Public API ---------------------------------------------------------------------------
@@ -151,7 +152,7 @@ class Connection(ConnectionBase):
             protocol = self.protocol
             while not messages and protocol.receiving:
                 # Set while a coroutine waits: what makes another recv() a concurrent one.
-                waiter = self._message_waiter = self.loop.create_future()
+                waiter = self._message_waiter = Waiter(self.loop)
                 try:
                     await waiter
                 finally:
@@ -319,24 +320,23 @@ class Connection(ConnectionBase):
             self._flush()
         if not self._handshake_over and protocol.state is not State.CONNECTING:
             self._end_handshake()
-        # The length of the queue, read once: nothing below adds to it or takes from it.
-        queued = len(messages)
         message_waiter = self._message_waiter
-        if (
-            message_waiter is not None
-            and not message_waiter.done()
-            and (queued or not protocol.receiving)
-        ):
-            # The receiver runs at the next turn of the loop. Running its wake-up here,
-            # inside the read callback, saves about 5,500 instructions per 16 B message
-            # echoed (benchmarks.instructions) and 6 % of a server's CPU per message with
-            # one connection, but costs 7 to 10 % more CPU per message with 16, client and
-            # server (python -m benchmarks, cpu16x1 and cpu16x16 against the task echo).
-            # Woken at the next turn, a client echoing 64 KiB messages over 16 connections
-            # spends 2.2 times the CPU per message it spends woken inside the callback
-            # (cpu64kx16).
-            message_waiter.set_result(None)
-        room = self.max_queue - queued
+        if message_waiter is not None and not message_waiter.done():
+            if messages:
+                # Now, inside the read callback: the receiver takes its message without
+                # waiting for a turn of the loop (wsio.asyncio.waiter). Waking it at the
+                # next turn instead costs a client echoing 64 KiB messages over 16
+                # connections 2.2 times the CPU per message (python -m benchmarks,
+                # cpu64kx16), and saves 7 to 10 % of the CPU per 16 B message over 16.
+                message_waiter.resume()
+            elif not protocol.receiving:
+                # At the next turn, as a future would: the end of the stream often comes
+                # with the loss of the connection, scheduled already, and a receiver
+                # resumed after it finds the connection closed instead of waiting for it.
+                message_waiter.resume_soon()
+        # After the receiver took what it could: a read that filled the queue and was
+        # emptied at once doesn't pause reading for nothing.
+        room = self.max_queue - len(messages)
         if room <= 0 and not self._reading_paused and protocol.state is _OPEN:
             self._reading_paused = True
             assert self.transport is not None
