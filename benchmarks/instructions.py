@@ -34,12 +34,15 @@ saves (``--pure all``: every piece).
 The task echo (``benchmarks.servers``: a canned 101, a task woken for each read) does the
 same work without any WebSocket code: it is the floor of a coroutine API. The plain TCP
 echo (``tcp``: the bytes of each read written back from the read callback) is the floor of
-any API, the listener's included. The task client (``benchmarks.clients``: pre-built
-masked frames, each reply checked byte for byte and waking the task that sent the message)
-is the floor of a client's coroutine API. Each count is
-the difference between a run of N and a run of 2N operations, divided by N, so that
-start-up and imports cancel out; each operation includes the turn of the event loop that
-drives it.
+any API, the listener's included. The C floor (``floor``: each read handed to wsio's C
+``deliver_messages``, each message written back as the frame its ``serialize_frame``
+builds, from a Python callback that checks nothing else) is the floor of a listener whose
+connection and core are Python objects over those C pieces: what the listener spends above
+it is its Python between the transport and the C. The task client (``benchmarks.clients``:
+pre-built masked frames, each reply checked byte for byte and waking the task that sent the
+message) is the floor of a client's coroutine API. Each count is the difference between a
+run of N and a run of 2N operations, divided by N, so that start-up and imports cancel out;
+each operation includes the turn of the event loop that drives it.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from .common import accept_key, build_frame, make_payload
 LIBRARIES = ("wsio", "task")
 OPERATIONS = ("handshake", "message", "client")
 #: Counted for messages only, against the plain TCP echo: callback APIs.
-CALLBACK_LIBRARIES = ("listener", "tcp")
+CALLBACK_LIBRARIES = ("listener", "floor", "tcp")
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUpgrade: websocket\r\n"
@@ -286,6 +289,44 @@ async def _listener_messages(count: int) -> None:
     await _messages(connection, transport, count)
 
 
+class _ListenerFloor(asyncio.BufferedProtocol):
+    """The least Python that a listener on wsio's C pieces can run per message: a read
+    callback that hands the read to ``deliver_messages``, and a callback that writes back
+    the frame that ``serialize_frame`` builds for each message. Nothing else is checked or
+    handled (no state, no control frame, no failure): a floor to count against, not a
+    server."""
+
+    def __init__(self) -> None:
+        from wsio.protocol import frames
+
+        # The module, not its functions: --pure swaps them there.
+        self.frames = frames
+        self.buffer = memoryview(bytearray(256 * 1024))
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.frames.deliver_messages(self.buffer, nbytes, self.deliver, True, -1)
+
+    def deliver(self, message: str | bytes) -> bool:
+        binary = type(message) is bytes
+        data = message if binary else message.encode()  # type: ignore[union-attr]
+        self.transport.write(self.frames.serialize_frame(2 if binary else 1, data, True, 0, None))  # type: ignore[union-attr,arg-type]
+        return True
+
+
+async def _floor_messages(count: int) -> None:
+    protocol = _ListenerFloor()
+    transport = _FakeTransport(protocol)
+    protocol.connection_made(transport)
+    await _messages(protocol, transport, count)
+
+
 async def _tcp_messages(count: int) -> None:
     from .servers import _TcpEcho
 
@@ -446,6 +487,7 @@ _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
     ("wsio", "message"): _wsio_messages,
     ("task", "message"): _task_messages,
     ("listener", "message"): _listener_messages,
+    ("floor", "message"): _floor_messages,
     ("tcp", "message"): _tcp_messages,
     ("wsio", "client"): _wsio_client,
     ("task", "client"): _task_client,
@@ -553,11 +595,14 @@ def main(argv: list[str] | None = None) -> None:
         label = "handshake" if operation == "handshake" else f"{args.size} B {kind} echoed"
         print(f"{label:22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
     if args.only in (None, "message") and args.library is None:
-        listener, tcp = (
+        listener, floor, tcp = (
             _per_operation(name, "message", args.messages, options) for name in CALLBACK_LIBRARIES
         )
-        print(f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}")
-        print(f"{label:22}{listener:>12,.0f}{tcp:>12,.0f}{listener / tcp:>7.2f}×")
+        print(f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}{'C floor':>12}{'ratio':>8}")
+        print(
+            f"{label:22}{listener:>12,.0f}{tcp:>12,.0f}{listener / tcp:>7.2f}×"
+            f"{floor:>12,.0f}{floor / tcp:>7.2f}×"
+        )
     if args.only in (None, "client"):
         # The client's side, against the task client.
         wsio, task = (

@@ -30,6 +30,23 @@ def test_instruction_counter_workers_run(library: str, operation: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("library", ["listener", "floor", "tcp"])
+@pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
+def test_instruction_counter_callback_workers_echo(library: str, text: bool) -> None:
+    """The callback rows (a listener, the C floor, the plain TCP echo) echo every message;
+    the worker fails if one goes unanswered."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--worker", library, "message", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **({"BENCH_TEXT": "1"} if text else {})},
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.skipif(
     bool(os.environ.get("WSIO_NO_SPEEDUPS")), reason="--pure swaps the C pieces for Python"
 )
