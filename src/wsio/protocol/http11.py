@@ -149,8 +149,11 @@ class Headers(MutableMapping[str, str]):
         value, RFC 9110 §5.5)."""
         # A few searches of the head rather than a look at each value: they find every
         # such value, and at worst an empty one or a colon followed by whitespace inside
-        # a value, which only keeps the fields as they are.
-        if not (b":  " in head or b": \t" in head or b" \r\n" in head or b"\t\r\n" in head):
+        # a value, which only keeps the fields as they are. find() rather than ``in``:
+        # ``bytes in bytes`` first tries its operand as an int, and builds and drops a
+        # TypeError each time (2,000 instructions).
+        find = head.find
+        if find(b":  ") < 0 and find(b": \t") < 0 and find(b" \r\n") < 0 and find(b"\t\r\n") < 0:
             self._head = head
             self._lines = None
 
