@@ -48,9 +48,9 @@ from .timers import coarse_timers
 __all__ = ["ConnectionBase"]
 
 _Address: TypeAlias = Any
-# Read on the path of every message, where an enum's class attribute costs as much as a
-# property call.
-_OPEN = State.OPEN
+# Read on the path of every message and handshake, where an enum's class attribute costs as
+# much as a property call.
+_CONNECTING, _OPEN = State.CONNECTING, State.OPEN
 
 
 class ConnectionBase(
@@ -292,10 +292,10 @@ class ConnectionBase(
         held back, if there is one; with ``code`` and ``reason`` otherwise."""
         if self.protocol.failure_held:
             self._release_failure()
-        elif self.protocol.state is State.OPEN:
+        elif self.protocol.state is _OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
-        elif self.protocol.state is State.CONNECTING:
+        elif self.protocol.state is _CONNECTING:
             self._abort()
 
     async def _drain(self) -> None:

@@ -44,9 +44,9 @@ from .waiter import Waiter
 
 __all__ = ["Connection", "ConnectionBase", "Data", "Opener", "check_limits"]
 
-# Read on the path of every message, where an enum's class attribute costs as much as a
-# property call.
-_OPEN = State.OPEN
+# Read on the path of every message and handshake, where an enum's class attribute costs as
+# much as a property call.
+_CONNECTING, _OPEN = State.CONNECTING, State.OPEN
 
 
 class _Closable(TypingProtocol):
@@ -318,7 +318,7 @@ class Connection(ConnectionBase):
                 )
         if protocol.state is not _OPEN or protocol.has_data_to_send:
             self._flush()
-        if not self._handshake_over and protocol.state is not State.CONNECTING:
+        if not self._handshake_over and protocol.state is not _CONNECTING:
             self._end_handshake()
         message_waiter = self._message_waiter
         if message_waiter is not None and not message_waiter.done():

@@ -656,6 +656,12 @@ def _shared_text(text: str) -> str:
     return text
 
 
+# What _parse_head answers a start line over the limit with (a constant: an enum's class
+# attribute costs as much as a property call).
+_REQUEST_LINE_LIMIT = ("request line", HTTPStatus.REQUEST_URI_TOO_LONG)
+_STATUS_LINE_LIMIT = ("status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+
+
 def parse_request(
     reader: StreamReader,
     *,
@@ -677,7 +683,7 @@ def parse_request(
         reader,
         max_line_length,
         max_headers,
-        ("request line", HTTPStatus.REQUEST_URI_TOO_LONG),
+        _REQUEST_LINE_LIMIT,
         _request_line,
     )
     return Request(
@@ -802,7 +808,7 @@ def parse_response(
             reader,
             max_line_length,
             max_headers,
-            ("status line", HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
+            _STATUS_LINE_LIMIT,
             _status_line,
             counted,
         )
