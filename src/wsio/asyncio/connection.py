@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar, Unpack
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
-from ..exceptions import ConcurrencyError, ConnectionClosedOK
+from ..exceptions import ConcurrencyError
 from ..protocol.connection import Pong, Protocol, State
 from ..protocol.utf8 import convert
 from ..shared.connection import HANDSHAKE_EVENTS, MESSAGE_EVENTS, ConnectionOptions
@@ -160,10 +160,10 @@ class Connection(ConnectionBase):
             if not messages:
                 # The application took every message before a violation: fail now.
                 self._release_failure()
-                exc = protocol.close_exc
-                if iterating and isinstance(exc, ConnectionClosedOK):
+                if iterating and protocol.closed_ok:
+                    # A normal closure ends the iteration: no exception to build for it.
                     raise StopAsyncIteration
-                raise exc
+                raise protocol.close_exc
         message = messages.pop(0)
         if len(messages) <= self.max_queue // 4:
             if self._reading_paused:

@@ -544,15 +544,17 @@ class Protocol:
             return None
         return ConnectionClosed(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent).reason
 
-    def _closing_exc_class(self) -> type[ConnectionClosed]:
-        if (
+    @property
+    def closed_ok(self) -> bool:
+        """Whether :attr:`close_exc` is a :class:`ConnectionClosedOK`: both close frames
+        carry 1000, 1001 or 1005. Known without building the exception, for an iteration
+        that ends quietly on a normal closure."""
+        return (
             self.close_rcvd is not None
             and self.close_sent is not None
             and self.close_rcvd.code in _OK_CLOSE_CODES
             and self.close_sent.code in _OK_CLOSE_CODES
-        ):
-            return ConnectionClosedOK
-        return ConnectionClosedError
+        )
 
     @property
     def close_exc(self) -> ConnectionClosed:
@@ -561,9 +563,8 @@ class Protocol:
         :class:`ConnectionClosedOK` when both close frames carry 1000, 1001 or 1005, else
         :class:`ConnectionClosedError` with :attr:`failure` chained as its cause.
         """
-        exc = self._closing_exc_class()(
-            self.close_rcvd, self.close_sent, self.close_rcvd_then_sent
-        )
+        exc_class = ConnectionClosedOK if self.closed_ok else ConnectionClosedError
+        exc = exc_class(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent)
         exc.__cause__ = self.failure
         return exc
 
