@@ -786,12 +786,25 @@ def _origin_form(target: str, headers: Headers) -> str:
     return path
 
 
+# Authorities already found valid, with their host and port: the clients of a server send
+# the same few Host values again and again. Bounded, so that values that don't repeat only
+# stop it from growing.
+_VALID_AUTHORITIES: dict[str, tuple[str, int | None]] = {}
+_MAX_VALID_AUTHORITIES = 64
+
+
 def _host_port(authority: str, where: str) -> tuple[str, int | None]:
     """``split_authority`` of a received ``authority``, failing as a request does."""
+    host_port = _VALID_AUTHORITIES.get(authority)
+    if host_port is not None:
+        return host_port
     try:
-        return split_authority(authority)
+        host_port = split_authority(authority)
     except ValueError as exc:
         raise InvalidMessage(f"invalid {where} {authority[:80]!r}: {exc}") from None
+    if len(_VALID_AUTHORITIES) < _MAX_VALID_AUTHORITIES:
+        _VALID_AUTHORITIES[authority] = host_port
+    return host_port
 
 
 def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
