@@ -724,13 +724,7 @@ def parse_request(
         _REQUEST_LINE_LIMIT,
         _request_line,
     )
-    return Request(
-        _origin_form(target.decode("ascii"), headers),
-        headers,
-        _shared_text(method.decode()),
-        _shared_text(version.decode()),
-        raw_head,
-    )
+    return Request(_origin_form(target, headers), headers, method, version, raw_head)
 
 
 def _origin_form(target: str, headers: Headers) -> str:
@@ -807,8 +801,20 @@ def _host_port(authority: str, where: str) -> tuple[str, int | None]:
     return host_port
 
 
-def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
-    """The method, target and version of a request line (RFC 9112 §3)."""
+# Request lines already found valid, with their method, target and version as text: the
+# clients of a server send the same few again and again. Bounded in number and length, so
+# that lines that don't repeat only stop it from growing.
+_VALID_REQUEST_LINES: dict[bytes, tuple[str, str, str]] = {}
+_MAX_VALID_REQUEST_LINES = 64
+_MAX_REMEMBERED_REQUEST_LINE = 256
+
+
+def _request_line(line: bytes) -> tuple[str, str, str]:
+    """The method, target and version of a request line (RFC 9112 §3), as text; the
+    method and version shared between messages (see _shared_text)."""
+    known = _VALID_REQUEST_LINES.get(line)
+    if known is not None:
+        return known
     parts = line.split(b" ")
     if len(parts) != 3:
         raise InvalidMessage(f"invalid request line: {line[:80]!r}", HTTPStatus.BAD_REQUEST)
@@ -823,7 +829,17 @@ def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
             f"unsupported protocol version: {version[:80]!r}",
             HTTPStatus.HTTP_VERSION_NOT_SUPPORTED,
         )
-    return method, target, version
+    parsed = (
+        _shared_text(method.decode()),
+        target.decode("ascii"),
+        _shared_text(version.decode()),
+    )
+    if (
+        len(_VALID_REQUEST_LINES) < _MAX_VALID_REQUEST_LINES
+        and len(line) <= _MAX_REMEMBERED_REQUEST_LINE
+    ):
+        _VALID_REQUEST_LINES[line] = parsed
+    return parsed
 
 
 def parse_response(
