@@ -2278,12 +2278,24 @@ PyDoc_STRVAR(head_fields_doc,
 "Each name is taken from the dict shared if there, else added to it while it holds\n"
 "fewer than max_shared (see wsio.protocol.http11.python_head_fields, the reference).");
 
-/* RFC 9110 section 5.6.2: tchar. */
+/* RFC 9110 section 5.6.2: tchar, for every byte, filled in at import.
+ * Micro-optimisation: one table load instead of a chain of comparisons per character. */
+static unsigned char tchar_table[256];
+
+static void
+init_tchar_table(void)
+{
+    int c;
+    for (c = 0; c < 256; c++) {
+        tchar_table[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    }
+}
+
 static int
 is_tchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    return tchar_table[c];
 }
 
 /* RFC 9110 section 5.5: field-vchar, space and tab. */
@@ -2481,6 +2493,7 @@ PyInit__speedups(void)
     PyObject *module;
 
     init_lead_class();
+    init_tchar_table();
     if (PyType_Ready(&Utf8ValidatorType) < 0) {
         return NULL;
     }
