@@ -78,6 +78,7 @@ PIECES = (
     "serialize_frame",
     "PayloadBuffer",
     "Utf8Validator",
+    "head_fields",
 )
 
 
@@ -221,7 +222,7 @@ def _use_pure(pieces: str) -> None:
     twins wherever wsio's modules hold them."""
     import wsio.asyncio.connection  # noqa: F401  (loads every module that holds a piece)
     from wsio import _speedups
-    from wsio.protocol import frames, masking, utf8
+    from wsio.protocol import frames, http11, masking, utf8
 
     twins = {
         "apply_mask": (_speedups.apply_mask, masking.python_apply_mask),
@@ -229,6 +230,7 @@ def _use_pure(pieces: str) -> None:
         "serialize_frame": (_speedups.serialize_frame, frames.python_serialize_frame),
         "PayloadBuffer": (_speedups.PayloadBuffer, masking.PythonPayloadBuffer),
         "Utf8Validator": (_speedups.Utf8Validator, utf8.PythonIncrementalValidator),
+        "head_fields": (_speedups.head_fields, http11.python_head_fields),
     }
     names = PIECES if pieces == "all" else pieces.split(",")
     for name in names:

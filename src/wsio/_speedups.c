@@ -13,6 +13,8 @@
  *       the send path: header and (masked) payload written into one allocation.
  *   PayloadBuffer(length, mask=None)
  *       a large frame's payload unmasked, as it arrives, into the bytes handed over.
+ *   head_fields(head, shared, max_shared)
+ *       the header fields of an HTTP head (the opening handshake), checked and split.
  *   Waiter(loop)
  *       what recv() awaits: a future-like object that resumes the waiting task inside
  *       the read callback (wsio.asyncio.waiter explains why).
@@ -2262,6 +2264,196 @@ static PyTypeObject WaiterType = {
 };
 
 /* ------------------------------------------------------------------------------------ */
+/* HTTP head fields                                                                      */
+/* ------------------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(head_fields_doc,
+"head_fields($module, head, shared, max_shared, /)\n"
+"--\n"
+"\n"
+"The header fields of an HTTP head that ends with an empty line (RFC 9112 section 2.1),\n"
+"as (name, value) pairs, each value decoded from ISO-8859-1 without the whitespace\n"
+"around it; None unless the start line holds no bare LF and every line after it is a\n"
+"valid field line (section 5): a token, a colon, then field characters up to CRLF.\n"
+"Each name is taken from the dict shared if there, else added to it while it holds\n"
+"fewer than max_shared (see wsio.protocol.http11.python_head_fields, the reference).");
+
+/* RFC 9110 section 5.6.2: tchar, for every byte, filled in at import.
+ * Micro-optimisation: one table load instead of a chain of comparisons per character. */
+static unsigned char tchar_table[256];
+
+static void
+init_tchar_table(void)
+{
+    int c;
+    for (c = 0; c < 256; c++) {
+        tchar_table[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    }
+}
+
+static int
+is_tchar(unsigned char c)
+{
+    return tchar_table[c];
+}
+
+/* RFC 9110 section 5.5: field-vchar, space and tab. */
+static int
+is_field_char(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* The name as the dict shared holds it, added if new and there is room. */
+static PyObject *
+shared_name(const unsigned char *s, Py_ssize_t n, PyObject *shared, Py_ssize_t max_shared)
+{
+    PyObject *name = PyUnicode_DecodeLatin1((const char *)s, n, NULL);
+    PyObject *found;
+
+    if (name == NULL) {
+        return NULL;
+    }
+    found = PyDict_GetItemWithError(shared, name);
+    if (found != NULL) {
+        Py_INCREF(found);
+        Py_DECREF(name);
+        return found;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(shared) < max_shared && PyDict_SetItem(shared, name, name) < 0) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    return name;
+}
+
+/* The field line at s[pos:], which ends with CRLF, if valid: its name is s[pos:*name_end],
+ * its value s[*value_start:*value_end] and the next line starts at *next. A head that ends
+ * with CRLF CRLF stops every scan before its end. */
+static int
+scan_field_line(const unsigned char *s, Py_ssize_t pos, Py_ssize_t *name_end,
+                Py_ssize_t *value_start, Py_ssize_t *value_end, Py_ssize_t *next)
+{
+    Py_ssize_t i = pos, line_end;
+
+    while (is_tchar(s[i])) {
+        i++;
+    }
+    if (i == pos || s[i] != ':') {
+        return 0;
+    }
+    *name_end = i++;
+    while (s[i] == ' ' || s[i] == '\t') {
+        i++;
+    }
+    *value_start = line_end = i;
+    while (is_field_char(s[line_end])) {
+        line_end++;
+    }
+    if (!(s[line_end] == '\r' && s[line_end + 1] == '\n')) {
+        return 0;
+    }
+    while (line_end > i && (s[line_end - 1] == ' ' || s[line_end - 1] == '\t')) {
+        line_end--;
+    }
+    *value_end = line_end;
+    /* Past the trailing whitespace, the CR and the LF. */
+    while (s[line_end] != '\n') {
+        line_end++;
+    }
+    *next = line_end + 1;
+    return 1;
+}
+
+static PyObject *
+speedups_head_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *s;
+    Py_ssize_t len, first, pos, end, max_shared, name_end, value_start, value_end;
+    PyObject *shared, *fields;
+
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "head_fields() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "head_fields() argument 'head' must be bytes");
+        return NULL;
+    }
+    shared = args[1];
+    if (!PyDict_Check(shared)) {
+        PyErr_SetString(PyExc_TypeError, "head_fields() argument 'shared' must be a dict");
+        return NULL;
+    }
+    max_shared = PyLong_AsSsize_t(args[2]);
+    if (max_shared == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    s = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    len = PyBytes_GET_SIZE(args[0]);
+    if (len < 4 || memcmp(s + len - 4, "\r\n\r\n", 4) != 0) {
+        Py_RETURN_NONE;
+    }
+    /* The start line: up to the first CRLF, with no LF of its own. */
+    for (first = 0; !(s[first] == '\r' && s[first + 1] == '\n'); first++) {
+        if (s[first] == '\n') {
+            Py_RETURN_NONE;
+        }
+    }
+    first += 2;
+    /* The field lines, up to the empty line: all checked before any name is shared. */
+    end = len - 2;
+    for (pos = first; pos < end;) {
+        if (!scan_field_line(s, pos, &name_end, &value_start, &value_end, &pos)) {
+            Py_RETURN_NONE;
+        }
+    }
+    fields = PyList_New(0);
+    if (fields == NULL) {
+        return NULL;
+    }
+    for (pos = first; pos < end;) {
+        PyObject *name, *value, *field;
+        Py_ssize_t start = pos;
+        int status;
+
+        scan_field_line(s, pos, &name_end, &value_start, &value_end, &pos);
+        name = shared_name(s + start, name_end - start, shared, max_shared);
+        if (name == NULL) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+        value = PyUnicode_DecodeLatin1((const char *)s + value_start, value_end - value_start,
+                                       NULL);
+        if (value == NULL) {
+            Py_DECREF(name);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        field = PyTuple_Pack(2, name, value);
+        Py_DECREF(name);
+        Py_DECREF(value);
+        if (field == NULL) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+        status = PyList_Append(fields, field);
+        Py_DECREF(field);
+        if (status < 0) {
+            Py_DECREF(fields);
+            return NULL;
+        }
+    }
+    return fields;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Module                                                                                */
 /* ------------------------------------------------------------------------------------ */
 
@@ -2270,6 +2462,8 @@ static PyMethodDef speedups_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"deliver_messages", (PyCFunction)(void (*)(void))speedups_deliver_messages, METH_FASTCALL,
      deliver_messages_doc},
+    {"head_fields", (PyCFunction)(void (*)(void))speedups_head_fields, METH_FASTCALL,
+     head_fields_doc},
     {"parse_messages", (PyCFunction)(void (*)(void))speedups_parse_messages, METH_FASTCALL,
      parse_messages_doc},
     {"serialize_frame", (PyCFunction)(void (*)(void))speedups_serialize_frame,
@@ -2279,7 +2473,8 @@ static PyMethodDef speedups_methods[] = {
 
 PyDoc_STRVAR(speedups_doc,
 "Optional C implementations of wsio's hot paths: XOR masking (RFC 6455 section 5.3),\n"
-"UTF-8 validation (RFC 3629), frame parsing and building, and the waiter of recv().\n"
+"UTF-8 validation (RFC 3629), frame parsing and building, the waiter of recv(), and\n"
+"the header fields of the opening handshake (RFC 9112 section 5).\n"
 "wsio.protocol and wsio.asyncio.waiter use them when this module is built and\n"
 "WSIO_NO_SPEEDUPS is not set; the pure-Python code there is the reference and the\n"
 "fallback.");
@@ -2298,6 +2493,7 @@ PyInit__speedups(void)
     PyObject *module;
 
     init_lead_class();
+    init_tchar_table();
     if (PyType_Ready(&Utf8ValidatorType) < 0) {
         return NULL;
     }

@@ -31,6 +31,9 @@ def deliver_messages(
     max_size: int,
     /,
 ) -> int: ...
+def head_fields(
+    head: bytes, shared: dict[str, str], max_shared: int, /
+) -> list[tuple[str, str]] | None: ...
 def serialize_frame(
     opcode: int,
     payload: ReadableBuffer,

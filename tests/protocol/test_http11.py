@@ -1386,3 +1386,29 @@ def test_start_lines_are_checked_every_time() -> None:
     for _ in range(2):
         with pytest.raises(InvalidArgument):
             Request("/ x", Headers()).serialize()
+
+
+def test_request_lines_and_hosts_remembered_parse_as_before() -> None:
+    """Request lines and Host values found valid are remembered, within bounds: parsing
+    them again gives the same request, and what isn't remembered parses as well."""
+    from wsio.protocol import http11
+
+    def request(path: str, host: str) -> Request:
+        data = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        return parse_all(parse_request, data)
+
+    first = request("/chat", "example.com:8080")
+    assert request("/chat", "example.com:8080") == first
+    assert b"GET /chat HTTP/1.1" in http11._VALID_REQUEST_LINES
+    assert "example.com:8080" in http11._VALID_AUTHORITIES
+    # Past the bounds: a line too long to remember, and more lines and hosts than kept.
+    long_path = "/" + "a" * http11._MAX_REMEMBERED_REQUEST_LINE
+    assert request(long_path, "example.com").path == long_path
+    assert f"GET {long_path} HTTP/1.1".encode() not in http11._VALID_REQUEST_LINES
+    for index in range(http11._MAX_VALID_REQUEST_LINES + 1):
+        assert request(f"/{index}", f"host{index}").path == f"/{index}"
+    assert len(http11._VALID_REQUEST_LINES) <= http11._MAX_VALID_REQUEST_LINES
+    assert len(http11._VALID_AUTHORITIES) <= http11._MAX_VALID_AUTHORITIES
+    # Still checked: an invalid Host after valid ones.
+    with pytest.raises(InvalidMessage):
+        request("/chat", "exa mple.com")

@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsio.asyncio import waiter
-from wsio.protocol import frames, masking, utf8
+from wsio.protocol import frames, http11, masking, utf8
 from wsio.protocol.connection import BinaryMessage, TextMessage
 from wsio.protocol.frames import (
     Opcode,
@@ -33,6 +33,7 @@ from wsio.protocol.frames import (
     python_parse_messages,
     python_serialize_frame,
 )
+from wsio.protocol.http11 import python_head_fields
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
@@ -1186,3 +1187,117 @@ def test_payload_buffer_strided_piece_same_as_python() -> None:
     strided = BYTES_LIKE[4](b"Hello")
     c = outcome(_speedups.PayloadBuffer(5, MASK).write, strided)
     assert c == outcome(masking.PythonPayloadBuffer(5, MASK).write, strided)
+
+
+# Head fields ----------------------------------------------------------------------------
+
+
+def test_head_fields_selection_follows_the_environment() -> None:
+    assert http11.SPEEDUPS is (not NO_SPEEDUPS)
+    expected = python_head_fields if NO_SPEEDUPS else _speedups.head_fields
+    assert http11.head_fields is expected
+
+
+def both_head_fields(head: bytes, shared: dict[str, str], max_shared: int = 4) -> Any:
+    """What both versions return for ``head``, each from its own copy of ``shared``, and
+    what each left in it: asserted equal."""
+    outcomes = []
+    for head_fields in (_speedups.head_fields, python_head_fields):
+        mine = dict(shared)
+        outcomes.append((head_fields(head, mine, max_shared), mine))
+    assert outcomes[0] == outcomes[1]
+    # Names found in shared are the very objects it holds.
+    fields, mine = outcomes[0]
+    for name, _ in fields or ():
+        if name in shared:
+            assert name is shared[name]
+    return outcomes[0][0]
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", []),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", [("Host", "a")]),
+        (b"GET / HTTP/1.1\r\nX:\r\nY: \t\r\n\r\n", [("X", ""), ("Y", "")]),
+        (b"GET / HTTP/1.1\r\nX: \t a \t b\t \r\n\r\n", [("X", "a \t b")]),
+        (b"GET / HTTP/1.1\r\nX: caf\xe9\xff\r\n\r\n", [("X", "caf\xe9\xff")]),
+        (b"HTTP/1.1 101\r\nA: 1\r\nA: 2\r\n\r\n", [("A", "1"), ("A", "2")]),
+        (b"\r\n\r\n", []),
+        # Not a head that ends with an empty line.
+        (b"GET / HTTP/1.1\r\nHost: a\r\n", None),
+        (b"GET / HTTP/1.1\r\n\n", None),
+        (b"\r\n", None),
+        (b"", None),
+        # A bare LF in the start line or in a field line, a bare CR.
+        (b"GET /\n HTTP/1.1\r\nHost: a\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", None),
+        # Not a field line: no colon, whitespace before it, folding, an empty name, a
+        # name that isn't a token, a control character in the value.
+        (b"GET / HTTP/1.1\r\nHost\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\n: a\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nH(st: a\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\x00\r\n\r\n", None),
+    ],
+)
+def test_head_fields_same_as_python(head: bytes, expected: Any) -> None:
+    assert both_head_fields(head, {}) == expected
+
+
+def test_head_fields_share_names() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: b\r\nConnection: c\r\n\r\n"
+    host = "".join(["Ho", "st"])  # not the interned literal
+    assert both_head_fields(head, {host: host}, max_shared=2) == [
+        ("Host", "a"),
+        ("Upgrade", "b"),
+        ("Connection", "c"),
+    ]
+
+
+# Pieces of heads: valid field lines and every kind of invalid byte or line.
+HEAD_PIECES = st.sampled_from(
+    [
+        b"Host",
+        b"X-A",
+        b":",
+        b" ",
+        b"\t",
+        b"a",
+        b"\xe9",
+        b"\r\n",
+        b"\r",
+        b"\n",
+        b"\x00",
+        b"\x7f",
+        b"(",
+        b"!#$%&'*+-.^_`|~",
+        b"GET / HTTP/1.1",
+    ]
+)
+
+
+@SETTINGS
+@given(
+    st.lists(HEAD_PIECES, max_size=24),
+    st.booleans(),
+    st.dictionaries(st.sampled_from(["Host", "X-A", "a"]), st.just(""), max_size=3),
+)
+def test_head_fields_same_as_python_on_any_head(
+    pieces: list[bytes], ended: bool, shared: dict[str, str]
+) -> None:
+    head = b"".join(pieces) + (b"\r\n\r\n" if ended else b"")
+    both_head_fields(head, {name: name for name in shared})
+
+
+def test_head_fields_arguments() -> None:
+    with pytest.raises(TypeError):
+        _speedups.head_fields(bytearray(b"\r\n\r\n"), {}, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.head_fields(b"\r\n\r\n", [], 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.head_fields(b"\r\n\r\n", {})  # type: ignore[call-arg]

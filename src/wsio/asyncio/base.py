@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self, TypeAlias, Unpack, cast
+from typing import Any, Self, TypeAlias, Unpack
 
 from .. import defaults
 from ..protocol.connection import (
@@ -48,9 +48,9 @@ from .timers import coarse_timers
 __all__ = ["ConnectionBase"]
 
 _Address: TypeAlias = Any
-# Read on the path of every message, where an enum's class attribute costs as much as a
-# property call.
-_OPEN = State.OPEN
+# Read on the path of every message and handshake, where an enum's class attribute costs as
+# much as a property call.
+_CONNECTING, _OPEN = State.CONNECTING, State.OPEN
 
 
 class ConnectionBase(
@@ -292,10 +292,10 @@ class ConnectionBase(
         held back, if there is one; with ``code`` and ``reason`` otherwise."""
         if self.protocol.failure_held:
             self._release_failure()
-        elif self.protocol.state is State.OPEN:
+        elif self.protocol.state is _OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
-        elif self.protocol.state is State.CONNECTING:
+        elif self.protocol.state is _CONNECTING:
             self._abort()
 
     async def _drain(self) -> None:
@@ -461,9 +461,9 @@ class ConnectionBase(
     # asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport = cast(asyncio.Transport, transport)  # uvloop's don't subclass it
-        self.transport = transport
-        transport.set_write_buffer_limits(self.write_limit)
+        # A Transport, whose class uvloop's don't subclass (no cast(): a call per accept).
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(self.write_limit)  # type: ignore[attr-defined]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._read_buffer
@@ -515,12 +515,15 @@ class ConnectionBase(
             self._disarm()
             if not self._handshake_over:
                 self._end_handshake()
-            for waiter in self._abandon_pings():
-                # Nobody may await a keepalive ping's waiter (or one a listener sent and
-                # dropped): don't log it as unretrieved.
-                if not waiter.cancelled():
-                    waiter.exception()
-            self._resume_drain_waiters()
+            # Most connections end with neither a ping nor a send waiting: no calls then.
+            if self._pong_waiters:
+                for waiter in self._abandon_pings():
+                    # Nobody may await a keepalive ping's waiter (or one a listener sent and
+                    # dropped): don't log it as unretrieved.
+                    if not waiter.cancelled():
+                        waiter.exception()
+            if self._drain_waiters is not None:
+                self._resume_drain_waiters()
         finally:
             # Whatever happened, whoever waits for the end of the connection mustn't hang.
             lost_waiters, self._lost_waiters = self._lost_waiters, None

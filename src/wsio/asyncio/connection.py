@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar, Unpack
 from typing import Protocol as TypingProtocol
 
 from .. import defaults
-from ..exceptions import ConcurrencyError, ConnectionClosedOK
+from ..exceptions import ConcurrencyError
 from ..protocol.connection import Pong, Protocol, State
 from ..protocol.utf8 import convert
 from ..shared.connection import HANDSHAKE_EVENTS, MESSAGE_EVENTS, ConnectionOptions
@@ -44,9 +44,9 @@ from .waiter import Waiter
 
 __all__ = ["Connection", "ConnectionBase", "Data", "Opener", "check_limits"]
 
-# Read on the path of every message, where an enum's class attribute costs as much as a
-# property call.
-_OPEN = State.OPEN
+# Read on the path of every message and handshake, where an enum's class attribute costs as
+# much as a property call.
+_CONNECTING, _OPEN = State.CONNECTING, State.OPEN
 
 
 class _Closable(TypingProtocol):
@@ -160,10 +160,10 @@ class Connection(ConnectionBase):
             if not messages:
                 # The application took every message before a violation: fail now.
                 self._release_failure()
-                exc = protocol.close_exc
-                if iterating and isinstance(exc, ConnectionClosedOK):
+                if iterating and protocol.closed_ok:
+                    # A normal closure ends the iteration: no exception to build for it.
                     raise StopAsyncIteration
-                raise exc
+                raise protocol.close_exc
         message = messages.pop(0)
         if len(messages) <= self.max_queue // 4:
             if self._reading_paused:
@@ -318,7 +318,7 @@ class Connection(ConnectionBase):
                 )
         if protocol.state is not _OPEN or protocol.has_data_to_send:
             self._flush()
-        if not self._handshake_over and protocol.state is not State.CONNECTING:
+        if not self._handshake_over and protocol.state is not _CONNECTING:
             self._end_handshake()
         message_waiter = self._message_waiter
         if message_waiter is not None and not message_waiter.done():

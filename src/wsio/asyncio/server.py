@@ -60,6 +60,10 @@ _T = TypeVar("_T")
 _STOPS_LOOP = (KeyboardInterrupt, SystemExit)
 _ENDS_TASK = (*_STOPS_LOOP, GeneratorExit, asyncio.CancelledError)
 
+# Read on the path of every handshake, where an enum's class attribute costs as much as a
+# property call.
+_CONNECTING, _OPEN = State.CONNECTING, State.OPEN
+
 
 # Declared by each concrete class: ServerSide is one of two bases, which can't both add slots.
 _SERVER_SLOTS = (
@@ -179,7 +183,7 @@ class ServerSide(ConnectionBase):
             return
         # Frames that came with the request may have closed the connection already: the
         # application still gets the messages before them, then the closure.
-        if self.protocol.state is State.OPEN and self.ping_interval is not None:
+        if self.protocol.state is _OPEN and self.ping_interval is not None:
             self._start_keepalive()  # in place of open_timeout
         else:
             self._disarm()  # open_timeout
@@ -259,7 +263,7 @@ class ServerSide(ConnectionBase):
         opening handshake once it returns."""
         transport = self.transport
         assert transport is not None
-        if self.protocol.state is not State.CONNECTING or transport.is_closing():
+        if self.protocol.state is not _CONNECTING or transport.is_closing():
             # The connection ended, or a hook closed it. (Once the request is in, the core
             # stays CONNECTING after the end of the stream, an answer being still due.)
             return

@@ -111,7 +111,12 @@ _OK_CLOSE_CODES = frozenset(
 )
 _KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
 # Module constants: read once per message on the send path, cheaper than Opcode.X.
-_CONTINUATION, _TEXT, _BINARY = Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY
+_CONTINUATION, _TEXT, _BINARY, _CLOSE = (
+    Opcode.CONTINUATION,
+    Opcode.TEXT,
+    Opcode.BINARY,
+    Opcode.CLOSE,
+)
 
 # From this size on, an unmasked payload is written after its header, not copied behind it:
 # copying 128 KiB costs more than the extra write; copying 64 KiB costs less (measured).
@@ -149,9 +154,10 @@ class State(enum.IntEnum):
     CLOSED = 3
 
 
-# Module constants: read on the path of every message, where an enum's class attribute costs
-# as much as a property call.
-_OPEN = State.OPEN
+# Module constants: read on the path of every message and handshake, where an enum's class
+# attribute costs as much as a property call (about 900 instructions: EnumType defines
+# __getattr__, which routes every class attribute through a call of __getattribute__).
+_CONNECTING, _OPEN, _CLOSING, _CLOSED = State.CONNECTING, State.OPEN, State.CLOSING, State.CLOSED
 _SERVER, _CLIENT = Side.SERVER, Side.CLIENT
 
 
@@ -373,7 +379,7 @@ class Protocol:
         # The parser of input: none while an open connection waits between messages with
         # nothing buffered (see _parse), which is how most connections spend their life.
         self._parser: _Parser | None = None
-        if state is State.OPEN:
+        if state is _OPEN:
             self._between_messages = True
         else:
             self._parser = self._parse_handshake()
@@ -468,7 +474,7 @@ class Protocol:
         self._reader.feed_eof()
         self._advance()
         # The peer will send nothing more: finish the TCP closing handshake.
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self._send_eof()
 
     def events_received(self) -> list[Event]:
@@ -519,7 +525,7 @@ class Protocol:
         if it fires. A server closes TCP first once the closing handshake is done (§7.1.1);
         a client waits for that.
         """
-        return self.state is State.CLOSING or self.handshake_exc is not None
+        return self.state is _CLOSING or self.handshake_exc is not None
 
     # Derived state ----------------------------------------------------------------------
 
@@ -538,15 +544,17 @@ class Protocol:
             return None
         return ConnectionClosed(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent).reason
 
-    def _closing_exc_class(self) -> type[ConnectionClosed]:
-        if (
+    @property
+    def closed_ok(self) -> bool:
+        """Whether :attr:`close_exc` is a :class:`ConnectionClosedOK`: both close frames
+        carry 1000, 1001 or 1005. Known without building the exception, for an iteration
+        that ends quietly on a normal closure."""
+        return (
             self.close_rcvd is not None
             and self.close_sent is not None
             and self.close_rcvd.code in _OK_CLOSE_CODES
             and self.close_sent.code in _OK_CLOSE_CODES
-        ):
-            return ConnectionClosedOK
-        return ConnectionClosedError
+        )
 
     @property
     def close_exc(self) -> ConnectionClosed:
@@ -555,9 +563,8 @@ class Protocol:
         :class:`ConnectionClosedOK` when both close frames carry 1000, 1001 or 1005, else
         :class:`ConnectionClosedError` with :attr:`failure` chained as its cause.
         """
-        exc = self._closing_exc_class()(
-            self.close_rcvd, self.close_sent, self.close_rcvd_then_sent
-        )
+        exc_class = ConnectionClosedOK if self.closed_ok else ConnectionClosedError
+        exc = exc_class(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent)
         exc.__cause__ = self.failure
         return exc
 
@@ -792,7 +799,7 @@ class Protocol:
     @property
     def failure_held(self) -> bool:
         """Whether a failure was detected and its close frame awaits :meth:`release_failure`."""
-        return self._held_failure is not None and self.state is State.OPEN
+        return self._held_failure is not None and self.state is _OPEN
 
     def release_failure(self) -> None:
         """Send the close frame of a held failure (see ``hold_failures``); no-op otherwise."""
@@ -917,7 +924,7 @@ class Protocol:
         until it waits between messages with nothing buffered: it then returns, and
         :meth:`_advance` starts another when bytes come."""
         reader = self._reader
-        mask_expected = self.side is Side.SERVER
+        mask_expected = self.side is _SERVER
         # The message being received: its opcode (None between messages), its bytes, and
         # the UTF-8 validator of a text message.
         message_opcode: int | None = None
@@ -970,7 +977,7 @@ class Protocol:
                         else "server frames must not be masked"
                     )
                 )
-            if opcode >= Opcode.CLOSE:
+            if opcode >= _CLOSE:
                 # §5.5: control frames are 125 bytes at most and are never fragmented.
                 if not fin:
                     raise ProtocolError("fragmented control frame")
@@ -1008,7 +1015,7 @@ class Protocol:
             # payload on the wire may exceed it by what DEFLATE adds to incompressible
             # data only: 5 bytes per stored block, of 127 bytes at least from zlib
             # (memLevel 1), and a few flushes.
-            if opcode < Opcode.CLOSE and self.max_size is not None:
+            if opcode < _CLOSE and self.max_size is not None:
                 if opcode != Opcode.CONTINUATION:
                     wire_size = 0
                 wire_size += length
@@ -1022,14 +1029,14 @@ class Protocol:
                         f"compressed message of {wire_size} bytes or more "
                         f"exceeds the limit of {self.max_size} bytes"
                     )
-            if opcode >= Opcode.CLOSE:
+            if opcode >= _CLOSE:
                 # The masking key and the short payload (§5.5) in one read.
                 if mask_expected:
                     masked = yield from reader.read_exact(4 + length)
                     payload = apply_mask(masked[4:], masked[:4])
                 else:
                     payload = yield from reader.read_exact(length)
-                if opcode == Opcode.CLOSE:
+                if opcode == _CLOSE:
                     self._receive_close(payload)
                     # §1.4: after a close frame, the peer sends nothing more; ignore it.
                     yield from self._discard()
@@ -1196,19 +1203,19 @@ class Protocol:
         """Handle the peer's close frame (§5.5.1, §7.1.2, §7.1.3)."""
         close = Close.parse(payload)
         self.close_rcvd = close
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             # §5.5.1: "the endpoint typically echos the status code it received"; the
             # reason is echoed too, as browsers and most libraries do.
             self.close_rcvd_then_sent = True
             # The payload that Close.parse accepted is what close.serialize() would give:
             # sent back as received.
-            self._send_frame(Opcode.CLOSE, payload)
+            self._send_frame(_CLOSE, payload)
             self.close_sent = close
-            self.state = State.CLOSING
+            self.state = _CLOSING
         elif self.close_rcvd_then_sent is None:
             self.close_rcvd_then_sent = False
         # §7.1.1: "the server SHOULD close [the TCP connection] first".
-        if self.side is Side.SERVER:
+        if self.side is _SERVER:
             self._send_eof()
 
 
@@ -1359,8 +1366,8 @@ class ServerProtocol(Protocol):
         self.response: Response | None = None
         self.subprotocol: str | None = None
         super().__init__(
-            Side.SERVER,
-            state=State.CONNECTING,
+            _SERVER,
+            state=_CONNECTING,
             max_size=max_size,
             random_bytes=random_bytes,
             hold_failures=hold_failures,
@@ -1388,7 +1395,7 @@ class ServerProtocol(Protocol):
             yield from self._discard()
         self.request = request
         self._events.append(RequestReceived(request))
-        while self.state is State.CONNECTING:
+        while self.state is _CONNECTING:
             yield
         if self.state is not State.OPEN:
             yield from self._discard()
@@ -1464,7 +1471,7 @@ class ServerProtocol(Protocol):
 
     def send_response(self, response: Response) -> None:
         """Send the answer; a 101 opens the connection, anything else closes it."""
-        if self.state is not State.CONNECTING:
+        if self.state is not _CONNECTING:
             raise InvalidState("the opening handshake is over")
         self._queue_response(response)
         reader = self._reader
@@ -1484,7 +1491,7 @@ class ServerProtocol(Protocol):
         """Feed the end of the stream. A client may end its side once its request is
         sent (RFC 9112 §9.6): the answer is still due, and the connection closes once
         :meth:`send_response` has queued it."""
-        if self.state is State.CONNECTING and self.request is not None:
+        if self.state is _CONNECTING and self.request is not None:
             self._reader.feed_eof()
             self._advance()
             return
@@ -1506,7 +1513,7 @@ class ServerProtocol(Protocol):
                 self.request.headers._shed()
             if not response.body:
                 response.headers._shed_into(data)
-            self.state = State.OPEN
+            self.state = _OPEN
         else:
             if self.handshake_exc is None:
                 self.handshake_exc = InvalidHandshake(
