@@ -1388,10 +1388,16 @@ def test_start_lines_are_checked_every_time() -> None:
             Request("/ x", Headers()).serialize()
 
 
-def test_request_lines_and_hosts_remembered_parse_as_before() -> None:
+def test_request_lines_and_hosts_remembered_parse_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Request lines and Host values found valid are remembered, within bounds: parsing
     them again gives the same request, and what isn't remembered parses as well."""
     from wsio.protocol import http11
+
+    # Empty to start with, whatever the tests before this one parsed.
+    monkeypatch.setattr(http11, "_VALID_REQUEST_LINES", {})
+    monkeypatch.setattr(http11, "_VALID_AUTHORITIES", {})
 
     def request(path: str, host: str) -> Request:
         data = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
@@ -1401,10 +1407,13 @@ def test_request_lines_and_hosts_remembered_parse_as_before() -> None:
     assert request("/chat", "example.com:8080") == first
     assert b"GET /chat HTTP/1.1" in http11._VALID_REQUEST_LINES
     assert "example.com:8080" in http11._VALID_AUTHORITIES
-    # Past the bounds: a line too long to remember, and more lines and hosts than kept.
-    long_path = "/" + "a" * http11._MAX_REMEMBERED_REQUEST_LINE
-    assert request(long_path, "example.com").path == long_path
+    # Past the bounds: a line and a host too long to remember, and more lines and hosts
+    # than kept.
+    long_path = "/" + "a" * http11._MAX_REMEMBERED_LENGTH
+    long_host = "h" * (http11._MAX_REMEMBERED_LENGTH + 1)
+    assert request(long_path, long_host).path == long_path
     assert f"GET {long_path} HTTP/1.1".encode() not in http11._VALID_REQUEST_LINES
+    assert long_host not in http11._VALID_AUTHORITIES
     for index in range(http11._MAX_VALID_REQUEST_LINES + 1):
         assert request(f"/{index}", f"host{index}").path == f"/{index}"
     assert len(http11._VALID_REQUEST_LINES) <= http11._MAX_VALID_REQUEST_LINES

@@ -271,7 +271,7 @@ class ConnectionBase(
         # message to end.
         protocol = self.protocol
         transport = self.transport
-        if protocol.state is not State.OPEN or transport is None or transport.is_closing():
+        if protocol.state is not _OPEN or transport is None or transport.is_closing():
             return None
         verdict = slow_consumer_verdict(
             transport.get_write_buffer_size() + protocol.deferred_size,

@@ -643,7 +643,7 @@ class Protocol:
 
     def _send_prepared(self, message: PreparedMessage) -> None:
         key: tuple[Hashable, ...] | None = None
-        if self.side is Side.SERVER:
+        if self.side is _SERVER:
             key = ()
             for extension in self.extensions:
                 encoding = extension.shared_encoding(len(message.data), message.compress)

@@ -781,10 +781,12 @@ def _origin_form(target: str, headers: Headers) -> str:
 
 
 # Authorities already found valid, with their host and port: the clients of a server send
-# the same few Host values again and again. Bounded, so that values that don't repeat only
-# stop it from growing.
+# the same few Host values again and again. Bounded in number and length, so that values
+# that don't repeat only stop it from growing.
 _VALID_AUTHORITIES: dict[str, tuple[str, int | None]] = {}
 _MAX_VALID_AUTHORITIES = 64
+#: The longest authority or request line remembered as valid.
+_MAX_REMEMBERED_LENGTH = 256
 
 
 def _host_port(authority: str, where: str) -> tuple[str, int | None]:
@@ -796,7 +798,10 @@ def _host_port(authority: str, where: str) -> tuple[str, int | None]:
         host_port = split_authority(authority)
     except ValueError as exc:
         raise InvalidMessage(f"invalid {where} {authority[:80]!r}: {exc}") from None
-    if len(_VALID_AUTHORITIES) < _MAX_VALID_AUTHORITIES:
+    if (
+        len(_VALID_AUTHORITIES) < _MAX_VALID_AUTHORITIES
+        and len(authority) <= _MAX_REMEMBERED_LENGTH
+    ):
         _VALID_AUTHORITIES[authority] = host_port
     return host_port
 
@@ -806,7 +811,6 @@ def _host_port(authority: str, where: str) -> tuple[str, int | None]:
 # that lines that don't repeat only stop it from growing.
 _VALID_REQUEST_LINES: dict[bytes, tuple[str, str, str]] = {}
 _MAX_VALID_REQUEST_LINES = 64
-_MAX_REMEMBERED_REQUEST_LINE = 256
 
 
 def _request_line(line: bytes) -> tuple[str, str, str]:
@@ -836,7 +840,7 @@ def _request_line(line: bytes) -> tuple[str, str, str]:
     )
     if (
         len(_VALID_REQUEST_LINES) < _MAX_VALID_REQUEST_LINES
-        and len(line) <= _MAX_REMEMBERED_REQUEST_LINE
+        and len(line) <= _MAX_REMEMBERED_LENGTH
     ):
         _VALID_REQUEST_LINES[line] = parsed
     return parsed
