@@ -453,3 +453,28 @@ async def test_workers_ignoring_sigterm_are_killed(capsys: pytest.CaptureFixture
     assert status == 0
     await wait_gone(stubborn)
     assert capsys.readouterr() == ("", "")
+
+
+class _RecordingStream:
+    """A stderr that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_error_line_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers share their parent's stderr: each error line, newline included, goes out in
+    one write, which another process's line can't cut in two."""
+    from wsio.cli.common import error_line
+
+    stream = _RecordingStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    error_line("can't reach redis at redis://127.0.0.1:1/0: refused")
+    assert stream.writes == ["wsio: can't reach redis at redis://127.0.0.1:1/0: refused\n"]

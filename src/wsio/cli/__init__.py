@@ -33,6 +33,7 @@ from ..protocol.http11 import Headers
 from .common import (
     UsageError,
     client_ssl_context,
+    error_line,
     escape,
     escape_lines,
     parse_uri_argument,
@@ -362,7 +363,7 @@ async def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"wsio: {escape(message)}", file=sys.stderr)
+    error_line(escape(message))
 
 
 async def _echo_handler(ws: ServerConnection) -> None:

@@ -141,10 +141,19 @@ def server_ssl_context(certfile: str | None, keyfile: str | None) -> ssl_module.
     return context
 
 
+def error_line(message: str) -> None:
+    """Write ``wsio: message`` and its newline to stderr in one write: the workers of
+    ``--workers`` share their parent's stderr, and a line written in two pieces, as
+    ``print`` does when stderr is unbuffered (``PYTHONUNBUFFERED``), can be cut in two by
+    another process's line."""
+    sys.stderr.write(f"wsio: {message}\n")
+    sys.stderr.flush()
+
+
 def cannot_listen(host: str, port: int, exc: Exception) -> int:
     """Say on one line why a server can't listen on ``host:port``; return 1, the exit
     status for it."""
-    print(f"wsio: couldn't listen on {host_port(host, port)}: {exc}", file=sys.stderr)
+    error_line(f"couldn't listen on {host_port(host, port)}: {exc}")
     return 1
 
 
@@ -167,7 +176,7 @@ async def serve_until_stopped(
         except (OSError, ValueError) as exc:  # ValueError: a host the IDNA codec refuses
             return cannot_listen(host, port, exc)
         except HubError as exc:  # the demo's chat through an unreachable Redis
-            print(f"wsio: {escape(str(exc))}", file=sys.stderr)
+            error_line(escape(str(exc)))
             return 1
         address = running.sockets[0].getsockname()
         print(f"{name} listening on {scheme}://{host_port(address[0], address[1])}/", flush=True)

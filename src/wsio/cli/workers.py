@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import defaults
-from .common import UsageError, cannot_listen, stop_on_signals
+from .common import UsageError, cannot_listen, error_line, stop_on_signals
 
 __all__ = [
     "DEATH_WINDOW",
@@ -206,7 +206,7 @@ async def supervise(
         if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
             raise exc
     if workers.failure.done():
-        print(f"wsio: {workers.failure.result()}", file=sys.stderr, flush=True)
+        error_line(workers.failure.result())
         return 1
     return 0
 
@@ -263,7 +263,7 @@ class _Workers:
                     f"within {DEATH_WINDOW:g} s: giving up"
                 )
                 return
-            print(f"wsio: worker {index} exited ({how}); starting it again", file=sys.stderr)
+            error_line(f"worker {index} exited ({how}); starting it again")
 
     async def _relay_output(self, index: int, proc: Process) -> bool:
         """Read the worker's output until it closes; print its first line once every
