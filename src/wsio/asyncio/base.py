@@ -49,7 +49,7 @@ __all__ = ["ConnectionBase"]
 
 _Address: TypeAlias = Any
 # Read on the path of every message and handshake, where an enum's class attribute costs as
-# much as a property call.
+# much as a property call; the asyncio layer's modules take them from here.
 _CONNECTING, _OPEN = State.CONNECTING, State.OPEN
 
 

@@ -26,7 +26,7 @@ from typing import Protocol as TypingProtocol
 
 from .. import defaults
 from ..exceptions import ConcurrencyError
-from ..protocol.connection import Pong, Protocol, State
+from ..protocol.connection import Pong, Protocol
 from ..protocol.utf8 import convert
 from ..shared.connection import HANDSHAKE_EVENTS, MESSAGE_EVENTS, ConnectionOptions
 from ..shared.messages import (
@@ -39,14 +39,10 @@ from ..shared.messages import (
     fragment_bytes,
     queue_fragment,
 )
-from .base import ConnectionBase
+from .base import _CONNECTING, _OPEN, ConnectionBase
 from .waiter import Waiter
 
 __all__ = ["Connection", "ConnectionBase", "Data", "Opener", "check_limits"]
-
-# Read on the path of every message and handshake, where an enum's class attribute costs as
-# much as a property call.
-_CONNECTING, _OPEN = State.CONNECTING, State.OPEN
 
 
 class _Closable(TypingProtocol):

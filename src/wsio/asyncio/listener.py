@@ -27,13 +27,9 @@ from ..protocol.connection import Pong, Protocol, State
 from ..protocol.frames import CloseCode
 from ..shared.connection import HANDSHAKE_EVENTS, MESSAGE_EVENTS, ConnectionOptions
 from ..shared.messages import Data, DataLike, control_payload
-from .base import ConnectionBase
+from .base import _CONNECTING, _OPEN, ConnectionBase
 
 __all__ = ["Listener", "ListenerConnection", "ListenerFactory"]
-
-# Read on the path of every message, where an enum's class attribute costs as much as a
-# property call.
-_OPEN, _CONNECTING = State.OPEN, State.CONNECTING
 
 
 class Listener:

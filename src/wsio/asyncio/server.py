@@ -29,7 +29,7 @@ from ..shared.serving import (
     failed_hook_answer,
     log_no_upgrade,
 )
-from .base import ConnectionBase
+from .base import _CONNECTING, _OPEN, ConnectionBase
 from .connection import Connection, Opener, check_limits
 from .listener import ListenerConnection, ListenerFactory
 
@@ -59,10 +59,6 @@ _T = TypeVar("_T")
 # (the loop, for the first two) instead of being answered with 500 or closed with 1011.
 _STOPS_LOOP = (KeyboardInterrupt, SystemExit)
 _ENDS_TASK = (*_STOPS_LOOP, GeneratorExit, asyncio.CancelledError)
-
-# Read on the path of every handshake, where an enum's class attribute costs as much as a
-# property call.
-_CONNECTING, _OPEN = State.CONNECTING, State.OPEN
 
 
 # Declared by each concrete class: ServerSide is one of two bases, which can't both add slots.

@@ -110,7 +110,7 @@ _OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
 )
 _KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
-# Module constants: read once per message on the send path, cheaper than Opcode.X.
+# Module constants: read for every frame and message sent or parsed, cheaper than Opcode.X.
 _CONTINUATION, _TEXT, _BINARY, _CLOSE = (
     Opcode.CONTINUATION,
     Opcode.TEXT,
@@ -533,14 +533,14 @@ class Protocol:
     def close_code(self) -> int | None:
         """Code of the first close frame of the closing handshake; 1006 when the connection
         closed without one; ``None`` while it is open."""
-        if self.state is not State.CLOSED and self.close_sent is None and self.close_rcvd is None:
+        if self.state is not _CLOSED and self.close_sent is None and self.close_rcvd is None:
             return None
         return ConnectionClosed(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent).code
 
     @property
     def close_reason(self) -> str | None:
         """Reason of the first close frame of the closing handshake; ``None`` while open."""
-        if self.state is not State.CLOSED and self.close_sent is None and self.close_rcvd is None:
+        if self.state is not _CLOSED and self.close_sent is None and self.close_rcvd is None:
             return None
         return ConnectionClosed(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent).reason
 
@@ -728,9 +728,9 @@ class Protocol:
                 raise InvalidArgument("close code 1005 may not be sent: use code=None")
             close = Close(code, reason)
             payload = close.serialize()
-        self._send_frame(Opcode.CLOSE, payload)
+        self._send_frame(_CLOSE, payload)
         self.close_sent = close
-        self.state = State.CLOSING
+        self.state = _CLOSING
         if self.parsing_paused:
             # The peer's close frame may already wait behind the messages held back.
             self._advance()
@@ -812,14 +812,14 @@ class Protocol:
         processing input. A server then closes TCP at once; a client waits for the server
         to do it. The I/O layer calls this when a timer it owns fires (keepalive: 1011)."""
         self._held_failure = None
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             # The reason is informative: cut it to fit in a control frame (§5.5).
             encoded = reason.encode()[:MAX_CLOSE_REASON]
             close = Close(code, encoded.decode(errors="ignore"))
-            self._send_frame(Opcode.CLOSE, close.serialize())
+            self._send_frame(_CLOSE, close.serialize())
             self.close_sent = close
-            self.state = State.CLOSING
-        if self.side is Side.SERVER or self.state is State.CONNECTING:
+            self.state = _CLOSING
+        if self.side is _SERVER or self.state is _CONNECTING:
             self._send_eof()
         # §7.1.7: "An endpoint MUST NOT continue to attempt to process data (including a
         # responding Close frame) from the remote endpoint after being instructed to _Fail
@@ -836,7 +836,7 @@ class Protocol:
             self._extension_rsv |= extension.rsv_bits
 
     def _check_open(self) -> None:
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise InvalidState(f"connection is {self.state.name.lower()}")
 
     @staticmethod
@@ -878,7 +878,7 @@ class Protocol:
             self._parser = None
         except ProtocolError as exc:
             self.failure = exc
-            if self.hold_failures and self.state is State.OPEN:
+            if self.hold_failures and self.state is _OPEN:
                 # Stop reading now; send the close frame once the application has handled
                 # the messages that came before the violation (see release_failure).
                 self._held_failure = Close(exc.close_code, str(exc))
@@ -961,9 +961,9 @@ class Protocol:
             if rsv:
                 if rsv & ~self._extension_rsv:
                     raise ProtocolError("reserved bits must be 0")
-                if opcode == Opcode.CONTINUATION:
+                if opcode == _CONTINUATION:
                     raise ProtocolError("reserved bits set on a continuation frame")
-                if opcode >= Opcode.CLOSE:
+                if opcode >= _CLOSE:
                     raise ProtocolError("reserved bits set on a control frame")
             if opcode not in _KNOWN_OPCODES:
                 raise ProtocolError(f"invalid opcode {opcode:#x}")
@@ -983,7 +983,7 @@ class Protocol:
                     raise ProtocolError("fragmented control frame")
                 if length > MAX_CONTROL_PAYLOAD:
                     raise ProtocolError("control frame too long")
-            elif opcode == Opcode.CONTINUATION:
+            elif opcode == _CONTINUATION:
                 if message_opcode is None:
                     raise ProtocolError("continuation frame outside a fragmented message")
             elif message_opcode is not None:
@@ -998,7 +998,7 @@ class Protocol:
                     decoders
                     and self._message_room is not None
                     and self._message_room <= 0
-                    and self.state is not State.CLOSING
+                    and self.state is not _CLOSING
                 ):
                     self.parsing_paused = True
                     yield
@@ -1016,7 +1016,7 @@ class Protocol:
             # data only: 5 bytes per stored block, of 127 bytes at least from zlib
             # (memLevel 1), and a few flushes.
             if opcode < _CLOSE and self.max_size is not None:
-                if opcode != Opcode.CONTINUATION:
+                if opcode != _CONTINUATION:
                     wire_size = 0
                 wire_size += length
                 if not decoders and self._message_size + length > self.max_size:
@@ -1049,7 +1049,7 @@ class Protocol:
                 payload = yield from reader.read_exact(length)
                 if mask is not None:
                     payload = apply_mask(payload, mask)
-                if opcode == Opcode.TEXT:
+                if opcode == _TEXT:
                     try:
                         self._message_received(TextMessage(payload.decode()))
                     except UnicodeDecodeError as exc:
@@ -1058,7 +1058,7 @@ class Protocol:
                     self._message_received(BinaryMessage(payload))
                 continue
 
-            if fin and message_opcode is None and not decoders and opcode == Opcode.BINARY:
+            if fin and message_opcode is None and not decoders and opcode == _BINARY:
                 # A large binary frame: its payload goes into the bytes object delivered,
                 # unmasked on the way, one copy in all (receive_data fills it directly).
                 payload_buffer = self._payload_buffer = PayloadBuffer(length, mask)
@@ -1079,7 +1079,7 @@ class Protocol:
 
             if message_opcode is None:
                 message_opcode = opcode
-                validator = IncrementalValidator() if opcode == Opcode.TEXT else None
+                validator = IncrementalValidator() if opcode == _TEXT else None
             # Stream the payload as it arrives, so that UTF-8 fails at the first bad piece.
             offset = 0
             while offset < length:
@@ -1114,7 +1114,7 @@ class Protocol:
 
     def _message_received(self, message: TextMessage | BinaryMessage) -> None:
         if self._message_room is not None:
-            if self._message_room <= 0 and self.state is State.CLOSING:
+            if self._message_room <= 0 and self.state is _CLOSING:
                 # We sent a close frame and the application's queue is full: what the
                 # peer sends before its own close frame is read to reach that frame, and
                 # dropped rather than held beyond the bound (§7.1.2 lets us stop there).
@@ -1152,9 +1152,7 @@ class Protocol:
         if opcode == Opcode.PING:
             # §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
             # response, unless it already received a Close frame" -- or failed.
-            if self.state is State.OPEN or (
-                self.state is State.CLOSING and self.close_rcvd is None
-            ):
+            if self.state is _OPEN or (self.state is _CLOSING and self.close_rcvd is None):
                 if self._pongs_paused:
                     self._pong_due = payload
                 else:
@@ -1181,7 +1179,7 @@ class Protocol:
             payload,
             True,
             0,
-            self.random_bytes(4) if self.side is Side.CLIENT else None,  # §5.3
+            self.random_bytes(4) if self.side is _CLIENT else None,  # §5.3
         )
         writes = self._writes
         index = self._pong_index
@@ -1387,7 +1385,7 @@ class ServerProtocol(Protocol):
         except EOFError as exc:
             self.handshake_exc = InvalidMessage("connection closed during opening handshake")
             self.handshake_exc.__cause__ = exc
-            self.state = State.CLOSED
+            self.state = _CLOSED
             yield from self._discard()
         except (InvalidMessage, SecurityError) as exc:
             self.handshake_exc = exc
@@ -1397,7 +1395,7 @@ class ServerProtocol(Protocol):
         self._events.append(RequestReceived(request))
         while self.state is _CONNECTING:
             yield
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             yield from self._discard()
         yield from self._parse()
 
@@ -1484,7 +1482,7 @@ class ServerProtocol(Protocol):
         self._advance()
         if reader.eof and not self._eof_sent:
             # The client had already ended its side: nothing more can come.
-            self.state = State.CLOSED
+            self.state = _CLOSED
             self._send_eof()
 
     def receive_eof(self) -> None:
@@ -1521,7 +1519,7 @@ class ServerProtocol(Protocol):
                 )
             # Nothing the client sends afterwards is read: no request smuggling.
             self._send_eof()
-            self.state = State.CLOSED
+            self.state = _CLOSED
 
 
 class ClientProtocol(Protocol):
@@ -1580,8 +1578,8 @@ class ClientProtocol(Protocol):
         self.subprotocol: str | None = None
         self.key = generate_key(random_bytes)
         super().__init__(
-            Side.CLIENT,
-            state=State.CONNECTING,
+            _CLIENT,
+            state=_CONNECTING,
             max_size=max_size,
             random_bytes=random_bytes,
             hold_failures=hold_failures,
@@ -1632,12 +1630,12 @@ class ClientProtocol(Protocol):
         except EOFError as exc:
             self.handshake_exc = InvalidMessage("connection closed during opening handshake")
             self.handshake_exc.__cause__ = exc
-            self.state = State.CLOSED
+            self.state = _CLOSED
             self._send_eof()
             yield from self._discard()
         except InvalidHandshake as exc:
             self.handshake_exc = exc
-            self.state = State.CLOSED
+            self.state = _CLOSED
             self._send_eof()
             yield from self._discard()
         self.response = response
@@ -1645,11 +1643,11 @@ class ClientProtocol(Protocol):
             self._accept_response(response)
         except InvalidHandshake as exc:
             self.handshake_exc = exc
-            self.state = State.CLOSED
+            self.state = _CLOSED
             self._send_eof()
             self._events.append(ResponseReceived(response))
             yield from self._discard()
-        self.state = State.OPEN
+        self.state = _OPEN
         self._events.append(ResponseReceived(response))
         yield from self._parse()
 
