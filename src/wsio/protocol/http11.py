@@ -390,6 +390,8 @@ _SINGLE_VALUED = frozenset(
 )
 
 _T = TypeVar("_T")
+#: The key of a table of values found valid: an authority or a request line.
+_K = TypeVar("_K", str, bytes)
 
 
 @dataclasses.dataclass(slots=True)
@@ -789,6 +791,13 @@ _MAX_VALID_AUTHORITIES = 64
 _MAX_REMEMBERED_LENGTH = 256
 
 
+def _remember(table: dict[_K, _T], key: _K, parsed: _T, max_entries: int) -> None:
+    """Keep what ``key``, found valid, parsed to, unless ``table`` is full or ``key`` too
+    long: values that don't repeat then only stop it from growing."""
+    if len(table) < max_entries and len(key) <= _MAX_REMEMBERED_LENGTH:
+        table[key] = parsed
+
+
 def _host_port(authority: str, where: str) -> tuple[str, int | None]:
     """``split_authority`` of a received ``authority``, failing as a request does."""
     host_port = _VALID_AUTHORITIES.get(authority)
@@ -798,11 +807,7 @@ def _host_port(authority: str, where: str) -> tuple[str, int | None]:
         host_port = split_authority(authority)
     except ValueError as exc:
         raise InvalidMessage(f"invalid {where} {authority[:80]!r}: {exc}") from None
-    if (
-        len(_VALID_AUTHORITIES) < _MAX_VALID_AUTHORITIES
-        and len(authority) <= _MAX_REMEMBERED_LENGTH
-    ):
-        _VALID_AUTHORITIES[authority] = host_port
+    _remember(_VALID_AUTHORITIES, authority, host_port, _MAX_VALID_AUTHORITIES)
     return host_port
 
 
@@ -838,11 +843,7 @@ def _request_line(line: bytes) -> tuple[str, str, str]:
         target.decode("ascii"),
         _shared_text(version.decode()),
     )
-    if (
-        len(_VALID_REQUEST_LINES) < _MAX_VALID_REQUEST_LINES
-        and len(line) <= _MAX_REMEMBERED_LENGTH
-    ):
-        _VALID_REQUEST_LINES[line] = parsed
+    _remember(_VALID_REQUEST_LINES, line, parsed, _MAX_VALID_REQUEST_LINES)
     return parsed
 
 
