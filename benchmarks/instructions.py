@@ -17,6 +17,7 @@ What is counted, in one process, with a fake transport (no sockets, no system ca
   echoed by a handler written ``async for message in ws: await ws.send(message)``;
   ``--text`` sends text instead, ``--reads N`` hands each frame over in N reads; for
   ``listener``, by a :class:`wsio.Listener` whose ``on_message`` calls ``ws.send(message)``;
+  for ``picows``, by picows' ``WSListener`` that sends each frame back from ``on_ws_frame``;
 - ``client``: the other end, one round trip of a client: a connection opened by
   :func:`wsio.connect` sends the message with ``await ws.send(message)`` and takes the
   server's echo with ``await ws.recv()`` (``--size``, ``--text`` and ``--reads`` as for
@@ -38,7 +39,10 @@ any API, the listener's included. The C floor (``floor``: each read handed to ws
 ``deliver_messages``, each message written back as the frame its ``serialize_frame``
 builds, from a Python callback that checks nothing else) is the floor of a listener whose
 connection and core are Python objects over those C pieces: what the listener spends above
-it is its Python between the transport and the C. The task client (``benchmarks.clients``:
+it is its Python between the transport and the C. picows' echo server (``picows``, the
+one of ``benchmarks.servers``, counted when picows is installed: a Cython listener API, its
+opening handshake answered before the messages) is the listener's rival: the same callback
+API, compiled. The task client (``benchmarks.clients``:
 pre-built masked frames, each reply checked byte for byte and waking the task that sent the
 message) is the floor of a client's coroutine API. Each count is the difference between a
 run of N and a run of 2N operations, divided by N, so that start-up and imports cancel out;
@@ -49,11 +53,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -61,8 +68,9 @@ from .common import accept_key, build_frame, make_payload
 
 LIBRARIES = ("wsio", "task")
 OPERATIONS = ("handshake", "message", "client")
-#: Counted for messages only, against the plain TCP echo: callback APIs.
-CALLBACK_LIBRARIES = ("listener", "floor", "tcp")
+#: Counted for messages only, against the plain TCP echo: callback APIs (picows' when it
+#: is installed).
+CALLBACK_LIBRARIES = ("listener", "floor", "tcp", "picows")
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUpgrade: websocket\r\n"
@@ -335,6 +343,43 @@ async def _floor_messages(count: int) -> None:
     await _messages(protocol, transport, count)
 
 
+class _SocketTransport(_FakeTransport):
+    """A fake transport with a socket behind it, unconnected: picows' protocol sets its
+    options when the connection is made."""
+
+    def __init__(self, protocol: asyncio.BaseProtocol, sock: socket.socket) -> None:
+        super().__init__(protocol)
+        self.socket = sock
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.socket if name == "socket" else default
+
+
+async def _picows_messages(count: int) -> None:
+    """picows' echo server, the one of ``benchmarks.servers``, built as that server builds
+    it: ``loop.create_server`` only hands over the protocol factory it is given."""
+    from .servers import SERVERS
+
+    loop = asyncio.get_running_loop()
+    factories: list[Callable[[], asyncio.BaseProtocol]] = []
+    with socket.socket() as sock:
+
+        async def create_server(
+            factory: Callable[[], asyncio.BaseProtocol], *args: Any, **kwargs: Any
+        ) -> Any:
+            factories.append(factory)
+            return types.SimpleNamespace(sockets=[sock])
+
+        loop.create_server = create_server  # type: ignore[method-assign,assignment]
+        await SERVERS["picows"](0, False)
+        protocol = factories[0]()
+        transport = _SocketTransport(protocol, sock)
+        protocol.connection_made(transport)
+        await _read(protocol, _REQUEST)
+        assert transport.writes == 1, "no answer to the opening handshake"
+        await _messages(protocol, transport, count)
+
+
 async def _tcp_messages(count: int) -> None:
     from .servers import _TcpEcho
 
@@ -497,6 +542,7 @@ _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
     ("listener", "message"): _listener_messages,
     ("floor", "message"): _floor_messages,
     ("tcp", "message"): _tcp_messages,
+    ("picows", "message"): _picows_messages,
     ("wsio", "client"): _wsio_client,
     ("task", "client"): _task_client,
 }
@@ -605,17 +651,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.only in (None, "message") and args.library is None:
         # The floor takes whole frames only, each in one read of its buffer.
         floor_applies = args.reads == 1 and args.size + _MAX_HEADER <= _FLOOR_BUFFER
-        listener, floor, tcp = (
+        picows_installed = importlib.util.find_spec("picows") is not None
+        listener, floor, tcp, picows = (
             _per_operation(name, "message", args.messages, options)
-            if name != "floor" or floor_applies
+            if (name != "floor" or floor_applies) and (name != "picows" or picows_installed)
             else float("nan")
             for name in CALLBACK_LIBRARIES
         )
-        print(f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}{'C floor':>12}{'ratio':>8}")
+        print(
+            f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}{'C floor':>12}{'ratio':>8}"
+            f"{'picows':>12}{'ratio':>8}"
+        )
         print(
             f"{label:22}{listener:>12,.0f}{tcp:>12,.0f}{listener / tcp:>7.2f}×"
-            f"{floor:>12,.0f}{floor / tcp:>7.2f}×"
+            f"{floor:>12,.0f}{floor / tcp:>7.2f}×{picows:>12,.0f}{picows / tcp:>7.2f}×"
         )
+        if not picows_installed:
+            print("picows isn't installed: no picows column (pip install picows)")
     if args.only in (None, "client"):
         # The client's side, against the task client.
         wsio, task = (

@@ -30,11 +30,13 @@ def test_instruction_counter_workers_run(library: str, operation: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("library", ["listener", "floor", "tcp"])
+@pytest.mark.parametrize("library", ["listener", "floor", "tcp", "picows"])
 @pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
 def test_instruction_counter_callback_workers_echo(library: str, text: bool) -> None:
-    """The callback rows (a listener, the C floor, the plain TCP echo) echo every message;
-    the worker fails if one goes unanswered."""
+    """The callback rows (a listener, the C floor, the plain TCP echo, picows' echo
+    server) echo every message; the worker fails if one goes unanswered."""
+    if library == "picows":
+        pytest.importorskip("picows")
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.instructions", "--worker", library, "message", "20"],
         cwd=ROOT,
