@@ -87,6 +87,7 @@ PIECES = (
     "PayloadBuffer",
     "Utf8Validator",
     "head_fields",
+    "send_message",
 )
 
 
@@ -241,6 +242,12 @@ def _use_pure(pieces: str) -> None:
         "head_fields": (_speedups.head_fields, http11.python_head_fields),
     }
     names = PIECES if pieces == "all" else pieces.split(",")
+    if "send_message" in names:
+        # A method of the protocol, not a function of a module.
+        from wsio.protocol.connection import Protocol
+
+        Protocol.send_message = Protocol.python_send_message  # type: ignore[method-assign]
+        names = [name for name in names if name != "send_message"]
     for name in names:
         c_version, python_version = twins[name]
         for module_name, module in list(sys.modules.items()):

@@ -1154,6 +1154,49 @@ speedups_deliver_messages(PyObject *module, PyObject *const *args, Py_ssize_t na
                            args);
 }
 
+/* A frame of payload[:length] with the shortest length encoding (RFC 6455 section 5.2),
+ * first byte first (FIN, RSV and opcode), masked with mask[:4] unless it is NULL (section
+ * 5.3), in a single allocation. */
+static PyObject *
+new_frame(unsigned char first, const unsigned char *payload, Py_ssize_t length,
+          const unsigned char *mask)
+{
+    Py_ssize_t header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + (mask != NULL ? 4 : 0);
+    PyObject *result = PyBytes_FromStringAndSize(NULL, header + length);
+    unsigned char *out, mask_bit = mask != NULL ? 0x80 : 0;
+
+    if (result == NULL) {
+        return NULL;
+    }
+    out = (unsigned char *)PyBytes_AS_STRING(result);
+    out[0] = first;
+    if (length < 126) {
+        out[1] = mask_bit | (unsigned char)length;
+    }
+    else if (length < 65536) {
+        out[1] = mask_bit | 126;
+        out[2] = (unsigned char)(length >> 8);
+        out[3] = (unsigned char)length;
+    }
+    else {
+        int i;
+        unsigned long long value = (unsigned long long)length;
+        out[1] = mask_bit | 127;
+        for (i = 9; i >= 2; i--) {
+            out[i] = (unsigned char)value;
+            value >>= 8;
+        }
+    }
+    if (mask != NULL) {
+        memcpy(out + header - 4, mask, 4);
+        xor_mask(out + header, payload, length, mask);
+    }
+    else {
+        memcpy(out + header, payload, (size_t)length);
+    }
+    return result;
+}
+
 PyDoc_STRVAR(serialize_frame_doc,
 "serialize_frame($module, /, opcode, payload, fin=True, rsv=0, mask=None)\n"
 "--\n"
@@ -1169,10 +1212,9 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
     PyObject *bound[5];
     Py_buffer payload_view, mask_view;
     const unsigned char *payload, *mask = NULL;
-    Py_ssize_t length, mask_length = 0, header;
+    Py_ssize_t length, mask_length = 0;
     long opcode, rsv = 0, first;
     int fin = 1, overflow = 0, payload_is_view, mask_is_view = 0;
-    unsigned char *out;
     PyObject *result;
 
     (void)module;
@@ -1223,37 +1265,7 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
         }
         return NULL;
     }
-    header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + mask_length;
-    result = PyBytes_FromStringAndSize(NULL, header + length);
-    if (result != NULL) {
-        unsigned char mask_bit = mask != NULL ? 0x80 : 0;
-        out = (unsigned char *)PyBytes_AS_STRING(result);
-        out[0] = (unsigned char)first;
-        if (length < 126) {
-            out[1] = mask_bit | (unsigned char)length;
-        }
-        else if (length < 65536) {
-            out[1] = mask_bit | 126;
-            out[2] = (unsigned char)(length >> 8);
-            out[3] = (unsigned char)length;
-        }
-        else {
-            int i;
-            unsigned long long value = (unsigned long long)length;
-            out[1] = mask_bit | 127;
-            for (i = 9; i >= 2; i--) {
-                out[i] = (unsigned char)value;
-                value >>= 8;
-            }
-        }
-        if (mask != NULL) {
-            memcpy(out + header - 4, mask, 4);
-            xor_mask(out + header, payload, length, mask);
-        }
-        else {
-            memcpy(out + header, payload, (size_t)length);
-        }
-    }
+    result = new_frame((unsigned char)first, payload, length, mask);
     if (payload_is_view) {
         PyBuffer_Release(&payload_view);
     }
@@ -1261,6 +1273,156 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
         PyBuffer_Release(&mask_view);
     }
     return result;
+}
+
+/* ---- Protocol.send_message ---------------------------------------------------------- */
+
+/* The slots of the protocol that the twin of send_message reads, in this order. */
+static const char *const send_slot_names[] = {
+    "_writes", "_sending_fragments", "state", "extensions", "side",
+};
+#define SEND_SLOTS 5
+
+/* Where a class keeps those slots, found for the last class seen: each is then read at its
+ * offset in the object, as its member descriptor reads it, without looking the name up in
+ * the class at each call. usable is 0 when one of them isn't a plain object slot. */
+static struct {
+    PyTypeObject *type; /* a strong reference: its address can't be reused */
+    int usable;
+    Py_ssize_t offsets[SEND_SLOTS];
+} send_slots;
+
+/* Read the slots of self into values (borrowed), looking up its class's layout when it is
+ * another class than the last one. Returns 0 when they can't be read that way (the general
+ * path then reads them), 1 otherwise, -1 on error. */
+static int
+read_send_slots(PyObject *self, PyObject **values)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    int i;
+
+    if (send_slots.type != type) {
+        Py_XSETREF(send_slots.type, (PyTypeObject *)Py_NewRef(type));
+        send_slots.usable = 1;
+        for (i = 0; i < SEND_SLOTS; i++) {
+            PyObject *name = PyUnicode_InternFromString(send_slot_names[i]);
+            PyObject *descr;
+
+            if (name == NULL) {
+                Py_CLEAR(send_slots.type);
+                return -1;
+            }
+            descr = _PyType_Lookup(type, name);
+            Py_DECREF(name);
+            if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+                send_slots.usable = 0;
+                break;
+            }
+            send_slots.offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        }
+    }
+    if (!send_slots.usable) {
+        return 0;
+    }
+    for (i = 0; i < SEND_SLOTS; i++) {
+        values[i] = *(PyObject **)((char *)self + send_slots.offsets[i]);
+        if (values[i] == NULL) {
+            return 0; /* unset: the general path raises AttributeError */
+        }
+    }
+    return 1;
+}
+
+/* Whether obj is an empty list; anything else is for the general path to judge. */
+#define EMPTY_LIST(obj) (PyList_CheckExact(obj) && PyList_GET_SIZE(obj) == 0)
+
+/* send_message(self, data, text, compress=None), bound to the protocol as a method: twin is
+ * (reference, OPEN, CLIENT, SEPARATE_PAYLOAD), the Python method and the values it compares
+ * with. The common case -- open, nothing queued, no fragmented message under way, no
+ * extension, a server, bytes under SEPARATE_PAYLOAD -- builds the frame here; every other
+ * case, and every other type of argument, goes to the reference. */
+static PyObject *
+protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyObject *reference = PyTuple_GET_ITEM(twin, 0);
+    PyObject *slots[SEND_SLOTS], *data, *text;
+    Py_ssize_t length, separate;
+    int readable;
+
+    if (kwnames != NULL || nargs < 3 || nargs > 4 || !PyBytes_CheckExact(args[1])) {
+        goto general;
+    }
+    readable = read_send_slots(args[0], slots);
+    if (readable < 0) {
+        return NULL;
+    }
+    data = args[1];
+    text = args[2];
+    if (readable == 0 || !EMPTY_LIST(slots[0]) || slots[1] != Py_False
+        || slots[2] != PyTuple_GET_ITEM(twin, 1) || !EMPTY_LIST(slots[3])
+        || slots[4] == PyTuple_GET_ITEM(twin, 2) || (text != Py_True && text != Py_False)) {
+        goto general;
+    }
+    length = PyBytes_GET_SIZE(data);
+    separate = PyLong_AsSsize_t(PyTuple_GET_ITEM(twin, 3));
+    if (separate == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (length >= separate) {
+        goto general;
+    }
+    /* FIN, no RSV bit, text (0x1) or binary (0x2), unmasked: a server's (section 5.1). */
+    return new_frame(text == Py_True ? 0x81 : 0x82, (const unsigned char *)PyBytes_AS_STRING(data),
+                     length, NULL);
+general:
+    return PyObject_Vectorcall(reference, args, (size_t)nargs, kwnames);
+}
+
+static PyMethodDef protocol_send_message_def = {
+    "send_message", (PyCFunction)(void (*)(void))protocol_send_message,
+    METH_FASTCALL | METH_KEYWORDS, NULL,
+};
+
+PyDoc_STRVAR(send_message_twin_doc,
+"send_message_twin($module, reference, open, client, separate_payload, /)\n"
+"--\n"
+"\n"
+"The C twin of Protocol.send_message (reference, the Python method), as a method of the\n"
+"class: the common case of a server's message -- state open, nothing queued, no\n"
+"fragmented message under way, no extension, bytes under separate_payload -- is built\n"
+"here as serialize_frame builds it; every other case calls reference. open and client\n"
+"are the State and the Side that the reference compares with.");
+
+static PyObject *
+speedups_send_message_twin(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *twin, *function, *method;
+
+    (void)module;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "send_message_twin() takes 4 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_message_twin() takes a callable and an int separate_payload");
+        return NULL;
+    }
+    twin = PyTuple_Pack(4, args[0], args[1], args[2], args[3]);
+    if (twin == NULL) {
+        return NULL;
+    }
+    function = PyCFunction_NewEx(&protocol_send_message_def, twin, NULL);
+    Py_DECREF(twin);
+    if (function == NULL) {
+        return NULL;
+    }
+    method = PyInstanceMethod_New(function);
+    Py_DECREF(function);
+    return method;
 }
 
 /* ---- PayloadBuffer ------------------------------------------------------------------ */
@@ -2468,6 +2630,8 @@ static PyMethodDef speedups_methods[] = {
      parse_messages_doc},
     {"serialize_frame", (PyCFunction)(void (*)(void))speedups_serialize_frame,
      METH_FASTCALL | METH_KEYWORDS, serialize_frame_doc},
+    {"send_message_twin", (PyCFunction)(void (*)(void))speedups_send_message_twin, METH_FASTCALL,
+     send_message_twin_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from _typeshed import ReadableBuffer
 
 _E = TypeVar("_E")
+_M = TypeVar("_M", bound=Callable[..., Any])
 
 def apply_mask(data: ReadableBuffer, mask: ReadableBuffer, offset: int = 0) -> bytes: ...
 
@@ -41,6 +42,9 @@ def serialize_frame(
     rsv: int = 0,
     mask: ReadableBuffer | None = None,
 ) -> bytes: ...
+def send_message_twin(
+    reference: _M, open: object, client: object, separate_payload: int, /
+) -> _M: ...
 
 class PayloadBuffer:
     def __init__(self, length: int, mask: ReadableBuffer | None = None) -> None: ...

@@ -25,8 +25,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsio.asyncio import waiter
+from wsio.exceptions import InvalidState
 from wsio.protocol import frames, http11, masking, utf8
-from wsio.protocol.connection import BinaryMessage, TextMessage
+from wsio.protocol.connection import BinaryMessage, Protocol, Side, TextMessage
+from wsio.protocol.extensions import PerMessageDeflate
 from wsio.protocol.frames import (
     Opcode,
     python_deliver_messages,
@@ -37,7 +39,7 @@ from wsio.protocol.http11 import python_head_fields
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
-from .helpers import BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT, frame
+from .helpers import BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT, frame, make
 
 NO_SPEEDUPS = bool(os.environ.get("WSIO_NO_SPEEDUPS"))
 
@@ -591,6 +593,110 @@ def test_serialize_frame_huge_opcode_or_rsv_is_value_error(opcode: int, rsv: int
         python_serialize_frame(opcode, b"", rsv=rsv)
     with pytest.raises(ValueError):
         _speedups.serialize_frame(opcode, b"", rsv=rsv)
+
+
+# Protocol.send_message ------------------------------------------------------------------
+
+#: How the connection stands when the message is sent: each leads send_message to another
+#: path (the C twin builds the frame in the first case only, for a server).
+SENDING_STATES = ("open", "queued", "fragment", "closing", "deflate")
+#: Around the length encodings and the payload that a server queues apart (128 KiB).
+SEND_SIZES = st.sampled_from([0, 1, 125, 126, 65535, 65536, 131071, 131072])
+
+
+def sending_protocol(side: Side, state: str) -> Protocol:
+    protocol = make(side)
+    if state == "queued":
+        protocol.send_ping(b"first")
+    elif state == "fragment":
+        protocol.send_text(b"Hel", fin=False)
+    elif state == "closing":
+        protocol.send_close(1000)
+    elif state == "deflate":
+        protocol._use_extensions(
+            [
+                PerMessageDeflate(
+                    remote_no_context_takeover=False,
+                    local_no_context_takeover=False,
+                    remote_max_window_bits=15,
+                    local_max_window_bits=15,
+                    compression_threshold=8,
+                )
+            ]
+        )
+    return protocol
+
+
+def send_outcome(send: Callable[[], object]) -> object:
+    try:
+        return send()
+    except Exception as exc:
+        return type(exc), str(exc)
+
+
+def both_send_message(
+    side: Side, state: str, data: Any, text: Any, compress: bool | None, keywords: bool
+) -> None:
+    twin, reference = sending_protocol(side, state), sending_protocol(side, state)
+    if keywords:
+        outcome = send_outcome(lambda: twin.send_message(data, text=text, compress=compress))
+    else:
+        outcome = send_outcome(lambda: twin.send_message(data, text, compress))
+    assert outcome == send_outcome(
+        lambda: Protocol.python_send_message(reference, data, text, compress)
+    )
+    assert twin.data_to_send() == reference.data_to_send()
+
+
+def test_send_message_twin_selected() -> None:
+    assert (Protocol.send_message is Protocol.python_send_message) is NO_SPEEDUPS
+
+
+@SETTINGS
+@given(
+    st.sampled_from(Side),
+    st.sampled_from(SENDING_STATES),
+    st.one_of(st.binary(max_size=200), SEND_SIZES.map(bytes)),
+    st.sampled_from([True, False, 1, 0, None]),
+    st.sampled_from([None, True, False]),
+    st.booleans(),
+)
+def test_send_message_twin_same_as_python(
+    side: Side, state: str, data: bytes, text: Any, compress: bool | None, keywords: bool
+) -> None:
+    """Every path of send_message: the frame handed back, or what is queued, or what is
+    raised, is the same from the C twin as from the Python method."""
+    both_send_message(side, state, data, text, compress, keywords)
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_send_message_twin_bytes_like(kind: Callable[[bytes], Any]) -> None:
+    both_send_message(Side.SERVER, "open", kind(b"payload"), False, None, False)
+
+
+def test_send_message_twin_in_a_subclass() -> None:
+    """A subclass with slots of its own lays them out elsewhere: the twin reads them
+    there, then in the base class again."""
+
+    class Subclass(Protocol):
+        __slots__ = ("extra",)
+
+    for protocol in (make(Side.SERVER), Subclass(Side.SERVER), make(Side.SERVER)):
+        assert protocol.send_message(b"x", False) == frame(BINARY, b"x")
+        protocol.send_text(b"a", fin=False)
+        with pytest.raises(InvalidState):
+            protocol.send_message(b"x", False)
+
+
+def test_send_message_twin_arguments() -> None:
+    protocol = make(Side.SERVER)
+    with pytest.raises(TypeError):
+        protocol.send_message(b"x")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        protocol.send_message(b"x", False, None, None)  # type: ignore[call-arg]
+    if not NO_SPEEDUPS:
+        with pytest.raises(TypeError):
+            _speedups.send_message_twin(None, None, None, 0)  # type: ignore[arg-type]
 
 
 # Frames: parse_messages -----------------------------------------------------------------

@@ -80,7 +80,14 @@ class ListenerConnection(ConnectionBase):
         listener of this connection.
     """
 
-    __slots__ = ("_held", "_listener_factory", "_listening", "_opened", "listener")
+    __slots__ = (
+        "_deliver_message",
+        "_held",
+        "_listener_factory",
+        "_listening",
+        "_opened",
+        "listener",
+    )
 
     def __init__(
         self,
@@ -104,6 +111,8 @@ class ListenerConnection(ConnectionBase):
         self._listening = False
         # Messages parsed while the listener paused reading, delivered when it resumes.
         self._held: list[Data] | None = None
+        # _deliver bound once, not at every read.
+        self._deliver_message = self._deliver
 
     # Public API ---------------------------------------------------------------------------
 
@@ -258,7 +267,7 @@ class ListenerConnection(ConnectionBase):
         # of anything else (control frames, fragments, the handshake, what follows a
         # message after which delivery stopped) are processed as they come.
         if self._listening and self._held is None:
-            if self.protocol.receive_messages(self._read_buffer, nbytes, self._deliver):
+            if self.protocol.receive_messages(self._read_buffer, nbytes, self._deliver_message):
                 return
         else:
             self.protocol.receive_data(self._read_buffer[:nbytes])

@@ -33,9 +33,10 @@ import logging
 import struct
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from http import HTTPStatus
-from typing import Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, TypeVar, overload
 
 from .. import defaults
+from .._accelerator import speedups
 from ..exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -453,17 +454,15 @@ class Protocol:
         :meth:`receive_data`. ``deliver`` must not raise: what it raises propagates, and
         the bytes after its message are lost.
         """
-        consumed = 0
         if self._between_messages and not self._reader.buffer:
+            max_size = self.max_size
             consumed = deliver_messages(
-                buffer,
-                size,
-                deliver,
-                self.side is _SERVER,
-                -1 if self.max_size is None else self.max_size,
+                buffer, size, deliver, self.side is _SERVER, -1 if max_size is None else max_size
             )
             if consumed == size:
                 return True
+        else:
+            consumed = 0
         self.receive_data(memoryview(buffer)[consumed:size])
         return False
 
@@ -607,6 +606,17 @@ class Protocol:
             self._send_frame(_TEXT if text else _BINARY, data, True, rsv)
             return None
         return serialize_frame(_TEXT if text else _BINARY, data, True, rsv, None)
+
+    #: The reference of :meth:`send_message`, which its C twin calls for all but a server's
+    #: common case (``--pure send_message`` puts it back in its place).
+    python_send_message = send_message
+    if not TYPE_CHECKING and (_accelerator := speedups()) is not None:
+        # Every message that a server answers goes through here: the common case is built
+        # in C, with no frame of Python.
+        send_message = _accelerator.send_message_twin(
+            send_message, _OPEN, _CLIENT, _SEPARATE_PAYLOAD
+        )
+        del _accelerator
 
     def send_continuation(self, data: bytes, fin: bool) -> None:
         """Send the next fragment of the message started by ``send_text``/``send_binary``
