@@ -88,6 +88,7 @@ PIECES = (
     "Utf8Validator",
     "head_fields",
     "send_message",
+    "receive_messages",
 )
 
 
@@ -242,12 +243,14 @@ def _use_pure(pieces: str) -> None:
         "head_fields": (_speedups.head_fields, http11.python_head_fields),
     }
     names = PIECES if pieces == "all" else pieces.split(",")
-    if "send_message" in names:
-        # A method of the protocol, not a function of a module.
-        from wsio.protocol.connection import Protocol
+    # Methods of the protocol, not functions of a module.
+    from wsio.protocol.connection import Protocol
 
-        Protocol.send_message = Protocol.python_send_message  # type: ignore[method-assign]
-        names = [name for name in names if name != "send_message"]
+    if "send_message" in names:
+        Protocol.send_message = Protocol._python_send_message  # type: ignore[method-assign]
+    if "receive_messages" in names:
+        Protocol.receive_messages = Protocol._python_receive_messages  # type: ignore[method-assign]
+    names = [name for name in names if name not in ("send_message", "receive_messages")]
     for name in names:
         c_version, python_version = twins[name]
         for module_name, module in list(sys.modules.items()):

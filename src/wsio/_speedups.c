@@ -1275,58 +1275,67 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
     return result;
 }
 
-/* ---- Protocol.send_message ---------------------------------------------------------- */
+/* ---- Protocol.send_message and Protocol.receive_messages ----------------------------- */
 
-/* The slots of the protocol that the twin of send_message reads, in this order. */
-static const char *const send_slot_names[] = {
-    "_writes", "_sending_fragments", "state", "extensions", "side",
-};
-#define SEND_SLOTS 5
+#define MAX_SLOTS 5
 
-/* Where a class keeps those slots, found for the last class seen: each is then read at its
- * offset in the object, as its member descriptor reads it, without looking the name up in
- * the class at each call. usable is 0 when one of them isn't a plain object slot. */
-static struct {
+/* Where a class keeps the slots that a method twin reads, found for the last class seen:
+ * each is then read at its offset in the object, as its member descriptor reads it, without
+ * looking the name up in the class at each call. usable is 0 when one of them isn't a plain
+ * object slot there. */
+typedef struct {
+    const char *const names[MAX_SLOTS];
+    int count;
     PyTypeObject *type; /* a strong reference: its address can't be reused */
     int usable;
-    Py_ssize_t offsets[SEND_SLOTS];
-} send_slots;
+    Py_ssize_t offsets[MAX_SLOTS];
+} slot_layout;
 
-/* Read the slots of self into values (borrowed), looking up its class's layout when it is
+/* The slots that the twin of send_message reads, in this order. */
+static slot_layout send_slots = {
+    {"_writes", "_sending_fragments", "state", "extensions", "side"}, 5, NULL, 0, {0},
+};
+/* The slots that the twin of receive_messages reads, and the one of its reader. */
+static slot_layout receive_slots = {
+    {"_between_messages", "_reader", "side", "max_size"}, 4, NULL, 0, {0},
+};
+static slot_layout reader_slots = {{"buffer"}, 1, NULL, 0, {0}};
+
+/* Read the slots of obj into values (borrowed), looking up its class's layout when it is
  * another class than the last one. Returns 0 when they can't be read that way (the general
  * path then reads them), 1 otherwise, -1 on error. */
 static int
-read_send_slots(PyObject *self, PyObject **values)
+read_slots(slot_layout *layout, PyObject *obj, PyObject **values)
 {
-    PyTypeObject *type = Py_TYPE(self);
+    PyTypeObject *type = Py_TYPE(obj);
     int i;
 
-    if (send_slots.type != type) {
-        Py_XSETREF(send_slots.type, (PyTypeObject *)Py_NewRef(type));
-        send_slots.usable = 1;
-        for (i = 0; i < SEND_SLOTS; i++) {
-            PyObject *name = PyUnicode_InternFromString(send_slot_names[i]);
+    if (layout->type != type) {
+        Py_XSETREF(layout->type, (PyTypeObject *)Py_NewRef(type));
+        layout->usable = 1;
+        for (i = 0; i < layout->count; i++) {
+            PyObject *name = PyUnicode_InternFromString(layout->names[i]);
             PyObject *descr;
 
             if (name == NULL) {
-                Py_CLEAR(send_slots.type);
+                Py_CLEAR(layout->type);
                 return -1;
             }
             descr = _PyType_Lookup(type, name);
             Py_DECREF(name);
             if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
                 || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-                send_slots.usable = 0;
+                layout->usable = 0;
                 break;
             }
-            send_slots.offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+            layout->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
         }
     }
-    if (!send_slots.usable) {
+    if (!layout->usable) {
         return 0;
     }
-    for (i = 0; i < SEND_SLOTS; i++) {
-        values[i] = *(PyObject **)((char *)self + send_slots.offsets[i]);
+    for (i = 0; i < layout->count; i++) {
+        values[i] = *(PyObject **)((char *)obj + layout->offsets[i]);
         if (values[i] == NULL) {
             return 0; /* unset: the general path raises AttributeError */
         }
@@ -1347,14 +1356,14 @@ protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
     PyObject *reference = PyTuple_GET_ITEM(twin, 0);
-    PyObject *slots[SEND_SLOTS], *data, *text;
+    PyObject *slots[MAX_SLOTS], *data, *text;
     Py_ssize_t length, separate;
     int readable;
 
     if (kwnames != NULL || nargs < 3 || nargs > 4 || !PyBytes_CheckExact(args[1])) {
         goto general;
     }
-    readable = read_send_slots(args[0], slots);
+    readable = read_slots(&send_slots, args[0], slots);
     if (readable < 0) {
         return NULL;
     }
@@ -1380,10 +1389,6 @@ general:
     return PyObject_Vectorcall(reference, args, (size_t)nargs, kwnames);
 }
 
-static PyMethodDef protocol_send_message_def = {
-    "send_message", (PyCFunction)(void (*)(void))protocol_send_message,
-    METH_FASTCALL | METH_KEYWORDS, NULL,
-};
 
 PyDoc_STRVAR(send_message_twin_doc,
 "send_message_twin($module, reference, open, client, separate_payload, /)\n"
@@ -1395,10 +1400,122 @@ PyDoc_STRVAR(send_message_twin_doc,
 "here as serialize_frame builds it; every other case calls reference. open and client\n"
 "are the State and the Side that the reference compares with.");
 
+/* A method twin: a C function that a class holds as a method, which gets the instance
+ * first in its arguments, as a function defined in the class does (and, being a method
+ * descriptor, without a bound method made at each call). twin holds the reference, the
+ * Python method, first: the twin answers for it (__doc__, __name__, __wrapped__...). */
+typedef PyObject *(*twin_function)(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames);
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    twin_function function;
+    PyObject *twin;
+} MethodTwinObject;
+
+static PyObject *
+method_twin_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    MethodTwinObject *method = (MethodTwinObject *)self;
+    return method->function(method->twin, args, PyVectorcall_NARGS(nargsf), kwnames);
+}
+
+static PyObject *
+method_twin_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    (void)type;
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(self);
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* An attribute of the reference, closure naming it. */
+static PyObject *
+method_twin_reference_attribute(PyObject *self, void *closure)
+{
+    return PyObject_GetAttrString(PyTuple_GET_ITEM(((MethodTwinObject *)self)->twin, 0),
+                                  (const char *)closure);
+}
+
+static PyObject *
+method_twin_wrapped(PyObject *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(PyTuple_GET_ITEM(((MethodTwinObject *)self)->twin, 0));
+}
+
+static PyGetSetDef method_twin_getset[] = {
+    {"__doc__", method_twin_reference_attribute, NULL, NULL, "__doc__"},
+    {"__name__", method_twin_reference_attribute, NULL, NULL, "__name__"},
+    {"__qualname__", method_twin_reference_attribute, NULL, NULL, "__qualname__"},
+    {"__module__", method_twin_reference_attribute, NULL, NULL, "__module__"},
+    {"__wrapped__", method_twin_wrapped, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static int
+method_twin_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((MethodTwinObject *)self)->twin);
+    return 0;
+}
+
+static int
+method_twin_clear(PyObject *self)
+{
+    Py_CLEAR(((MethodTwinObject *)self)->twin);
+    return 0;
+}
+
+static void
+method_twin_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    method_twin_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject MethodTwinType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsio._speedups.MethodTwin",
+    .tp_basicsize = sizeof(MethodTwinObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_METHOD_DESCRIPTOR
+                | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(MethodTwinObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_descr_get = method_twin_get,
+    .tp_getset = method_twin_getset,
+    .tp_traverse = method_twin_traverse,
+    .tp_clear = method_twin_clear,
+    .tp_dealloc = method_twin_dealloc,
+};
+
+/* A method twin of function over twin (stolen; NULL: an error already set). */
+static PyObject *
+method_twin(PyObject *twin, twin_function function)
+{
+    MethodTwinObject *method;
+
+    if (twin == NULL) {
+        return NULL;
+    }
+    method = PyObject_GC_New(MethodTwinObject, &MethodTwinType);
+    if (method == NULL) {
+        Py_DECREF(twin);
+        return NULL;
+    }
+    method->vectorcall = method_twin_vectorcall;
+    method->function = function;
+    method->twin = twin;
+    PyObject_GC_Track(method);
+    return (PyObject *)method;
+}
+
 static PyObject *
 speedups_send_message_twin(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *twin, *function, *method;
 
     (void)module;
     if (nargs != 4) {
@@ -1411,18 +1528,115 @@ speedups_send_message_twin(PyObject *module, PyObject *const *args, Py_ssize_t n
                         "send_message_twin() takes a callable and an int separate_payload");
         return NULL;
     }
-    twin = PyTuple_Pack(4, args[0], args[1], args[2], args[3]);
-    if (twin == NULL) {
+    return method_twin(PyTuple_Pack(4, args[0], args[1], args[2], args[3]),
+                       protocol_send_message);
+}
+
+/* receive_messages(self, buffer, size, deliver), bound to the protocol as a method: twin is
+ * (reference, SERVER), the Python method and the side it compares with. Between messages,
+ * with nothing buffered in the reader (a bytearray), the whole messages at the start of
+ * buffer[:size] go to deliver as deliver_messages hands them over, and the rest to
+ * self.receive_data; every other case, and every other type of argument, goes to the
+ * reference. */
+static PyObject *
+protocol_receive_messages(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    PyObject *reference = PyTuple_GET_ITEM(twin, 0);
+    PyObject *slots[MAX_SLOTS], *reader_buffer, *deliver_args[5], *consumed, *view, *rest;
+    PyObject *slice, *result;
+    Py_ssize_t size;
+    int readable;
+
+    if (kwnames != NULL || nargs != 4 || !PyLong_CheckExact(args[2])) {
+        goto general;
+    }
+    readable = read_slots(&receive_slots, args[0], slots);
+    if (readable > 0 && slots[0] == Py_True) {
+        readable = read_slots(&reader_slots, slots[1], &reader_buffer);
+    }
+    if (readable < 0) {
         return NULL;
     }
-    function = PyCFunction_NewEx(&protocol_send_message_def, twin, NULL);
-    Py_DECREF(twin);
-    if (function == NULL) {
+    if (readable == 0 || slots[0] != Py_True || !PyByteArray_CheckExact(reader_buffer)
+        || PyByteArray_GET_SIZE(reader_buffer) != 0) {
+        goto general;
+    }
+    size = PyLong_AsSsize_t(args[2]);
+    if (size < 0) {
+        /* Negative or too large: the reference raises what deliver_messages raises. */
+        PyErr_Clear();
+        goto general;
+    }
+    /* deliver_messages(buffer, size, deliver, mask_expected, max_size) */
+    deliver_args[0] = args[1];
+    deliver_args[1] = args[2];
+    deliver_args[2] = args[3];
+    deliver_args[3] = slots[2] == PyTuple_GET_ITEM(twin, 1) ? Py_True : Py_False;
+    deliver_args[4] = slots[3] == Py_None ? PyTuple_GET_ITEM(twin, 2) : slots[3];
+    consumed = handle_messages("deliver_messages", args[1], size, deliver_args[3],
+                               deliver_args[4], call_deliver, deliver_args);
+    if (consumed == NULL) {
         return NULL;
     }
-    method = PyInstanceMethod_New(function);
-    Py_DECREF(function);
-    return method;
+    if (PyLong_AsSsize_t(consumed) == size) {
+        Py_DECREF(consumed);
+        Py_RETURN_TRUE;
+    }
+    /* self.receive_data(memoryview(buffer)[consumed:size]) */
+    view = PyMemoryView_FromObject(args[1]);
+    slice = view == NULL ? NULL : PySlice_New(consumed, args[2], NULL);
+    Py_DECREF(consumed);
+    rest = slice == NULL ? NULL : PyObject_GetItem(view, slice);
+    Py_XDECREF(slice);
+    Py_XDECREF(view);
+    if (rest == NULL) {
+        return NULL;
+    }
+    result = PyObject_CallMethodOneArg(args[0], PyTuple_GET_ITEM(twin, 3), rest);
+    Py_DECREF(rest);
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_DECREF(result);
+    Py_RETURN_FALSE;
+general:
+    return PyObject_Vectorcall(reference, args, (size_t)nargs, kwnames);
+}
+
+
+PyDoc_STRVAR(receive_messages_twin_doc,
+"receive_messages_twin($module, reference, server, /)\n"
+"--\n"
+"\n"
+"The C twin of Protocol.receive_messages (reference, the Python method), as a method of\n"
+"the class: between messages, with nothing buffered, the whole messages at the start of\n"
+"the buffer go to deliver from here, as deliver_messages hands them over; every other\n"
+"case calls reference. server is the Side that the reference compares with.");
+
+static PyObject *
+speedups_receive_messages_twin(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *twin, *no_limit, *receive_data;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "receive_messages_twin() takes 2 arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "receive_messages_twin() takes a callable");
+        return NULL;
+    }
+    no_limit = PyLong_FromLong(-1);
+    receive_data = PyUnicode_InternFromString("receive_data");
+    twin = no_limit == NULL || receive_data == NULL
+               ? NULL
+               : PyTuple_Pack(4, args[0], args[1], no_limit, receive_data);
+    Py_XDECREF(no_limit);
+    Py_XDECREF(receive_data);
+    return method_twin(twin, protocol_receive_messages);
 }
 
 /* ---- PayloadBuffer ------------------------------------------------------------------ */
@@ -2632,6 +2846,8 @@ static PyMethodDef speedups_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, serialize_frame_doc},
     {"send_message_twin", (PyCFunction)(void (*)(void))speedups_send_message_twin, METH_FASTCALL,
      send_message_twin_doc},
+    {"receive_messages_twin", (PyCFunction)(void (*)(void))speedups_receive_messages_twin,
+     METH_FASTCALL, receive_messages_twin_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2670,6 +2886,10 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyType_Ready(&PayloadBufferType) < 0 || PyModule_AddType(module, &PayloadBufferType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (PyType_Ready(&MethodTwinType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

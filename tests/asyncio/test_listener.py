@@ -233,6 +233,11 @@ async def test_message_over_max_size_fails_with_1009() -> None:
             await ws.recv()
         assert raised.value.rcvd is not None and raised.value.rcvd.code == 1009
     assert await factory.made[0].wait_closed() == 1009
+    ws = factory.made[0].ws
+    assert ws is not None
+    with pytest.raises(wsio.ConnectionClosedError) as raised:
+        ws.send(b"late")
+    assert isinstance(raised.value.__cause__, wsio.PayloadTooBig)
 
 
 async def test_unmasked_frame_fails_with_1002_no_traceback(
@@ -370,6 +375,10 @@ async def test_peer_closes_then_send_raises(echo_server: tuple[Factory, str]) ->
     assert listener.ws is not None
     with pytest.raises(wsio.ConnectionClosedOK):
         listener.ws.send("after")
+    with pytest.raises(wsio.ConnectionClosedOK) as raised:
+        listener.ws.send(b"after")
+    # As the state check raises it: nothing that the core raised shown with it.
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
     with pytest.raises(wsio.ConnectionClosedOK):
         listener.ws.ping()
     # close() after the end is a no-op, and what it returns is done.

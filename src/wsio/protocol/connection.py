@@ -466,6 +466,15 @@ class Protocol:
         self.receive_data(memoryview(buffer)[consumed:size])
         return False
 
+    #: The reference of :meth:`receive_messages`, which its C twin calls for all but the
+    #: common case (``--pure receive_messages`` puts it back in its place).
+    _python_receive_messages = receive_messages
+    if not TYPE_CHECKING and (_accelerator := speedups()) is not None:
+        # Every read of a listener goes through here: between messages, the messages are
+        # handed over from C, with no frame of Python.
+        receive_messages = _accelerator.receive_messages_twin(receive_messages, _SERVER)
+        del _accelerator
+
     def receive_eof(self) -> None:
         """Feed the end of the stream: the peer closed its side of TCP."""
         if self._reader.eof:
@@ -609,7 +618,7 @@ class Protocol:
 
     #: The reference of :meth:`send_message`, which its C twin calls for all but a server's
     #: common case (``--pure send_message`` puts it back in its place).
-    python_send_message = send_message
+    _python_send_message = send_message
     if not TYPE_CHECKING and (_accelerator := speedups()) is not None:
         # Every message that a server answers goes through here: the common case is built
         # in C, with no frame of Python.
