@@ -501,6 +501,30 @@ async def test_pause_reading_holds_messages() -> None:
         await asyncio.wait_for(pong, T)
 
 
+async def test_pause_reading_in_on_open_holds_the_first_messages() -> None:
+    class PausedAtOpen(Recorder):
+        def on_open(self, ws: ListenerConnection) -> None:
+            super().on_open(ws)
+            ws.pause_reading()
+
+    factory = Factory(lambda: PausedAtOpen(echo=True))
+    server, uri = await listener_server(factory)
+    async with server, wsio.connect(uri, proxy=None) as ws:
+        await ws.send("a")
+        await ws.send(b"b")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        listener = factory.made[0]
+        assert listener.messages.empty()
+        assert listener.ws is not None and listener.ws.reading_paused
+        listener.ws.resume_reading()
+        assert [await listener.next() for _ in range(2)] == ["a", b"b"]
+        # Delivered as each read comes once resumed: the echo of a later message too.
+        await ws.send("c")
+        async with asyncio.timeout(T):
+            assert [await ws.recv() for _ in range(3)] == ["a", b"b", "c"]
+
+
 # Several messages in one write: each read is delivered as it is parsed --------------------
 
 

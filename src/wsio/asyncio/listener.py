@@ -82,6 +82,7 @@ class ListenerConnection(ConnectionBase):
 
     __slots__ = (
         "_deliver_message",
+        "_delivering",
         "_held",
         "_listener_factory",
         "_listening",
@@ -111,6 +112,8 @@ class ListenerConnection(ConnectionBase):
         self._listening = False
         # Messages parsed while the listener paused reading, delivered when it resumes.
         self._held: list[Data] | None = None
+        # _listening and not _held, read at every message: kept with them.
+        self._delivering = False
         # _deliver bound once, not at every read.
         self._deliver_message = self._deliver
 
@@ -146,7 +149,7 @@ class ListenerConnection(ConnectionBase):
         :raises InvalidArgument: a code that may not be sent or a reason over 123 bytes.
         """
         self._start_closing(code, reason)
-        self._listening = False
+        self._listening = self._delivering = False
         return asyncio.shield(self._connection_lost)
 
     @property
@@ -164,6 +167,7 @@ class ListenerConnection(ConnectionBase):
         if self._held is not None:
             return
         self._held = []
+        self._delivering = False
         if not self._reading_paused and self.protocol.state is State.OPEN:
             self._reading_paused = True
             if self.transport is not None and not self.transport.is_closing():
@@ -174,6 +178,7 @@ class ListenerConnection(ConnectionBase):
         held, self._held = self._held, None
         if held is None:
             return
+        self._delivering = self._listening
         if self._reading_paused:
             self._reading_paused = False
             if self.transport is not None and not self.transport.is_closing():
@@ -232,11 +237,12 @@ class ListenerConnection(ConnectionBase):
             self.listener.on_message(self, message)  # type: ignore[union-attr]
         except Exception as exc:
             self._listener_failed(exc)
-        return self._listening and self._held is None
+        return self._delivering
 
     def _open_listener(self) -> None:
         """The opening handshake succeeded: make the listener and tell it."""
         self._opened = self._listening = True
+        self._delivering = self._held is None
         try:
             self.listener = self._listener_factory()
             self.listener.on_open(self)
@@ -250,7 +256,7 @@ class ListenerConnection(ConnectionBase):
             self.logger.debug("connection closed during listener: %s", exc)
             return
         self.logger.error("listener failed", exc_info=exc)
-        self._listening = False
+        self._listening = self._delivering = False
         self._held = None
         self._start_closing(CloseCode.INTERNAL_ERROR, "")
 
@@ -266,7 +272,7 @@ class ListenerConnection(ConnectionBase):
         # Every read: the core hands whole messages straight to the listener; the events
         # of anything else (control frames, fragments, the handshake, what follows a
         # message after which delivery stopped) are processed as they come.
-        if self._listening and self._held is None:
+        if self._delivering:
             if self.protocol.receive_messages(self._read_buffer, nbytes, self._deliver_message):
                 return
         else:
@@ -278,7 +284,7 @@ class ListenerConnection(ConnectionBase):
             super().connection_lost(exc)
         finally:
             if self._opened:
-                self._opened = False
+                self._opened = self._delivering = False
                 held, self._held = self._held, None
                 for message in held or ():
                     if self._listening:
