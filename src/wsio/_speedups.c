@@ -18,18 +18,24 @@
  *   Waiter(loop)
  *       what recv() awaits: a future-like object that resumes the waiting task inside
  *       the read callback (wsio.asyncio.waiter explains why).
+ *   send_message_twin(...), receive_messages_twin(...)
+ *       the common case of Protocol.send_message and Protocol.receive_messages, as
+ *       methods of the class: a server's message framed, a read's messages delivered,
+ *       with no frame of Python; every other case calls the Python method.
  *
  * Why C: in pure Python, masking goes through two big-integer conversions and allocates
  * several times the payload; the incremental codec decodes (builds a str) only to throw
  * it away. Here masking runs at memory speed and validation allocates nothing. The waiter
- * runs once per message received; in Python, its methods would cost what they save.
+ * runs once per message received; in Python, its methods would cost what they save. So
+ * do the method twins, once per message sent and per read of a listener: in Python, each
+ * is a frame and a few dozen bytecodes over the C that they call.
  *
  * The pure-Python implementations in wsio.protocol.masking, wsio.protocol.utf8,
- * wsio.protocol.frames and wsio.asyncio.waiter stay the reference and the fallback:
- * this module is built only when a compiler is present, and the environment variable
- * WSIO_NO_SPEEDUPS turns it off. Both give the same results; the C validator may fail
- * earlier (a surrogate is rejected at its second byte, where CPython's codec waits for
- * the third), never later.
+ * wsio.protocol.frames, wsio.protocol.connection and wsio.asyncio.waiter stay the
+ * reference and the fallback: this module is built only when a compiler is present, and
+ * the environment variable WSIO_NO_SPEEDUPS turns it off. Both give the same results; the
+ * C validator may fail earlier (a surrogate is rejected at its second byte, where
+ * CPython's codec waits for the third), never later.
  *
  * Plain C99 and the public CPython API only; no dependencies.
  */
@@ -1321,14 +1327,21 @@ read_slots(slot_layout *layout, PyObject *obj, PyObject **values)
                 Py_CLEAR(layout->type);
                 return -1;
             }
-            descr = _PyType_Lookup(type, name);
+            /* The class's attribute: a slot's member descriptor itself. */
+            descr = PyObject_GetAttr((PyObject *)type, name);
             Py_DECREF(name);
-            if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
-                || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-                layout->usable = 0;
+            if (descr == NULL) {
+                PyErr_Clear();
+            }
+            layout->usable = descr != NULL && Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                             && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+            if (layout->usable) {
+                layout->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+            }
+            Py_XDECREF(descr);
+            if (!layout->usable) {
                 break;
             }
-            layout->offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
         }
     }
     if (!layout->usable) {
