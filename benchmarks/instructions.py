@@ -75,6 +75,7 @@ _MASK = b"abcd"
 PIECES = (
     "apply_mask",
     "parse_messages",
+    "parse_close",
     "serialize_frame",
     "PayloadBuffer",
     "Utf8Validator",
@@ -227,6 +228,7 @@ def _use_pure(pieces: str) -> None:
     twins = {
         "apply_mask": (_speedups.apply_mask, masking.python_apply_mask),
         "parse_messages": (_speedups.parse_messages, frames.python_parse_messages),
+        "parse_close": (_speedups.parse_close, frames.python_parse_close),
         "serialize_frame": (_speedups.serialize_frame, frames.python_serialize_frame),
         "PayloadBuffer": (_speedups.PayloadBuffer, masking.PythonPayloadBuffer),
         "Utf8Validator": (_speedups.Utf8Validator, utf8.PythonIncrementalValidator),

@@ -1104,6 +1104,106 @@ speedups_parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t narg
                            args);
 }
 
+/* "All control frames MUST have a payload length of 125 bytes or less" (section 5.5). */
+#define MAX_CLOSE_PAYLOAD 125
+
+PyDoc_STRVAR(parse_close_doc,
+"parse_close($module, data, mask_expected, /)\n"
+"--\n"
+"\n"
+"The close frame at the start of data, if it is a whole valid one (RFC 6455 sections\n"
+"5.5, 5.5.1, 7.4): FIN set, RSV bits 0, opcode close, masked if and only if\n"
+"mask_expected, a payload of 0 or 2 to 125 bytes entirely in data, whose code may be\n"
+"sent in a close frame and whose reason is valid UTF-8. Returns (code, reason,\n"
+"payload), the payload unmasked, code 1005 for an empty payload; None for anything else,\n"
+"which the general parser takes and checks fully. What follows the frame is ignored.");
+
+/* Whether a close frame may carry `code` (RFC 6455 section 7.4.1, 7.4.2): those of 1000-2999
+ * defined and not reserved for local use, and the registered and private ranges. */
+static int
+sendable_close_code(unsigned code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014)
+           || (code >= 3000 && code <= 4999);
+}
+
+static PyObject *
+speedups_parse_close(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t len, length, pos = 2;
+    unsigned char mask_bit, payload[MAX_CLOSE_PAYLOAD];
+    unsigned code = 1005;
+    PyObject *reason = NULL, *raw = NULL, *result = NULL;
+    int is_view, mask;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "parse_close() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    mask = PyObject_IsTrue(args[1]);
+    if (mask < 0) {
+        return NULL;
+    }
+    mask_bit = mask ? 0x80 : 0;
+    if (read_bytes_arg(args[0], &view, &is_view, &buf, &len, "parse_close", "data") < 0) {
+        return NULL;
+    }
+    /* FIN, no RSV bit, opcode close; the mask bit as expected; 125 bytes at most (126 and
+     * 127 announce an extended length); not the 1-byte payload that can't hold a code. */
+    if (len < 2 || buf[0] != 0x88 || (buf[1] & 0x80) != mask_bit) {
+        goto done;
+    }
+    length = buf[1] & 0x7F;
+    if (length > MAX_CLOSE_PAYLOAD || length == 1) {
+        goto done;
+    }
+    if (mask_bit) {
+        pos += 4;
+    }
+    if (len - pos < length) {
+        goto done;
+    }
+    if (mask_bit) {
+        xor_mask(payload, buf + pos, length, buf + 2);
+    }
+    else {
+        memcpy(payload, buf + pos, (size_t)length);
+    }
+    if (length >= 2) {
+        code = ((unsigned)payload[0] << 8) | payload[1];
+        if (!sendable_close_code(code)) {
+            goto done;
+        }
+    }
+    reason = PyUnicode_DecodeUTF8((const char *)payload + 2 * (length >= 2),
+                                  length >= 2 ? length - 2 : 0, "strict");
+    if (reason == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            /* The general parser fails the connection with 1007. */
+            PyErr_Clear();
+        }
+        goto done;
+    }
+    raw = PyBytes_FromStringAndSize((const char *)payload, length);
+    if (raw == NULL) {
+        goto done;
+    }
+    result = Py_BuildValue("(IOO)", code, reason, raw);
+done:
+    Py_XDECREF(reason);
+    Py_XDECREF(raw);
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
 PyDoc_STRVAR(deliver_messages_doc,
 "deliver_messages($module, data, size, deliver, mask_expected, max_size, /)\n"
 "--\n"
@@ -2468,6 +2568,8 @@ static PyMethodDef speedups_methods[] = {
      parse_messages_doc},
     {"serialize_frame", (PyCFunction)(void (*)(void))speedups_serialize_frame,
      METH_FASTCALL | METH_KEYWORDS, serialize_frame_doc},
+    {"parse_close", (PyCFunction)(void (*)(void))speedups_parse_close, METH_FASTCALL,
+     parse_close_doc},
     {NULL, NULL, 0, NULL},
 };
 

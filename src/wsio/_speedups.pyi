@@ -23,6 +23,7 @@ def parse_messages(
     binary_message: Callable[[bytes], _E],
     /,
 ) -> int: ...
+def parse_close(data: ReadableBuffer, mask_expected: bool, /) -> tuple[int, str, bytes] | None: ...
 def deliver_messages(
     data: ReadableBuffer,
     size: int,

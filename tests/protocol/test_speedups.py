@@ -25,11 +25,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsio.asyncio import waiter
+from wsio.exceptions import ProtocolError
 from wsio.protocol import frames, http11, masking, utf8
 from wsio.protocol.connection import BinaryMessage, TextMessage
 from wsio.protocol.frames import (
+    Close,
     Opcode,
     python_deliver_messages,
+    python_parse_close,
     python_parse_messages,
     python_serialize_frame,
 )
@@ -37,7 +40,19 @@ from wsio.protocol.http11 import python_head_fields
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
-from .helpers import BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT, frame
+from .helpers import (
+    BINARY,
+    CLOSE,
+    CLOSE_PAYLOADS,
+    CONT,
+    MASK,
+    PING,
+    PONG,
+    TEXT,
+    close_frames,
+    frame,
+    xor,
+)
 
 NO_SPEEDUPS = bool(os.environ.get("WSIO_NO_SPEEDUPS"))
 
@@ -102,10 +117,12 @@ def test_frames_selection_follows_the_environment() -> None:
     if NO_SPEEDUPS:
         assert frames.serialize_frame is python_serialize_frame
         assert frames.parse_messages is python_parse_messages
+        assert frames.parse_close is python_parse_close
         assert frames.deliver_messages is python_deliver_messages
     else:
         assert frames.serialize_frame is _speedups.serialize_frame
         assert frames.parse_messages is _speedups.parse_messages
+        assert frames.parse_close is _speedups.parse_close
         assert frames.deliver_messages is _speedups.deliver_messages
 
 
@@ -860,6 +877,76 @@ def test_parse_messages_max_size_beyond_64_bits(max_size: int) -> None:
     assert parse_with(_speedups.parse_messages, data, False, max_size) == expected
     assert deliver_with(_speedups.deliver_messages, data, False, max_size) == expected
     assert deliver_with(python_deliver_messages, data, False, max_size) == expected
+
+
+# Frames: parse_close --------------------------------------------------------------------
+
+
+def expected_close(data: bytes, mask_expected: bool) -> tuple[int, str, bytes] | None:
+    """What the close fast path must give, from the core's own reading of a close
+    payload (Close.parse) and the frame rules, spelled out independently."""
+    if len(data) < 2 or data[0] != 0x88 or bool(data[1] & 0x80) is not mask_expected:
+        return None
+    length = data[1] & 0x7F
+    start = 6 if mask_expected else 2
+    if length > 125 or len(data) < start + length:
+        return None
+    payload = data[start : start + length]
+    if mask_expected:
+        payload = xor(payload, data[2:6])
+    try:
+        close = Close.parse(payload)
+    except ProtocolError:
+        return None
+    return close.code, close.reason, payload
+
+
+@pytest.mark.parametrize("mask_expected", [True, False])
+@pytest.mark.parametrize("payload", CLOSE_PAYLOADS)
+def test_parse_close_same_as_python(payload: bytes, mask_expected: bool) -> None:
+    mask = MASK if mask_expected else None
+    for data in (
+        frame(CLOSE, payload, mask=mask),
+        frame(CLOSE, payload, mask=mask) + b"\x81\x00",  # what follows is ignored
+        frame(CLOSE, payload, mask=None if mask_expected else MASK),  # wrong mask bit
+        frame(CLOSE, payload, mask=mask, fin=False),
+        frame(CLOSE, payload, mask=mask, rsv=0x40),
+        frame(CLOSE, payload, mask=mask, encoding=16),
+        frame(PING, payload, mask=mask),
+        frame(CLOSE, payload, mask=mask)[:-1],
+    ):
+        expected = expected_close(data, mask_expected)
+        for convert in BYTES_LIKE:
+            assert _speedups.parse_close(convert(data), mask_expected) == expected
+            assert python_parse_close(convert(data), mask_expected) == expected
+
+
+def test_parse_close_gives_1005_for_an_empty_payload() -> None:
+    for function in (_speedups.parse_close, python_parse_close):
+        code, reason, payload = function(b"\x88\x00", False)
+        assert (type(code), code, reason, payload) == (int, 1005, "", b"")
+
+
+@SETTINGS
+@given(st.booleans().flatmap(lambda m: st.tuples(close_frames(m), st.just(m))))
+def test_parse_close_random_frames_same_as_python(case: tuple[bytes, bool]) -> None:
+    data, mask_expected = case
+    expected = expected_close(data, mask_expected)
+    assert _speedups.parse_close(data, mask_expected) == expected
+    assert python_parse_close(data, mask_expected) == expected
+
+
+@SETTINGS
+@given(st.binary(max_size=40).map(lambda data: b"\x88" + data), st.booleans())
+def test_parse_close_random_bytes_same_as_python(data: bytes, mask_expected: bool) -> None:
+    assert _speedups.parse_close(data, mask_expected) == python_parse_close(data, mask_expected)
+
+
+def test_parse_close_arguments() -> None:
+    with pytest.raises(TypeError):
+        _speedups.parse_close(b"\x88\x00")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _speedups.parse_close("\x88\x00", False)  # type: ignore[arg-type]
 
 
 # Frames: deliver_messages ---------------------------------------------------------------

@@ -59,6 +59,7 @@ from .frames import (
     CloseCode,
     Opcode,
     deliver_messages,
+    parse_close,
     parse_messages,
     serialize_frame,
     serialize_unmasked_header,
@@ -110,6 +111,8 @@ _OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
 )
 _KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
+# What an empty close payload parses to (§7.1.5), as Close.parse gives it.
+_EMPTY_CLOSE = Close.parse(b"")
 # Module constants: read for every frame and message sent or parsed, cheaper than Opcode.X.
 _CONTINUATION, _TEXT, _BINARY, _CLOSE = (
     Opcode.CONTINUATION,
@@ -424,6 +427,15 @@ class Protocol:
                 return
             if consumed:
                 data = memoryview(data)[consumed:]
+            # The peer's close frame, whole and valid, ends the connection's input here:
+            # no buffer, no parser. Anything else about it goes to the general parser.
+            close = parse_close(data, self.side is _SERVER)
+            if close is not None:
+                code, reason, payload = close
+                self._close_received(Close(code, reason) if payload else _EMPTY_CLOSE, payload)
+                self._parser = self._discard()
+                next(self._parser)
+                return
         reader.feed_data(data)
         self._advance()
 
@@ -1199,7 +1211,10 @@ class Protocol:
 
     def _receive_close(self, payload: bytes) -> None:
         """Handle the peer's close frame (§5.5.1, §7.1.2, §7.1.3)."""
-        close = Close.parse(payload)
+        self._close_received(Close.parse(payload), payload)
+
+    def _close_received(self, close: Close, payload: bytes) -> None:
+        """Handle the peer's close frame, ``close`` parsed from ``payload``."""
         self.close_rcvd = close
         if self.state is _OPEN:
             # §5.5.1: "the endpoint typically echos the status code it received"; the
