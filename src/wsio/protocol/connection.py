@@ -78,6 +78,7 @@ from .handshake import (
     negotiate_extensions,
     offered_subprotocols,
     select_subprotocol,
+    serialized_accept,
 )
 from .http11 import (
     Headers,
@@ -1332,6 +1333,7 @@ class ServerProtocol(Protocol):
     """
 
     __slots__ = (
+        "_accept_head",
         "_negotiated",
         "_options",
         "request",
@@ -1369,6 +1371,8 @@ class ServerProtocol(Protocol):
         )
         # The extensions that accept() negotiated, until the answer is sent.
         self._negotiated: list[Extension] | None = None
+        # The head of the 101 that accept() built, if it made one, until the answer is sent.
+        self._accept_head: bytes | None = None
         #: Replaces the choice of subprotocol: called with those offered, returns one or None.
         self.select_subprotocol: Callable[[Sequence[str]], str | None] | None = None
         self.request: Request | None = None
@@ -1439,12 +1443,14 @@ class ServerProtocol(Protocol):
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             return build_rejection(exc, server_header=options.server_header)
-        return build_accept(
+        response = build_accept(
             key,
             subprotocol=subprotocol,
             extensions=extensions_header,
             server_header=options.server_header,
         )
+        self._accept_head = response.headers._head
+        return response
 
     def complete_accept(
         self,
@@ -1512,6 +1518,17 @@ class ServerProtocol(Protocol):
 
     def _queue_response(self, response: Response) -> None:
         self.response = response
+        head, self._accept_head = self._accept_head, None
+        if head is not None and serialized_accept(response, head) is not None:
+            # The 101 that accept() built, as it built it: its head is what it sends, and
+            # it has no subprotocol and no extensions.
+            self._writes.append(head)
+            self._negotiated = None
+            if self.request is not None:
+                self.request.headers._shed()
+            response.headers._shed()
+            self.state = _OPEN
+            return
         data = response.serialize()
         self._writes.append(data)
         if response.status_code == 101:
