@@ -80,6 +80,8 @@ PIECES = (
     "PayloadBuffer",
     "Utf8Validator",
     "head_fields",
+    "field_values",
+    "fields_by_name",
 )
 
 
@@ -233,6 +235,8 @@ def _use_pure(pieces: str) -> None:
         "PayloadBuffer": (_speedups.PayloadBuffer, masking.PythonPayloadBuffer),
         "Utf8Validator": (_speedups.Utf8Validator, utf8.PythonIncrementalValidator),
         "head_fields": (_speedups.head_fields, http11.python_head_fields),
+        "field_values": (_speedups.field_values, http11.python_field_values),
+        "fields_by_name": (_speedups.fields_by_name, http11.python_fields_by_name),
     }
     names = PIECES if pieces == "all" else pieces.split(",")
     for name in names:

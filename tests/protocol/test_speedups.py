@@ -36,7 +36,11 @@ from wsio.protocol.frames import (
     python_parse_messages,
     python_serialize_frame,
 )
-from wsio.protocol.http11 import python_head_fields
+from wsio.protocol.http11 import (
+    python_field_values,
+    python_fields_by_name,
+    python_head_fields,
+)
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
@@ -1388,3 +1392,71 @@ def test_head_fields_arguments() -> None:
         _speedups.head_fields(b"\r\n\r\n", [], 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         _speedups.head_fields(b"\r\n\r\n", {})  # type: ignore[call-arg]
+
+
+# Header fields by name --------------------------------------------------------------------
+
+FIELD_NAMES = [
+    "Host",
+    "host",
+    "HOST",
+    "Upgrade",
+    "Sec-WebSocket-Key",
+    "sec-websocket-key",
+    "X",
+    "",
+    "\u212aey",  # KELVIN SIGN: lowers to an ASCII "k"
+    "\u0130x",  # lowers to two characters
+    "caf\u00e9",
+    "CAF\u00c9",
+]
+
+
+def test_field_lookups_selection_follows_the_environment() -> None:
+    if NO_SPEEDUPS:
+        assert http11.field_values is python_field_values
+        assert http11.fields_by_name is python_fields_by_name
+    else:
+        assert http11.field_values is _speedups.field_values
+        assert http11.fields_by_name is _speedups.fields_by_name
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=6)),
+            st.text(max_size=4),
+        ),
+        max_size=12,
+    ),
+    st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=6)),
+)
+def test_field_lookups_same_as_python(items: list[tuple[str, str]], name: str) -> None:
+    key = name.lower()
+    values = _speedups.field_values(items, key)
+    assert values == python_field_values(items, key)
+    assert values == [v for n, v in items if n.lower() == key]
+    by_name = _speedups.fields_by_name(items)
+    assert by_name == python_fields_by_name(items)
+    assert list(by_name) == list(python_fields_by_name(items))
+    # The values are the very objects of the items.
+    for name_, value in items:
+        assert any(v is value for v in by_name[name_.lower()])
+
+
+@pytest.mark.parametrize("name", FIELD_NAMES)
+def test_field_lookups_same_as_python_on_names(name: str) -> None:
+    items = [(other, str(index)) for index, other in enumerate(FIELD_NAMES)]
+    assert _speedups.field_values(items, name.lower()) == python_field_values(items, name.lower())
+    assert _speedups.fields_by_name(items) == python_fields_by_name(items)
+
+
+def test_field_lookups_arguments() -> None:
+    for bad in ([("Host",)], [["Host", "x"]], [(1, "x")], ("Host", "x")):
+        with pytest.raises(TypeError):
+            _speedups.field_values(bad, "host")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            _speedups.fields_by_name(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.field_values([], b"host")  # type: ignore[arg-type]
