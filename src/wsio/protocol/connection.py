@@ -317,7 +317,8 @@ class Protocol:
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
-        check_max_size(max_size)
+        if type(max_size) is not int or max_size < 1:  # the call only to raise
+            check_max_size(max_size)
         self.side = side
         self.hold_failures = hold_failures
         self.state = state
@@ -1365,7 +1366,8 @@ class ServerProtocol(Protocol):
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
-        check_subprotocols(subprotocols)
+        if subprotocols is not None:
+            check_subprotocols(subprotocols)
         self._options = _server_options(
             origins, extensions, subprotocols, server_header, max_line_length, max_headers
         )

@@ -795,9 +795,18 @@ def _origin_form(target: str, headers: Headers) -> str:
                 for name, value in headers._items
             ]
         path = (path or "/") + ("" if query is None else "?" + query)
-    if not _ORIGIN_FORM.fullmatch(path):
-        raise InvalidMessage(f"invalid request target: {target[:80]!r}")
+    if path not in _VALID_PATHS:
+        if not _ORIGIN_FORM.fullmatch(path):
+            raise InvalidMessage(f"invalid request target: {target[:80]!r}")
+        _remember(_VALID_PATHS, path, None, _MAX_VALID_PATHS)
     return path
+
+
+# Paths already found to be in origin-form: the clients of a server ask for the same few
+# again and again. Bounded in number and length, so that paths that don't repeat only
+# stop it from growing.
+_VALID_PATHS: dict[str, None] = {}
+_MAX_VALID_PATHS = 64
 
 
 # Authorities already found valid, with their host and port: the clients of a server send
