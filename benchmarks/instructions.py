@@ -83,12 +83,15 @@ _MASK = b"abcd"
 PIECES = (
     "apply_mask",
     "parse_messages",
+    "parse_close",
     "serialize_frame",
     "PayloadBuffer",
     "Utf8Validator",
     "head_fields",
     "send_message",
     "receive_messages",
+    "field_values",
+    "fields_by_name",
 )
 
 
@@ -237,10 +240,13 @@ def _use_pure(pieces: str) -> None:
     twins = {
         "apply_mask": (_speedups.apply_mask, masking.python_apply_mask),
         "parse_messages": (_speedups.parse_messages, frames.python_parse_messages),
+        "parse_close": (_speedups.parse_close, frames.python_parse_close),
         "serialize_frame": (_speedups.serialize_frame, frames.python_serialize_frame),
         "PayloadBuffer": (_speedups.PayloadBuffer, masking.PythonPayloadBuffer),
         "Utf8Validator": (_speedups.Utf8Validator, utf8.PythonIncrementalValidator),
         "head_fields": (_speedups.head_fields, http11.python_head_fields),
+        "field_values": (_speedups.field_values, http11.python_field_values),
+        "fields_by_name": (_speedups.fields_by_name, http11.python_fields_by_name),
     }
     names = PIECES if pieces == "all" else pieces.split(",")
     # Methods of the protocol, not functions of a module.

@@ -1110,6 +1110,302 @@ speedups_parse_messages(PyObject *module, PyObject *const *args, Py_ssize_t narg
                            args);
 }
 
+/* "All control frames MUST have a payload length of 125 bytes or less" (section 5.5). */
+#define MAX_CLOSE_PAYLOAD 125
+
+PyDoc_STRVAR(parse_close_doc,
+"parse_close($module, data, mask_expected, /)\n"
+"--\n"
+"\n"
+"The close frame at the start of data, if it is a whole valid one (RFC 6455 sections\n"
+"5.5, 5.5.1, 7.4): FIN set, RSV bits 0, opcode close, masked if and only if\n"
+"mask_expected, a payload of 0 or 2 to 125 bytes entirely in data, whose code may be\n"
+"sent in a close frame and whose reason is valid UTF-8. Returns (code, reason,\n"
+"payload), the payload unmasked, code 1005 for an empty payload; None for anything else,\n"
+"which the general parser takes and checks fully. What follows the frame is ignored.");
+
+/* Whether a close frame may carry `code` (RFC 6455 section 7.4.1, 7.4.2): those of 1000-2999
+ * defined and not reserved for local use, and the registered and private ranges. */
+static int
+sendable_close_code(unsigned code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014)
+           || (code >= 3000 && code <= 4999);
+}
+
+static PyObject *
+speedups_parse_close(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer view;
+    const unsigned char *buf;
+    Py_ssize_t len, length, pos = 2;
+    unsigned char mask_bit, payload[MAX_CLOSE_PAYLOAD];
+    unsigned code = 1005;
+    PyObject *reason = NULL, *raw = NULL, *result = NULL;
+    int is_view, mask;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "parse_close() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    mask = PyObject_IsTrue(args[1]);
+    if (mask < 0) {
+        return NULL;
+    }
+    mask_bit = mask ? 0x80 : 0;
+    if (read_bytes_arg(args[0], &view, &is_view, &buf, &len, "parse_close", "data") < 0) {
+        return NULL;
+    }
+    /* FIN, no RSV bit, opcode close; the mask bit as expected; 125 bytes at most (126 and
+     * 127 announce an extended length); not the 1-byte payload that can't hold a code. */
+    if (len < 2 || buf[0] != 0x88 || (buf[1] & 0x80) != mask_bit) {
+        goto done;
+    }
+    length = buf[1] & 0x7F;
+    if (length > MAX_CLOSE_PAYLOAD || length == 1) {
+        goto done;
+    }
+    if (mask_bit) {
+        pos += 4;
+    }
+    if (len - pos < length) {
+        goto done;
+    }
+    if (mask_bit) {
+        xor_mask(payload, buf + pos, length, buf + 2);
+    }
+    else {
+        memcpy(payload, buf + pos, (size_t)length);
+    }
+    if (length >= 2) {
+        code = ((unsigned)payload[0] << 8) | payload[1];
+        if (!sendable_close_code(code)) {
+            goto done;
+        }
+    }
+    reason = PyUnicode_DecodeUTF8((const char *)payload + 2 * (length >= 2),
+                                  length >= 2 ? length - 2 : 0, "strict");
+    if (reason == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            /* The general parser fails the connection with 1007. */
+            PyErr_Clear();
+        }
+        goto done;
+    }
+    raw = PyBytes_FromStringAndSize((const char *)payload, length);
+    if (raw == NULL) {
+        goto done;
+    }
+    result = Py_BuildValue("(IOO)", code, reason, raw);
+done:
+    Py_XDECREF(reason);
+    Py_XDECREF(raw);
+    if (is_view) {
+        PyBuffer_Release(&view);
+    }
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
+/* Header fields by name                                                                  */
+
+/* `name` in lowercase as str.lower() gives it: ASCII letters mapped here, anything else
+ * through str.lower() (a non-ASCII character may lower to an ASCII one). A new reference;
+ * `name` itself when it is lowercase already. NULL with an exception set on error. */
+static PyObject *
+lower_name(PyObject *name)
+{
+    const Py_UCS1 *s;
+    Py_ssize_t i, n;
+    PyObject *lowered;
+    Py_UCS1 *d;
+
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "header field names must be str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(name)) {
+        return PyObject_CallMethod(name, "lower", NULL);
+    }
+    s = PyUnicode_1BYTE_DATA(name);
+    n = PyUnicode_GET_LENGTH(name);
+    for (i = 0; i < n && !(s[i] >= 'A' && s[i] <= 'Z'); i++) {
+    }
+    if (i == n) {
+        Py_INCREF(name);
+        return name;
+    }
+    lowered = PyUnicode_New(n, 127);
+    if (lowered == NULL) {
+        return NULL;
+    }
+    d = PyUnicode_1BYTE_DATA(lowered);
+    memcpy(d, s, (size_t)i);
+    for (; i < n; i++) {
+        d[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (Py_UCS1)(s[i] + 32) : s[i];
+    }
+    return lowered;
+}
+
+/* The (name, value) pair at `index` of the list `items`, borrowed; -1 if it isn't one. */
+static int
+field_at(PyObject *items, Py_ssize_t index, PyObject **name, PyObject **value)
+{
+    PyObject *item = PyList_GET_ITEM(items, index);
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        PyErr_SetString(PyExc_TypeError, "header fields must be (name, value) pairs");
+        return -1;
+    }
+    *name = PyTuple_GET_ITEM(item, 0);
+    *value = PyTuple_GET_ITEM(item, 1);
+    return 0;
+}
+
+PyDoc_STRVAR(field_values_doc,
+"field_values($module, items, key, /)\n"
+"--\n"
+"\n"
+"The values of the (name, value) pairs of the list items whose name.lower() is key, in\n"
+"order: the lookup of one header field, names case-insensitive (RFC 9110 section 5.1).");
+
+static PyObject *
+speedups_field_values(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *items, *key, *values, *name, *value;
+    Py_ssize_t i, size;
+    int key_ascii;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "field_values() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    items = args[0];
+    key = args[1];
+    if (!PyList_Check(items) || !PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "field_values() takes a list and a str");
+        return NULL;
+    }
+    key_ascii = PyUnicode_IS_ASCII(key);
+    size = PyUnicode_GET_LENGTH(key);
+    values = PyList_New(0);
+    if (values == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < PyList_GET_SIZE(items); i++) {
+        int match;
+        if (field_at(items, i, &name, &value) < 0 || !PyUnicode_Check(name)) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "header field names must be str");
+            }
+            goto error;
+        }
+        if (PyUnicode_IS_ASCII(name)) {
+            /* An ASCII name lowers to ASCII of the same length. */
+            const Py_UCS1 *s = PyUnicode_1BYTE_DATA(name), *k;
+            Py_ssize_t j;
+            if (!key_ascii || PyUnicode_GET_LENGTH(name) != size) {
+                continue;
+            }
+            k = PyUnicode_1BYTE_DATA(key);
+            for (j = 0; j < size; j++) {
+                Py_UCS1 c = s[j];
+                if (c >= 'A' && c <= 'Z') {
+                    c = (Py_UCS1)(c + 32);
+                }
+                if (c != k[j]) {
+                    break;
+                }
+            }
+            match = j == size;
+        }
+        else {
+            PyObject *lowered = lower_name(name);
+            if (lowered == NULL) {
+                goto error;
+            }
+            match = PyUnicode_Compare(lowered, key) == 0;
+            Py_DECREF(lowered);
+            if (PyErr_Occurred()) {
+                goto error;
+            }
+        }
+        if (match && PyList_Append(values, value) < 0) {
+            goto error;
+        }
+    }
+    return values;
+error:
+    Py_DECREF(values);
+    return NULL;
+}
+
+PyDoc_STRVAR(fields_by_name_doc,
+"fields_by_name($module, items, /)\n"
+"--\n"
+"\n"
+"Every value of the (name, value) pairs of the list items, in order, in a list by\n"
+"name.lower(), the names in the order of their first pair.");
+
+static PyObject *
+speedups_fields_by_name(PyObject *module, PyObject *items)
+{
+    PyObject *fields, *name, *value, *key, *values;
+    Py_ssize_t i;
+
+    (void)module;
+    if (!PyList_Check(items)) {
+        PyErr_SetString(PyExc_TypeError, "fields_by_name() takes a list");
+        return NULL;
+    }
+    fields = PyDict_New();
+    if (fields == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < PyList_GET_SIZE(items); i++) {
+        if (field_at(items, i, &name, &value) < 0) {
+            goto error;
+        }
+        key = lower_name(name);
+        if (key == NULL) {
+            goto error;
+        }
+        values = PyDict_GetItemWithError(fields, key);
+        if (values != NULL) {
+            Py_DECREF(key);
+            if (PyList_Append(values, value) < 0) {
+                goto error;
+            }
+            continue;
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            goto error;
+        }
+        values = PyList_New(1);
+        if (values == NULL) {
+            Py_DECREF(key);
+            goto error;
+        }
+        Py_INCREF(value);
+        PyList_SET_ITEM(values, 0, value);
+        if (PyDict_SetItem(fields, key, values) < 0) {
+            Py_DECREF(key);
+            Py_DECREF(values);
+            goto error;
+        }
+        Py_DECREF(key);
+        Py_DECREF(values);
+    }
+    return fields;
+error:
+    Py_DECREF(fields);
+    return NULL;
+}
+
 PyDoc_STRVAR(deliver_messages_doc,
 "deliver_messages($module, data, size, deliver, mask_expected, max_size, /)\n"
 "--\n"
@@ -2861,6 +3157,11 @@ static PyMethodDef speedups_methods[] = {
      send_message_twin_doc},
     {"receive_messages_twin", (PyCFunction)(void (*)(void))speedups_receive_messages_twin,
      METH_FASTCALL, receive_messages_twin_doc},
+    {"parse_close", (PyCFunction)(void (*)(void))speedups_parse_close, METH_FASTCALL,
+     parse_close_doc},
+    {"field_values", (PyCFunction)(void (*)(void))speedups_field_values, METH_FASTCALL,
+     field_values_doc},
+    {"fields_by_name", (PyCFunction)speedups_fields_by_name, METH_O, fields_by_name_doc},
     {NULL, NULL, 0, NULL},
 };
 

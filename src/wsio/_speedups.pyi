@@ -24,6 +24,7 @@ def parse_messages(
     binary_message: Callable[[bytes], _E],
     /,
 ) -> int: ...
+def parse_close(data: ReadableBuffer, mask_expected: bool, /) -> tuple[int, str, bytes] | None: ...
 def deliver_messages(
     data: ReadableBuffer,
     size: int,
@@ -35,6 +36,8 @@ def deliver_messages(
 def head_fields(
     head: bytes, shared: dict[str, str], max_shared: int, /
 ) -> list[tuple[str, str]] | None: ...
+def field_values(items: list[tuple[str, str]], key: str, /) -> list[str]: ...
+def fields_by_name(items: list[tuple[str, str]], /) -> dict[str, list[str]]: ...
 def serialize_frame(
     opcode: int,
     payload: ReadableBuffer,

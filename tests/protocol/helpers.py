@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Generator, Iterable
 from typing import TypeVar
 
+from hypothesis import strategies as st
+
 from wsio.protocol.connection import Event, Protocol, Side
 from wsio.protocol.streams import StreamReader
 
@@ -78,6 +80,59 @@ def frame(
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
     return code.to_bytes(2, "big") + reason
+
+
+#: Close payloads of every kind: valid, and each way of being invalid (RFC 6455 §5.5,
+#: §5.5.1, §7.4).
+CLOSE_PAYLOADS = [
+    b"",
+    b"\x03",  # 1 byte: no room for a code
+    close_payload(1000),
+    close_payload(1000, b"bye"),
+    close_payload(1001, "é€\U0001f600".encode()),
+    close_payload(1014),
+    close_payload(3000),
+    close_payload(4999, b"x" * 123),  # the longest payload, 125 bytes
+    close_payload(1000, b"x" * 124),  # 126 bytes: too long for a control frame
+    close_payload(999),
+    close_payload(1004),
+    close_payload(1005),
+    close_payload(1006),
+    close_payload(1015),
+    close_payload(1016),
+    close_payload(2999),
+    close_payload(5000),
+    close_payload(0),
+    close_payload(65535),
+    close_payload(1000, b"ok\xff"),
+    close_payload(1000, b"\xc0\xaf"),  # overlong
+    close_payload(1000, b"\xed\xa0\x80"),  # a surrogate
+    close_payload(1000, b"\xf4\x90\x80\x80"),  # beyond U+10FFFF
+    close_payload(1000, b"\xe2\x82"),  # cut short
+]
+
+
+@st.composite
+def close_frames(draw: st.DrawFn, mask_expected: bool) -> bytes:
+    """A close frame, valid or broken in any way -- payload, opcode, FIN, RSV bits, mask
+    bit, length encoding -- possibly cut, possibly followed by other bytes."""
+    payload = draw(
+        st.one_of(
+            st.sampled_from(CLOSE_PAYLOADS),
+            st.builds(close_payload, st.integers(0, 65535), st.text(max_size=40).map(str.encode)),
+            st.builds(close_payload, st.sampled_from([1000, 1001, 3000, 4999]), st.binary()),
+            st.binary(max_size=130),
+        )
+    )
+    right_mask = MASK if mask_expected else None
+    mask = draw(st.sampled_from([right_mask, right_mask, None if mask_expected else MASK]))
+    opcode = draw(st.sampled_from([CLOSE, CLOSE, CLOSE, PING, TEXT, 0xB]))
+    fin = draw(st.sampled_from([True, True, False]))
+    rsv = draw(st.sampled_from([0, 0, 0x10, 0x20, 0x40]))
+    encoding = draw(st.sampled_from([None, None, 16, 64]))
+    data = frame(opcode, payload, fin=fin, rsv=rsv, mask=mask, encoding=encoding)
+    data = data[: draw(st.one_of(st.none(), st.integers(0, len(data))))]
+    return data + draw(st.sampled_from([b"", b"", b"\x88\x00", b"\x81\x00", b"\x00"]))
 
 
 def to(receiver: Side, opcode: int, payload: bytes = b"", **kwargs: object) -> bytes:

@@ -35,6 +35,7 @@ from wsio.protocol.handshake import (
     generate_key,
     parse_token_list,
     select_subprotocol,
+    serialized_accept,
 )
 from wsio.protocol.http11 import Headers, Request, Response
 from wsio.protocol.uri import parse_uri
@@ -604,6 +605,55 @@ def test_build_accept_refuses_a_server_header_that_cant_be_sent(value: str) -> N
 def test_build_accept_refuses_a_server_header_that_isnt_a_str() -> None:
     with pytest.raises(TypeError):
         build_accept(RFC_KEY, server_header=["wsio"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "server_header", [None, "wsio/1", "", " padded ", "a  b", "tab\tinside", "caf\u00e9"]
+)
+@pytest.mark.parametrize("subprotocol", [None, "chat"])
+def test_build_accept_head_is_its_serialization(
+    server_header: str | None, subprotocol: str | None
+) -> None:
+    for _ in range(2):  # built, then from the parts remembered
+        resp = build_accept(RFC_KEY, subprotocol=subprotocol, server_header=server_header)
+        head = resp.headers._head
+        if head is None:
+            # Only where the head might not parse back to the same fields.
+            assert subprotocol is not None or server_header in ("", " padded ")
+            continue
+        assert subprotocol is None
+        plain = Response(resp.status_code, resp.reason_phrase, resp.headers.copy())
+        assert head == plain.serialize() == resp.serialize()
+        assert serialized_accept(resp, head) is head
+        # The fields parse back from the head alone.
+        resp.headers._shed()
+        assert resp.headers.raw_items() == plain.headers.raw_items()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda resp: resp.headers.__setitem__("X-Edited", "1"),
+        lambda resp: resp.headers.replace("Upgrade", "websocket"),
+        lambda resp: resp.headers.__delitem__("Upgrade"),
+        lambda resp: resp.headers.clear(),
+        lambda resp: resp.headers.update({"X-Edited": "1"}),
+        lambda resp: setattr(resp, "status_code", 200),
+        lambda resp: setattr(resp, "reason_phrase", "OK"),
+        lambda resp: setattr(resp, "version", "HTTP/1.0"),
+        lambda resp: setattr(resp, "body", b"x"),
+    ],
+)
+def test_serialized_accept_refuses_an_edited_answer(edit: Any) -> None:
+    resp = build_accept(RFC_KEY, server_header="wsio")
+    head = resp.headers._head
+    assert head is not None
+    edit(resp)
+    assert serialized_accept(resp, head) is None
+    # Another answer with the same head bytes isn't taken for it either.
+    other = build_accept(RFC_KEY, server_header="wsio")
+    assert other.headers._head == head
+    assert serialized_accept(other, head) is None
 
 
 # build_rejection

@@ -1398,6 +1398,7 @@ def test_request_lines_and_hosts_remembered_parse_as_before(
     # Empty to start with, whatever the tests before this one parsed.
     monkeypatch.setattr(http11, "_VALID_REQUEST_LINES", {})
     monkeypatch.setattr(http11, "_VALID_AUTHORITIES", {})
+    monkeypatch.setattr(http11, "_VALID_PATHS", {})
 
     def request(path: str, host: str) -> Request:
         data = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
@@ -1407,6 +1408,7 @@ def test_request_lines_and_hosts_remembered_parse_as_before(
     assert request("/chat", "example.com:8080") == first
     assert b"GET /chat HTTP/1.1" in http11._VALID_REQUEST_LINES
     assert "example.com:8080" in http11._VALID_AUTHORITIES
+    assert "/chat" in http11._VALID_PATHS
     # Past the bounds: a line and a host too long to remember, and more lines and hosts
     # than kept.
     long_path = "/" + "a" * http11._MAX_REMEMBERED_LENGTH
@@ -1414,10 +1416,15 @@ def test_request_lines_and_hosts_remembered_parse_as_before(
     assert request(long_path, long_host).path == long_path
     assert f"GET {long_path} HTTP/1.1".encode() not in http11._VALID_REQUEST_LINES
     assert long_host not in http11._VALID_AUTHORITIES
+    assert long_path not in http11._VALID_PATHS
     for index in range(http11._MAX_VALID_REQUEST_LINES + 1):
         assert request(f"/{index}", f"host{index}").path == f"/{index}"
     assert len(http11._VALID_REQUEST_LINES) <= http11._MAX_VALID_REQUEST_LINES
     assert len(http11._VALID_AUTHORITIES) <= http11._MAX_VALID_AUTHORITIES
-    # Still checked: an invalid Host after valid ones.
+    assert len(http11._VALID_PATHS) <= http11._MAX_VALID_PATHS
+    # Still checked: an invalid Host after valid ones, an invalid path after valid ones
+    # (an absolute-form target whose path isn't origin-form).
     with pytest.raises(InvalidMessage):
         request("/chat", "exa mple.com")
+    with pytest.raises(InvalidMessage):
+        request("ws://example.com:8080/a%zz", "example.com:8080")

@@ -25,21 +25,40 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsio.asyncio import waiter
-from wsio.exceptions import InvalidState
+from wsio.exceptions import InvalidState, ProtocolError
 from wsio.protocol import frames, http11, masking, utf8
 from wsio.protocol.connection import BinaryMessage, Protocol, Side, TextMessage
 from wsio.protocol.extensions import PerMessageDeflate
 from wsio.protocol.frames import (
+    Close,
     Opcode,
     python_deliver_messages,
+    python_parse_close,
     python_parse_messages,
     python_serialize_frame,
 )
-from wsio.protocol.http11 import python_head_fields
+from wsio.protocol.http11 import (
+    python_field_values,
+    python_fields_by_name,
+    python_head_fields,
+)
 from wsio.protocol.masking import python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
-from .helpers import BINARY, CLOSE, CONT, MASK, PING, PONG, TEXT, frame, make
+from .helpers import (
+    BINARY,
+    CLOSE,
+    CLOSE_PAYLOADS,
+    CONT,
+    MASK,
+    PING,
+    PONG,
+    TEXT,
+    close_frames,
+    frame,
+    make,
+    xor,
+)
 
 NO_SPEEDUPS = bool(os.environ.get("WSIO_NO_SPEEDUPS"))
 
@@ -104,10 +123,12 @@ def test_frames_selection_follows_the_environment() -> None:
     if NO_SPEEDUPS:
         assert frames.serialize_frame is python_serialize_frame
         assert frames.parse_messages is python_parse_messages
+        assert frames.parse_close is python_parse_close
         assert frames.deliver_messages is python_deliver_messages
     else:
         assert frames.serialize_frame is _speedups.serialize_frame
         assert frames.parse_messages is _speedups.parse_messages
+        assert frames.parse_close is _speedups.parse_close
         assert frames.deliver_messages is _speedups.deliver_messages
 
 
@@ -864,6 +885,76 @@ def test_parse_messages_max_size_beyond_64_bits(max_size: int) -> None:
     assert deliver_with(python_deliver_messages, data, False, max_size) == expected
 
 
+# Frames: parse_close --------------------------------------------------------------------
+
+
+def expected_close(data: bytes, mask_expected: bool) -> tuple[int, str, bytes] | None:
+    """What the close fast path must give, from the core's own reading of a close
+    payload (Close.parse) and the frame rules, spelled out independently."""
+    if len(data) < 2 or data[0] != 0x88 or bool(data[1] & 0x80) is not mask_expected:
+        return None
+    length = data[1] & 0x7F
+    start = 6 if mask_expected else 2
+    if length > 125 or len(data) < start + length:
+        return None
+    payload = data[start : start + length]
+    if mask_expected:
+        payload = xor(payload, data[2:6])
+    try:
+        close = Close.parse(payload)
+    except ProtocolError:
+        return None
+    return close.code, close.reason, payload
+
+
+@pytest.mark.parametrize("mask_expected", [True, False])
+@pytest.mark.parametrize("payload", CLOSE_PAYLOADS)
+def test_parse_close_same_as_python(payload: bytes, mask_expected: bool) -> None:
+    mask = MASK if mask_expected else None
+    for data in (
+        frame(CLOSE, payload, mask=mask),
+        frame(CLOSE, payload, mask=mask) + b"\x81\x00",  # what follows is ignored
+        frame(CLOSE, payload, mask=None if mask_expected else MASK),  # wrong mask bit
+        frame(CLOSE, payload, mask=mask, fin=False),
+        frame(CLOSE, payload, mask=mask, rsv=0x40),
+        frame(CLOSE, payload, mask=mask, encoding=16),
+        frame(PING, payload, mask=mask),
+        frame(CLOSE, payload, mask=mask)[:-1],
+    ):
+        expected = expected_close(data, mask_expected)
+        for convert in BYTES_LIKE:
+            assert _speedups.parse_close(convert(data), mask_expected) == expected
+            assert python_parse_close(convert(data), mask_expected) == expected
+
+
+def test_parse_close_gives_1005_for_an_empty_payload() -> None:
+    for function in (_speedups.parse_close, python_parse_close):
+        code, reason, payload = function(b"\x88\x00", False)
+        assert (type(code), code, reason, payload) == (int, 1005, "", b"")
+
+
+@SETTINGS
+@given(st.booleans().flatmap(lambda m: st.tuples(close_frames(m), st.just(m))))
+def test_parse_close_random_frames_same_as_python(case: tuple[bytes, bool]) -> None:
+    data, mask_expected = case
+    expected = expected_close(data, mask_expected)
+    assert _speedups.parse_close(data, mask_expected) == expected
+    assert python_parse_close(data, mask_expected) == expected
+
+
+@SETTINGS
+@given(st.binary(max_size=40).map(lambda data: b"\x88" + data), st.booleans())
+def test_parse_close_random_bytes_same_as_python(data: bytes, mask_expected: bool) -> None:
+    assert _speedups.parse_close(data, mask_expected) == python_parse_close(data, mask_expected)
+
+
+def test_parse_close_arguments() -> None:
+    with pytest.raises(TypeError):
+        _speedups.parse_close(b"\x88\x00")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        _speedups.parse_close("\x88\x00", False)  # type: ignore[arg-type]
+
+
 # Frames: deliver_messages ---------------------------------------------------------------
 
 DELIVERERS = pytest.mark.parametrize(
@@ -1475,3 +1566,71 @@ def test_head_fields_arguments() -> None:
         _speedups.head_fields(b"\r\n\r\n", [], 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         _speedups.head_fields(b"\r\n\r\n", {})  # type: ignore[call-arg]
+
+
+# Header fields by name --------------------------------------------------------------------
+
+FIELD_NAMES = [
+    "Host",
+    "host",
+    "HOST",
+    "Upgrade",
+    "Sec-WebSocket-Key",
+    "sec-websocket-key",
+    "X",
+    "",
+    "\u212aey",  # KELVIN SIGN: lowers to an ASCII "k"
+    "\u0130x",  # lowers to two characters
+    "caf\u00e9",
+    "CAF\u00c9",
+]
+
+
+def test_field_lookups_selection_follows_the_environment() -> None:
+    if NO_SPEEDUPS:
+        assert http11.field_values is python_field_values
+        assert http11.fields_by_name is python_fields_by_name
+    else:
+        assert http11.field_values is _speedups.field_values
+        assert http11.fields_by_name is _speedups.fields_by_name
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=6)),
+            st.text(max_size=4),
+        ),
+        max_size=12,
+    ),
+    st.one_of(st.sampled_from(FIELD_NAMES), st.text(max_size=6)),
+)
+def test_field_lookups_same_as_python(items: list[tuple[str, str]], name: str) -> None:
+    key = name.lower()
+    values = _speedups.field_values(items, key)
+    assert values == python_field_values(items, key)
+    assert values == [v for n, v in items if n.lower() == key]
+    by_name = _speedups.fields_by_name(items)
+    assert by_name == python_fields_by_name(items)
+    assert list(by_name) == list(python_fields_by_name(items))
+    # The values are the very objects of the items.
+    for name_, value in items:
+        assert any(v is value for v in by_name[name_.lower()])
+
+
+@pytest.mark.parametrize("name", FIELD_NAMES)
+def test_field_lookups_same_as_python_on_names(name: str) -> None:
+    items = [(other, str(index)) for index, other in enumerate(FIELD_NAMES)]
+    assert _speedups.field_values(items, name.lower()) == python_field_values(items, name.lower())
+    assert _speedups.fields_by_name(items) == python_fields_by_name(items)
+
+
+def test_field_lookups_arguments() -> None:
+    for bad in ([("Host",)], [["Host", "x"]], [(1, "x")], ("Host", "x")):
+        with pytest.raises(TypeError):
+            _speedups.field_values(bad, "host")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            _speedups.fields_by_name(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.field_values([], b"host")  # type: ignore[arg-type]

@@ -60,6 +60,7 @@ from .frames import (
     CloseCode,
     Opcode,
     deliver_messages,
+    parse_close,
     parse_messages,
     serialize_frame,
     serialize_unmasked_header,
@@ -78,6 +79,7 @@ from .handshake import (
     negotiate_extensions,
     offered_subprotocols,
     select_subprotocol,
+    serialized_accept,
 )
 from .http11 import (
     Headers,
@@ -111,6 +113,8 @@ _OK_CLOSE_CODES = frozenset(
     {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
 )
 _KNOWN_OPCODES = frozenset(int(opcode) for opcode in Opcode)
+# What an empty close payload parses to (§7.1.5), as Close.parse gives it.
+_EMPTY_CLOSE = Close.parse(b"")
 # Module constants: read for every frame and message sent or parsed, cheaper than Opcode.X.
 _CONTINUATION, _TEXT, _BINARY, _CLOSE = (
     Opcode.CONTINUATION,
@@ -314,7 +318,8 @@ class Protocol:
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
-        check_max_size(max_size)
+        if type(max_size) is not int or max_size < 1:  # the call only to raise
+            check_max_size(max_size)
         self.side = side
         self.hold_failures = hold_failures
         self.state = state
@@ -425,6 +430,15 @@ class Protocol:
                 return
             if consumed:
                 data = memoryview(data)[consumed:]
+            # The peer's close frame, whole and valid, ends the connection's input here:
+            # no buffer, no parser. Anything else about it goes to the general parser.
+            close = parse_close(data, self.side is _SERVER)
+            if close is not None:
+                code, reason, payload = close
+                self._close_received(Close(code, reason) if payload else _EMPTY_CLOSE, payload)
+                self._parser = self._discard()
+                next(self._parser)
+                return
         reader.feed_data(data)
         self._advance()
 
@@ -1218,7 +1232,10 @@ class Protocol:
 
     def _receive_close(self, payload: bytes) -> None:
         """Handle the peer's close frame (§5.5.1, §7.1.2, §7.1.3)."""
-        close = Close.parse(payload)
+        self._close_received(Close.parse(payload), payload)
+
+    def _close_received(self, close: Close, payload: bytes) -> None:
+        """Handle the peer's close frame, ``close`` parsed from ``payload``."""
         self.close_rcvd = close
         if self.state is _OPEN:
             # §5.5.1: "the endpoint typically echos the status code it received"; the
@@ -1336,6 +1353,7 @@ class ServerProtocol(Protocol):
     """
 
     __slots__ = (
+        "_accept_head",
         "_negotiated",
         "_options",
         "request",
@@ -1367,12 +1385,15 @@ class ServerProtocol(Protocol):
         hold_failures: bool = False,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
-        check_subprotocols(subprotocols)
+        if subprotocols is not None:
+            check_subprotocols(subprotocols)
         self._options = _server_options(
             origins, extensions, subprotocols, server_header, max_line_length, max_headers
         )
         # The extensions that accept() negotiated, until the answer is sent.
         self._negotiated: list[Extension] | None = None
+        # The head of the 101 that accept() built, if it made one, until the answer is sent.
+        self._accept_head: bytes | None = None
         #: Replaces the choice of subprotocol: called with those offered, returns one or None.
         self.select_subprotocol: Callable[[Sequence[str]], str | None] | None = None
         self.request: Request | None = None
@@ -1443,12 +1464,14 @@ class ServerProtocol(Protocol):
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             return build_rejection(exc, server_header=options.server_header)
-        return build_accept(
+        response = build_accept(
             key,
             subprotocol=subprotocol,
             extensions=extensions_header,
             server_header=options.server_header,
         )
+        self._accept_head = response.headers._head
+        return response
 
     def complete_accept(
         self,
@@ -1516,6 +1539,17 @@ class ServerProtocol(Protocol):
 
     def _queue_response(self, response: Response) -> None:
         self.response = response
+        head, self._accept_head = self._accept_head, None
+        if head is not None and serialized_accept(response, head) is not None:
+            # The 101 that accept() built, as it built it: its head is what it sends, and
+            # it has no subprotocol and no extensions.
+            self._writes.append(head)
+            self._negotiated = None
+            if self.request is not None:
+                self.request.headers._shed()
+            response.headers._shed()
+            self.state = _OPEN
+            return
         data = response.serialize()
         self._writes.append(data)
         if response.status_code == 101:

@@ -60,6 +60,7 @@ __all__ = [
     "redirect_location",
     "response_checks",
     "select_subprotocol",
+    "serialized_accept",
 ]
 
 #: The GUID that RFC 6455 §1.3 concatenates to the key to compute the accept value.
@@ -68,6 +69,13 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: An allowed origin for ``origins``: an exact string, a pattern, or ``None`` for requests
 #: without an ``Origin`` header.
 Origin: TypeAlias = "str | re.Pattern[str] | None"
+
+_sha1: Callable[[bytes], hashlib._Hash]
+try:
+    # CPython's own SHA-1: a hash object costs a quarter less to make than OpenSSL's.
+    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found,no-redef]
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import sha1 as _sha1
 
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _PROTOCOL = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+(/[-!#$%&'*+.^_`|~0-9a-zA-Z]+)?")
@@ -84,8 +92,12 @@ def generate_key(random_bytes: Callable[[int], bytes]) -> str:
 
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value matching ``key`` (§4.2.2 step 5.4)."""
-    digest = hashlib.sha1((key + GUID).encode()).digest()
-    return binascii.b2a_base64(digest, newline=False).decode()
+    return _accept_bytes(key).decode()
+
+
+def _accept_bytes(key: str) -> bytes:
+    """:func:`accept_key`, as the ASCII bytes of a head."""
+    return binascii.b2a_base64(_sha1((key + GUID).encode()).digest(), newline=False)
 
 
 def parse_token_list(
@@ -587,13 +599,19 @@ def build_accept(
     extensions: str | None = None,
     server_header: str | None = None,
 ) -> Response:
-    """The server's 101 answer (§4.2.2 step 5)."""
+    """The server's 101 answer (§4.2.2 step 5).
+
+    Without a subprotocol or extensions, its headers also hold the head that serializes
+    the answer, made from constant parts around the accept value (see
+    :func:`serialized_accept`).
+    """
+    accept = _accept_bytes(key)
     # Constants and base64: nothing for the checks of headers[...] = ... to catch.
     headers = Headers.from_valid(
         [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", accept_key(key)),
+            ("Sec-WebSocket-Accept", accept.decode()),
         ]
     )
     if extensions is not None:
@@ -602,7 +620,61 @@ def build_accept(
         headers["Sec-WebSocket-Protocol"] = subprotocol
     if server_header is not None:
         headers._items.append(_server_field(server_header))
-    return Response(101, "Switching Protocols", headers)
+    if extensions is None and subprotocol is None:
+        end = _ACCEPT_ENDS.get(server_header)
+        if end is None:
+            end = _accept_end(server_header)
+        if end:
+            headers._head = _ACCEPT_START + accept + end
+    return Response(101, _SWITCHING_PROTOCOLS, headers)
+
+
+_SWITCHING_PROTOCOLS = "Switching Protocols"
+# What a 101 without a subprotocol or extensions holds before its accept value, and after
+# it, by Server field (b"": the value doesn't serialize to a head that parses back to it).
+_ACCEPT_START = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: "
+)
+_ACCEPT_ENDS: dict[str | None, bytes] = {}
+
+
+def _accept_end(server_header: str | None) -> bytes:
+    """What follows the accept value in the head of a 101 with this Server field, checked
+    by serializing such an answer the general way and parsing it back; remembered for up
+    to 16 values."""
+    headers = Headers.from_valid([("Upgrade", "websocket"), ("Connection", "Upgrade")])
+    headers._items.append(("Sec-WebSocket-Accept", "=" * 28))
+    if server_header is not None:
+        headers._items.append(_server_field(server_header))
+    head = Response(101, _SWITCHING_PROTOCOLS, headers).serialize()
+    copy = Headers.from_valid([])
+    copy._shed_into(head)
+    end = head[len(_ACCEPT_START) + 28 :] if copy._head is not None and copy == headers else b""
+    if not head.startswith(_ACCEPT_START):  # pragma: no cover - the constant is wrong
+        end = b""
+    if len(_ACCEPT_ENDS) < 16:
+        _ACCEPT_ENDS[server_header] = end
+    return end
+
+
+def serialized_accept(response: Response, head: bytes) -> bytes | None:
+    """What ``response.serialize()`` gives, if ``response`` is still the 101 that
+    :func:`build_accept` made with ``head`` (its headers' ``_head``), unedited: ``head``
+    itself. ``None`` otherwise.
+
+    Any edit of the headers drops that head (see :class:`~wsio.protocol.http11.Headers`);
+    the status line and body are compared with those of the answer built.
+    """
+    if (
+        response.headers._head is head
+        and response.status_code == 101
+        and response.reason_phrase == _SWITCHING_PROTOCOLS
+        and response.version == "HTTP/1.1"
+        and not response.body
+    ):
+        return head
+    return None
 
 
 # The Server field of each value seen, checked once: a server sends the same in every 101.
