@@ -457,8 +457,12 @@ async def _wsio_client(count: int) -> None:
             connection = factory()
             connection.connection_made(_ServerTransport(connection, message.reply))
 
-    # As benchmarks.clients opens it.
-    ws = await FakeConnect("ws://127.0.0.1:8765/", compression=None, proxy=None)
+    # As benchmarks.clients opens it, but with no keepalive: the fake server answers every
+    # frame with the echo, so a ping, due once a run under callgrind lasts ping_interval,
+    # would never get its pong and would end the connection.
+    ws = await FakeConnect(
+        "ws://127.0.0.1:8765/", compression=None, proxy=None, ping_interval=None
+    )
     value = message.value
     send, recv = ws.send, ws.recv
     await _turn()
