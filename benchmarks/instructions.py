@@ -21,7 +21,11 @@ What is counted, in one process, with a fake transport (no sockets, no system ca
 - ``client``: the other end, one round trip of a client: a connection opened by
   :func:`wsio.connect` sends the message with ``await ws.send(message)`` and takes the
   server's echo with ``await ws.recv()`` (``--size``, ``--text`` and ``--reads`` as for
-  ``message``, ``--reads`` splitting the echo).
+  ``message``, ``--reads`` splitting the echo); for the callback clients, the drivers of
+  ``benchmarks.clients`` running their own echo loop: wsio's listener client
+  (``listener``, the next message sent from ``on_message``), the raw client (``raw``:
+  pre-built masked frames, each reply checked byte for byte, the next frame written from
+  the read callback: the floor of a callback client) and picows' client (``picows``);
 - with ``--client``, ``client handshake``: ``wsio.connect(uri)`` then ``close()``, as the
   benchmark's client does, everything but ``loop.create_connection``, over a fake
   transport that answers as a server (a 101 with the right ``Sec-WebSocket-Accept``, a
@@ -71,6 +75,8 @@ OPERATIONS = ("handshake", "message", "client")
 #: Counted for messages only, against the plain TCP echo: callback APIs (picows' when it
 #: is installed).
 CALLBACK_LIBRARIES = ("listener", "floor", "tcp", "picows")
+#: Counted for client round trips, against the raw client: callback clients.
+CALLBACK_CLIENTS = ("listener", "raw", "picows")
 
 _REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nUpgrade: websocket\r\n"
@@ -490,6 +496,70 @@ async def _task_client(count: int) -> None:
     assert run.count == count, "replies weren't all the echo"
 
 
+class _SocketServerTransport(_ServerTransport):
+    """A :class:`_ServerTransport` with an unconnected socket behind it, for picows."""
+
+    def __init__(self, protocol: asyncio.BaseProtocol, reply: bytes, sock: socket.socket) -> None:
+        super().__init__(protocol, reply)
+        self.socket = sock
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.socket if name == "socket" else super().get_extra_info(name, default)
+
+
+async def _callback_client(driver_name: str, count: int) -> None:
+    """One connection of a callback client of ``benchmarks.clients`` (``driver_name``),
+    connected through ``loop.create_connection`` to a :class:`_ServerTransport`, running
+    the driver's own ``echo_loop`` until ``count`` echoes."""
+    from .clients import CLIENTS
+
+    message = _client_message()
+    loop = asyncio.get_running_loop()
+    with socket.socket() as sock:
+
+        async def create_connection(
+            factory: Callable[[], asyncio.BaseProtocol], *args: Any, **kwargs: Any
+        ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+            protocol = factory()
+            transport = _SocketServerTransport(protocol, message.reply, sock)
+            protocol.connection_made(transport)
+            return transport, protocol
+
+        loop.create_connection = create_connection  # type: ignore[method-assign,assignment]
+        driver = CLIENTS[driver_name](8765, echo_peer=False, aiofastnet=False)
+        await driver.setup()
+        conn = await driver.connect()
+        await _turn()
+        run = _CountedRun(count)
+        await driver.echo_loop(conn, message, run)
+        assert run.count == count, "replies weren't all the echo"
+
+
+class _CountedRun:
+    """A :class:`benchmarks.clients.Run` that stops itself after ``limit`` echoes."""
+
+    def __init__(self, limit: int) -> None:
+        self.count = 0
+        self.samples = None
+        self.limit = limit
+
+    @property
+    def stop(self) -> bool:
+        return self.count >= self.limit
+
+
+async def _listener_client(count: int) -> None:
+    await _callback_client("wsio-listener", count)
+
+
+async def _picows_client(count: int) -> None:
+    await _callback_client("picows", count)
+
+
+async def _raw_client(count: int) -> None:
+    await _callback_client("raw", count)
+
+
 _CLIENT_URI = "ws://127.0.0.1:8765/"
 _SERVER_CLOSE = build_frame(8, b"\x03\xe8")
 
@@ -565,6 +635,9 @@ _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
     ("picows", "message"): _picows_messages,
     ("wsio", "client"): _wsio_client,
     ("task", "client"): _task_client,
+    ("listener", "client"): _listener_client,
+    ("picows", "client"): _picows_client,
+    ("raw", "client"): _raw_client,
 }
 
 
@@ -698,7 +771,29 @@ def main(argv: list[str] | None = None) -> None:
         )
         kind = "text" if args.text else "message"
         print(f"{'':22}{'wsio':>12}{'task client':>12}{'ratio':>8}")
-        print(f"{f'{args.size} B {kind} trip':22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
+        label = f"{args.size} B {kind} trip"
+        print(f"{label:22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
+        if args.library is None:
+            _print_callback_clients(label, args.messages, options)
+
+
+def _print_callback_clients(label: str, count: int, options: dict[str, str]) -> None:
+    """The callback clients' row: wsio's listener client against the raw client (its
+    floor) and picows' client."""
+    picows_installed = importlib.util.find_spec("picows") is not None
+    listener, raw, picows = (
+        _per_operation(name, "client", count, options)
+        if name != "picows" or picows_installed
+        else float("nan")
+        for name in CALLBACK_CLIENTS
+    )
+    print(f"{'':22}{'listener':>12}{'raw client':>12}{'ratio':>8}{'picows':>12}{'ratio':>8}")
+    print(
+        f"{label:22}{listener:>12,.0f}{raw:>12,.0f}{listener / raw:>7.2f}×"
+        f"{picows:>12,.0f}{picows / raw:>7.2f}×"
+    )
+    if not picows_installed:
+        print("picows isn't installed: no picows column (pip install picows)")
 
 
 def _print_client(count: int, options: dict[str, str]) -> None:

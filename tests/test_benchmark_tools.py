@@ -49,6 +49,26 @@ def test_instruction_counter_callback_workers_echo(library: str, text: bool) -> 
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("library", ["wsio", "task", "listener", "raw", "picows"])
+@pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
+def test_instruction_counter_client_workers_echo(library: str, text: bool) -> None:
+    """The client rows (wsio's coroutine and listener clients, the task and raw clients,
+    picows' client) each make every round trip, its echo checked; the worker fails if one
+    is missing or isn't the echo."""
+    if library == "picows" and sys.platform != "linux":
+        pytest.skip("picows is a test dependency on Linux only, as the benchmarks are")
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.instructions", "--worker", library, "client", "20"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **({"BENCH_TEXT": "1"} if text else {})},
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.skipif(
     bool(os.environ.get("WSIO_NO_SPEEDUPS")), reason="--pure swaps the C pieces for Python"
 )
