@@ -98,6 +98,7 @@ PIECES = (
     "receive_messages",
     "field_values",
     "fields_by_name",
+    "random_bytes",
 )
 
 
@@ -241,7 +242,7 @@ def _use_pure(pieces: str) -> None:
     twins wherever wsio's modules hold them."""
     import wsio.asyncio.connection  # noqa: F401  (loads every module that holds a piece)
     from wsio import _speedups
-    from wsio.protocol import frames, http11, masking, utf8
+    from wsio.protocol import entropy, frames, http11, masking, utf8
 
     twins = {
         "apply_mask": (_speedups.apply_mask, masking.python_apply_mask),
@@ -253,6 +254,7 @@ def _use_pure(pieces: str) -> None:
         "head_fields": (_speedups.head_fields, http11.python_head_fields),
         "field_values": (_speedups.field_values, http11.python_field_values),
         "fields_by_name": (_speedups.fields_by_name, http11.python_fields_by_name),
+        "random_bytes": (_speedups.random_bytes, entropy.python_random_bytes),
     }
     names = PIECES if pieces == "all" else pieces.split(",")
     # Methods of the protocol, not functions of a module.
@@ -270,6 +272,25 @@ def _use_pure(pieces: str) -> None:
                 for attribute, value in list(vars(module).items()):
                     if value is c_version:
                         setattr(module, attribute, python_version)
+                    _swap_defaults(value, c_version, python_version)
+
+
+def _swap_defaults(value: object, c_version: object, python_version: object) -> None:
+    """Swap ``c_version`` for ``python_version`` where a function, or a method of a
+    class, holds it as the default of a parameter (``random_bytes=`` of the protocols)."""
+    functions = list(vars(value).values()) if isinstance(value, type) else [value]
+    for function in functions:
+        if not isinstance(function, types.FunctionType):
+            continue
+        if function.__defaults__ is not None:
+            function.__defaults__ = tuple(
+                python_version if default is c_version else default
+                for default in function.__defaults__
+            )
+        if function.__kwdefaults__ is not None:
+            for key, default in function.__kwdefaults__.items():
+                if default is c_version:
+                    function.__kwdefaults__[key] = python_version
 
 
 async def _messages(protocol: Any, transport: _FakeTransport, count: int) -> None:

@@ -15,13 +15,15 @@
  *       a large frame's payload unmasked, as it arrives, into the bytes handed over.
  *   head_fields(head, shared, max_shared)
  *       the header fields of an HTTP head (the opening handshake), checked and split.
+ *   random_bytes(size)
+ *       bytes of the system's cryptographic source, for masking keys, from a pool per thread.
  *   Waiter(loop)
  *       what recv() awaits: a future-like object that resumes the waiting task inside
  *       the read callback (wsio.asyncio.waiter explains why).
  *   send_message_twin(...), receive_messages_twin(...)
  *       the common case of Protocol.send_message and Protocol.receive_messages, as
- *       methods of the class: a server's message framed, a read's messages delivered,
- *       with no frame of Python; every other case calls the Python method.
+ *       methods of the class: a message framed (a client's masked), a read's messages
+ *       delivered, with no frame of Python; every other case calls the Python method.
  *
  * Why C: in pure Python, masking goes through two big-integer conversions and allocates
  * several times the payload; the incremental codec decodes (builds a str) only to throw
@@ -1579,7 +1581,7 @@ speedups_serialize_frame(PyObject *module, PyObject *const *args, Py_ssize_t nar
 
 /* ---- Protocol.send_message and Protocol.receive_messages ----------------------------- */
 
-#define MAX_SLOTS 5
+#define MAX_SLOTS 6
 
 /* Where a class keeps the slots that a method twin reads, found for the last class seen:
  * each is then read at its offset in the object, as its member descriptor reads it, without
@@ -1595,7 +1597,8 @@ typedef struct {
 
 /* The slots that the twin of send_message reads, in this order. */
 static slot_layout send_slots = {
-    {"_writes", "_sending_fragments", "state", "extensions", "side"}, 5, NULL, 0, {0},
+    {"_writes", "_sending_fragments", "state", "extensions", "side", "random_bytes"},
+    6, NULL, 0, {0},
 };
 /* The slots that the twin of receive_messages reads, and the one of its reader. */
 static slot_layout receive_slots = {
@@ -1655,11 +1658,45 @@ read_slots(slot_layout *layout, PyObject *obj, PyObject **values)
 /* Whether obj is an empty list; anything else is for the general path to judge. */
 #define EMPTY_LIST(obj) (PyList_CheckExact(obj) && PyList_GET_SIZE(obj) == 0)
 
+/* A client's frame: first byte first, masked with the key that random_bytes(4) draws
+ * (section 5.3, a fresh key per frame). A key that isn't 4 bytes goes to serialize_frame,
+ * as the reference hands it over, to be judged there. */
+static PyObject *
+new_client_frame(unsigned char first, PyObject *data, PyObject *random_bytes)
+{
+    PyObject *four = PyLong_FromLong(4), *key, *frame;
+
+    if (four == NULL) {
+        return NULL;
+    }
+    key = PyObject_Vectorcall(random_bytes, &four, 1, NULL);
+    Py_DECREF(four);
+    if (key == NULL) {
+        return NULL;
+    }
+    if (PyBytes_CheckExact(key) && PyBytes_GET_SIZE(key) == 4) {
+        frame = new_frame(first, (const unsigned char *)PyBytes_AS_STRING(data),
+                          PyBytes_GET_SIZE(data), (const unsigned char *)PyBytes_AS_STRING(key));
+    }
+    else {
+        PyObject *args[5] = {PyLong_FromLong(first & 0x0f), data, Py_True, NULL, key};
+
+        args[3] = PyLong_FromLong(0);
+        frame = args[0] == NULL || args[3] == NULL
+                    ? NULL
+                    : speedups_serialize_frame(NULL, args, 5, NULL);
+        Py_XDECREF(args[0]);
+        Py_XDECREF(args[3]);
+    }
+    Py_DECREF(key);
+    return frame;
+}
+
 /* send_message(self, data, text, compress=None), bound to the protocol as a method: twin is
  * (reference, OPEN, CLIENT, SEPARATE_PAYLOAD), the Python method and the values it compares
  * with. The common case -- open, nothing queued, no fragmented message under way, no
- * extension, a server, bytes under SEPARATE_PAYLOAD -- builds the frame here; every other
- * case, and every other type of argument, goes to the reference. */
+ * extension, bytes (for a server, under SEPARATE_PAYLOAD) -- builds the frame here; every
+ * other case, and every other type of argument, goes to the reference. */
 static PyObject *
 protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
@@ -1667,6 +1704,7 @@ protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
     PyObject *reference = PyTuple_GET_ITEM(twin, 0);
     PyObject *slots[MAX_SLOTS], *data, *text;
     Py_ssize_t length, separate;
+    unsigned char first;
     int readable;
 
     if (kwnames != NULL || nargs < 3 || nargs > 4 || !PyBytes_CheckExact(args[1])) {
@@ -1680,8 +1718,13 @@ protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
     text = args[2];
     if (readable == 0 || !EMPTY_LIST(slots[0]) || slots[1] != Py_False
         || slots[2] != PyTuple_GET_ITEM(twin, 1) || !EMPTY_LIST(slots[3])
-        || slots[4] == PyTuple_GET_ITEM(twin, 2) || (text != Py_True && text != Py_False)) {
+        || (text != Py_True && text != Py_False)) {
         goto general;
+    }
+    /* FIN, no RSV bit, text (0x1) or binary (0x2). */
+    first = text == Py_True ? 0x81 : 0x82;
+    if (slots[4] == PyTuple_GET_ITEM(twin, 2)) {
+        return new_client_frame(first, data, slots[5]);
     }
     length = PyBytes_GET_SIZE(data);
     separate = PyLong_AsSsize_t(PyTuple_GET_ITEM(twin, 3));
@@ -1691,9 +1734,8 @@ protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
     if (length >= separate) {
         goto general;
     }
-    /* FIN, no RSV bit, text (0x1) or binary (0x2), unmasked: a server's (section 5.1). */
-    return new_frame(text == Py_True ? 0x81 : 0x82, (const unsigned char *)PyBytes_AS_STRING(data),
-                     length, NULL);
+    /* Unmasked: a server's (section 5.1). */
+    return new_frame(first, (const unsigned char *)PyBytes_AS_STRING(data), length, NULL);
 general:
     return PyObject_Vectorcall(reference, args, (size_t)nargs, kwnames);
 }
@@ -1704,10 +1746,11 @@ PyDoc_STRVAR(send_message_twin_doc,
 "--\n"
 "\n"
 "The C twin of Protocol.send_message (reference, the Python method), as a method of the\n"
-"class: the common case of a server's message -- state open, nothing queued, no\n"
-"fragmented message under way, no extension, bytes under separate_payload -- is built\n"
-"here as serialize_frame builds it; every other case calls reference. open and client\n"
-"are the State and the Side that the reference compares with.");
+"class: the common case of a message -- state open, nothing queued, no fragmented\n"
+"message under way, no extension, bytes (a server's under separate_payload) -- is built\n"
+"here as serialize_frame builds it, a client's masked with random_bytes(4); every other\n"
+"case calls reference. open and client are the State and the Side that the reference\n"
+"compares with.");
 
 /* A method twin: a C function that a class holds as a method, which gets the instance
  * first in its arguments, as a function defined in the class does (and, being a method
@@ -3138,6 +3181,185 @@ speedups_head_fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return fields;
 }
 
+/* ---- random_bytes ----------------------------------------------------------------------- */
+
+/* Bytes drawn from os.urandom at a time, as in wsio.protocol.entropy: masking keys for
+ * 1,024 frames. */
+#define POOL_SIZE 4096
+
+/* One thread's pool of system random bytes, kept in its thread state's dict so that it
+ * goes with the thread. A pool whose generation isn't pool_generation was copied from a
+ * parent by a fork: it is empty. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data; /* bytes, a multiple of 4 long; NULL: empty */
+    Py_ssize_t position;
+    unsigned long generation;
+} KeyPoolObject;
+
+static unsigned long pool_generation;
+static PyObject *pool_key; /* the pools' key in the thread state dicts */
+
+static void
+key_pool_dealloc(PyObject *self)
+{
+    Py_XDECREF(((KeyPoolObject *)self)->data);
+    Py_TYPE(self)->tp_free(self);
+}
+
+/* Holds bytes only: no reference cycle can go through it. */
+static PyTypeObject KeyPoolType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsio._speedups.KeyPool",
+    .tp_basicsize = sizeof(KeyPoolObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = key_pool_dealloc,
+};
+
+/* The pool of the running thread, a new reference. */
+static KeyPoolObject *
+thread_pool(void)
+{
+    PyObject *dict = PyThreadState_GetDict();
+    KeyPoolObject *pool;
+
+    if (dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "random_bytes() needs a thread state");
+        return NULL;
+    }
+    if (pool_key == NULL) {
+        pool_key = PyUnicode_InternFromString("wsio._speedups.random_bytes");
+        if (pool_key == NULL) {
+            return NULL;
+        }
+    }
+    pool = (KeyPoolObject *)PyDict_GetItemWithError(dict, pool_key);
+    if (pool != NULL) {
+        Py_INCREF(pool);
+    }
+    else {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        pool = PyObject_New(KeyPoolObject, &KeyPoolType);
+        if (pool == NULL) {
+            return NULL;
+        }
+        pool->data = NULL;
+        pool->generation = pool_generation;
+        if (PyDict_SetItem(dict, pool_key, (PyObject *)pool) < 0) {
+            Py_DECREF(pool);
+            return NULL;
+        }
+    }
+    if (pool->generation != pool_generation) {
+        Py_CLEAR(pool->data);
+        pool->generation = pool_generation;
+    }
+    return pool;
+}
+
+/* os.urandom(size), looked up at each call, as the Python version does. */
+static PyObject *
+system_random_bytes(Py_ssize_t size)
+{
+    PyObject *os = PyImport_ImportModule("os"), *data;
+
+    if (os == NULL) {
+        return NULL;
+    }
+    data = PyObject_CallMethod(os, "urandom", "n", size);
+    Py_DECREF(os);
+    return data;
+}
+
+/* keys 4-byte keys into out, each taken from the pool once, the pool refilled whenever it
+ * runs out. */
+static int
+take_keys(KeyPoolObject *pool, unsigned char *out, Py_ssize_t keys)
+{
+    Py_ssize_t i;
+
+    for (i = 0; i < keys; i++) {
+        if (pool->data == NULL || pool->position >= PyBytes_GET_SIZE(pool->data)) {
+            PyObject *data = system_random_bytes(POOL_SIZE);
+
+            if (data == NULL) {
+                return -1;
+            }
+            if (!PyBytes_Check(data) || PyBytes_GET_SIZE(data) == 0
+                || PyBytes_GET_SIZE(data) % 4 != 0) {
+                PyErr_Format(PyExc_ValueError,
+                             "os.urandom() returned %R, not bytes of a multiple of 4", data);
+                Py_DECREF(data);
+                return -1;
+            }
+            /* Set after the call, during which other threads ran: nothing else can have
+             * taken from this thread's pool meanwhile. */
+            Py_XSETREF(pool->data, data);
+            pool->position = 0;
+        }
+        memcpy(out + 4 * i, PyBytes_AS_STRING(pool->data) + pool->position, 4);
+        pool->position += 4;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(random_bytes_doc,
+"random_bytes($module, size, /)\n"
+"--\n"
+"\n"
+"size bytes from the system's cryptographic source (RFC 6455 sections 5.3 and 10.3),\n"
+"none of them handed out before, in this thread or any other, in this process or its\n"
+"parent: as wsio.protocol.entropy.random_bytes, each thread drawing from a pool of its\n"
+"own, filled by os.urandom 4,096 bytes at a time.");
+
+static PyObject *
+speedups_random_bytes(PyObject *module, PyObject *arg)
+{
+    unsigned char out[POOL_SIZE / 4 + 4];
+    Py_ssize_t size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    KeyPoolObject *pool;
+    int status;
+
+    (void)module;
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size > POOL_SIZE / 4) {
+        /* Large requests gain nothing from the pool and would drain it. */
+        return system_random_bytes(size);
+    }
+    if (size <= 0) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    pool = thread_pool();
+    if (pool == NULL) {
+        return NULL;
+    }
+    /* Whole keys: the rest of the last one is dropped, never handed out. */
+    status = take_keys(pool, out, (size + 3) / 4);
+    Py_DECREF(pool);
+    return status < 0 ? NULL : PyBytes_FromStringAndSize((const char *)out, size);
+}
+
+PyDoc_STRVAR(forget_random_pools_doc,
+"forget_random_pools($module, /)\n"
+"--\n"
+"\n"
+"Empty every thread's pool of random_bytes: in a fork's child, the bytes that the parent\n"
+"has yet to hand out must not be handed out by the child too. The module registers it\n"
+"with os.register_at_fork when it is imported.");
+
+static PyObject *
+speedups_forget_random_pools(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    pool_generation++;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Module                                                                                */
 /* ------------------------------------------------------------------------------------ */
@@ -3162,8 +3384,43 @@ static PyMethodDef speedups_methods[] = {
     {"field_values", (PyCFunction)(void (*)(void))speedups_field_values, METH_FASTCALL,
      field_values_doc},
     {"fields_by_name", (PyCFunction)speedups_fields_by_name, METH_O, fields_by_name_doc},
+    {"random_bytes", (PyCFunction)speedups_random_bytes, METH_O, random_bytes_doc},
+    {"forget_random_pools", (PyCFunction)speedups_forget_random_pools, METH_NOARGS,
+     forget_random_pools_doc},
     {NULL, NULL, 0, NULL},
 };
+
+/* os.register_at_fork(after_in_child=module.forget_random_pools) */
+static int
+forget_random_pools_at_fork(PyObject *module)
+{
+    PyObject *os, *register_at_fork, *forget, *kwnames, *result;
+
+    os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return -1;
+    }
+    register_at_fork = PyObject_GetAttrString(os, "register_at_fork");
+    Py_DECREF(os);
+    if (register_at_fork == NULL) {
+        /* No fork on this platform. */
+        PyErr_Clear();
+        return 0;
+    }
+    forget = PyObject_GetAttrString(module, "forget_random_pools");
+    kwnames = Py_BuildValue("(s)", "after_in_child");
+    result = forget == NULL || kwnames == NULL
+                 ? NULL
+                 : PyObject_Vectorcall(register_at_fork, &forget, 0, kwnames);
+    Py_DECREF(register_at_fork);
+    Py_XDECREF(forget);
+    Py_XDECREF(kwnames);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
 
 PyDoc_STRVAR(speedups_doc,
 "Optional C implementations of wsio's hot paths: XOR masking (RFC 6455 section 5.3),\n"
@@ -3203,11 +3460,12 @@ PyInit__speedups(void)
         Py_DECREF(module);
         return NULL;
     }
-    if (PyType_Ready(&MethodTwinType) < 0) {
+    if (PyType_Ready(&MethodTwinType) < 0 || PyType_Ready(&KeyPoolType) < 0) {
         Py_DECREF(module);
         return NULL;
     }
-    if (PyType_Ready(&WaiterType) < 0 || PyModule_AddType(module, &WaiterType) < 0) {
+    if (PyType_Ready(&WaiterType) < 0 || PyModule_AddType(module, &WaiterType) < 0
+        || forget_random_pools_at_fork(module) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from wsio.asyncio import waiter
 from wsio.exceptions import InvalidState, ProtocolError
-from wsio.protocol import frames, http11, masking, utf8
+from wsio.protocol import entropy, frames, http11, masking, utf8
 from wsio.protocol.connection import BinaryMessage, Protocol, Side, TextMessage
 from wsio.protocol.extensions import PerMessageDeflate
 from wsio.protocol.frames import (
@@ -87,10 +87,12 @@ def test_selection_follows_the_environment() -> None:
         assert masking.apply_mask is python_apply_mask
         assert utf8.IncrementalValidator is PythonIncrementalValidator
         assert waiter.Waiter is waiter.PythonWaiter
+        assert entropy.random_bytes is entropy.python_random_bytes
     else:
         assert masking.apply_mask is _speedups.apply_mask
         assert utf8.IncrementalValidator is _speedups.Utf8Validator
         assert waiter.Waiter is _speedups.Waiter
+        assert entropy.random_bytes is _speedups.random_bytes
 
 
 SELECTED = (
@@ -1123,7 +1125,7 @@ def test_deliver_messages_refuses_a_negative_size(function: Callable[..., int]) 
 # Protocol.send_message and Protocol.receive_messages -------------------------------------
 
 #: How the connection stands when the message is sent: each leads send_message to another
-#: path (the C twin builds the frame in the first case only, for a server).
+#: path (the C twin builds the frame in the first case only).
 SENDING_STATES = ("open", "queued", "fragment", "closing", "deflate")
 #: Around the length encodings and the payload that a server queues apart (128 KiB).
 SEND_SIZES = st.sampled_from([0, 1, 125, 126, 65535, 65536, 131071, 131072])
@@ -1198,6 +1200,35 @@ def test_send_message_twin_same_as_python(
 @pytest.mark.parametrize("kind", [bytearray, memoryview])
 def test_send_message_twin_bytes_like(kind: Callable[[bytes], Any]) -> None:
     both_send_message(Side.SERVER, "open", kind(b"payload"), False, None, False)
+
+
+def _raise_os_error(size: int) -> bytes:
+    raise OSError("no entropy")
+
+
+@pytest.mark.parametrize(
+    "random_bytes",
+    [
+        lambda size: bytearray(b"wxyz"),
+        lambda size: memoryview(b"wxyz"),
+        lambda size: b"wxy",
+        lambda size: b"wxyz!",
+        lambda size: "wxyz",
+        lambda size: None,
+        _raise_os_error,
+    ],
+    ids=["bytearray", "memoryview", "short", "long", "str", "none", "raises"],
+)
+def test_send_message_twin_client_masking_keys(random_bytes: Callable[[int], Any]) -> None:
+    """A client's frame is masked with what ``random_bytes(4)`` returns: any 4-byte
+    buffer is used, anything else refused, the same way by the C twin as by the Python
+    method; nothing is queued either way."""
+    twin, reference = (Protocol(Side.CLIENT, random_bytes=random_bytes) for _ in range(2))
+    outcome = send_outcome(lambda: twin.send_message(b"payload", False))
+    assert outcome == send_outcome(
+        lambda: Protocol._python_send_message(reference, b"payload", False)
+    )
+    assert twin.data_to_send() == reference.data_to_send() == []
 
 
 def test_send_message_twin_in_a_subclass() -> None:
