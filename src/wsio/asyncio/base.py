@@ -25,7 +25,6 @@ from types import TracebackType
 from typing import Any, Self, TypeAlias, Unpack
 
 from .. import defaults
-from ..exceptions import InvalidState
 from ..protocol.connection import (
     PreparedMessage,
     Protocol,
@@ -165,22 +164,12 @@ class ConnectionBase(
         :raises TypeError: an unsupported type.
         :raises InvalidArgument: text that isn't valid Unicode (a lone surrogate).
         """
-        # This runs for every message sent: the commonest types are tested first, and
-        # the core hands the frame back to write when nothing else is queued.
+        # The core hands the frame back to write when nothing else is queued.
         protocol = self.protocol
-        if type(message) is bytes:
-            # The core refuses a message unless the connection is open: its check, free
-            # until it fails, stands for this layer's.
-            try:
-                frame = protocol.send_message(message, False, compress)
-            except InvalidState:
-                if protocol.state is _OPEN:
-                    raise
-                closed = protocol.close_exc
-                # Raised as where the state is checked first: its cause kept, no context.
-                raise closed from closed.__cause__
-        elif protocol.state is not _OPEN:
+        if protocol.state is not _OPEN:
             raise protocol.close_exc
+        if type(message) is bytes:
+            frame = protocol.send_message(message, False, compress)
         elif isinstance(message, str):
             try:
                 data = message.encode()
