@@ -154,11 +154,16 @@ async def _echo(ws: Any) -> None:
 
 
 def _feed(connection: Any, data: bytes) -> None:
-    """Hand ``data`` to a protocol as the loop would: into its buffer, or as bytes."""
+    """Hand ``data`` to a protocol as the loop would: into its buffer, as many times as
+    the buffer is too short for what is left, or as bytes."""
     if isinstance(connection, asyncio.BufferedProtocol):
-        buffer = memoryview(connection.get_buffer(len(data)))
-        buffer[: len(data)] = data
-        connection.buffer_updated(len(data))
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(connection.get_buffer(len(view)))
+            size = min(len(buffer), len(view))
+            buffer[:size] = view[:size]
+            connection.buffer_updated(size)
+            view = view[size:]
     else:
         connection.data_received(data)
 
