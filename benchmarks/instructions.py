@@ -157,13 +157,19 @@ def _feed(connection: Any, data: bytes) -> None:
     """Hand ``data`` to a protocol as the loop would: into its buffer, as many times as
     the buffer is too short for what is left, or as bytes."""
     if isinstance(connection, asyncio.BufferedProtocol):
-        view = memoryview(data)
-        while view:
-            buffer = memoryview(connection.get_buffer(len(view)))
-            size = min(len(buffer), len(view))
-            buffer[:size] = view[:size]
+        buffer = memoryview(connection.get_buffer(len(data)))
+        try:
+            # Nothing more in the usual case: the rows compare such protocols with
+            # data_received ones.
+            buffer[: len(data)] = data
+        except ValueError:
+            # Larger than the buffer.
+            size = len(buffer)
+            buffer[:] = data[:size]
             connection.buffer_updated(size)
-            view = view[size:]
+            _feed(connection, data[size:])
+            return
+        connection.buffer_updated(len(data))
     else:
         connection.data_received(data)
 
