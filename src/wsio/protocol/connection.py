@@ -630,12 +630,12 @@ class Protocol:
             return None
         return serialize_frame(_TEXT if text else _BINARY, data, True, rsv, None)
 
-    #: The reference of :meth:`send_message`, which its C twin calls for all but a server's
+    #: The reference of :meth:`send_message`, which its C twin calls for all but the
     #: common case (``--pure send_message`` puts it back in its place).
     _python_send_message = send_message
     if not TYPE_CHECKING and (_accelerator := speedups()) is not None:
-        # Every message that a server answers goes through here: the common case is built
-        # in C, with no frame of Python.
+        # Every message sent goes through here: the common case is built in C, a client's
+        # masked with a key from random_bytes, with no frame of Python.
         send_message = _accelerator.send_message_twin(
             send_message, _OPEN, _CLIENT, _SEPARATE_PAYLOAD
         )
