@@ -337,6 +337,34 @@ async def test_connection_refused() -> None:
             await wsio.connect(url(port))
 
 
+async def test_request_goes_out_as_the_connection_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The opening handshake request is written by connection_made: it has reached the
+    server by the time create_connection returns, a turn of the loop before connect()
+    resumes."""
+    loop = asyncio.get_running_loop()
+    create_connection = loop.create_connection
+    arrived: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        async def checked(*args: Any, **kwargs: Any) -> Any:
+            result = await create_connection(*args, **kwargs)
+            accepted, _ = listener.accept()
+            with accepted:
+                try:
+                    arrived.append(accepted.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+                except BlockingIOError:
+                    arrived.append(b"")
+            return result
+
+        monkeypatch.setattr(loop, "create_connection", checked)
+        async with asyncio.timeout(T):
+            with pytest.raises(wsio.InvalidHandshake):
+                await wsio.connect(url(listener.getsockname()[1]))
+    assert arrived[0].startswith(b"GET / HTTP/1.1\r\n")
+
+
 # Non-101 and odd 101 responses -------------------------------------------------------------------
 
 

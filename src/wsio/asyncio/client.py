@@ -68,11 +68,15 @@ class ClientSide(ConnectionBase):
         if not self._handshake_done.done():
             self._handshake_done.set_result(None)
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # The opening handshake request, queued in the core before connecting, goes out in
+        # the turn of the loop that connected: the coroutine that awaits the connection
+        # resumes a turn later.
+        self._flush()
+
     async def _handshake(self) -> None:
-        """Send the opening handshake request and wait for the answer to be checked."""
-        self.protocol.send_request(self.protocol.connect())
-        # The answer may be complete already: it was read before the request went out.
-        self._process_events()
+        """Wait for the answer to the opening handshake request to be checked."""
         # Awaited as is, not shielded (a turn of the loop more): only this waits for it,
         # and the opening ends with it if cancelled.
         await self._handshake_done
@@ -251,7 +255,10 @@ class connect(Opener[ClientConnection]):
     ) -> ClientSide:
         """One attempt: TCP (through the proxy if any), TLS for wss, the HTTP upgrade."""
         loop = asyncio.get_running_loop()
-        connection = self._new_connection(ClientProtocol(uri, **protocol_kwargs))
+        protocol = ClientProtocol(uri, **protocol_kwargs)
+        # Queued now, written as soon as the connection is made (connection_made).
+        protocol.send_request(protocol.connect())
+        connection = self._new_connection(protocol)
         settings = self._settings
         kwargs = self._create_connection_kwargs
         ssl = settings.ssl_for(uri)
