@@ -16,18 +16,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("library", ["wsio", "task"])
-@pytest.mark.parametrize("operation", ["handshake", "message"])
-def test_instruction_counter_workers_run(library: str, operation: str) -> None:
+def _run_worker(*args: str, **options: str) -> None:
+    """Run an instruction counter's worker (``--worker ARGS``) with the ``BENCH_*``
+    ``options`` in its environment; it fails if a message goes unanswered or isn't echoed."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--worker", library, operation, "20"],
+        [sys.executable, "-m", "benchmarks.instructions", "--worker", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **options},
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("library", ["wsio", "task"])
+@pytest.mark.parametrize("operation", ["handshake", "message"])
+def test_instruction_counter_workers_run(library: str, operation: str) -> None:
+    _run_worker(library, operation, "20")
 
 
 @pytest.mark.parametrize("library", ["listener", "floor", "tcp", "picows"])
@@ -37,16 +44,7 @@ def test_instruction_counter_callback_workers_echo(library: str, text: bool) -> 
     server) echo every message; the worker fails if one goes unanswered."""
     if library == "picows" and sys.platform != "linux":
         pytest.skip("picows is a test dependency on Linux only, as the benchmarks are")
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--worker", library, "message", "20"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **({"BENCH_TEXT": "1"} if text else {})},
-    )
-    assert result.returncode == 0, result.stderr
+    _run_worker(library, "message", "20", **({"BENCH_TEXT": "1"} if text else {}))
 
 
 @pytest.mark.parametrize("library", ["wsio", "task", "listener", "raw", "picows"])
@@ -61,16 +59,7 @@ def test_instruction_counter_client_workers_echo(library: str, options: dict[str
     is missing or isn't the echo. An echo larger than a read buffer comes in several."""
     if library == "picows" and sys.platform != "linux":
         pytest.skip("picows is a test dependency on Linux only, as the benchmarks are")
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--worker", library, "client", "5"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **options},
-    )
-    assert result.returncode == 0, result.stderr
+    _run_worker(library, "client", "5", **options)
 
 
 @pytest.mark.skipif(
@@ -83,16 +72,7 @@ def test_instruction_counter_swaps_every_c_piece(text: bool) -> None:
     options = {"BENCH_PURE": "all", "BENCH_SIZE": "70000", "BENCH_READS": "3"}
     if text:
         options["BENCH_TEXT"] = "1"
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.instructions", "--worker", "wsio", "message", "5"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **options},
-    )
-    assert result.returncode == 0, result.stderr
+    _run_worker("wsio", "message", "5", **options)
 
 
 def _start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
