@@ -268,9 +268,13 @@ def test_tcp_nodelay_on_both_sides(serving: Callable[..., str]) -> None:
     def handler(ws: wsio.sync.ServerConnection) -> None:
         options.append(ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         ws.send("checked")
+        # Open until the client has checked its side: the end of the handler closes the
+        # connection, and with it the client's socket.
+        ws.recv(timeout=5)
 
     uri = serving(handler)
     with wsio.sync.connect(uri, open_timeout=5) as ws:
         assert ws.recv(timeout=5) == "checked"
         assert ws.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        ws.send("done")
     assert options and options[0]
