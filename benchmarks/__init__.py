@@ -8,7 +8,7 @@ picks among ``server``, ``client``, ``broadcast``, ``threads`` and ``asgi`` (all
 ``threads-server`` and ``threads-client``; ``asgi`` is run only when asked for, see
 below), ``--help`` lists the rest. Linux only (``/proc``). ``python -m benchmarks.instructions``
 counts the instructions of a server handshake and of an echoed message (``async for``, a
-listener, the task echo and the plain TCP echo) instead
+listener, the task echo, the task floor and the plain TCP echo) instead
 (valgrind): a figure that doesn't move with the machine's load, for comparing two commits.
 
 Methodology
@@ -26,7 +26,10 @@ Methodology
   ceiling of any asyncio library. The task echo does the same through a task per
   connection that awaits each read and writes it back: the ceiling of a library whose
   handlers are written ``async for message in ws: await ws.send(message)``, since a task
-  must wake for each message (see :mod:`benchmarks.servers`).
+  must wake for each message (see :mod:`benchmarks.servers`). The task floor is the task
+  echo with the WebSocket work that no server can skip, done by wsio's C frame parser and
+  builder (frames unmasked, UTF-8 and sizes checked, each echo framed): the ceiling of
+  such a library that checks its input.
 - One load generator for every server: ``raw`` in :mod:`benchmarks.clients`, on uvloop,
   with pre-built masked frames and a byte-exact check of every echo (header included),
   of the 101 and of the closing handshake. It costs less per message than any library

@@ -35,7 +35,7 @@ from .harness import (
     settled_rss_kib,
 )
 
-SERVERS = ("wsio", "wsio-listener", "websockets", "aiohttp", "picows", "tcp", "task")
+SERVERS = ("wsio", "wsio-listener", "websockets", "aiohttp", "picows", "tcp", "task", "task-floor")
 CLIENTS = ("wsio", "wsio-listener", "websockets", "aiohttp", "picows", "raw", "task")
 #: The columns of the ASGI section: uvicorn's ``--ws`` backends (:mod:`benchmarks.asgi`).
 BACKENDS = tuple(asgi.BACKENDS)
@@ -52,7 +52,16 @@ NAMES = {
 }
 #: Column headings of each section, in the order of NAMES.
 COLUMNS = {
-    "server": ("wsio", "wsio listener", "websockets", "aiohttp", "picows", "ceiling", "task echo"),
+    "server": (
+        "wsio",
+        "wsio listener",
+        "websockets",
+        "aiohttp",
+        "picows",
+        "ceiling",
+        "task echo",
+        "task floor",
+    ),
     "client": (
         "wsio",
         "wsio listener",
@@ -491,7 +500,8 @@ def table(results: Results, settings: Settings) -> str:
                 f"SERVERS (load generator: {settings.loadgen} client on "
                 f"{settings.loadgen_loop}; servers on {settings.loop}; ceiling = plain "
                 f"asyncio TCP echo; task echo = the same through a handler task{resumed}, the "
-                "ceiling of an async-for API)"
+                "ceiling of an async-for API; task floor = the task echo over wsio's C frame "
+                "parser and builder, the ceiling of an async-for WebSocket API)"
             )
         else:
             title = (

@@ -37,7 +37,10 @@ the worker, the rest staying C: the difference with a run without it is what tha
 saves (``--pure all``: every piece).
 
 The task echo (``benchmarks.servers``: a canned 101, a task woken for each read) does the
-same work without any WebSocket code: it is the floor of a coroutine API. The plain TCP
+same work without any WebSocket code: it is the floor of a coroutine API. The task floor
+(``task-floor``, counted for messages) adds what a coroutine WebSocket API cannot skip,
+done by wsio's C pieces: each read parsed by ``parse_messages`` into the task's list, each
+echo framed by ``serialize_frame``. The plain TCP
 echo (``tcp``: the bytes of each read written back from the read callback) is the floor of
 any API, the listener's included. The C floor (``floor``: each read handed to wsio's C
 ``deliver_messages``, each message written back as the frame its ``serialize_frame``
@@ -326,16 +329,26 @@ async def _wsio_messages(count: int) -> None:
     task.cancel()
 
 
-async def _task_messages(count: int) -> None:
-    from .servers import _TaskEcho
-
-    protocol = _TaskEcho()
+async def _task_echo_messages(protocol: Any, count: int) -> None:
+    """``count`` messages through a task echo of ``benchmarks.servers``, opened."""
     transport = _FakeTransport(protocol)
     protocol.connection_made(transport)
     protocol.open = True
     protocol.task = asyncio.get_running_loop().create_task(protocol.echo())
     await _messages(protocol, transport, count)
     protocol.task.cancel()
+
+
+async def _task_messages(count: int) -> None:
+    from .servers import _TaskEcho
+
+    await _task_echo_messages(_TaskEcho(), count)
+
+
+async def _task_floor_messages(count: int) -> None:
+    from .servers import _TaskFloor
+
+    await _task_echo_messages(_TaskFloor(), count)
 
 
 async def _listener_messages(count: int) -> None:
@@ -661,6 +674,7 @@ _WORKERS: dict[tuple[str, str], Callable[[int], Coroutine[Any, Any, None]]] = {
     ("task", "handshake"): _task_handshakes,
     ("wsio", "message"): _wsio_messages,
     ("task", "message"): _task_messages,
+    ("task-floor", "message"): _task_floor_messages,
     ("listener", "message"): _listener_messages,
     ("floor", "message"): _floor_messages,
     ("tcp", "message"): _tcp_messages,
@@ -759,7 +773,7 @@ def main(argv: list[str] | None = None) -> None:
         f"(callgrind; wsio accelerator {'on' if accelerated else 'off'}{pure})"
     )
     if args.only != "client":
-        print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}")
+        print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}{'task floor':>12}{'ratio':>8}")
     for operation, count in (("handshake", args.handshakes), ("message", args.messages)):
         if args.only not in (None, operation):
             continue
@@ -772,7 +786,13 @@ def main(argv: list[str] | None = None) -> None:
         wsio, task = per_operation["wsio"], per_operation["task"]
         kind = "text" if args.text else "message"
         label = "handshake" if operation == "handshake" else f"{args.size} B {kind} echoed"
-        print(f"{label:22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×")
+        floor_cells = ""
+        if operation == "message" and args.library is None:
+            # The task echo with wsio's C parser and builder: what no coroutine API over a
+            # checking parser can spend less than.
+            task_floor = _per_operation("task-floor", operation, count, options)
+            floor_cells = f"{task_floor:>12,.0f}{task_floor / task:>7.2f}×"
+        print(f"{label:22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×{floor_cells}")
     if args.only in (None, "message") and args.library is None:
         # The floor takes whole frames only, each in one read of its buffer.
         floor_applies = args.reads == 1 and args.size + _MAX_HEADER <= _FLOOR_BUFFER

@@ -19,6 +19,11 @@ library keeps its default checks and keepalive, and the size limit is :data:`MAX
   that awaits it and writes it back, the way ``async for message in ws: await
   ws.send(message)`` wakes a handler. It is the ceiling for any library with that API:
   the price of waking a task for each message, without any WebSocket work.
+- ``task-floor``: the task echo with the WebSocket work that no library can skip, done by
+  wsio's C pieces: each read parsed into messages by ``parse_messages`` (unmasked, UTF-8
+  and size checked), each message handed to the task, which writes back the frame that
+  ``serialize_frame`` builds. No state, control frame or fragment: the floor of a coroutine
+  API over a checking parser, not a server.
 - ``task-resumed``: the task echo, except that each read resumes the task inside the read
   callback, as wsio resumes its handlers (:mod:`wsio.asyncio.waiter`), instead of through
   a future and a turn of the loop (``python -m benchmarks --task-wakeup read-callback``).
@@ -217,6 +222,74 @@ async def _task(port: int, aiofastnet: bool) -> int:
     return int(server.sockets[0].getsockname()[1])
 
 
+class _TaskFloor(_TaskEcho, asyncio.BufferedProtocol):
+    """The task echo over wsio's C frame parser and builder (``task-floor``)."""
+
+    #: Where every connection reads, as a wsio server's connections share theirs.
+    shared_buffer = memoryview(bytearray(256 * 1024))
+
+    def __init__(self) -> None:
+        from wsio.protocol import frames
+
+        super().__init__()
+        # The module, not its functions: the instruction counter's --pure swaps them there.
+        self.frames = frames
+        self.buffer = self.shared_buffer
+        # What follows the whole messages of the reads so far: the start of a frame that
+        # a read ended in the middle of (large messages), or the client's close frame.
+        self.pending = bytearray()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if not self.open:
+            self.data_received(bytes(self.buffer[:nbytes]))
+            return
+        # The messages go straight into the task's list, made by str() and bytes(), which
+        # return what they are given: no Python runs per message on the way in.
+        if not self.pending:
+            consumed = self.frames.parse_messages(
+                self.buffer[:nbytes],
+                self.chunks,
+                True,
+                MAX_SIZE,
+                str,  # type: ignore[arg-type]
+                bytes,
+            )
+            if consumed < nbytes:
+                self.pending += self.buffer[consumed:nbytes]
+        else:
+            self.pending += self.buffer[:nbytes]
+            consumed = self.frames.parse_messages(
+                self.pending,
+                self.chunks,
+                True,
+                MAX_SIZE,
+                str,  # type: ignore[arg-type]
+                bytes,
+            )
+            del self.pending[:consumed]
+        if self.pending and self.pending[0] & 0x0F == 8:
+            # The client's close frame: answered with 1000, and the server closes TCP.
+            assert self.transport is not None
+            self.transport.write(b"\x88\x02\x03\xe8")
+            self.transport.close()
+        self.wake()
+
+    async def send(self, data: bytes | str) -> None:
+        assert self.transport is not None
+        binary = type(data) is bytes
+        payload = data if binary else data.encode()  # type: ignore[union-attr]
+        frame = self.frames.serialize_frame(2 if binary else 1, payload, True, 0, None)  # type: ignore[arg-type]
+        self.transport.write(frame)
+
+
+async def _task_floor(port: int, aiofastnet: bool) -> int:
+    server = await asyncio.get_running_loop().create_server(_TaskFloor, HOST, port)
+    return int(server.sockets[0].getsockname()[1])
+
+
 class _ResumedTaskEcho(_TaskEcho):
     """The task echo, with the task resumed inside the read callback, as wsio resumes a
     handler: the same API ceiling, whatever wakes the task."""
@@ -256,6 +329,7 @@ SERVERS: dict[str, Callable[[int, bool], Awaitable[int]]] = {
     "picows": _picows,
     "tcp": _tcp,
     "task": _task,
+    "task-floor": _task_floor,
     "task-resumed": _task_resumed,
 }
 

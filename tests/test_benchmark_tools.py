@@ -37,11 +37,11 @@ def test_instruction_counter_workers_run(library: str, operation: str) -> None:
     _run_worker(library, operation, "20")
 
 
-@pytest.mark.parametrize("library", ["listener", "floor", "tcp", "picows"])
+@pytest.mark.parametrize("library", ["task-floor", "listener", "floor", "tcp", "picows"])
 @pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
 def test_instruction_counter_callback_workers_echo(library: str, text: bool) -> None:
-    """The callback rows (a listener, the C floor, the plain TCP echo, picows' echo
-    server) echo every message; the worker fails if one goes unanswered."""
+    """The task floor and the callback rows (a listener, the C floor, the plain TCP echo,
+    picows' echo server) echo every message; the worker fails if one goes unanswered."""
     if library == "picows" and sys.platform != "linux":
         pytest.skip("picows is a test dependency on Linux only, as the benchmarks are")
     _run_worker(library, "message", "20", **({"BENCH_TEXT": "1"} if text else {}))
@@ -60,6 +60,12 @@ def test_instruction_counter_client_workers_echo(library: str, options: dict[str
     if library == "picows" and sys.platform != "linux":
         pytest.skip("picows is a test dependency on Linux only, as the benchmarks are")
     _run_worker(library, "client", "5", **options)
+
+
+def test_task_floor_worker_joins_frames_split_over_reads() -> None:
+    """The task floor keeps the start of a frame that a read ends in, and parses it whole
+    with the next reads."""
+    _run_worker("task-floor", "message", "5", BENCH_SIZE="70000", BENCH_READS="3")
 
 
 @pytest.mark.skipif(
@@ -144,6 +150,17 @@ def test_task_client_and_task_echo_exchange_messages(task: str) -> None:
     server, port = _start_server(task, "0", "--loop", "asyncio")
     try:
         _run_client([task, port, "--peer", "echo"], _echo_commands())
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
+def test_task_floor_answers_the_load_generator() -> None:
+    """The task floor server echoes text and binary messages, small and large, as frames
+    that the load generator checks byte for byte, and answers its close frames."""
+    server, port = _start_server("task-floor", "0", "--loop", "asyncio")
+    try:
+        _echo_and_hold(["raw", port])
     finally:
         server.kill()
         server.wait(timeout=10)
