@@ -12,7 +12,8 @@
  *   serialize_frame(opcode, payload, fin=True, rsv=0, mask=None) -> bytes
  *       the send path: header and (masked) payload written into one allocation.
  *   PayloadBuffer(length, mask=None)
- *       a large frame's payload unmasked, as it arrives, into the bytes handed over.
+ *       a large frame's payload unmasked, as it arrives, into the bytes handed over;
+ *       or read there in place and unmasked where it is.
  *   head_fields(head, shared, max_shared)
  *       the header fields of an HTTP head (the opening handshake), checked and split.
  *   random_bytes(size)
@@ -140,12 +141,11 @@ get_bytes_view(PyObject *obj, Py_buffer *view, const char *func, const char *arg
 /* Masking                                                                               */
 /* ------------------------------------------------------------------------------------ */
 
-/* dst[i] = src[i] ^ key[i % 4]. `key` is the mask already rotated by the offset.
- * `restrict`: dst is always a fresh bytes object, never the source, so the compiler may
- * keep loads and stores apart (micro-optimisation). */
+/* dst[i] = src[i] ^ key[i % 4]. `key` is the mask already rotated by the offset. dst is
+ * either a fresh buffer or src itself (a payload read in place, unmasked where it is):
+ * each byte is read before it is written, so both are safe. */
 static void
-xor_mask(unsigned char *restrict dst, const unsigned char *restrict src, Py_ssize_t n,
-         const unsigned char key[4])
+xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char key[4])
 {
     unsigned char key8[8];
     uint64_t k;
@@ -1996,14 +1996,19 @@ speedups_receive_messages_twin(PyObject *module, PyObject *const *args, Py_ssize
 /* The payload of one large frame, assembled as it arrives: each piece is unmasked straight
  * into the bytes object that the application will get, so a payload is copied once in
  * user space instead of going through a receive buffer, a slice, an unmasked copy, a
- * message buffer and a final bytes().
+ * message buffer and a final bytes(). An I/O layer may even have the kernel write the
+ * payload there, with no copy at all: prepare() is a view of the part not yet filled, and
+ * commit(n) unmasks the n bytes read into it and counts them.
  *
- * The bytes object grows with what arrives (four times larger each time, from
- * PAYLOAD_INITIAL), never to the declared length at once: a peer declaring a large frame
- * must send a quarter of what it makes the server allocate. It is private until finish() hands it over, so writing
- * into it is safe: nothing else holds a reference. */
+ * The bytes object grows with what arrives, to four times what came plus PAYLOAD_INITIAL,
+ * never to the declared length at once: a peer declaring a large frame must send a quarter
+ * of what it makes the server allocate (less PAYLOAD_INITIAL). It is private until finish()
+ * hands it over, so writing into it is safe: nothing else holds a reference but the views
+ * that prepare() made, each of which holds the bytes object alive while it exists. It
+ * does not grow while a view exists (BufferError): the view would point into the old
+ * memory. */
 
-#define PAYLOAD_INITIAL (64 * 1024)
+#define PAYLOAD_INITIAL (64 * 1024) /* wsio.protocol.masking.PAYLOAD_INITIAL */
 
 typedef struct {
     PyObject_HEAD
@@ -2013,7 +2018,34 @@ typedef struct {
     Py_ssize_t capacity;
     unsigned char mask[4];
     int masked;
+    Py_ssize_t exports;    /* views of the unfilled part alive */
 } PayloadBufferObject;
+
+/* The capacity once `received` bytes of the payload have come: four times that plus
+ * PAYLOAD_INITIAL, at most the declared length. */
+static Py_ssize_t
+payload_capacity(PayloadBufferObject *self, Py_ssize_t received)
+{
+    if (self->length <= PAYLOAD_INITIAL || received > (self->length - PAYLOAD_INITIAL) / 4) {
+        return self->length;
+    }
+    return 4 * received + PAYLOAD_INITIAL;
+}
+
+static int
+payload_grow(PayloadBufferObject *self, Py_ssize_t capacity)
+{
+    if (self->exports > 0) {
+        PyErr_SetString(PyExc_BufferError, "PayloadBuffer can't grow while a view exists");
+        return -1;
+    }
+    if (_PyBytes_Resize(&self->data, capacity) < 0) {
+        /* _PyBytes_Resize freed the object and set the pointer to NULL. */
+        return -1;
+    }
+    self->capacity = capacity;
+    return 0;
+}
 
 static PyObject *
 payload_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -2053,7 +2085,7 @@ payload_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyBuffer_Release(&view);
         self->masked = 1;
     }
-    self->capacity = length < PAYLOAD_INITIAL ? length : PAYLOAD_INITIAL;
+    self->capacity = payload_capacity(self, 0);
     self->data = PyBytes_FromStringAndSize(NULL, self->capacity);
     if (self->data == NULL) {
         Py_DECREF(self);
@@ -2097,23 +2129,12 @@ payload_write(PyObject *op, PyObject *data)
     if (len < n) {
         n = len;
     }
-    if (self->filled + n > self->capacity) {
-        Py_ssize_t capacity = self->capacity <= self->length / 4 ? self->capacity * 4
-                                                                   : self->length;
-        if (capacity < self->filled + n) {
-            capacity = self->filled + n;
+    if (self->filled + n > self->capacity
+        && payload_grow(self, payload_capacity(self, self->filled + n)) < 0) {
+        if (is_view) {
+            PyBuffer_Release(&view);
         }
-        if (capacity > self->length) {
-            capacity = self->length;
-        }
-        if (_PyBytes_Resize(&self->data, capacity) < 0) {
-            /* _PyBytes_Resize freed the object and set the pointer to NULL. */
-            if (is_view) {
-                PyBuffer_Release(&view);
-            }
-            return NULL;
-        }
-        self->capacity = capacity;
+        return NULL;
     }
     if (n > 0) {
         unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(self->data) + self->filled;
@@ -2163,6 +2184,107 @@ payload_finish(PyObject *op, PyObject *unused)
     return result;
 }
 
+PyDoc_STRVAR(payload_prepare_doc,
+"prepare($self, /)\n"
+"--\n"
+"\n"
+"A writable memoryview of the part of the payload not yet filled, grown first if\n"
+"less than half is free: where the next bytes of the stream may be read in place; commit(n) then counts\n"
+"the first n. Empty once the payload is complete.");
+
+static PyObject *
+payload_prepare(PyObject *op, PyObject *unused)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+
+    (void)unused;
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer is finished");
+        return NULL;
+    }
+    /* Grown once less than half is free: at least twice as large each time, so that the
+     * reads into it stay large and the reallocations few. */
+    if (self->filled > self->capacity / 2 && self->capacity < self->length
+        && payload_grow(self, payload_capacity(self, self->filled)) < 0) {
+        return NULL;
+    }
+    return PyMemoryView_FromObject(op);
+}
+
+PyDoc_STRVAR(payload_commit_doc,
+"commit($self, nbytes, /)\n"
+"--\n"
+"\n"
+"Count the first nbytes of the last prepare() view as written, unmasking them in place.");
+
+static PyObject *
+payload_commit(PyObject *op, PyObject *arg)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+    Py_ssize_t n;
+
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer is finished");
+        return NULL;
+    }
+    n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0 || n > self->capacity - self->filled) {
+        PyErr_Format(PyExc_ValueError, "commit() of %zd bytes, with %zd prepared", n,
+                     self->capacity - self->filled);
+        return NULL;
+    }
+    if (self->masked && n > 0) {
+        unsigned char *start = (unsigned char *)PyBytes_AS_STRING(self->data) + self->filled;
+        unsigned char key[4];
+        unsigned i;
+        for (i = 0; i < 4; i++) {
+            key[i] = self->mask[(i + (unsigned)self->filled) & 3];
+        }
+        xor_mask(start, start, n, key);
+    }
+    self->filled += n;
+    Py_RETURN_NONE;
+}
+
+/* The buffer protocol: the unfilled part, writable. The view holds the bytes object
+ * (internal) so that its memory outlives finish() for as long as the view does. */
+static int
+payload_getbuffer(PyObject *op, Py_buffer *view, int flags)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+    PyObject *data = self->data;
+
+    if (data == NULL) {
+        PyErr_SetString(PyExc_BufferError, "PayloadBuffer is finished");
+        view->obj = NULL;
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, op, PyBytes_AS_STRING(data) + self->filled,
+                          self->capacity - self->filled, 0, flags) < 0) {
+        return -1;
+    }
+    view->internal = Py_NewRef(data);
+    self->exports++;
+    return 0;
+}
+
+static void
+payload_releasebuffer(PyObject *op, Py_buffer *view)
+{
+    PayloadBufferObject *self = (PayloadBufferObject *)op;
+
+    Py_XDECREF((PyObject *)view->internal);
+    self->exports--;
+}
+
+static PyBufferProcs payload_as_buffer = {
+    .bf_getbuffer = payload_getbuffer,
+    .bf_releasebuffer = payload_releasebuffer,
+};
+
 static PyObject *
 payload_get_remaining(PyObject *op, void *closure)
 {
@@ -2174,6 +2296,8 @@ payload_get_remaining(PyObject *op, void *closure)
 static PyMethodDef payload_methods[] = {
     {"write", payload_write, METH_O, payload_write_doc},
     {"finish", payload_finish, METH_NOARGS, payload_finish_doc},
+    {"prepare", payload_prepare, METH_NOARGS, payload_prepare_doc},
+    {"commit", payload_commit, METH_O, payload_commit_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2199,6 +2323,7 @@ static PyTypeObject PayloadBufferType = {
     .tp_getset = payload_getset,
     .tp_new = payload_new,
     .tp_dealloc = payload_dealloc,
+    .tp_as_buffer = &payload_as_buffer,
 };
 
 /* ------------------------------------------------------------------------------------ */

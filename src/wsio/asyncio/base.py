@@ -77,6 +77,7 @@ class ConnectionBase(
         "_pong_waiters",
         "_read_buffer",
         "_reading_paused",
+        "_reading_payload",
         "_timer_slot",
         "_timers",
         "_writing_paused",
@@ -109,6 +110,8 @@ class ConnectionBase(
         # it keeps before returning (see Protocol.receive_data): the buffer is free for the
         # next read, whichever connection it is for.
         self._read_buffer = _receive_buffer()
+        # Whether the last get_buffer() gave the payload of a large frame to read into.
+        self._reading_payload = False
         self._reading_paused = False
         self._writing_paused = False
         # Created as something first waits, as are the pings' waiters: most connections
@@ -465,11 +468,21 @@ class ConnectionBase(
         transport.set_write_buffer_limits(self.write_limit)  # type: ignore[attr-defined]
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_buffer
+        payload_buffer = self.protocol.payload_buffer
+        if payload_buffer is None or payload_buffer.remaining < _PAYLOAD_READ_MIN:
+            self._reading_payload = False
+            return self._read_buffer
+        # The rest of a large frame's payload goes from the kernel straight into the
+        # message, with no copy (Protocol.receive_payload).
+        self._reading_payload = True
+        return payload_buffer.prepare()
 
     def buffer_updated(self, nbytes: int) -> None:
         # data_received() inlined: this runs for every read.
-        self.protocol.receive_data(self._read_buffer[:nbytes])
+        if self._reading_payload:
+            self.protocol.receive_payload(nbytes)
+        else:
+            self.protocol.receive_data(self._read_buffer[:nbytes])
         self._process_events()
 
     def data_received(self, data: bytes | bytearray | memoryview) -> None:
@@ -556,6 +569,12 @@ _NO_PINGS: dict[bytes, tuple[asyncio.Future[float], float]] = {}
 
 _RECEIVE_BUFFER_SIZE = 256 * 1024
 _thread_local = threading.local()
+
+
+#: The least of a large frame's payload still to come for a read to go straight into it:
+#: below, a read into the shared buffer may bring the frame's end and what follows in one
+#: system call, and copying that end costs little.
+_PAYLOAD_READ_MIN = 64 * 1024
 
 
 def _receive_buffer() -> memoryview:

@@ -272,7 +272,9 @@ class ListenerConnection(ConnectionBase):
         # Every read: the core hands whole messages straight to the listener; the events
         # of anything else (control frames, fragments, the handshake, what follows a
         # message after which delivery stopped) are processed as they come.
-        if self._delivering:
+        if self._reading_payload:
+            self.protocol.receive_payload(nbytes)
+        elif self._delivering:
             if self.protocol.receive_messages(self._read_buffer, nbytes, self._deliver_message):
                 return
         else:

@@ -282,7 +282,6 @@ class Protocol:
         "_message_room",
         "_message_size",
         "_parser",
-        "_payload_buffer",
         "_pending_pings",
         "_pong_due",
         "_pong_index",
@@ -303,6 +302,7 @@ class Protocol:
         "logger",
         "max_size",
         "parsing_paused",
+        "payload_buffer",
         "random_bytes",
         "side",
         "state",
@@ -378,9 +378,11 @@ class Protocol:
         # and no extension would touch a plain message: receive_data may then parse whole
         # messages itself.
         self._between_messages = False
-        # The payload of a large binary frame being received, which receive_data fills
-        # directly while the parser waits for it.
-        self._payload_buffer: PayloadBuffer | None = None
+        #: The payload of a large binary frame being received, while the parser waits for
+        #: it with nothing buffered; ``None`` otherwise. :meth:`receive_data` writes what
+        #: comes into it, or an I/O layer reads the stream straight into its
+        #: ``prepare()`` view and calls :meth:`receive_payload`.
+        self.payload_buffer: PayloadBuffer | None = None
 
         # The parser of input: none while an open connection waits between messages with
         # nothing buffered (see _parse), which is how most connections spend their life.
@@ -401,7 +403,7 @@ class Protocol:
         reader = self._reader
         if reader.eof:
             raise InvalidState("data received after end of stream")
-        payload_buffer = self._payload_buffer
+        payload_buffer = self.payload_buffer
         if payload_buffer is not None and not reader.buffer:
             # The payload of a large frame goes straight where it belongs, unmasked.
             taken = payload_buffer.write(data)
@@ -441,6 +443,23 @@ class Protocol:
                 return
         reader.feed_data(data)
         self._advance()
+
+    def receive_payload(self, nbytes: int) -> None:
+        """Feed ``nbytes`` bytes received straight into the view that
+        ``payload_buffer.prepare()`` returned: :meth:`receive_data` for a large frame's
+        payload, without copying it. Then read events and data to send."""
+        payload_buffer = self.payload_buffer
+        if payload_buffer is None:
+            if not self._receiving:
+                # The input is dropped already: the connection failed while these bytes
+                # were on their way (a read that completes later, as on Windows).
+                return
+            raise InvalidState("no payload is being received")
+        if self._reader.eof:
+            raise InvalidState("data received after end of stream")
+        payload_buffer.commit(nbytes)
+        if not payload_buffer.remaining:
+            self._advance()
 
     def receive_messages(
         self,
@@ -931,7 +950,7 @@ class Protocol:
         self._receiving = False
         self._between_messages = False
         self.parsing_paused = False
-        self._payload_buffer = None
+        self.payload_buffer = None
         while not self._reader.eof:
             self._reader.discard()
             yield
@@ -1094,7 +1113,7 @@ class Protocol:
             if fin and message_opcode is None and not decoders and opcode == _BINARY:
                 # A large binary frame: its payload goes into the bytes object delivered,
                 # unmasked on the way, one copy in all (receive_data fills it directly).
-                payload_buffer = self._payload_buffer = PayloadBuffer(length, mask)
+                payload_buffer = self.payload_buffer = PayloadBuffer(length, mask)
                 while payload_buffer.remaining:
                     if reader.buffer:
                         with memoryview(reader.buffer) as view:
@@ -1106,7 +1125,7 @@ class Protocol:
                         )
                     else:
                         yield
-                self._payload_buffer = None
+                self.payload_buffer = None
                 self._message_received(BinaryMessage(payload_buffer.finish()))
                 continue
 

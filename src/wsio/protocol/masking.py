@@ -50,15 +50,25 @@ def byte_view(data: bytes | bytearray | memoryview) -> memoryview:
     return view
 
 
+#: The first allocation of a :class:`PayloadBuffer`, at most: it grows with what arrives.
+PAYLOAD_INITIAL = 64 * 1024
+
+
 class PythonPayloadBuffer:
     """The payload of a frame of a declared length, unmasked with ``mask`` (if given) as
     pieces are written (§5.3), then handed over as bytes by :meth:`finish`.
 
     The parser streams large frames through it; the C version writes each piece straight
-    into the bytes object it hands over, so that a payload is copied once.
+    into the bytes object it hands over, so that a payload is copied once. An I/O layer
+    may read the stream straight into it instead: :meth:`prepare`, then :meth:`commit`.
+
+    It grows with what arrives, to four times what came plus :data:`PAYLOAD_INITIAL`,
+    never to the declared length at once: a peer must send a quarter of what it makes us
+    allocate (less :data:`PAYLOAD_INITIAL`). It does not grow while a view from
+    :meth:`prepare` exists (``BufferError``).
     """
 
-    __slots__ = ("_data", "_length", "_mask")
+    __slots__ = ("_data", "_filled", "_length", "_mask")
 
     def __init__(self, length: int, mask: bytes | bytearray | memoryview | None = None) -> None:
         if length < 0:
@@ -67,34 +77,71 @@ class PythonPayloadBuffer:
             mask = bytes(mask)  # a copy: the caller may reuse its buffer
             if len(mask) != 4:
                 raise ValueError(f"PayloadBuffer() mask must be 4 bytes long, not {len(mask)}")
-        self._data: bytearray | None = bytearray()
         self._length = length
         self._mask = mask
+        self._filled = 0
+        self._data: bytearray | None = bytearray(self._capacity(0))
 
     def _buffer(self) -> bytearray:
         if self._data is None:
             raise ValueError("PayloadBuffer is finished")
         return self._data
 
+    def _capacity(self, received: int) -> int:
+        """The capacity once ``received`` bytes of the payload have come."""
+        return min(self._length, 4 * received + PAYLOAD_INITIAL)
+
+    @staticmethod
+    def _grow(buffer: bytearray, capacity: int) -> None:
+        # A bytearray with a view can't be resized: it raises BufferError itself.
+        buffer.extend(bytes(capacity - len(buffer)))
+
     @property
     def remaining(self) -> int:
         """Bytes still expected."""
-        return 0 if self._data is None else self._length - len(self._data)
+        return 0 if self._data is None else self._length - self._filled
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append the start of ``data``, unmasked, up to the declared length; return how
         many bytes were taken."""
         buffer = self._buffer()
         view = byte_view(data)
-        piece = view[: self._length - len(buffer)]
-        buffer += piece if self._mask is None else apply_mask(piece, self._mask, len(buffer))
+        start = self._filled
+        piece = view[: self._length - start]
+        end = start + len(piece)
+        if end > len(buffer):
+            self._grow(buffer, self._capacity(end))
+        buffer[start:end] = piece if self._mask is None else apply_mask(piece, self._mask, start)
+        self._filled = end
         return len(piece)
+
+    def prepare(self) -> memoryview:
+        """A writable view of the part of the payload not yet filled, grown first if less
+        than half is free (at least twice as large: large reads, few reallocations): where
+        the next bytes of the stream may be read in place; :meth:`commit` then counts the
+        first ``nbytes``. Empty once the payload is complete."""
+        buffer = self._buffer()
+        if self._filled > len(buffer) // 2 and len(buffer) < self._length:
+            self._grow(buffer, self._capacity(self._filled))
+        return memoryview(buffer)[self._filled :]
+
+    def commit(self, nbytes: int) -> None:
+        """Count the first ``nbytes`` of the last :meth:`prepare` view as written,
+        unmasking them in place."""
+        buffer = self._buffer()
+        start = self._filled
+        if not 0 <= nbytes <= len(buffer) - start:
+            raise ValueError(f"commit() of {nbytes} bytes, with {len(buffer) - start} prepared")
+        end = start + nbytes
+        if self._mask is not None:
+            buffer[start:end] = apply_mask(buffer[start:end], self._mask, start)
+        self._filled = end
 
     def finish(self) -> bytes:
         """The complete payload; only once, and only when complete."""
         buffer = self._buffer()
-        if len(buffer) != self._length:
-            raise ValueError(f"PayloadBuffer has {len(buffer)} of {self._length} bytes")
+        if self._filled != self._length:
+            raise ValueError(f"PayloadBuffer has {self._filled} of {self._length} bytes")
         self._data = None
         return bytes(buffer)
 
