@@ -7,6 +7,7 @@ turn for tests marked ``both_layers``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import ssl
@@ -92,6 +93,23 @@ def sni_names(server_ssl_context: ssl.SSLContext) -> list[str | None]:
 
     server_ssl_context.sni_callback = record
     return names
+
+
+@pytest.fixture
+def payload_reads(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
+    """Reads that went straight into a large frame's payload
+    (:meth:`Protocol.receive_payload`), counted by side: ``"server"``, ``"client"``."""
+    from wsio.protocol.connection import Protocol
+
+    counts: collections.Counter[str] = collections.Counter()
+    receive_payload = Protocol.receive_payload
+
+    def counting(self: Protocol, nbytes: int) -> None:
+        counts[self.side.name.lower()] += 1
+        receive_payload(self, nbytes)
+
+    monkeypatch.setattr(Protocol, "receive_payload", counting)
+    return counts
 
 
 async def echo_handler(ws: Any) -> None:

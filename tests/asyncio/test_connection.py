@@ -7,7 +7,9 @@ for the other side where the test needs to see or shape the exact frames.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -1071,6 +1073,34 @@ async def test_max_size_none_disables_limit(echo_server: EchoServerFactory) -> N
     async with asyncio.timeout(T), wsio.connect(url(port), max_size=None) as ws:
         await ws.send(big)
         assert await ws.recv() == big
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+async def test_large_messages_are_read_into_their_payload(
+    echo_server: EchoServerFactory,
+    payload_reads: collections.Counter[str],
+    server_ssl_context: Any,
+    client_ssl_context: Any,
+    tls: bool,
+) -> None:
+    """Both sides read most of an uncompressed large frame's payload from the transport
+    straight into the message, masked or not, and the message is intact; small ones
+    around it too."""
+    large = os.urandom(3 * 2**20 + 5)
+    _, port = await echo_server(
+        max_size=2**22, compression=None, ssl=server_ssl_context if tls else None
+    )
+    uri = f"wss://localhost:{port}/" if tls else url(port)
+    ssl = client_ssl_context if tls else None
+    async with (
+        asyncio.timeout(T),
+        wsio.connect(uri, max_size=2**22, compression=None, ssl=ssl) as ws,
+    ):
+        for message in (large, b"small", large[::-1], "text"):
+            await ws.send(message)
+            assert await ws.recv() == message
+    assert payload_reads["server"] > 0
+    assert payload_reads["client"] > 0
 
 
 async def test_default_max_size_is_1_mib(echo_server: EchoServerFactory) -> None:

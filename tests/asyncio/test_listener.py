@@ -8,7 +8,9 @@ and the ``websockets`` package.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -187,6 +189,21 @@ async def test_compressed_messages_decoded_one_at_a_time() -> None:
         for _ in range(20):
             assert await listener.next() == b"\x00" * 2**20
     assert sizes == [2**20] * 20
+
+
+async def test_large_messages_are_read_into_their_payload(
+    payload_reads: collections.Counter[str],
+) -> None:
+    """A listener's connection, too, reads a large frame's payload straight into the
+    message."""
+    large = os.urandom(3 * 2**20 + 5)
+    factory = Factory()
+    server, uri = await listener_server(factory, max_size=2**22, compression=None)
+    async with server, wsio.connect(uri, proxy=None, max_size=2**22, compression=None) as ws:
+        await ws.send(large)
+        assert await factory.made[0].next() == large
+        assert await ws.recv() == large
+    assert payload_reads["server"] > 0
 
 
 # Peer mistakes and limits -------------------------------------------------------------

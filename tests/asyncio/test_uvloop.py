@@ -9,6 +9,7 @@ messages, pings, keepalive and both closing handshakes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import ssl
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,28 @@ def test_messages_both_ways() -> None:
             assert ws.close_code == 1000
 
     run_on_uvloop(main)
+
+
+def test_large_messages_are_read_into_their_payload(
+    payload_reads: collections.Counter[str],
+) -> None:
+    """uvloop holds the buffer that get_buffer() gave until buffer_updated() returns: a
+    large frame's payload read straight into the message, uncompressed, comes out intact
+    both ways."""
+    large = os.urandom(3 * 2**20 + 5)
+
+    async def main() -> None:
+        options: dict[str, Any] = {"max_size": 2**22, "compression": None}
+        async with wsio.serve(echo, "127.0.0.1", 0, **options) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with wsio.connect(f"ws://127.0.0.1:{port}/", **options) as ws:
+                for message in (large, b"small", large[::-1]):
+                    await ws.send(message)
+                    assert await ws.recv() == message
+
+    run_on_uvloop(main)
+    assert payload_reads["server"] > 0
+    assert payload_reads["client"] > 0
 
 
 TLS_CONNECTIONS = 100

@@ -1782,6 +1782,110 @@ def test_eof_in_the_middle_of_a_streamed_payload(side: Side, received: int) -> N
     assert not protocol.receiving
 
 
+def feed_reads(protocol: Protocol, data: bytes, read_size: int) -> int:
+    """Feed ``data`` as an I/O layer that reads at most ``read_size`` bytes at a time does:
+    straight into the payload buffer's view while a large frame's payload is under way,
+    through :meth:`Protocol.receive_data` otherwise. Return how many reads went into the
+    payload."""
+    position = in_place = 0
+    while position < len(data):
+        payload_buffer = protocol.payload_buffer
+        if payload_buffer is None:
+            piece = data[position : position + read_size]
+            protocol.receive_data(piece)
+            position += len(piece)
+            continue
+        view = payload_buffer.prepare()
+        size = min(len(view), read_size, len(data) - position)
+        assert size > 0
+        view[:size] = data[position : position + size]
+        view[size:] = b"\xaa" * (len(view) - size)  # bytes beyond the read don't count
+        view.release()
+        protocol.receive_payload(size)
+        position += size
+        in_place += 1
+    return in_place
+
+
+@pytest.mark.parametrize("read_size", [1, 4093, 65536, 300_000])
+@pytest.mark.parametrize("length", STREAMED_LENGTHS)
+def test_large_binary_message_read_into_its_payload(
+    side: Side, length: int, read_size: int
+) -> None:
+    """Bytes read straight into the payload buffer's view (unmasked there, on a server)
+    make the same message as bytes fed to receive_data; what follows the frame is parsed
+    as usual."""
+    protocol = make(side)
+    data = large_then_small(side, length)
+    in_place = feed_reads(protocol, data, read_size)
+    assert in_place > 0 or read_size >= len(data)
+    assert protocol.events_received() == [
+        BinaryMessage(large_payload(length)),
+        TextMessage("after"),
+        Ping(b"ping"),
+    ]
+    assert protocol.payload_buffer is None
+    assert protocol.data_to_send() == [sent_by(side, PONG, b"ping")]
+    assert_open(protocol)
+
+
+def test_payload_buffer_only_while_a_large_payload_is_under_way(side: Side) -> None:
+    protocol = make(side)
+    assert protocol.payload_buffer is None
+    with pytest.raises(InvalidState, match="no payload is being received"):
+        protocol.receive_payload(0)
+    data = large_then_small(side, 200 * 1024)
+    protocol.receive_data(data[:100_000])
+    assert protocol.payload_buffer is not None
+    assert (
+        protocol.payload_buffer.remaining == header_size(side, 200 * 1024) + 200 * 1024 - 100_000
+    )
+    protocol.receive_data(data[100_000:])
+    assert protocol.payload_buffer is None
+
+
+@pytest.mark.parametrize("nbytes", [-1, 10**9])
+def test_receive_payload_beyond_the_view_is_refused(side: Side, nbytes: int) -> None:
+    protocol = make(side)
+    data = large_then_small(side, 200 * 1024)
+    protocol.receive_data(data[:100_000])
+    assert protocol.payload_buffer is not None
+    remaining = protocol.payload_buffer.remaining
+    with pytest.raises(ValueError, match="commit"):
+        protocol.receive_payload(nbytes)
+    assert protocol.payload_buffer.remaining == remaining
+    protocol.receive_data(data[100_000:])
+    assert protocol.events_received()[0] == BinaryMessage(large_payload(200 * 1024))
+
+
+def test_receive_payload_after_a_failure_is_dropped(side: Side) -> None:
+    """A read into the payload that completes after the connection failed (an I/O layer
+    whose reads complete later, as on Windows) is dropped, like any input then."""
+    protocol = make(side)
+    data = large_then_small(side, 200 * 1024)
+    protocol.receive_data(data[:100_000])
+    assert protocol.payload_buffer is not None
+    view = protocol.payload_buffer.prepare()
+    protocol.fail(1011, "stop")
+    view[:1000] = data[100_000:101_000]
+    protocol.receive_payload(1000)
+    view.release()
+    assert protocol.payload_buffer is None
+    assert protocol.events_received() == []
+
+
+def test_receive_payload_after_eof_is_refused(side: Side) -> None:
+    protocol = make(side)
+    data = large_then_small(side, 200 * 1024)
+    protocol.receive_data(data[:100_000])
+    payload_buffer = protocol.payload_buffer
+    assert payload_buffer is not None
+    protocol.receive_eof()
+    assert protocol.payload_buffer is None
+    with pytest.raises(InvalidState, match="after end of stream"):
+        protocol.receive_payload(0)
+
+
 @pytest.mark.parametrize("how", ["fail", "ping_timeout_expired"])
 def test_failing_while_streaming_a_payload_stops_it(side: Side, how: str) -> None:
     """§7.1.7: no more data is processed: neither the rest of the message nor the ping."""

@@ -1379,6 +1379,139 @@ def test_payload_buffer_same_as_python(
     assert result == (data[:length] if mask is None else python_apply_mask(data[:length], mask))
 
 
+# Steps on both buffers: write a piece (size, form), or read into prepare()'s view
+# (None, size), committing at most what the view holds.
+BUFFER_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.integers(0, 70_000), st.sampled_from(BYTES_LIKE[:4])),
+        st.tuples(st.none(), st.one_of(st.integers(0, 9), st.integers(0, 400 * 1024))),
+    ),
+    max_size=10,
+)
+
+
+@SETTINGS
+@given(BUFFER_LENGTHS, st.one_of(st.none(), MASKS), BUFFER_STEPS, st.integers(0, 2**32))
+def test_payload_buffer_read_in_place_same_as_python(
+    length: int,
+    mask: bytes | None,
+    steps: list[tuple[int | None, Any]],
+    seed: int,
+) -> None:
+    """Pieces read into prepare()'s view and committed, between written ones, give the
+    views of the same sizes (the same growth) and the same payload as the Python twin."""
+    data = random_payload(length, seed)
+    c, python = _speedups.PayloadBuffer(length, mask), masking.PythonPayloadBuffer(length, mask)
+    position = 0
+    for first, second in steps:
+        if first is not None:
+            position += write_both(c, python, second(data[position : position + first]))
+            continue
+        with c.prepare() as c_view, python.prepare() as python_view:
+            assert len(c_view) == len(python_view) <= length - position
+            size = min(second, len(c_view))
+            c_view[:size] = python_view[:size] = data[position : position + size]
+        c.commit(size)
+        python.commit(size)
+        position += size
+        assert c.remaining == python.remaining == length - position
+    position += write_both(c, python, data[position:])
+    result = c.finish()
+    assert result == python.finish()
+    assert result == (data if mask is None else python_apply_mask(data, mask))
+
+
+@PAYLOAD_BUFFERS
+def test_payload_buffer_prepare_grows_geometrically(factory: Callable[..., Any]) -> None:
+    """Each view is at least half of the buffer: a reader filling it whole triggers few
+    reallocations and no tiny reads."""
+    buffer = factory(10 * 2**20)
+    sizes = []
+    while buffer.remaining:
+        with buffer.prepare() as view:
+            sizes.append(len(view))
+            view[:] = bytes(len(view))
+        buffer.commit(sizes[-1])
+    assert sizes[0] == 64 * 1024
+    assert len(sizes) <= 5
+    assert len(buffer.finish()) == 10 * 2**20
+
+
+@PAYLOAD_BUFFERS
+def test_payload_buffer_does_not_grow_while_viewed(factory: Callable[..., Any]) -> None:
+    """The bytes under a view stay where they are: growing waits for the view to go."""
+    buffer = factory(200_000)
+    view = buffer.prepare()
+    assert len(view) == 64 * 1024
+    view[:] = b"x" * len(view)
+    buffer.commit(len(view))
+    with pytest.raises(BufferError):
+        buffer.prepare()
+    with pytest.raises(BufferError):
+        buffer.write(b"y")
+    assert buffer.remaining == 200_000 - 64 * 1024
+    view.release()
+    assert buffer.write(b"y" * (200_000 - 64 * 1024)) == 200_000 - 64 * 1024
+    assert buffer.finish() == b"x" * 64 * 1024 + b"y" * (200_000 - 64 * 1024)
+
+
+@PAYLOAD_BUFFERS
+def test_payload_buffer_view_outlives_finish(factory: Callable[..., Any]) -> None:
+    """A view that the loop still holds when the payload completes stays valid."""
+    buffer = factory(5, MASK)
+    view = buffer.prepare()
+    view[:] = python_apply_mask(b"Hello", MASK)
+    buffer.commit(5)
+    result = buffer.finish()
+    assert result == b"Hello"
+    assert bytes(view) == b"Hello"
+    del result
+    assert bytes(view) == b"Hello"
+    view.release()
+
+
+@PAYLOAD_BUFFERS
+@pytest.mark.parametrize("nbytes", [-1, 7])
+def test_payload_buffer_commits_what_was_prepared_only(
+    factory: Callable[..., Any], nbytes: int
+) -> None:
+    buffer = factory(6, MASK)
+    with pytest.raises(ValueError, match="commit"):
+        buffer.commit(nbytes)
+    assert buffer.remaining == 6
+    buffer.commit(6)
+    assert buffer.remaining == 0
+    assert len(buffer.prepare()) == 0
+    buffer.finish()
+    with pytest.raises(ValueError, match="is finished"):
+        buffer.prepare()
+    with pytest.raises(ValueError, match="is finished"):
+        buffer.commit(0)
+
+
+@PAYLOAD_BUFFERS
+def test_payload_buffer_allocates_as_data_is_read_in_place(factory: Callable[..., Any]) -> None:
+    """Reads into the view grow the buffer as writes do, with what came: a peer declaring a
+    huge frame and sending little must not make us allocate it."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        buffer = factory(2**31 - 1, MASK)
+        received = 0
+        while received < 100_000:
+            with buffer.prepare() as view:
+                size = min(len(view), 100_000 - received)
+                view[:size] = bytes(size)
+            buffer.commit(size)
+            received += size
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert buffer.remaining == 2**31 - 1 - 100_000
+    assert peak < 1024 * 1024
+
+
 @PAYLOAD_BUFFERS
 @pytest.mark.parametrize(
     ("args", "message"),

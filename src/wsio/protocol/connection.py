@@ -448,6 +448,8 @@ class Protocol:
         """Feed ``nbytes`` bytes received straight into the view that
         ``payload_buffer.prepare()`` returned: :meth:`receive_data` for a large frame's
         payload, without copying it. Then read events and data to send."""
+        if self._reader.eof:
+            raise InvalidState("data received after end of stream")
         payload_buffer = self.payload_buffer
         if payload_buffer is None:
             if not self._receiving:
@@ -455,8 +457,6 @@ class Protocol:
                 # were on their way (a read that completes later, as on Windows).
                 return
             raise InvalidState("no payload is being received")
-        if self._reader.eof:
-            raise InvalidState("data received after end of stream")
         payload_buffer.commit(nbytes)
         if not payload_buffer.remaining:
             self._advance()
