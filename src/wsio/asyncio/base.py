@@ -470,16 +470,18 @@ class ConnectionBase(
     def get_buffer(self, sizehint: int) -> memoryview:
         payload_buffer = self.protocol.payload_buffer
         if payload_buffer is None or payload_buffer.remaining < _PAYLOAD_READ_MIN:
-            self._reading_payload = False
             return self._read_buffer
         # The rest of a large frame's payload goes from the kernel straight into the
-        # message, with no copy (Protocol.receive_payload).
+        # message, with no copy (Protocol.receive_payload). The flag outlives a read that
+        # ends without data only if the connection fails before the next one: the core
+        # drops what comes then anyway.
         self._reading_payload = True
         return payload_buffer.prepare()
 
     def buffer_updated(self, nbytes: int) -> None:
         # data_received() inlined: this runs for every read.
         if self._reading_payload:
+            self._reading_payload = False
             self.protocol.receive_payload(nbytes)
         else:
             self.protocol.receive_data(self._read_buffer[:nbytes])

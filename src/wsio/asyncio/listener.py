@@ -273,6 +273,7 @@ class ListenerConnection(ConnectionBase):
         # of anything else (control frames, fragments, the handshake, what follows a
         # message after which delivery stopped) are processed as they come.
         if self._reading_payload:
+            self._reading_payload = False
             self.protocol.receive_payload(nbytes)
         elif self._delivering:
             if self.protocol.receive_messages(self._read_buffer, nbytes, self._deliver_message):
