@@ -50,27 +50,12 @@ NAMES = {
     "threads-server": THREADS,
     "threads-client": THREADS,
 }
+#: The headings that the server and client sections share, then each one's references.
+_SHARED_COLUMNS = ("wsio", "wsio listener", "websockets", "aiohttp", "picows", "ceiling")
 #: Column headings of each section, in the order of NAMES.
 COLUMNS = {
-    "server": (
-        "wsio",
-        "wsio listener",
-        "websockets",
-        "aiohttp",
-        "picows",
-        "ceiling",
-        "task echo",
-        "task floor",
-    ),
-    "client": (
-        "wsio",
-        "wsio listener",
-        "websockets",
-        "aiohttp",
-        "picows",
-        "ceiling",
-        "task client",
-    ),
+    "server": (*_SHARED_COLUMNS, "task echo", "task floor"),
+    "client": (*_SHARED_COLUMNS, "task client"),
     "asgi": BACKENDS,
     "threads-server": ("wsio.sync", "websockets.sync"),
     "threads-client": ("wsio.sync", "websockets.sync"),

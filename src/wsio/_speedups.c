@@ -2189,8 +2189,8 @@ PyDoc_STRVAR(payload_prepare_doc,
 "--\n"
 "\n"
 "A writable memoryview of the part of the payload not yet filled, grown first if\n"
-"less than half is free: where the next bytes of the stream may be read in place; commit(n) then counts\n"
-"the first n. Empty once the payload is complete.");
+"less than half is free: where the next bytes of the stream may be read in place;\n"
+"commit(n) then counts the first n. Empty once the payload is complete.");
 
 static PyObject *
 payload_prepare(PyObject *op, PyObject *unused)
