@@ -1103,6 +1103,38 @@ async def test_large_messages_are_read_into_their_payload(
     assert payload_reads["client"] > 0
 
 
+async def test_a_failure_between_payload_reads_drops_what_comes_after() -> None:
+    """get_buffer() hands out a large frame's payload, the read brings nothing (no
+    buffer_updated), the connection fails, and the next read goes into the shared buffer:
+    what it brings is dropped quietly, as anything after a failure is."""
+    from unittest import mock
+
+    from wsio.asyncio.connection import Connection
+    from wsio.protocol.connection import Protocol, Side, State
+    from wsio.protocol.masking import python_apply_mask
+
+    ws = Connection(Protocol(Side.SERVER, state=State.OPEN), ping_interval=None)
+    transport = mock.MagicMock()
+    transport.is_closing.return_value = False
+    transport.get_write_buffer_size.return_value = 0
+    ws.connection_made(transport)
+    mask = os.urandom(4)
+    payload = os.urandom(200 * 1024)
+    frame = b"\x82\xff" + len(payload).to_bytes(8, "big") + mask + python_apply_mask(payload, mask)
+    shared = ws.get_buffer(-1)
+    shared[:100_000] = frame[:100_000]
+    ws.buffer_updated(100_000)
+    assert ws.protocol.payload_buffer is not None
+    with ws.get_buffer(-1) as view:
+        assert len(view) >= 64 * 1024
+    ws.protocol.fail(1011, "stop")
+    assert ws.get_buffer(-1) is shared
+    shared[:10] = frame[100_000:100_010]
+    ws.buffer_updated(10)
+    assert ws.protocol.payload_buffer is None
+    assert not ws.protocol.receiving
+
+
 async def test_default_max_size_is_1_mib(echo_server: EchoServerFactory) -> None:
     _, port = await echo_server()
     async with asyncio.timeout(T):
