@@ -1693,9 +1693,10 @@ new_client_frame(unsigned char first, PyObject *data, PyObject *random_bytes)
 }
 
 /* send_message(self, data, text, compress=None), bound to the protocol as a method: twin is
- * (reference, OPEN, CLIENT, SEPARATE_PAYLOAD), the Python method and the values it compares
- * with. The common case -- open, nothing queued, no fragmented message under way, no
- * extension, bytes (for a server, under SEPARATE_PAYLOAD) -- builds the frame here; every
+ * (reference, OPEN, CLIENT, SEPARATE_PAYLOAD, MASKED_PIECE), the Python method and the
+ * values it compares with. The common case -- open, nothing queued, no fragmented message
+ * under way, no extension, bytes (a server's under SEPARATE_PAYLOAD, a client's of
+ * MASKED_PIECE at most) -- builds the frame here; every
  * other case, and every other type of argument, goes to the reference. */
 static PyObject *
 protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
@@ -1705,7 +1706,7 @@ protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
     PyObject *slots[MAX_SLOTS], *data, *text;
     Py_ssize_t length, separate;
     unsigned char first;
-    int readable;
+    int readable, client;
 
     if (kwnames != NULL || nargs < 3 || nargs > 4 || !PyBytes_CheckExact(args[1])) {
         goto general;
@@ -1723,16 +1724,19 @@ protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
     }
     /* FIN, no RSV bit, text (0x1) or binary (0x2). */
     first = text == Py_True ? 0x81 : 0x82;
-    if (slots[4] == PyTuple_GET_ITEM(twin, 2)) {
-        return new_client_frame(first, data, slots[5]);
-    }
     length = PyBytes_GET_SIZE(data);
-    separate = PyLong_AsSsize_t(PyTuple_GET_ITEM(twin, 3));
+    client = slots[4] == PyTuple_GET_ITEM(twin, 2);
+    /* A larger payload is written apart from its header, as the reference queues it: a
+     * server's as it is, a client's masked a piece at a time. */
+    separate = PyLong_AsSsize_t(PyTuple_GET_ITEM(twin, client ? 4 : 3));
     if (separate == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (length >= separate) {
+    if (client ? length > separate : length >= separate) {
         goto general;
+    }
+    if (client) {
+        return new_client_frame(first, data, slots[5]);
     }
     /* Unmasked: a server's (section 5.1). */
     return new_frame(first, (const unsigned char *)PyBytes_AS_STRING(data), length, NULL);
@@ -1742,15 +1746,15 @@ general:
 
 
 PyDoc_STRVAR(send_message_twin_doc,
-"send_message_twin($module, reference, open, client, separate_payload, /)\n"
+"send_message_twin($module, reference, open, client, separate_payload, masked_piece, /)\n"
 "--\n"
 "\n"
 "The C twin of Protocol.send_message (reference, the Python method), as a method of the\n"
 "class: the common case of a message -- state open, nothing queued, no fragmented\n"
-"message under way, no extension, bytes (a server's under separate_payload) -- is built\n"
-"here as serialize_frame builds it, a client's masked with random_bytes(4); every other\n"
-"case calls reference. open and client are the State and the Side that the reference\n"
-"compares with.");
+"message under way, no extension, bytes (a server's under separate_payload, a client's\n"
+"of masked_piece at most) -- is built here as serialize_frame builds it, a client's\n"
+"masked with random_bytes(4); every other case calls reference. open and client are the\n"
+"State and the Side that the reference compares with.");
 
 /* A method twin: a C function that a class holds as a method, which gets the instance
  * first in its arguments, as a function defined in the class does (and, being a method
@@ -1870,17 +1874,17 @@ speedups_send_message_twin(PyObject *module, PyObject *const *args, Py_ssize_t n
 {
 
     (void)module;
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "send_message_twin() takes 4 arguments (%zd given)",
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "send_message_twin() takes 5 arguments (%zd given)",
                      nargs);
         return NULL;
     }
-    if (!PyCallable_Check(args[0]) || !PyLong_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "send_message_twin() takes a callable and an int separate_payload");
+    if (!PyCallable_Check(args[0]) || !PyLong_Check(args[3]) || !PyLong_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "send_message_twin() takes a callable and int "
+                                         "separate_payload and masked_piece");
         return NULL;
     }
-    return method_twin(PyTuple_Pack(4, args[0], args[1], args[2], args[3]),
+    return method_twin(PyTuple_Pack(5, args[0], args[1], args[2], args[3], args[4]),
                        protocol_send_message);
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import tracemalloc
 
 import hypothesis
 import pytest
@@ -30,6 +31,7 @@ from wsio.protocol.connection import (
     TextMessage,
 )
 from wsio.protocol.frames import Close
+from wsio.protocol.masking import MASKED_PIECE
 
 from .helpers import (
     BINARY,
@@ -147,6 +149,97 @@ def test_server_writes_a_large_payload_without_copying_it() -> None:
     header, payload = protocol.data_to_send()
     assert header == sent_by(Side.SERVER, BINARY, data)[:10]
     assert payload is data
+
+
+def take_all(protocol: Protocol) -> list[list[bytes]]:
+    """What data_to_send() returns, call after call, until nothing is left (at most 100)."""
+    rounds = []
+    for _ in range(100):
+        if not protocol.has_data_to_send:
+            return rounds
+        rounds.append(protocol.data_to_send())
+    raise AssertionError("data_to_send() never ran dry")
+
+
+def test_client_masks_a_larger_payload_a_piece_at_a_time() -> None:
+    """Past MASKED_PIECE, a client's frame is its header, then its payload masked one
+    piece per call of data_to_send(): the bytes are the frame's, in order, and a ping
+    queued meanwhile goes after the last piece."""
+    protocol = make(Side.CLIENT)
+    data = bytes(range(256)) * (MASKED_PIECE // 256 * 2 + 1)  # two pieces and 256 bytes
+    protocol.send_binary(data)
+    assert protocol.size_to_send == 14 + len(data)
+    first = protocol.data_to_send()
+    assert [len(b) for b in first] == [14, MASKED_PIECE]
+    assert protocol.has_data_to_send
+    assert protocol.size_to_send == len(data) - MASKED_PIECE
+    protocol.send_ping(b"after")
+    rounds = take_all(protocol)
+    assert [[len(b) for b in writes] for writes in rounds] == [[MASKED_PIECE], [256], [11]]
+    assert b"".join(first + rounds[0] + rounds[1]) == sent_by(Side.CLIENT, BINARY, data)
+    assert rounds[2] == [sent_by(Side.CLIENT, PING, b"after")]
+    assert protocol.size_to_send == 0
+
+
+def test_client_masks_queued_large_payloads_one_after_the_other() -> None:
+    """Two larger frames queued back to back, between smaller ones (a fragmented message
+    and a close): each frame whole, in the order they were queued."""
+    protocol = make(Side.CLIENT)
+    first, second = b"a" * (MASKED_PIECE + 4), b"b" * (MASKED_PIECE + 1)
+    protocol.send_text(first, fin=False)
+    protocol.send_ping(b"between")
+    protocol.send_continuation(second, fin=True)
+    protocol.send_close(1000)
+    stream = b"".join(itertools.chain.from_iterable(take_all(protocol)))
+    assert stream == b"".join(
+        [
+            sent_by(Side.CLIENT, TEXT, first, fin=False),
+            sent_by(Side.CLIENT, PING, b"between"),
+            sent_by(Side.CLIENT, CONT, second),
+            sent_by(Side.CLIENT, CLOSE, close_payload(1000)),
+        ]
+    )
+
+
+def test_client_send_message_hands_back_a_frame_of_up_to_one_piece() -> None:
+    protocol = make(Side.CLIENT)
+    data = bytes(MASKED_PIECE)
+    assert protocol.send_message(data, False) == sent_by(Side.CLIENT, BINARY, data)
+    assert protocol.send_message(data + b"!", False) is None
+    assert len(protocol.data_to_send()) == 2
+    assert protocol.has_data_to_send
+
+
+def test_dropping_what_is_queued_forgets_the_pieces_left() -> None:
+    protocol = make(Side.CLIENT)
+    protocol.send_binary(bytes(3 * MASKED_PIECE))
+    protocol.data_to_send()
+    protocol.drop_data_to_send()
+    assert not protocol.has_data_to_send
+    assert protocol.data_to_send() == []
+    protocol.send_ping(b"next")
+    assert protocol.data_to_send() == [sent_by(Side.CLIENT, PING, b"next")]
+
+
+def test_client_holds_one_masked_piece_at_a_time() -> None:
+    """Sending a 16 MiB frame, whose pieces are written (dropped here) as they come,
+    allocates a piece at a time, not a masked copy of the payload."""
+    protocol = make(Side.CLIENT)
+    data = bytes(16 * MASKED_PIECE)
+    tracemalloc.start()
+    try:
+        protocol.send_binary(data)
+        for _ in range(100):
+            if not protocol.has_data_to_send:
+                break
+            protocol.data_to_send()
+        _, peak = tracemalloc.get_traced_memory()
+        assert not protocol.has_data_to_send
+    finally:
+        tracemalloc.stop()
+    # The piece, and the pure-Python masking's temporaries (big integers): a few pieces,
+    # whatever the size of the payload.
+    assert peak < 4 * MASKED_PIECE
 
 
 def test_send_fragmented(side: Side) -> None:

@@ -42,7 +42,7 @@ from wsio.protocol.http11 import (
     python_fields_by_name,
     python_head_fields,
 )
-from wsio.protocol.masking import python_apply_mask
+from wsio.protocol.masking import MASKED_PIECE, python_apply_mask
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
 from .helpers import (
@@ -1128,7 +1128,10 @@ def test_deliver_messages_refuses_a_negative_size(function: Callable[..., int]) 
 #: path (the C twin builds the frame in the first case only).
 SENDING_STATES = ("open", "queued", "fragment", "closing", "deflate")
 #: Around the length encodings and the payload that a server queues apart (128 KiB).
-SEND_SIZES = st.sampled_from([0, 1, 125, 126, 65535, 65536, 131071, 131072])
+# Around the sizes where a payload goes apart from its header: a server's, a client's.
+SEND_SIZES = st.sampled_from(
+    [0, 1, 125, 126, 65535, 65536, 131071, 131072, MASKED_PIECE, MASKED_PIECE + 1]
+)
 
 
 def sending_protocol(side: Side, state: str) -> Protocol:
@@ -1253,7 +1256,7 @@ def test_send_message_twin_arguments() -> None:
         protocol.send_message(b"x", False, None, None)  # type: ignore[call-arg]
     if not NO_SPEEDUPS:
         with pytest.raises(TypeError):
-            _speedups.send_message_twin(None, None, None, 0)  # type: ignore[arg-type]
+            _speedups.send_message_twin(None, None, None, 0, 0)  # type: ignore[arg-type]
 
 
 def receive_outcome(

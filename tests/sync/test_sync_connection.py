@@ -4,6 +4,7 @@ with the asyncio layer."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 
 import wsio
 import wsio.sync
+from wsio.protocol.masking import MASKED_PIECE, MaskedPieces
 
 
 @pytest.fixture
@@ -53,6 +55,47 @@ def test_echo_text_binary_and_fragments(serving: Callable[..., str]) -> None:
         assert ws.recv(timeout=5, decode=True) == "bytes"
         assert ws.ping(timeout=5) >= 0
     assert ws.close_code == 1000
+
+
+def test_large_frames_go_a_masked_piece_at_a_time(
+    serving: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A threads client sends a frame larger than MASKED_PIECE a piece per write, and
+    another thread's message waits for its last piece."""
+    pieces: list[int] = []
+    next_piece = MaskedPieces.next_piece
+
+    def counting(self: MaskedPieces) -> bytes:
+        piece = next_piece(self)
+        pieces.append(len(piece))
+        return piece
+
+    monkeypatch.setattr(MaskedPieces, "next_piece", counting)
+    large = os.urandom(5 * MASKED_PIECE + 3)
+    uri = serving(echo, max_size=None)
+    with wsio.sync.connect(uri, open_timeout=5, max_size=None, compression=None) as ws:
+        other = threading.Thread(target=ws.send, args=("other thread",))
+        ws.send([large, b"!"])
+        other.start()
+        ws.send(large)
+        other.join(5)
+        replies = [ws.recv(timeout=5) for _ in range(3)]
+    assert pieces == [MASKED_PIECE] * 5 + [3] + [MASKED_PIECE] * 5 + [3]
+    assert replies[0] == large + b"!"
+    assert sorted(replies[1:], key=len) == ["other thread", large]
+
+
+def test_a_peer_that_refuses_a_large_frame_ends_the_send(serving: Callable[..., str]) -> None:
+    """The server fails the connection (1009) at a 64 MiB frame's header: send() stops
+    writing its pieces once the socket fails, without hanging, and the close shows."""
+    uri = serving(echo, max_size=2**20)
+    with wsio.sync.connect(uri, open_timeout=5, close_timeout=1) as ws:
+        started = time.monotonic()
+        ws.send(bytes(64 * 2**20))
+        assert time.monotonic() - started < 5
+        with pytest.raises(wsio.ConnectionClosedError) as excinfo:
+            ws.recv(timeout=5)
+    assert excinfo.value.rcvd is not None and excinfo.value.rcvd.code == 1009
 
 
 def test_recv_timeout_loses_nothing(serving: Callable[..., str]) -> None:

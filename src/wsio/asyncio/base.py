@@ -238,8 +238,12 @@ class ConnectionBase(
 
     @property
     def write_buffer_size(self) -> int:
-        """Bytes written and not yet sent: those in the transport's buffer."""
-        return 0 if self.transport is None else self.transport.get_write_buffer_size()
+        """Bytes written and not yet sent: those in the transport's buffer, and the rest
+        of a large payload still to be masked and written."""
+        pending = self.protocol.size_to_send
+        return (
+            pending if self.transport is None else self.transport.get_write_buffer_size() + pending
+        )
 
     @property
     def writing_paused(self) -> bool:
@@ -325,14 +329,19 @@ class ConnectionBase(
         if protocol.state is _OPEN:
             # Frames only: no half-close is queued, reading resumes with the queue (recv)
             # and no close is expected while the connection is open.
-            writes = protocol.data_to_send()
-            if not transport.is_closing():
-                for data in writes:
+            while not transport.is_closing():
+                for data in protocol.data_to_send():
                     transport.write(data)
+                # The rest of a large payload that the core masks a piece at a time: its
+                # next piece while the transport is below the write limit, else once it
+                # drains (resume_writing).
+                if self._writing_paused or not protocol.has_data_to_send:
+                    return
+            protocol.drop_data_to_send()
             return
         if self._lost:
             # The connection is gone: nothing to write, no close to wait for.
-            protocol.data_to_send()
+            protocol.drop_data_to_send()
             return
         if self._reading_paused:
             # The closing handshake needs the peer's close frame, wherever it is queued:
@@ -340,29 +349,36 @@ class ConnectionBase(
             self._reading_paused = False
             if not transport.is_closing():
                 transport.resume_reading()
-        for data in protocol.data_to_send():
-            if transport.is_closing():
-                continue
-            if data:
-                transport.write(data)
-            elif transport.can_write_eof() and not protocol.stream_ended:
-                # On asyncio's loop the FIN goes now, where close() alone would send it a
-                # turn of the loop later; either way, what is buffered is written first.
-                try:
-                    transport.write_eof()
-                except OSError as exc:
-                    # The peer reset the connection and the kernel knows it before the
-                    # loop does: shutdown() fails (ENOTCONN) where the write before it
-                    # went through. Nothing is left to half-close.
-                    self._lose(exc)
+        while True:
+            for data in protocol.data_to_send():
+                if transport.is_closing():
                     continue
-                if protocol.peer_done:
-                    # Nothing is left to read: don't wait for the peer's end of the stream.
+                if data:
+                    transport.write(data)
+                elif transport.can_write_eof() and not protocol.stream_ended:
+                    # On asyncio's loop the FIN goes now, where close() alone would send it a
+                    # turn of the loop later; either way, what is buffered is written first.
+                    try:
+                        transport.write_eof()
+                    except OSError as exc:
+                        # The peer reset the connection and the kernel knows it before the
+                        # loop does: shutdown() fails (ENOTCONN) where the write before it
+                        # went through. Nothing is left to half-close.
+                        self._lose(exc)
+                        continue
+                    if protocol.peer_done:
+                        # Nothing is left to read: don't wait for the peer's end of the stream.
+                        transport.close()
+                else:
+                    # TLS can't half-close, and once the peer ended its side there is nothing
+                    # to wait for: close, after flushing what is buffered.
                     transport.close()
-            else:
-                # TLS can't half-close, and once the peer ended its side there is nothing
-                # to wait for: close, after flushing what is buffered.
-                transport.close()
+            # The rest of a large masked payload, as above.
+            if self._writing_paused or not protocol.has_data_to_send:
+                break
+            if transport.is_closing():
+                protocol.drop_data_to_send()
+                break
         if (
             self._close_timer is None
             and self.close_timeout is not None
@@ -520,7 +536,7 @@ class ConnectionBase(
                 # A peer's mistake is no bug of ours: one line at debug level, no traceback.
                 self.logger.debug("connection failed: %s", self.protocol.failure)
             self.protocol.receive_eof()
-            self.protocol.data_to_send()  # nowhere to write them anymore
+            self.protocol.drop_data_to_send()  # nowhere to write them anymore
             self._process_events()
             for timer in (self._close_timer, self._failure_timer):
                 if timer is not None:
@@ -556,7 +572,9 @@ class ConnectionBase(
         self.protocol.resume_pongs()
         if self.protocol.has_data_to_send:
             self._flush()
-        self._resume_drain_waiters()
+        if not self._writing_paused:
+            # Writing the rest of a large masked payload may have filled the buffer again.
+            self._resume_drain_waiters()
 
     def _resume_drain_waiters(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, None

@@ -10,9 +10,11 @@ than the bytes it moves.
 Flow control: a listener can't be made to buffer without bound. Messages are delivered as
 they are parsed, never queued; a read holds at most what the transport read at once, and
 a compressed message is decoded only once the one before it was delivered, within
-``max_size``. Outgoing bytes wait in the transport's buffer: :meth:`Listener.on_pause_writing`
-says when it went above ``write_limit``, and :attr:`~ListenerConnection.write_buffer_size`
-how much it holds; what the listener sends meanwhile is its own call.
+``max_size``. Outgoing bytes wait in the transport's buffer (the rest of a client's frame
+larger than a megabyte waits in the core, to be masked as the buffer drains):
+:meth:`Listener.on_pause_writing` says when it went above ``write_limit``, and
+:attr:`~ListenerConnection.write_buffer_size` how much is waiting; what the listener sends
+meanwhile is its own call.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class ListenerConnection(ConnectionBase):
         "_listener_factory",
         "_listening",
         "_opened",
+        "_resuming_writes",
         "listener",
     )
 
@@ -116,6 +119,8 @@ class ListenerConnection(ConnectionBase):
         self._delivering = False
         # _deliver bound once, not at every read.
         self._deliver_message = self._deliver
+        # Whether resume_writing is under way: a pause it causes isn't the listener's news.
+        self._resuming_writes = False
 
     # Public API ---------------------------------------------------------------------------
 
@@ -303,10 +308,16 @@ class ListenerConnection(ConnectionBase):
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        if self._listening:
+        if self._listening and not self._resuming_writes:
             self._call(self.listener.on_pause_writing)  # type: ignore[union-attr]
 
     def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._listening:
+        # Resuming writes the rest of a large masked payload, which may fill the buffer
+        # again: then the listener, told of neither, stays paused.
+        self._resuming_writes = True
+        try:
+            super().resume_writing()
+        finally:
+            self._resuming_writes = False
+        if self._listening and not self._writing_paused:
             self._call(self.listener.on_resume_writing)  # type: ignore[union-attr]

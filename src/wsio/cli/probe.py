@@ -194,11 +194,12 @@ async def _exchange(
 
 
 async def _write(protocol: ClientProtocol, writer: asyncio.StreamWriter) -> None:
-    """Write what the core has to send."""
-    for data in protocol.data_to_send():
-        if data:
-            writer.write(data)
-    await writer.drain()
+    """Write what the core has to send: a large payload, a masked piece per round."""
+    while protocol.has_data_to_send:
+        for data in protocol.data_to_send():
+            if data:
+                writer.write(data)
+        await writer.drain()
 
 
 async def _pump(

@@ -33,7 +33,7 @@ import logging
 import struct
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, TypeVar, cast, overload
 
 from .. import defaults
 from .._accelerator import speedups
@@ -63,7 +63,7 @@ from .frames import (
     parse_close,
     parse_messages,
     serialize_frame,
-    serialize_unmasked_header,
+    serialize_header,
 )
 from .handshake import (
     HANDSHAKE_FIELDS,
@@ -90,7 +90,7 @@ from .http11 import (
     parse_request,
     parse_response,
 )
-from .masking import PayloadBuffer, apply_mask
+from .masking import MASKED_PIECE, MaskedPieces, PayloadBuffer, apply_mask
 from .streams import StreamReader
 from .uri import WebSocketURI
 from .utf8 import IncrementalValidator
@@ -123,8 +123,9 @@ _CONTINUATION, _TEXT, _BINARY, _CLOSE = (
     Opcode.CLOSE,
 )
 
-# From this size on, an unmasked payload is written after its header, not copied behind it:
-# copying 128 KiB costs more than the extra write; copying 64 KiB costs less (measured).
+# From this size on, a server's payload is written after its header, not copied behind it:
+# copying 128 KiB costs more than the extra write; copying 64 KiB costs less (measured). A
+# client's is masked a piece at a time past MASKED_PIECE (MaskedPieces).
 _SEPARATE_PAYLOAD = 128 * 1024
 
 # Bytes of pongs queued and not yet taken by the I/O layer beyond which the pong for a newer
@@ -279,6 +280,7 @@ class Protocol:
         "_events",
         "_extension_rsv",
         "_held_failure",
+        "_masked_pieces",
         "_message_room",
         "_message_size",
         "_parser",
@@ -338,7 +340,9 @@ class Protocol:
 
         self._reader = StreamReader()
         self._events: list[Event] = []
-        self._writes: list[bytes] = []
+        self._writes: list[bytes | MaskedPieces] = []
+        # The first large payload in _writes that is masked a piece at a time, if any.
+        self._masked_pieces: MaskedPieces | None = None
         self._eof_sent = False
         # Payloads of pings sent and not yet answered, in the order they were sent; None
         # rather than an empty dict while none is (most of a connection's life).
@@ -550,14 +554,40 @@ class Protocol:
 
     @property
     def size_to_send(self) -> int:
-        """How many bytes :meth:`data_to_send` would return: what is queued and not yet
-        taken by the I/O layer. Counted on demand, in one pass over the queue."""
-        return sum(map(len, self._writes))
+        """How many bytes :meth:`data_to_send` would return over its next calls: what is
+        queued and not yet taken by the I/O layer. Counted on demand, in one pass over
+        the queue."""
+        writes = self._writes
+        return sum(map(len, writes)) if writes else 0
 
     def data_to_send(self) -> list[bytes]:
-        """Bytes to write since the last call; an empty ``bytes`` means "half-close TCP"."""
+        """Bytes to write since the last call; an empty ``bytes`` means "half-close TCP".
+
+        The large payload of a frame a client sends is masked a piece at a time (§5.3): the
+        list ends with its next piece, and the rest waits (:attr:`has_data_to_send` stays
+        true) for the next call. The I/O layer makes it once these bytes are written, or
+        are in a buffer below its write limit; so a client holds one masked piece of the
+        payload at a time, not a masked copy of all of it.
+        """
         writes, self._writes = self._writes, []
-        return writes
+        masked = self._masked_pieces
+        if masked is None:
+            # Nothing but bytes: MaskedPieces only go in with _masked_pieces set.
+            return writes  # type: ignore[return-value]
+        index = writes.index(masked)
+        taken = cast("list[bytes]", writes[:index])
+        taken.append(masked.next_piece())
+        if masked:
+            self._writes = writes[index:]
+        else:
+            self._writes = rest = writes[index + 1 :]
+            self._masked_pieces = next((w for w in rest if type(w) is MaskedPieces), None)
+        return taken
+
+    def drop_data_to_send(self) -> None:
+        """Forget what is queued for writing: the I/O layer has nowhere to write it."""
+        self._writes = []
+        self._masked_pieces = None
 
     def close_expected(self) -> bool:
         """Whether the peer is now expected to end the TCP connection.
@@ -640,6 +670,9 @@ class Protocol:
         if self.extensions:
             data, rsv = self._encoded(data, True, True, compress)
         if self.side is _CLIENT:
+            if len(data) > MASKED_PIECE:
+                self._send_frame(_TEXT if text else _BINARY, data, True, rsv)
+                return None
             # §5.3: a fresh, unpredictable masking key for every frame a client sends.
             return serialize_frame(
                 _TEXT if text else _BINARY, data, True, rsv, self.random_bytes(4)
@@ -656,7 +689,7 @@ class Protocol:
         # Every message sent goes through here: the common case is built in C, a client's
         # masked with a key from random_bytes, with no frame of Python.
         send_message = _accelerator.send_message_twin(
-            send_message, _OPEN, _CLIENT, _SEPARATE_PAYLOAD
+            send_message, _OPEN, _CLIENT, _SEPARATE_PAYLOAD, MASKED_PIECE
         )
         del _accelerator
 
@@ -714,7 +747,8 @@ class Protocol:
         self._send_data(message.opcode, message.data, True, message.compress)
         message.encodings += 1
         if key is not None:
-            message._frames[key] = tuple(self._writes[start:])
+            # A server's frames: bytes only, no MaskedPieces.
+            message._frames[key] = tuple(cast("list[bytes]", self._writes[start:]))
 
     def _send_data(
         self, opcode: Opcode, data: bytes, fin: bool, compress: bool | None = None
@@ -901,10 +935,19 @@ class Protocol:
     def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True, rsv: int = 0) -> None:
         if self.side is _CLIENT:
             # §5.3: a fresh, unpredictable masking key for every frame a client sends.
-            self._writes.append(serialize_frame(opcode, data, fin, rsv, self.random_bytes(4)))
+            mask = self.random_bytes(4)
+            if len(data) <= MASKED_PIECE:
+                self._writes.append(serialize_frame(opcode, data, fin, rsv, mask))
+                return
+            # Masked a piece at a time as data_to_send() hands it over, after the header.
+            self._writes.append(serialize_header(opcode, len(data), fin, rsv, mask))
+            masked = MaskedPieces(data, mask)
+            self._writes.append(masked)
+            if self._masked_pieces is None:
+                self._masked_pieces = masked
         elif len(data) >= _SEPARATE_PAYLOAD:
             # Written as they are, the header then the payload: no copy of a large payload.
-            self._writes.append(serialize_unmasked_header(opcode, len(data), fin, rsv))
+            self._writes.append(serialize_header(opcode, len(data), fin, rsv))
             self._writes.append(data)
         else:
             self._writes.append(serialize_frame(opcode, data, fin, rsv, None))

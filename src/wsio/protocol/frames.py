@@ -41,7 +41,7 @@ __all__ = [
     "python_parse_messages",
     "python_serialize_frame",
     "serialize_frame",
-    "serialize_unmasked_header",
+    "serialize_header",
 ]
 
 _E = TypeVar("_E")
@@ -205,15 +205,12 @@ def python_serialize_frame(
     by extensions. ``mask`` is the 4-byte masking key, given for every frame a client
     sends and never for a server's (§5.1).
     """
-    first = (0x80 if fin else 0) | rsv | opcode
-    if opcode < 0 or rsv < 0 or first > 0xFF:
-        raise ValueError("serialize_frame() opcode and rsv must fit in a byte")
     if not isinstance(payload, bytes):
         payload = bytes(payload)  # a length in bytes, whatever the buffer's item size
-    header = _header(first, 0x80 if mask is not None else 0, len(payload))
+    header = serialize_header(opcode, len(payload), fin, rsv, mask)
     if mask is None:
         return header + payload
-    return header + mask + apply_mask(payload, mask)
+    return header + apply_mask(payload, mask)
 
 
 def _header(first: int, mask_bit: int, length: int) -> bytes:
@@ -224,13 +221,20 @@ def _header(first: int, mask_bit: int, length: int) -> bytes:
     return struct.pack("!BBQ", first, mask_bit | 127, length)
 
 
-def serialize_unmasked_header(opcode: int, length: int, fin: bool = True, rsv: int = 0) -> bytes:
-    """The header of an unmasked frame of ``length`` bytes, to write ahead of a large
-    payload rather than copy the payload behind it (§5.2)."""
+def serialize_header(
+    opcode: int, length: int, fin: bool = True, rsv: int = 0, mask: bytes | None = None
+) -> bytes:
+    """The header of a frame of ``length`` bytes, with the masking key ``mask`` (a
+    client's, §5.3) at its end when given, to write ahead of a payload written apart: a
+    large one, rather than copied behind the header (§5.2)."""
     first = (0x80 if fin else 0) | rsv | opcode
     if opcode < 0 or rsv < 0 or first > 0xFF:
-        raise ValueError("serialize_frame() opcode and rsv must fit in a byte")
-    return _header(first, 0, length)
+        raise ValueError("serialize_header() opcode and rsv must fit in a byte")
+    if mask is None:
+        return _header(first, 0, length)
+    if len(mask) != 4:
+        raise ValueError(f"serialize_header() mask must be 4 bytes long, not {len(mask)}")
+    return _header(first, 0x80, length) + mask
 
 
 def _scan_messages(

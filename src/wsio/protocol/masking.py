@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 from .._accelerator import speedups
 
 __all__ = [
+    "MASKED_PIECE",
     "SPEEDUPS",
+    "MaskedPieces",
     "PayloadBuffer",
     "PythonPayloadBuffer",
     "apply_mask",
@@ -48,6 +50,39 @@ def byte_view(data: bytes | bytearray | memoryview) -> memoryview:
     if view.format != "B" or not view.c_contiguous:
         view = memoryview(view.tobytes())
     return view
+
+
+#: How much of a larger payload a client masks at a time: a multiple of 4, so that each
+#: piece starts at the first octet of the masking key. Smaller pieces cost more than they
+#: save: each is a write, and on loopback each write wakes the peer (with pieces of 64 or
+#: 256 KiB, a client echoing 1 MiB messages spent 30-40 % more CPU per message).
+MASKED_PIECE = 1024 * 1024
+
+
+class MaskedPieces:
+    """The payload of a frame a client sends, masked with ``mask`` a piece at a time as
+    it is written (§5.3), rather than all at once into a copy as large as the payload.
+
+    The sender holds the payload, which it had anyway, and one masked piece of
+    :data:`MASKED_PIECE` bytes at most: a frame of a hundred megabytes doesn't cost a
+    hundred more. ``len()`` is what is left to mask.
+    """
+
+    __slots__ = ("_mask", "_offset", "_payload")
+
+    def __init__(self, payload: bytes, mask: bytes) -> None:
+        self._payload = memoryview(payload)
+        self._mask = mask
+        self._offset = 0
+
+    def __len__(self) -> int:
+        return len(self._payload) - self._offset
+
+    def next_piece(self) -> bytes:
+        """The next piece of the payload, masked; ``b""`` once all of it was taken."""
+        start = self._offset
+        self._offset = end = min(start + MASKED_PIECE, len(self._payload))
+        return apply_mask(self._payload[start:end], self._mask)
 
 
 #: The first allocation of a :class:`PayloadBuffer`, at most: it grows with what arrives.

@@ -330,22 +330,29 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
     def _flush(self, wait: bool = True) -> None:
         """Write what the core queued. With ``wait=False`` (the reader), give up when
         another thread writes: it writes what is queued before it lets go."""
+        if self._write_queued(wait):
+            self._flush_leftovers(wait)
+
+    def _flush_leftovers(self, wait: bool = True) -> None:
+        """Write what another thread queued while this one held ``_write_lock`` (that
+        thread found the lock taken and left it to us), and the rest of a large payload
+        that the core masks a piece at a time, a piece per round."""
+        # Read without _mutex: whatever was queued before the lock was let go shows here.
+        while self.protocol.has_data_to_send and self._write_queued(wait):
+            pass
+
+    def _write_queued(self, wait: bool) -> bool:
+        """Take what the core queued and write it; ``False`` when another thread holds
+        ``_write_lock`` and ``wait`` is false."""
         if not self._write_lock.acquire(blocking=wait):
-            return
+            return False
         try:
             with self._mutex:
                 writes = self._take_writes()
             self._write(writes)
         finally:
             self._write_lock.release()
-        self._flush_leftovers(wait)
-
-    def _flush_leftovers(self, wait: bool = True) -> None:
-        """Write what another thread queued while this one held ``_write_lock``: that
-        thread found the lock taken and left it to us."""
-        # Read without _mutex: whatever was queued before the lock was let go shows here.
-        if self.protocol.has_data_to_send:
-            self._flush(wait)
+        return True
 
     def _write(self, writes: list[bytes]) -> None:
         """Write bytes, and close TCP where the core says so; ``_write_lock`` is held."""
@@ -376,7 +383,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
             if self.protocol.failure is None:
                 self.protocol.failure = exc
             self.protocol.receive_eof()
-            self.protocol.data_to_send()  # nowhere to write them
+            self.protocol.drop_data_to_send()  # nowhere to write them
             self._process_events()
         self._abort()
 
@@ -576,7 +583,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
                 # A peer's mistake is no bug of ours: one line at debug level, no traceback.
                 self.logger.debug("connection failed: %s", protocol.failure)
             protocol.receive_eof()
-            protocol.data_to_send()  # nowhere to write them anymore
+            protocol.drop_data_to_send()  # nowhere to write them anymore
             self._process_events()
             self._close_deadline = self._failure_deadline = None
             self._ping_due = self._pong_deadline = None
