@@ -10,7 +10,7 @@ import pytest
 
 from wsio.asyncio.connection import Connection
 from wsio.asyncio.listener import Listener, ListenerConnection
-from wsio.protocol.connection import Protocol, Side, State
+from wsio.protocol.connection import PreparedMessage, Protocol, Side, State
 from wsio.protocol.masking import MASKED_PIECE, python_apply_mask
 
 T = 5.0  # upper bound of every wait that should succeed
@@ -113,6 +113,19 @@ async def test_send_takes_a_piece_while_the_transport_is_below_the_limit() -> No
     check_frame(bytes(transport.sent), PAYLOAD)
     # No piece was written while the buffer was above the limit.
     assert transport.writes_over_limit == []
+
+
+async def test_a_broadcast_counts_the_pieces_still_to_write() -> None:
+    """For a slow consumer's verdict, what the core still holds of a large frame is
+    unsent, as what the transport holds is."""
+    ws = Connection(Protocol(Side.CLIENT, state=State.OPEN), ping_interval=None, write_limit=LIMIT)
+    transport = connect(ws)
+    sending = asyncio.create_task(ws.send(PAYLOAD))
+    await asyncio.sleep(0)
+    assert len(transport.buffer) < 2 * MASKED_PIECE < ws.write_buffer_size
+    prepared = PreparedMessage(b"news", text=False)
+    assert ws._offer(prepared, 2 * MASKED_PIECE, "skip") == "skip"
+    sending.cancel()
 
 
 class Recorder(Listener):

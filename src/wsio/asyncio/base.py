@@ -273,14 +273,14 @@ class ConnectionBase(
     ) -> Outcome:
         """A broadcast message, handed over without waiting unless this connection is a
         slow consumer (:class:`~wsio.shared.broadcast.Recipient`)."""
-        # The unsent bytes: the transport's buffer, and what waits for a fragmented
-        # message to end.
+        # The unsent bytes: the transport's buffer, the rest of a large frame the core
+        # masks a piece at a time, and what waits for a fragmented message to end.
         protocol = self.protocol
         transport = self.transport
         if protocol.state is not _OPEN or transport is None or transport.is_closing():
             return None
         verdict = slow_consumer_verdict(
-            transport.get_write_buffer_size() + protocol.deferred_size,
+            transport.get_write_buffer_size() + protocol.size_to_send + protocol.deferred_size,
             self.broadcast_policy,
             limit,
             slow_consumer,
