@@ -4,6 +4,9 @@
  *
  *   apply_mask(data, mask, offset=0) -> bytes
  *       XOR masking of payloads (RFC 6455 section 5.3).
+ *   join_masked(header, payload, mask) -> bytes | memoryview
+ *       a client's large frame, or a piece of one, masked behind its header into a buffer
+ *       reused once no view of it is left.
  *   Utf8Validator().feed(data, final=False)
  *       incremental UTF-8 validation of text messages (RFC 6455 section 8.1, RFC 3629).
  *   parse_messages(data, events, mask_expected, max_size, text_message, binary_message)
@@ -1458,21 +1461,126 @@ speedups_deliver_messages(PyObject *module, PyObject *const *args, Py_ssize_t na
                            args);
 }
 
-/* A frame of payload[:length] with the shortest length encoding (RFC 6455 section 5.2),
- * first byte first (FIN, RSV and opcode), masked with mask[:4] unless it is NULL (section
- * 5.3), in a single allocation. */
-static PyObject *
-new_frame(unsigned char first, const unsigned char *payload, Py_ssize_t length,
-          const unsigned char *mask)
-{
-    Py_ssize_t header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + (mask != NULL ? 4 : 0);
-    PyObject *result = PyBytes_FromStringAndSize(NULL, header + length);
-    unsigned char *out, mask_bit = mask != NULL ? 0x80 : 0;
+/* The buffer that large masked frames are built in (masked_join), reused as soon as no
+ * view of the last one is left: a client that sends large messages then allocates no
+ * block of their size per message, which glibc would hand back to the kernel and fault in
+ * again, page by page. One for the process, as large as the largest frame built in it
+ * (the callers keep that to a megabyte); NULL until first needed. */
+static PyObject *masked_scratch;
 
-    if (result == NULL) {
+/* header[:header_length], then payload[:length] XORed with key[:4] from its first octet
+ * (section 5.3): a view of masked_scratch when the buffer is free (taking the view claims
+ * it), else a new bytes object. */
+static PyObject *
+masked_join(const unsigned char *header, Py_ssize_t header_length,
+            const unsigned char *payload, Py_ssize_t length, const unsigned char *key)
+{
+    Py_ssize_t total = header_length + length;
+    PyObject *result, *whole, *stop, *bounds;
+    unsigned char *out;
+
+    if (masked_scratch == NULL || ((PyByteArrayObject *)masked_scratch)->ob_exports == 0) {
+        if (masked_scratch == NULL) {
+            masked_scratch = PyByteArray_FromStringAndSize(NULL, 0);
+            if (masked_scratch == NULL) {
+                return NULL;
+            }
+        }
+        /* Never shrunk: messages of mixed sizes reuse the same block. */
+        if (PyByteArray_GET_SIZE(masked_scratch) < total
+            && PyByteArray_Resize(masked_scratch, total) < 0) {
+            return NULL;
+        }
+        whole = PyMemoryView_FromObject(masked_scratch);
+        if (whole == NULL) {
+            return NULL;
+        }
+        stop = PyLong_FromSsize_t(total);
+        bounds = stop == NULL ? NULL : PySlice_New(NULL, stop, NULL);
+        result = bounds == NULL ? NULL : PyObject_GetItem(whole, bounds);
+        Py_XDECREF(stop);
+        Py_XDECREF(bounds);
+        Py_DECREF(whole);
+        if (result == NULL) {
+            return NULL;
+        }
+        out = (unsigned char *)PyByteArray_AS_STRING(masked_scratch);
+    }
+    else {
+        result = PyBytes_FromStringAndSize(NULL, total);
+        if (result == NULL) {
+            return NULL;
+        }
+        out = (unsigned char *)PyBytes_AS_STRING(result);
+    }
+    memcpy(out, header, (size_t)header_length);
+    if (length > RELEASE_GIL_THRESHOLD) {
+        /* Safe without the GIL: the result, a new object or a view that holds the buffer
+         * claimed, isn't visible to any other thread yet. */
+        Py_BEGIN_ALLOW_THREADS
+        xor_mask(out + header_length, payload, length, key);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        xor_mask(out + header_length, payload, length, key);
+    }
+    return result;
+}
+
+PyDoc_STRVAR(join_masked_doc,
+"join_masked($module, header, payload, mask, /)\n"
+"--\n"
+"\n"
+"header, then payload XORed with the 4-byte mask (RFC 6455 section 5.3): a large frame\n"
+"or a piece of one that a client sends. The result is a memoryview of a buffer that the\n"
+"next call reuses once no view of it is left; new bytes while the buffer is in use.");
+
+static PyObject *
+speedups_join_masked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer views[3];
+    int i;
+    PyObject *result = NULL;
+    static const char *const names[] = {"header", "payload", "mask"};
+
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "join_masked() takes 3 arguments (%zd given)", nargs);
         return NULL;
     }
-    out = (unsigned char *)PyBytes_AS_STRING(result);
+    for (i = 0; i < 3; i++) {
+        if (get_bytes_view(args[i], &views[i], "join_masked", names[i]) < 0) {
+            while (--i >= 0) {
+                PyBuffer_Release(&views[i]);
+            }
+            return NULL;
+        }
+    }
+    if (views[2].len != 4) {
+        PyErr_Format(PyExc_ValueError, "join_masked() mask must be 4 bytes long, not %zd",
+                     views[2].len);
+    }
+    else {
+        result = masked_join((const unsigned char *)views[0].buf, views[0].len,
+                             (const unsigned char *)views[1].buf, views[1].len,
+                             (const unsigned char *)views[2].buf);
+    }
+    for (i = 0; i < 3; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    return result;
+}
+
+/* The header of a frame of length bytes with the shortest length encoding (RFC 6455
+ * section 5.2), first byte first (FIN, RSV and opcode), ending with mask[:4] unless it is
+ * NULL (section 5.3): written at out (14 bytes at most), its size returned. */
+static Py_ssize_t
+write_header(unsigned char *out, unsigned char first, Py_ssize_t length,
+             const unsigned char *mask)
+{
+    Py_ssize_t header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + (mask != NULL ? 4 : 0);
+    unsigned char mask_bit = mask != NULL ? 0x80 : 0;
+
     out[0] = first;
     if (length < 126) {
         out[1] = mask_bit | (unsigned char)length;
@@ -1493,6 +1601,28 @@ new_frame(unsigned char first, const unsigned char *payload, Py_ssize_t length,
     }
     if (mask != NULL) {
         memcpy(out + header - 4, mask, 4);
+    }
+    return header;
+}
+
+/* A frame of payload[:length], its header as write_header writes it, masked with mask[:4]
+ * unless it is NULL, in a single allocation. */
+static PyObject *
+new_frame(unsigned char first, const unsigned char *payload, Py_ssize_t length,
+          const unsigned char *mask)
+{
+    Py_ssize_t header;
+    PyObject *result;
+    unsigned char *out;
+
+    header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + (mask != NULL ? 4 : 0);
+    result = PyBytes_FromStringAndSize(NULL, header + length);
+    if (result == NULL) {
+        return NULL;
+    }
+    out = (unsigned char *)PyBytes_AS_STRING(result);
+    write_header(out, first, length, mask);
+    if (mask != NULL) {
         xor_mask(out + header, payload, length, mask);
     }
     else {
@@ -1662,9 +1792,11 @@ read_slots(slot_layout *layout, PyObject *obj, PyObject **values)
  * (section 5.3, a fresh key per frame). A key that isn't 4 bytes goes to serialize_frame,
  * as the reference hands it over, to be judged there. */
 static PyObject *
-new_client_frame(unsigned char first, PyObject *data, PyObject *random_bytes)
+new_client_frame(unsigned char first, PyObject *data, PyObject *random_bytes, int reuse)
 {
     PyObject *four = PyLong_FromLong(4), *key, *frame;
+    const unsigned char *payload = (const unsigned char *)PyBytes_AS_STRING(data), *mask;
+    unsigned char head[14];
 
     if (four == NULL) {
         return NULL;
@@ -1675,8 +1807,10 @@ new_client_frame(unsigned char first, PyObject *data, PyObject *random_bytes)
         return NULL;
     }
     if (PyBytes_CheckExact(key) && PyBytes_GET_SIZE(key) == 4) {
-        frame = new_frame(first, (const unsigned char *)PyBytes_AS_STRING(data),
-                          PyBytes_GET_SIZE(data), (const unsigned char *)PyBytes_AS_STRING(key));
+        mask = (const unsigned char *)PyBytes_AS_STRING(key);
+        frame = reuse ? masked_join(head, write_header(head, first, PyBytes_GET_SIZE(data), mask),
+                                    payload, PyBytes_GET_SIZE(data), mask)
+                      : new_frame(first, payload, PyBytes_GET_SIZE(data), mask);
     }
     else {
         PyObject *args[5] = {PyLong_FromLong(first & 0x0f), data, Py_True, NULL, key};
@@ -1696,15 +1830,15 @@ new_client_frame(unsigned char first, PyObject *data, PyObject *random_bytes)
  * (reference, OPEN, CLIENT, SEPARATE_PAYLOAD, MASKED_PIECE), the Python method and the
  * values it compares with. The common case -- open, nothing queued, no fragmented message
  * under way, no extension, bytes (a server's under SEPARATE_PAYLOAD, a client's of
- * MASKED_PIECE at most) -- builds the frame here; every
- * other case, and every other type of argument, goes to the reference. */
+ * MASKED_PIECE at most, built from SEPARATE_PAYLOAD on by masked_join) -- builds the frame
+ * here; every other case, and every other type of argument, goes to the reference. */
 static PyObject *
 protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
     PyObject *reference = PyTuple_GET_ITEM(twin, 0);
     PyObject *slots[MAX_SLOTS], *data, *text;
-    Py_ssize_t length, separate;
+    Py_ssize_t length, separate, masked_piece;
     unsigned char first;
     int readable, client;
 
@@ -1726,17 +1860,19 @@ protocol_send_message(PyObject *twin, PyObject *const *args, Py_ssize_t nargs,
     first = text == Py_True ? 0x81 : 0x82;
     length = PyBytes_GET_SIZE(data);
     client = slots[4] == PyTuple_GET_ITEM(twin, 2);
-    /* A larger payload is written apart from its header, as the reference queues it: a
-     * server's as it is, a client's masked a piece at a time. */
-    separate = PyLong_AsSsize_t(PyTuple_GET_ITEM(twin, client ? 4 : 3));
-    if (separate == -1 && PyErr_Occurred()) {
+    separate = PyLong_AsSsize_t(PyTuple_GET_ITEM(twin, 3));
+    masked_piece = PyLong_AsSsize_t(PyTuple_GET_ITEM(twin, 4));
+    if ((separate == -1 || masked_piece == -1) && PyErr_Occurred()) {
         return NULL;
     }
-    if (client ? length > separate : length >= separate) {
+    /* A larger payload is written apart from its header, as the reference queues it: a
+     * server's as it is, a client's masked a piece at a time. */
+    if (client ? length > masked_piece : length >= separate) {
         goto general;
     }
     if (client) {
-        return new_client_frame(first, data, slots[5]);
+        /* From separate on, built in the buffer reused between large frames. */
+        return new_client_frame(first, data, slots[5], length >= separate);
     }
     /* Unmasked: a server's (section 5.1). */
     return new_frame(first, (const unsigned char *)PyBytes_AS_STRING(data), length, NULL);
@@ -3494,6 +3630,8 @@ speedups_forget_random_pools(PyObject *module, PyObject *unused)
 /* ------------------------------------------------------------------------------------ */
 
 static PyMethodDef speedups_methods[] = {
+    {"join_masked", (PyCFunction)(void (*)(void))speedups_join_masked, METH_FASTCALL,
+     join_masked_doc},
     {"apply_mask", (PyCFunction)(void (*)(void))speedups_apply_mask,
      METH_FASTCALL | METH_KEYWORDS, apply_mask_doc},
     {"deliver_messages", (PyCFunction)(void (*)(void))speedups_deliver_messages, METH_FASTCALL,

@@ -11,6 +11,9 @@ _E = TypeVar("_E")
 _M = TypeVar("_M", bound=Callable[..., Any])
 
 def apply_mask(data: ReadableBuffer, mask: ReadableBuffer, offset: int = 0) -> bytes: ...
+def join_masked(
+    header: ReadableBuffer, payload: ReadableBuffer, mask: ReadableBuffer, /
+) -> bytes | memoryview: ...
 
 class Utf8Validator:
     def feed(self, data: ReadableBuffer, final: bool = False) -> None: ...

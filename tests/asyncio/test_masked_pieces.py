@@ -69,13 +69,14 @@ class FlowTransport(asyncio.Transport):
         return False
 
 
-def frame_sent(payload: bytes) -> bytes:
-    """The client's binary frame of ``payload``, masked with the key it carries."""
+def frame_header(payload: bytes) -> bytes:
+    """The header of the client's binary frame of ``payload``, without its masking key."""
     return b"\x82\xff" + len(payload).to_bytes(8, "big")
 
 
 def check_frame(sent: bytes, payload: bytes) -> None:
-    header = frame_sent(payload)
+    """``sent`` is the client's binary frame of ``payload``, masked with the key it carries."""
+    header = frame_header(payload)
     assert sent[: len(header)] == header
     mask = sent[len(header) : len(header) + 4]
     assert python_apply_mask(sent[len(header) + 4 :], mask) == payload
@@ -126,6 +127,32 @@ async def test_a_broadcast_counts_the_pieces_still_to_write() -> None:
     prepared = PreparedMessage(b"news", text=False)
     assert ws._offer(prepared, 2 * MASKED_PIECE, "skip") == "skip"
     sending.cancel()
+
+
+class HoldingTransport(FlowTransport):
+    """A transport that keeps the objects written, not copies, until they are sent, as
+    asyncio's does on Python 3.12 and later with what the kernel didn't take at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[bytes | bytearray | memoryview] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.held.append(data)
+
+
+async def test_a_frame_held_by_the_transport_is_not_overwritten() -> None:
+    """Large frames are built in a buffer reused from one to the next, but not while the
+    transport holds a view of the last one: the frames it sends later are intact."""
+    ws = Connection(Protocol(Side.CLIENT, state=State.OPEN), ping_interval=None)
+    transport = HoldingTransport()
+    transport.set_protocol(ws)
+    ws.connection_made(transport)
+    messages = [bytes([index]) * 300_000 for index in range(3)]
+    for message in messages:
+        await ws.send(message)
+    for sent, message in zip(transport.held, messages, strict=True):
+        check_frame(bytes(sent), message)
 
 
 class Recorder(Listener):

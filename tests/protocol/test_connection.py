@@ -162,15 +162,15 @@ def take_all(protocol: Protocol) -> list[list[bytes]]:
 
 
 def test_client_masks_a_larger_payload_a_piece_at_a_time() -> None:
-    """Past MASKED_PIECE, a client's frame is its header, then its payload masked one
-    piece per call of data_to_send(): the bytes are the frame's, in order, and a ping
-    queued meanwhile goes after the last piece."""
+    """Past MASKED_PIECE, a client's frame is masked one piece per call of data_to_send(),
+    its header with the first: the bytes are the frame's, in order, and a ping queued
+    meanwhile goes after the last piece."""
     protocol = make(Side.CLIENT)
     data = bytes(range(256)) * (MASKED_PIECE // 256 * 2 + 1)  # two pieces and 256 bytes
     protocol.send_binary(data)
     assert protocol.size_to_send == 14 + len(data)
     first = protocol.data_to_send()
-    assert [len(b) for b in first] == [14, MASKED_PIECE]
+    assert [len(b) for b in first] == [14 + MASKED_PIECE]
     assert protocol.has_data_to_send
     assert protocol.size_to_send == len(data) - MASKED_PIECE
     protocol.send_ping(b"after")
@@ -206,7 +206,7 @@ def test_client_send_message_hands_back_a_frame_of_up_to_one_piece() -> None:
     data = bytes(MASKED_PIECE)
     assert protocol.send_message(data, False) == sent_by(Side.CLIENT, BINARY, data)
     assert protocol.send_message(data + b"!", False) is None
-    assert len(protocol.data_to_send()) == 2
+    assert [len(b) for b in protocol.data_to_send()] == [14 + MASKED_PIECE]
     assert protocol.has_data_to_send
 
 

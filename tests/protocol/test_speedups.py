@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,7 +43,7 @@ from wsio.protocol.http11 import (
     python_fields_by_name,
     python_head_fields,
 )
-from wsio.protocol.masking import MASKED_PIECE, python_apply_mask
+from wsio.protocol.masking import MASKED_PIECE, python_apply_mask, python_join_masked
 from wsio.protocol.utf8 import PythonIncrementalValidator
 
 from .helpers import (
@@ -233,6 +234,79 @@ def test_mask_keeps_the_source_exported_while_working() -> None:
     data = bytearray(1024 * 1024)
     assert _speedups.apply_mask(data, b"\x01\x02\x03\x04") == b"\x01\x02\x03\x04" * (1 << 18)
     data.extend(b"more")  # would raise BufferError if the export had leaked
+
+
+@SETTINGS
+@given(st.binary(max_size=14), st.binary(max_size=300), MASKS)
+def test_join_masked_same_as_python(header: bytes, payload: bytes, mask: bytes) -> None:
+    result = _speedups.join_masked(header, payload, mask)
+    assert result == python_join_masked(header, payload, mask)
+    assert bytes(result) == header + python_apply_mask(payload, mask)
+
+
+def test_join_masked_reuses_its_buffer_once_no_view_is_left() -> None:
+    """The result is a view of one buffer, reused by the next call once the view is gone;
+    while it lives, the next result is new bytes and the view keeps its content."""
+    payload, mask = os.urandom(300_000), os.urandom(4)
+    first = _speedups.join_masked(b"head", payload, mask)
+    assert isinstance(first, memoryview)
+    buffer = first.obj
+    second = _speedups.join_masked(b"", payload[::-1], mask)
+    assert type(second) is bytes
+    assert bytes(first) == b"head" + python_apply_mask(payload, mask)
+    derived = first[10:]
+    del first
+    # A view derived from the result holds the buffer too, as a transport's slice would.
+    assert type(_speedups.join_masked(b"", b"x", mask)) is bytes
+    del derived
+    third = _speedups.join_masked(b"", payload[:1000], mask)
+    assert isinstance(third, memoryview) and third.obj is buffer
+    assert bytes(third) == python_apply_mask(payload[:1000], mask)
+    del third
+    # A larger one grows the buffer; a smaller one after it reuses the grown buffer.
+    larger = _speedups.join_masked(b"", payload * 2, mask)
+    assert bytes(larger) == python_apply_mask(payload * 2, mask)
+    del larger
+    assert bytes(_speedups.join_masked(b"h", payload, mask)) == b"h" + python_apply_mask(
+        payload, mask
+    )
+
+
+def test_join_masked_from_threads() -> None:
+    """Threads building large frames at once (the GIL is released while masking) each
+    get their own bytes: the buffer is claimed before the GIL is let go."""
+    errors: list[str] = []
+
+    def build(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(30):
+            payload, mask = rng.randbytes(200_000 + rng.randrange(100)), rng.randbytes(4)
+            result = _speedups.join_masked(b"", payload, mask)
+            if bytes(result) != python_apply_mask(payload, mask):
+                errors.append(f"thread {seed}: wrong bytes")
+
+    threads = [threading.Thread(target=build, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((b"", b"x", b"abc"), ValueError, "mask must be 4 bytes long, not 3"),
+        (("h", b"x", b"abcd"), TypeError, "argument 'header' must be a bytes-like object"),
+        ((b"", None, b"abcd"), TypeError, "argument 'payload' must be a bytes-like object"),
+        ((b"", b"x"), TypeError, "takes 3 arguments"),
+    ],
+)
+def test_join_masked_bad_arguments(
+    args: tuple[object, ...], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        _speedups.join_masked(*args)
 
 
 # UTF-8 ---------------------------------------------------------------------------------

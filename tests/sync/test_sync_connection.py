@@ -80,7 +80,8 @@ def test_large_frames_go_a_masked_piece_at_a_time(
         ws.send(large)
         other.join(5)
         replies = [ws.recv(timeout=5) for _ in range(3)]
-    assert pieces == [MASKED_PIECE] * 5 + [3] + [MASKED_PIECE] * 5 + [3]
+    frame_pieces = [14 + MASKED_PIECE] + [MASKED_PIECE] * 4 + [3]  # the header with the first
+    assert pieces == frame_pieces * 2
     assert replies[0] == large + b"!"
     assert sorted(replies[1:], key=len) == ["other thread", large]
 

@@ -90,7 +90,7 @@ from .http11 import (
     parse_request,
     parse_response,
 )
-from .masking import MASKED_PIECE, MaskedPieces, PayloadBuffer, apply_mask
+from .masking import MASKED_PIECE, MaskedPieces, PayloadBuffer, apply_mask, join_masked
 from .streams import StreamReader
 from .uri import WebSocketURI
 from .utf8 import IncrementalValidator
@@ -340,7 +340,7 @@ class Protocol:
 
         self._reader = StreamReader()
         self._events: list[Event] = []
-        self._writes: list[bytes | MaskedPieces] = []
+        self._writes: list[bytes | memoryview | MaskedPieces] = []
         # The first large payload in _writes that is masked a piece at a time, if any.
         self._masked_pieces: MaskedPieces | None = None
         self._eof_sent = False
@@ -560,7 +560,7 @@ class Protocol:
         writes = self._writes
         return sum(map(len, writes)) if writes else 0
 
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self) -> list[bytes | memoryview]:
         """Bytes to write since the last call; an empty ``bytes`` means "half-close TCP".
 
         The large payload of a frame a client sends is masked a piece at a time (§5.3): the
@@ -575,7 +575,7 @@ class Protocol:
             # Nothing but bytes: MaskedPieces only go in with _masked_pieces set.
             return writes  # type: ignore[return-value]
         index = writes.index(masked)
-        taken = cast("list[bytes]", writes[:index])
+        taken = cast("list[bytes | memoryview]", writes[:index])
         taken.append(masked.next_piece())
         if masked:
             self._writes = writes[index:]
@@ -653,7 +653,9 @@ class Protocol:
         """Send a binary frame starting a message; see :meth:`send_text` for ``compress``."""
         self._send_data(_BINARY, data, fin, compress)
 
-    def send_message(self, data: bytes, text: bool, compress: bool | None = None) -> bytes | None:
+    def send_message(
+        self, data: bytes, text: bool, compress: bool | None = None
+    ) -> bytes | memoryview | None:
         """Send a whole message, text (``data`` is UTF-8, §5.6) or binary, in one frame; see
         :meth:`send_text` for ``compress``.
 
@@ -673,10 +675,7 @@ class Protocol:
             if len(data) > MASKED_PIECE:
                 self._send_frame(_TEXT if text else _BINARY, data, True, rsv)
                 return None
-            # §5.3: a fresh, unpredictable masking key for every frame a client sends.
-            return serialize_frame(
-                _TEXT if text else _BINARY, data, True, rsv, self.random_bytes(4)
-            )
+            return self._masked_frame(_TEXT if text else _BINARY, data, True, rsv)
         if len(data) >= _SEPARATE_PAYLOAD:
             self._send_frame(_TEXT if text else _BINARY, data, True, rsv)
             return None
@@ -934,14 +933,12 @@ class Protocol:
 
     def _send_frame(self, opcode: Opcode, data: bytes, fin: bool = True, rsv: int = 0) -> None:
         if self.side is _CLIENT:
-            # §5.3: a fresh, unpredictable masking key for every frame a client sends.
-            mask = self.random_bytes(4)
             if len(data) <= MASKED_PIECE:
-                self._writes.append(serialize_frame(opcode, data, fin, rsv, mask))
+                self._writes.append(self._masked_frame(opcode, data, fin, rsv))
                 return
-            # Masked a piece at a time as data_to_send() hands it over, after the header.
-            self._writes.append(serialize_header(opcode, len(data), fin, rsv, mask))
-            masked = MaskedPieces(data, mask)
+            # Masked a piece at a time as data_to_send() hands it over.
+            mask = self.random_bytes(4)  # §5.3, as below
+            masked = MaskedPieces(serialize_header(opcode, len(data), fin, rsv, mask), data, mask)
             self._writes.append(masked)
             if self._masked_pieces is None:
                 self._masked_pieces = masked
@@ -951,6 +948,17 @@ class Protocol:
             self._writes.append(data)
         else:
             self._writes.append(serialize_frame(opcode, data, fin, rsv, None))
+
+    def _masked_frame(
+        self, opcode: Opcode, data: bytes, fin: bool, rsv: int
+    ) -> bytes | memoryview:
+        """A frame a client sends, of :data:`MASKED_PIECE` bytes at most."""
+        # §5.3: a fresh, unpredictable masking key for every frame a client sends.
+        mask = self.random_bytes(4)
+        if len(data) < _SEPARATE_PAYLOAD:
+            return serialize_frame(opcode, data, fin, rsv, mask)
+        # Built in a buffer reused from one large frame to the next (join_masked).
+        return join_masked(serialize_header(opcode, len(data), fin, rsv, mask), data, mask)
 
     def _send_eof(self) -> None:
         if not self._eof_sent:

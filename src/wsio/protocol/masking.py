@@ -4,10 +4,11 @@ Every frame sent by a client is masked with a fresh 4-byte key; the payload is X
 the key repeated. Unmasking is the same operation. Payloads arrive in pieces, so the key
 can be applied from any offset into the payload.
 
-:func:`apply_mask` and :class:`PayloadBuffer` are the C versions from :mod:`wsio._speedups`
-when that extension is built and the environment variable ``WSIO_NO_SPEEDUPS`` is unset or
-empty; otherwise they are :func:`python_apply_mask` and :class:`PythonPayloadBuffer`, the
-reference. :data:`SPEEDUPS` tells which.
+:func:`apply_mask`, :func:`join_masked` and :class:`PayloadBuffer` are the C versions from
+:mod:`wsio._speedups` when that extension is built and the environment variable
+``WSIO_NO_SPEEDUPS`` is unset or empty; otherwise they are :func:`python_apply_mask`,
+:func:`python_join_masked` and :class:`PythonPayloadBuffer`, the reference.
+:data:`SPEEDUPS` tells which.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ __all__ = [
     "PythonPayloadBuffer",
     "apply_mask",
     "byte_view",
+    "join_masked",
     "python_apply_mask",
+    "python_join_masked",
 ]
 
 
@@ -41,6 +44,16 @@ def python_apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset:
     key = (mask * ((length >> 2) + 1))[:length]
     value = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
     return value.to_bytes(length, "little")
+
+
+def python_join_masked(
+    header: bytes | bytearray | memoryview, payload: bytes | bytearray | memoryview, mask: bytes
+) -> bytes | memoryview:
+    """``header``, then ``payload`` XORed with ``mask`` (§5.3): a frame a client sends, or
+    a piece of one. The C version builds a large one in a buffer that it reuses once no
+    view of it is left, and returns a view of it: a client that sends large messages
+    allocates none of their size per message."""
+    return bytes(header) + python_apply_mask(payload, mask)
 
 
 def byte_view(data: bytes | bytearray | memoryview) -> memoryview:
@@ -60,29 +73,33 @@ MASKED_PIECE = 1024 * 1024
 
 
 class MaskedPieces:
-    """The payload of a frame a client sends, masked with ``mask`` a piece at a time as
-    it is written (§5.3), rather than all at once into a copy as large as the payload.
+    """A frame a client sends, its ``header`` then its payload masked with ``mask`` a
+    piece at a time as it is written (§5.3), rather than all at once into a copy as large
+    as the payload.
 
     The sender holds the payload, which it had anyway, and one masked piece of
     :data:`MASKED_PIECE` bytes at most: a frame of a hundred megabytes doesn't cost a
-    hundred more. ``len()`` is what is left to mask.
+    hundred more. ``len()`` is what is left to take.
     """
 
-    __slots__ = ("_mask", "_offset", "_payload")
+    __slots__ = ("_header", "_mask", "_offset", "_payload")
 
-    def __init__(self, payload: bytes, mask: bytes) -> None:
+    def __init__(self, header: bytes, payload: bytes, mask: bytes) -> None:
+        self._header = header
         self._payload = memoryview(payload)
         self._mask = mask
         self._offset = 0
 
     def __len__(self) -> int:
-        return len(self._payload) - self._offset
+        return len(self._header) + len(self._payload) - self._offset
 
-    def next_piece(self) -> bytes:
-        """The next piece of the payload, masked; ``b""`` once all of it was taken."""
+    def next_piece(self) -> bytes | memoryview:
+        """The next piece of the frame, the header with the first; ``b""`` once all of it
+        was taken."""
         start = self._offset
         self._offset = end = min(start + MASKED_PIECE, len(self._payload))
-        return apply_mask(self._payload[start:end], self._mask)
+        header, self._header = self._header, b""
+        return join_masked(header, self._payload[start:end], self._mask)
 
 
 #: The first allocation of a :class:`PayloadBuffer`, at most: it grows with what arrives.
@@ -187,9 +204,11 @@ class PythonPayloadBuffer:
 # handshake (its close frame); PayloadBuffer 184,000 per 64 KiB binary message in two
 # reads.
 _speedups = speedups()
-#: Whether :func:`apply_mask` and :class:`PayloadBuffer` are the C implementations.
+#: Whether :func:`apply_mask`, :func:`join_masked` and :class:`PayloadBuffer` are the C
+#: implementations.
 SPEEDUPS = _speedups is not None
 apply_mask = python_apply_mask if _speedups is None else _speedups.apply_mask
+join_masked = python_join_masked if _speedups is None else _speedups.join_masked
 PayloadBuffer = PythonPayloadBuffer
 # The type checker knows the Python class only; _speedups.pyi declares the same API.
 if not TYPE_CHECKING and _speedups is not None:

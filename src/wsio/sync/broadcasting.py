@@ -113,7 +113,7 @@ class _Outlet:
                     return
         self._start_writer(connection, rest)
 
-    def _write_at_once(self, connection: Connection) -> list[bytes] | None:
+    def _write_at_once(self, connection: Connection) -> list[bytes | memoryview] | None:
         """Write what the kernel takes without waiting. ``None``: nothing is left for the
         writer. Else the writer has work: the bytes to write first, with ``_write_lock``
         held for it, or an empty list, when only the core holds bytes."""
@@ -130,7 +130,7 @@ class _Outlet:
         # Another thread may have queued something meanwhile and left it to us.
         return [] if connection.protocol.has_data_to_send else None
 
-    def _start_writer(self, connection: Connection, rest: list[bytes] | None) -> None:
+    def _start_writer(self, connection: Connection, rest: list[bytes | memoryview] | None) -> None:
         """Start the writer thread; ``active`` is set, and ``_write_lock`` is held for it
         when ``rest`` isn't empty."""
         thread = threading.Thread(
@@ -141,7 +141,7 @@ class _Outlet:
         )
         thread.start()
 
-    def _run_writer(self, connection: Connection, rest: list[bytes] | None) -> None:
+    def _run_writer(self, connection: Connection, rest: list[bytes | memoryview] | None) -> None:
         """The writer thread: write ``rest`` then what the core queued, until nothing
         comes for a while or the connection closes."""
         if rest:

@@ -313,7 +313,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
 
     # Inner workings: writing --------------------------------------------------------------
 
-    def _take_writes(self) -> list[bytes]:
+    def _take_writes(self) -> list[bytes | memoryview]:
         """What the core queued for writing; ``_write_lock`` and ``_mutex`` are held."""
         writes = self.protocol.data_to_send()
         self._arm_close_timer()
@@ -354,7 +354,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
             self._write_lock.release()
         return True
 
-    def _write(self, writes: list[bytes]) -> None:
+    def _write(self, writes: list[bytes | memoryview]) -> None:
         """Write bytes, and close TCP where the core says so; ``_write_lock`` is held."""
         for data in writes:
             try:
@@ -628,7 +628,7 @@ class Connection(BaseConnection[concurrent.futures.Future[float]]):
             self.protocol.close_timeout_expired()
         self._abort()
 
-    def _write_nowait(self, writes: list[bytes]) -> list[bytes]:
+    def _write_nowait(self, writes: list[bytes | memoryview]) -> list[bytes | memoryview]:
         """Write what the kernel takes of ``writes`` at once; return the rest, which must
         be written next (with :meth:`_write`), before anything else. ``_write_lock`` is
         held.
