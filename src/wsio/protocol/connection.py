@@ -563,6 +563,10 @@ class Protocol:
     def data_to_send(self) -> list[bytes | memoryview]:
         """Bytes to write since the last call; an empty ``bytes`` means "half-close TCP".
 
+        A client's large frame may come as a ``memoryview`` of a buffer that the next large
+        frame reuses once no view of it is left (:func:`~wsio.protocol.masking.join_masked`):
+        keeping the view, or a slice of it, keeps the bytes.
+
         The large payload of a frame a client sends is masked a piece at a time (§5.3): the
         list ends with its next piece, and the rest waits (:attr:`has_data_to_send` stays
         true) for the next call. The I/O layer makes it once these bytes are written, or
@@ -937,7 +941,7 @@ class Protocol:
                 self._writes.append(self._masked_frame(opcode, data, fin, rsv))
                 return
             # Masked a piece at a time as data_to_send() hands it over.
-            mask = self.random_bytes(4)  # §5.3, as below
+            mask = self.random_bytes(4)  # §5.3: a fresh key, as for every frame
             masked = MaskedPieces(serialize_header(opcode, len(data), fin, rsv, mask), data, mask)
             self._writes.append(masked)
             if self._masked_pieces is None:
