@@ -1571,14 +1571,22 @@ speedups_join_masked(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
-/* The header of a frame of length bytes with the shortest length encoding (RFC 6455
- * section 5.2), first byte first (FIN, RSV and opcode), ending with mask[:4] unless it is
- * NULL (section 5.3): written at out (14 bytes at most), its size returned. */
+/* The size of a frame's header with the shortest length encoding for length bytes
+ * (RFC 6455 section 5.2), with the masking key's 4 bytes if masked (section 5.3). */
+static Py_ssize_t
+header_size(Py_ssize_t length, int masked)
+{
+    return (length < 126 ? 2 : length < 65536 ? 4 : 10) + (masked ? 4 : 0);
+}
+
+/* The header of a frame of length bytes (header_size), first byte first (FIN, RSV and
+ * opcode), ending with mask[:4] unless it is NULL: written at out (14 bytes at most), its
+ * size returned. */
 static Py_ssize_t
 write_header(unsigned char *out, unsigned char first, Py_ssize_t length,
              const unsigned char *mask)
 {
-    Py_ssize_t header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + (mask != NULL ? 4 : 0);
+    Py_ssize_t header = header_size(length, mask != NULL);
     unsigned char mask_bit = mask != NULL ? 0x80 : 0;
 
     out[0] = first;
@@ -1615,7 +1623,7 @@ new_frame(unsigned char first, const unsigned char *payload, Py_ssize_t length,
     PyObject *result;
     unsigned char *out;
 
-    header = (length < 126 ? 2 : length < 65536 ? 4 : 10) + (mask != NULL ? 4 : 0);
+    header = header_size(length, mask != NULL);
     result = PyBytes_FromStringAndSize(NULL, header + length);
     if (result == NULL) {
         return NULL;

@@ -207,10 +207,24 @@ def python_serialize_frame(
     """
     if not isinstance(payload, bytes):
         payload = bytes(payload)  # a length in bytes, whatever the buffer's item size
-    header = serialize_header(opcode, len(payload), fin, rsv, mask)
+    header = _checked_header("serialize_frame", opcode, len(payload), fin, rsv, mask)
     if mask is None:
         return header + payload
     return header + apply_mask(payload, mask)
+
+
+def _checked_header(
+    caller: str, opcode: int, length: int, fin: bool, rsv: int, mask: bytes | None
+) -> bytes:
+    """:func:`serialize_header` for ``caller``, which its errors name."""
+    first = (0x80 if fin else 0) | rsv | opcode
+    if opcode < 0 or rsv < 0 or first > 0xFF:
+        raise ValueError(f"{caller}() opcode and rsv must fit in a byte")
+    if mask is None:
+        return _header(first, 0, length)
+    if len(mask) != 4:
+        raise ValueError(f"{caller}() mask must be 4 bytes long, not {len(mask)}")
+    return _header(first, 0x80, length) + mask
 
 
 def _header(first: int, mask_bit: int, length: int) -> bytes:
@@ -227,14 +241,7 @@ def serialize_header(
     """The header of a frame of ``length`` bytes, with the masking key ``mask`` (a
     client's, §5.3) at its end when given, to write ahead of a payload written apart: a
     large one, rather than copied behind the header (§5.2)."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    if opcode < 0 or rsv < 0 or first > 0xFF:
-        raise ValueError("serialize_header() opcode and rsv must fit in a byte")
-    if mask is None:
-        return _header(first, 0, length)
-    if len(mask) != 4:
-        raise ValueError(f"serialize_header() mask must be 4 bytes long, not {len(mask)}")
-    return _header(first, 0x80, length) + mask
+    return _checked_header("serialize_header", opcode, length, fin, rsv, mask)
 
 
 def _scan_messages(
