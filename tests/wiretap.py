@@ -148,4 +148,6 @@ def tap(ws: Any, *, before_response: bool = False) -> Wire:
         write(data)
 
     transport.write = tapped_write
+    # Messages then go through the transport's write() too, rather than to the socket.
+    ws._socket_fd = -1
     return wire

@@ -65,9 +65,11 @@ class Trace:
 
         # Instance attributes, looked up at each call. (TLS hands reads to a bound method
         # taken once, so the read callback itself can't be wrapped; this is where it
-        # dispatches what it parsed.)
+        # dispatches what it parsed.) Messages go through the transport's write(), where
+        # they can be traced, rather than to the socket directly.
         ws._process_events = traced_process
         ws.transport.write = traced_write
+        ws._socket_fd = -1
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import asyncio.selector_events
 import functools
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -78,6 +80,7 @@ class ConnectionBase(
         "_read_buffer",
         "_reading_paused",
         "_reading_payload",
+        "_socket_fd",
         "_timer_slot",
         "_timers",
         "_writing_paused",
@@ -104,6 +107,9 @@ class ConnectionBase(
         self.write_limit = write_limit
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        # The socket that _send_message writes to itself while the transport's buffer is
+        # empty, or -1: see _writable_socket().
+        self._socket_fd = -1
         # Where the loop reads: shared by the connections of this thread rather than
         # allocated per read (256 KiB for asyncio, mapped and unmapped each time for large
         # messages). buffer_updated() follows each read at once, and the core copies what
@@ -190,8 +196,22 @@ class ConnectionBase(
             return
         # The connection is open: it has its transport.
         transport: asyncio.Transport = self.transport  # type: ignore[assignment]
-        if not transport.is_closing():
-            transport.write(frame)
+        if transport.is_closing():
+            return
+        # What the transport's write() would do with an empty buffer, done here: a send()
+        # at once. The transport closes the socket only after is_closing() turned true, so
+        # the descriptor is still this connection's.
+        if self._socket_fd >= 0 and not transport.get_write_buffer_size():
+            try:
+                sent = os.write(self._socket_fd, frame)
+            except OSError:
+                # EAGAIN: the transport buffers the frame. Any other error: the
+                # transport meets it again and fails the connection, as for its own send.
+                sent = 0
+            if sent == len(frame):
+                return
+            frame = memoryview(frame)[sent:]
+        transport.write(frame)
 
     def _send_ping(self, data: DataLike | None) -> asyncio.Future[float]:
         payload = ping_payload(data, self._pong_waiters)
@@ -482,6 +502,7 @@ class ConnectionBase(
         # A Transport, whose class uvloop's don't subclass (no cast(): a call per accept).
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(self.write_limit)  # type: ignore[attr-defined]
+        self._socket_fd = _writable_socket(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         payload_buffer = self.protocol.payload_buffer
@@ -595,6 +616,27 @@ _thread_local = threading.local()
 #: below, a read into the shared buffer may bring the frame's end and what follows in one
 #: system call, and copying that end costs little.
 _PAYLOAD_READ_MIN = 64 * 1024
+
+
+# asyncio's plain TCP transport (selector event loops): its write() sends at once when its
+# buffer is empty, in a Python method that costs more than the send. On POSIX only, where a
+# socket's descriptor is one that os.write() takes (on Windows it is a handle).
+_SELECTOR_SOCKET_TRANSPORT: type | None = (
+    getattr(asyncio.selector_events, "_SelectorSocketTransport", None)
+    if os.name == "posix"
+    else None
+)
+
+
+def _writable_socket(transport: asyncio.BaseTransport) -> int:
+    """The descriptor of the socket under ``transport`` if it is asyncio's plain TCP
+    transport on POSIX, which a message may be sent to directly while the transport's
+    buffer is empty; else -1: TLS and other loops' transports (uvloop's write is compiled)
+    get every write."""
+    if _SELECTOR_SOCKET_TRANSPORT is None or type(transport) is not _SELECTOR_SOCKET_TRANSPORT:
+        return -1
+    sock = transport.get_extra_info("socket")
+    return -1 if sock is None else int(sock.fileno())
 
 
 def _receive_buffer() -> memoryview:
