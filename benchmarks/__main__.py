@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import asgi, broadcast
+from .common import BYTE_ECHOES
 from .harness import (
     BUSY,
     ROOT,
@@ -70,8 +71,6 @@ SECTIONS = ("server", "client", "broadcast", "asgi", "threads-server", "threads-
 SECTION_GROUPS = {"threads": ("threads-server", "threads-client")}
 #: Sections run when ``--sections`` isn't given (see :mod:`benchmarks` for why not asgi).
 DEFAULT_SECTIONS = ("server", "client", "broadcast", "threads")
-#: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
-BYTE_ECHOES = ("tcp", "task")
 ASGI_BYTE_ECHOES = ("ceiling",)
 #: The server every client row runs against, on uvloop when installed.
 FIXED_SERVER = "picows"

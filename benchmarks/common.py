@@ -38,6 +38,9 @@ MAX_SIZE = 2 * 2**20
 #: Event loops a process can run on.
 LOOPS = ("asyncio", "uvloop")
 
+#: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
+BYTE_ECHOES = ("tcp", "task")
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 _T = TypeVar("_T")

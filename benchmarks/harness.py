@@ -86,10 +86,18 @@ _CHILDREN: set[Child] = set()
 class Child:
     """A server or client process, spoken to with JSON lines."""
 
-    def __init__(self, module: str, args: list[str], cpu: int | None, label: str) -> None:
+    def __init__(
+        self,
+        module: str,
+        args: list[str],
+        cpu: int | None,
+        label: str,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
+        """``prefix``: what runs the interpreter (a ``valgrind`` command line), if anything."""
         self.label = label
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-X", "faulthandler", "-m", module, *args]
+        command = [*prefix, sys.executable, "-X", "faulthandler", "-m", module, *args]
         if cpu is not None:
             command += ["--cpu", str(cpu)]
         self.proc = subprocess.Popen(

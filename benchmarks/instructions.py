@@ -32,6 +32,17 @@ What is counted, in one process, with a fake transport (no sockets, no system ca
   close frame, the end of the connection), against the raw client
   (:class:`benchmarks.clients.RawProtocol`, byte-exact checks) doing the same.
 
+With ``--socket``, real servers instead: each server of :mod:`benchmarks.servers` (wsio's
+``async for`` echo, the task echo and the task floor, wsio's listener, the TCP echo and
+picows') runs under callgrind on the stdlib loop and answers the benchmark's load generator
+over loopback (``--conns`` connections, 16 by default, ``--size`` bytes a message), the
+load generator outside valgrind. What is counted is the server's process, between
+callgrind's counters zeroed and dumped around a run of twice ``--duration`` seconds (3 by
+default), less the same around a run of ``--duration``, per message the load generator
+counted: the transport's reads and writes are in it, and the reads of several connections
+share the loop's turns as they do in the benchmark's ``x16`` rows, so the count moves a
+little with the machine's timing (a few tenths of a percent).
+
 ``--pure PIECE`` swaps one C piece of :mod:`wsio._speedups` for its pure-Python twin in
 the worker, the rest staying C: the difference with a run without it is what that piece
 saves (``--pure all``: every piece).
@@ -60,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import importlib.util
 import os
 import re
@@ -67,17 +79,23 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .common import accept_key, build_frame, make_payload
+from .common import BYTE_ECHOES, accept_key, build_frame, make_payload
+from .harness import Child
 
 LIBRARIES = ("wsio", "task")
 OPERATIONS = ("handshake", "message", "client")
 #: Counted for messages only, against the plain TCP echo: callback APIs (picows' when it
 #: is installed).
 CALLBACK_LIBRARIES = ("listener", "floor", "tcp", "picows")
+#: The servers of :mod:`benchmarks.servers` that ``--socket`` counts, and what drives them.
+SOCKET_SERVERS = ("wsio", "task", "task-floor", "wsio-listener", "tcp", "picows")
+LOAD_GENERATOR = "raw"
 #: Counted for client round trips, against the raw client: callback clients.
 CALLBACK_CLIENTS = ("listener", "raw", "picows")
 
@@ -744,6 +762,16 @@ def main(argv: list[str] | None = None) -> None:
         " client), over a fake transport answering as a server",
     )
     parser.add_argument(
+        "--socket",
+        action="store_true",
+        help="count real servers instead, over loopback, driven by the benchmark's load"
+        " generator (--size, --conns, --duration)",
+    )
+    parser.add_argument("--conns", type=int, default=16, help="connections, with --socket (16)")
+    parser.add_argument(
+        "--duration", type=float, default=3.0, help="seconds of each run, with --socket (3)"
+    )
+    parser.add_argument(
         "--worker", nargs=3, metavar=("LIBRARY", "OPERATION", "N"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -766,6 +794,9 @@ def main(argv: list[str] | None = None) -> None:
     pure = f", pure-Python {args.pure}" if args.pure and accelerated else ""
     if args.client:
         _print_client(args.handshakes, options)
+        return
+    if args.socket:
+        _print_socket(args.size, args.conns, args.duration)
         return
     print(
         "Instructions per operation, Python side of the server (of the client for the"
@@ -856,6 +887,86 @@ def _print_client(count: int, options: dict[str, str]) -> None:
         _per_operation(name, "client-handshake", count, options) for name in ("wsio", "raw")
     )
     print(f"{'client handshake':22}{wsio:>12,.0f}{raw:>12,.0f}{wsio / raw:>7.2f}×")
+
+
+def _socket_total(
+    server: Child, client: Child, run: dict[str, Any], out: str
+) -> tuple[int, float]:
+    """Instructions of ``server`` during one ``run`` of ``client``, and the messages that
+    ``client`` counted: callgrind's counters zeroed before and dumped after."""
+    subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True)
+    answer = client.request(300, **run)
+    # Each dump is a file of its own: out.1, out.2...
+    before = set(glob.glob(f"{out}.*"))
+    subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True, check=True)
+    for _ in range(300):
+        dumps = set(glob.glob(f"{out}.*")) - before
+        if dumps:
+            with open(dumps.pop()) as file:
+                match = re.search(r"^(?:summary|totals): (\d+)", file.read(), re.MULTILINE)
+            if match is not None:
+                return int(match.group(1)), answer["values"][0] * run["duration"]
+        time.sleep(0.1)
+    raise SystemExit(f"callgrind wrote no dump of {server.label}")
+
+
+def _per_socket_message(name: str, size: int, conns: int, duration: float) -> float:
+    """Instructions per message echoed by server ``name`` of :mod:`benchmarks.servers`,
+    run under callgrind on the stdlib loop and driven over loopback by the benchmark's
+    load generator (not under valgrind): a run of ``2 * duration`` less a run of
+    ``duration``, so that opening and closing the connections cancel out."""
+    print(f"  counting {name} over a socket...", end="\r", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as directory:
+        out = os.path.join(directory, "callgrind.out")
+        prefix = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
+        server = Child("benchmarks.servers", [name, "0"], None, f"server {name}", prefix)
+        client = None
+        try:
+            line = server.readline(120)
+            if not line.startswith("READY "):
+                raise SystemExit(f"server {name} said {line!r}")
+            port = line.split()[1]
+            peer = "echo" if name in BYTE_ECHOES else "ws"
+            args = [LOAD_GENERATOR, port, "--peer", peer, "--loop", "uvloop"]
+            client = Child("benchmarks.clients", args, None, "load generator")
+            client.readline(60)
+            run = {"op": "throughput", "size": size, "conns": conns, "warmup": 0.0, "repeats": 1}
+            # Warms up valgrind's translation of the code that the runs take.
+            client.request(300, **run, duration=duration)
+            once, once_messages = _socket_total(server, client, {**run, "duration": duration}, out)
+            twice, twice_messages = _socket_total(
+                server, client, {**run, "duration": 2 * duration}, out
+            )
+        finally:
+            if client is not None:
+                client.stop()
+            server.stop()
+    return (twice - once) / (twice_messages - once_messages)
+
+
+def _print_socket(size: int, conns: int, duration: float) -> None:
+    """The ``--socket`` table: real servers, each message a read and a send."""
+    picows_installed = importlib.util.find_spec("picows") is not None
+    counts = {
+        name: _per_socket_message(name, size, conns, duration)
+        if name != "picows" or picows_installed
+        else float("nan")
+        for name in SOCKET_SERVERS
+    }
+    print(
+        f"Instructions per {size} B message echoed by a server over loopback, {conns}"
+        " connection(s), the server's process only (callgrind; the stdlib loop)"
+    )
+    print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}{'task floor':>12}{'ratio':>8}")
+    wsio, task, floor = counts["wsio"], counts["task"], counts["task-floor"]
+    print(f"{'async for':22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×", end="")
+    print(f"{floor:>12,.0f}{floor / task:>7.2f}×")
+    print(f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}{'picows':>12}{'ratio':>8}")
+    listener, tcp, picows = counts["wsio-listener"], counts["tcp"], counts["picows"]
+    print(f"{'listener':22}{listener:>12,.0f}{tcp:>12,.0f}{listener / tcp:>7.2f}×", end="")
+    print(f"{picows:>12,.0f}{picows / tcp:>7.2f}×")
+    if not picows_installed:
+        print("picows isn't installed: no picows column (pip install picows)")
 
 
 def _per_operation(library: str, operation: str, count: int, options: dict[str, str]) -> float:
