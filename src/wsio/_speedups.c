@@ -2509,11 +2509,14 @@ static PyTypeObject WaiterType;
 /* What the waiter needs from asyncio, looked up once, on first use. Process-wide, as the
  * module is (single-phase initialisation): not for use from several interpreters. */
 static PyObject *asyncio_current_task;
+/* asyncio.tasks._current_tasks, where asyncio.current_task is the Python function that
+ * reads it (Python 3.11): read here directly, without a frame of Python. NULL elsewhere. */
+static PyObject *asyncio_current_tasks;
+static PyObject *asyncio_get_running_loop;
 static PyObject *asyncio_cancelled_error;
 static PyObject *asyncio_invalid_state_error;
 static PyObject *str_call_soon;
 static PyObject *str_call_exception_handler;
-static PyObject *str_is_running;
 static PyObject *kwnames_context;
 static PyObject *waiter_reraise_function;
 
@@ -2549,10 +2552,42 @@ waiter_reraise(PyObject *module, PyObject *exc)
 
 static PyMethodDef waiter_reraise_def = {"_reraise", waiter_reraise, METH_O, NULL};
 
+/* asyncio.tasks._current_tasks if asyncio.current_task is the Python function reading it,
+ * else NULL; -1 on error. */
+static int
+waiter_import_current_tasks(PyObject *asyncio, PyObject *current_task)
+{
+    PyObject *tasks, *current_tasks;
+
+    if (!PyFunction_Check(current_task)) {
+        return 0;
+    }
+    tasks = PyObject_GetAttrString(asyncio, "tasks");
+    if (tasks == NULL) {
+        return -1;
+    }
+    current_tasks = PyObject_GetAttrString(tasks, "_current_tasks");
+    Py_DECREF(tasks);
+    if (current_tasks == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    if (PyDict_CheckExact(current_tasks)) {
+        asyncio_current_tasks = current_tasks;
+    }
+    else {
+        Py_DECREF(current_tasks);
+    }
+    return 0;
+}
+
 static int
 waiter_import_asyncio(void)
 {
-    PyObject *asyncio;
+    PyObject *asyncio, *current_task;
 
     if (asyncio_current_task != NULL) {
         return 0;
@@ -2561,28 +2596,34 @@ waiter_import_asyncio(void)
     if (asyncio == NULL) {
         return -1;
     }
+    current_task = NULL;
     if ((asyncio_cancelled_error = PyObject_GetAttrString(asyncio, "CancelledError")) == NULL
         || (asyncio_invalid_state_error = PyObject_GetAttrString(asyncio, "InvalidStateError"))
+               == NULL
+        || (asyncio_get_running_loop = PyObject_GetAttrString(asyncio, "_get_running_loop"))
                == NULL
         || (str_call_soon = PyUnicode_InternFromString("call_soon")) == NULL
         || (str_call_exception_handler = PyUnicode_InternFromString("call_exception_handler"))
                == NULL
-        || (str_is_running = PyUnicode_InternFromString("is_running")) == NULL
         || (kwnames_context = Py_BuildValue("(s)", "context")) == NULL
         || (waiter_reraise_function = PyCFunction_New(&waiter_reraise_def, NULL)) == NULL
-        /* Set last: its presence says that the others are. */
-        || (asyncio_current_task = PyObject_GetAttrString(asyncio, "current_task")) == NULL) {
+        || (current_task = PyObject_GetAttrString(asyncio, "current_task")) == NULL
+        || waiter_import_current_tasks(asyncio, current_task) < 0) {
         Py_DECREF(asyncio);
+        Py_XDECREF(current_task);
         Py_CLEAR(asyncio_cancelled_error);
         Py_CLEAR(asyncio_invalid_state_error);
+        Py_CLEAR(asyncio_get_running_loop);
+        Py_CLEAR(asyncio_current_tasks);
         Py_CLEAR(str_call_soon);
         Py_CLEAR(str_call_exception_handler);
-        Py_CLEAR(str_is_running);
         Py_CLEAR(kwnames_context);
         Py_CLEAR(waiter_reraise_function);
         return -1;
     }
     Py_DECREF(asyncio);
+    /* Set last: its presence says that the others are. */
+    asyncio_current_task = current_task;
     return 0;
 }
 
@@ -2768,39 +2809,42 @@ waiter_run_callback(WaiterObject *self, PyObject *callback, PyObject *context)
     return 0;
 }
 
-/* Whether resume() may run the callbacks now: no task is running on the waiter's loop (a
- * task can't step inside another), and the loop is running (a task resumed outside it
- * would find no running loop). -1 on error. */
+/* Whether resume() may run the callbacks now: the waiter's loop is the one running in this
+ * thread (a task resumed elsewhere would find no running loop, or another's), and no task
+ * of it is running (a task can't step inside another). -1 on error. */
 static int
 waiter_may_resume_now(WaiterObject *self)
 {
     PyObject *current, *running;
-    int truth;
 
+    running = PyObject_CallNoArgs(asyncio_get_running_loop);
+    if (running == NULL) {
+        return -1;
+    }
+    Py_DECREF(running); /* only compared: self->loop holds the loop */
+    if (running != self->loop) {
+        return 0;
+    }
+    if (asyncio_current_tasks != NULL) {
+        /* What asyncio.current_task(loop) returns, read as it reads it. */
+        current = PyDict_GetItemWithError(asyncio_current_tasks, self->loop);
+        return current != NULL ? 0 : PyErr_Occurred() ? -1 : 1;
+    }
     current = PyObject_CallOneArg(asyncio_current_task, self->loop);
     if (current == NULL) {
         return -1;
     }
     Py_DECREF(current);
-    if (current != Py_None) {
-        return 0;
-    }
-    running = PyObject_CallMethodNoArgs(self->loop, str_is_running);
-    if (running == NULL) {
-        return -1;
-    }
-    truth = PyObject_IsTrue(running);
-    Py_DECREF(running);
-    return truth;
+    return current == Py_None;
 }
 
 PyDoc_STRVAR(waiter_resume_doc,
 "resume($self, /)\n"
 "--\n"
 "\n"
-"Mark the waiter done and resume whoever awaits it: now, when the loop is running and\n"
-"no task is (a read callback), else at the next turn of the loop. Does nothing if the\n"
-"waiter is done already.");
+"Mark the waiter done and resume whoever awaits it: now, when its loop is the one\n"
+"running in this thread and no task is (a read callback), else at the next turn of the\n"
+"loop. Does nothing if the waiter is done already.");
 
 static PyObject *
 waiter_resume(PyObject *op, PyObject *unused)

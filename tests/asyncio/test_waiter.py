@@ -17,6 +17,8 @@ import contextvars
 import functools
 import gc
 import itertools
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
@@ -952,6 +954,38 @@ def test_resume_outside_the_running_loop_waits_for_the_loop(
         assert steps == ["resumed, loop running: True"]
     finally:
         loop.close()
+
+
+async def test_resume_from_another_thread_leaves_the_task_to_its_loop(
+    waiter_class: type[PythonWaiter],
+) -> None:
+    # The loop runs, idle, while another thread resumes: the task's step is the loop's to
+    # run, in the loop's thread, never in the resuming one. (Resuming from another thread
+    # isn't thread-safe use: the loop only runs the step once something else wakes it.)
+    loop = asyncio.get_running_loop()
+    w = waiter_class(loop)
+    threads: list[int] = []
+
+    async def waiting() -> None:
+        await w
+        threads.append(threading.get_ident())
+
+    def resume_later() -> None:
+        time.sleep(0.05)
+        w.resume()
+
+    task = loop.create_task(waiting())
+    await asyncio.sleep(0)
+    resumer = threading.Thread(target=resume_later)
+    resumer.start()
+    # Idle meanwhile, waiting in its selector: no task of it is running.
+    await asyncio.sleep(0.2)
+    for _ in range(500):
+        if task.done():
+            break
+        await asyncio.sleep(0.01)
+    resumer.join(T)
+    assert threads == [threading.get_ident()]
 
 
 async def test_a_context_must_be_a_context(waiter_class: type[PythonWaiter]) -> None:

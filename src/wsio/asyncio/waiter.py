@@ -9,11 +9,12 @@ parsing the message. :meth:`Waiter.resume` runs the wake-up at once instead, ins
 callback: the handler takes the message, sends its answer and waits again before the loop
 goes on.
 
-When: only where the loop is running and no task is (a transport's callback): a task can't
-step inside another, nor run outside its loop. Within a task, or if the task's context is
-in use, the wake-up is scheduled as an :class:`asyncio.Future` would. The connection
-resumes at once only for a message, once the whole read is processed and its state is
-consistent; the end of the stream wakes the receiver at the next turn.
+When: only where the waiter's loop is the one running in this thread and no task is (a
+transport's callback): a task can't step inside another, nor run outside its loop. Within
+a task, or if the task's context is in use, the wake-up is scheduled as an
+:class:`asyncio.Future` would. The connection resumes at once only for a message, once the
+whole read is processed and its state is consistent; the end of the stream wakes the
+receiver at the next turn.
 
 What changes for the handler: nothing it can see, but two things for whoever watches the
 loop. In asyncio's debug mode, the time the handler runs counts against the transport's
@@ -69,9 +70,9 @@ class PythonWaiter:
         self._yielded = False
 
     def resume(self) -> None:
-        """Mark the waiter done and resume whoever awaits it: now, when the loop is running
-        and no task is (a read callback), else at the next turn of the loop. Does nothing
-        if the waiter is done already."""
+        """Mark the waiter done and resume whoever awaits it: now, when its loop is the one
+        running in this thread and no task is (a read callback), else at the next turn of
+        the loop. Does nothing if the waiter is done already."""
         if self._state != _PENDING:
             return
         if not self._callbacks:
@@ -79,8 +80,8 @@ class PythonWaiter:
             return
         loop = self._loop
         # Decided before the waiter is marked done: on an error, it stays pending. A task
-        # can't step inside another, nor resume outside its running loop.
-        now = asyncio.current_task(loop) is None and loop.is_running()
+        # can't resume outside its loop, running in this thread, nor step inside another.
+        now = asyncio._get_running_loop() is loop and asyncio.current_task(loop) is None
         self._state = _DONE
         if not now:
             self._schedule_callbacks()
