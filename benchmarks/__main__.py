@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import asgi, broadcast
-from .common import BYTE_ECHOES
+from .common import BYTE_ECHOES, LOAD_GENERATOR, have_uvloop
 from .harness import (
     BUSY,
     ROOT,
@@ -641,7 +641,10 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         "--uvloop", action="store_true", help="run the servers and the clients on uvloop"
     )
     parser.add_argument(
-        "--loadgen", choices=("raw", "picows"), default="raw", help="client for the server rows"
+        "--loadgen",
+        choices=("raw", "picows"),
+        default=LOAD_GENERATOR,
+        help="client for the server rows",
     )
     parser.add_argument(
         "--aiofastnet",
@@ -688,13 +691,8 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
     for pattern in patterns:
         if not fnmatch.filter(keys, pattern):
             parser.error(f"--only: {pattern!r} matches no row")
-    try:
-        import uvloop  # noqa: F401
-
-        have_uvloop = True
-    except ImportError:
-        have_uvloop = False
-    if args.uvloop and not have_uvloop:
+    uvloop_installed = have_uvloop()
+    if args.uvloop and not uvloop_installed:
         parser.error("--uvloop: uvloop isn't installed (pip install '.[bench]')")
     settings = Settings(
         quick=args.quick,
@@ -705,7 +703,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, str | None]:
         text=args.text,
         loop="uvloop" if args.uvloop else "asyncio",
         loadgen=args.loadgen,
-        loadgen_loop="uvloop" if have_uvloop else "asyncio",
+        loadgen_loop="uvloop" if uvloop_installed else "asyncio",
         aiofastnet=args.aiofastnet,
         task_wakeup=args.task_wakeup,
         pin=not args.no_pin,

@@ -41,6 +41,19 @@ LOOPS = ("asyncio", "uvloop")
 #: Servers that echo bytes rather than frames: the load generator checks them byte for byte.
 BYTE_ECHOES = ("tcp", "task")
 
+#: The client that drives the servers (``--loadgen``), unless told otherwise.
+LOAD_GENERATOR = "raw"
+
+
+def have_uvloop() -> bool:
+    """Whether uvloop is installed: the load generator runs on it then."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 _T = TypeVar("_T")

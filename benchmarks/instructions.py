@@ -85,7 +85,7 @@ import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .common import BYTE_ECHOES, accept_key, build_frame, make_payload
+from .common import BYTE_ECHOES, LOAD_GENERATOR, accept_key, build_frame, have_uvloop, make_payload
 from .harness import Child
 
 LIBRARIES = ("wsio", "task")
@@ -93,9 +93,8 @@ OPERATIONS = ("handshake", "message", "client")
 #: Counted for messages only, against the plain TCP echo: callback APIs (picows' when it
 #: is installed).
 CALLBACK_LIBRARIES = ("listener", "floor", "tcp", "picows")
-#: The servers of :mod:`benchmarks.servers` that ``--socket`` counts, and what drives them.
+#: The servers of :mod:`benchmarks.servers` that ``--socket`` counts.
 SOCKET_SERVERS = ("wsio", "task", "task-floor", "wsio-listener", "tcp", "picows")
-LOAD_GENERATOR = "raw"
 #: Counted for client round trips, against the raw client: callback clients.
 CALLBACK_CLIENTS = ("listener", "raw", "picows")
 
@@ -927,7 +926,8 @@ def _per_socket_message(name: str, size: int, conns: int, duration: float) -> fl
                 raise SystemExit(f"server {name} said {line!r}")
             port = line.split()[1]
             peer = "echo" if name in BYTE_ECHOES else "ws"
-            args = [LOAD_GENERATOR, port, "--peer", peer, "--loop", "uvloop"]
+            loop = "uvloop" if have_uvloop() else "asyncio"
+            args = [LOAD_GENERATOR, port, "--peer", peer, "--loop", loop]
             client = Child("benchmarks.clients", args, None, "load generator")
             client.readline(60)
             run = {"op": "throughput", "size": size, "conns": conns, "warmup": 0.0, "repeats": 1}

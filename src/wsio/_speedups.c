@@ -2552,8 +2552,8 @@ waiter_reraise(PyObject *module, PyObject *exc)
 
 static PyMethodDef waiter_reraise_def = {"_reraise", waiter_reraise, METH_O, NULL};
 
-/* asyncio.tasks._current_tasks if asyncio.current_task is the Python function reading it,
- * else NULL; -1 on error. */
+/* Sets asyncio_current_tasks to asyncio.tasks._current_tasks if current_task is the Python
+ * function that reads it; leaves it NULL otherwise. -1 on error. */
 static int
 waiter_import_current_tasks(PyObject *asyncio, PyObject *current_task)
 {
