@@ -196,21 +196,28 @@ class ConnectionBase(
             return
         # The connection is open: it has its transport.
         transport: asyncio.Transport = self.transport  # type: ignore[assignment]
-        if transport.is_closing():
-            return
-        # What the transport's write() would do with an empty buffer, done here: a send()
-        # at once. The transport closes the socket only after is_closing() turned true, so
-        # the descriptor is still this connection's.
-        if self._socket_fd >= 0 and not transport.get_write_buffer_size():
-            try:
-                sent = os.write(self._socket_fd, frame)
-            except OSError:
-                # EAGAIN: the transport buffers the frame. Any other error: the
-                # transport meets it again and fails the connection, as for its own send.
-                sent = 0
-            if sent == len(frame):
+        if self._socket_fd >= 0:
+            # asyncio's plain TCP transport (_writable_socket): its is_closing() and
+            # get_write_buffer_size() read as the attributes they return, without two
+            # calls of Python per message.
+            if transport._closing:  # type: ignore[attr-defined]
                 return
-            frame = memoryview(frame)[sent:]
+            if not transport._buffer:  # type: ignore[attr-defined]
+                # What the transport's write() would do with an empty buffer, done here:
+                # a send() at once. The transport closes the socket only once it is
+                # closing, so the descriptor is still this connection's.
+                try:
+                    sent = os.write(self._socket_fd, frame)
+                except OSError:
+                    # EAGAIN: the transport buffers the frame. Any other error: the
+                    # transport meets it again and fails the connection, as for its own
+                    # send.
+                    sent = 0
+                if sent == len(frame):
+                    return
+                frame = memoryview(frame)[sent:]
+        elif transport.is_closing():
+            return
         transport.write(frame)
 
     def _send_ping(self, data: DataLike | None) -> asyncio.Future[float]:
@@ -632,8 +639,16 @@ def _writable_socket(transport: asyncio.BaseTransport) -> int:
     """The descriptor of the socket under ``transport`` if it is asyncio's plain TCP
     transport on POSIX, which a message may be sent to directly while the transport's
     buffer is empty; else -1: TLS and other loops' transports (uvloop's write is compiled)
-    get every write."""
-    if _SELECTOR_SOCKET_TRANSPORT is None or type(transport) is not _SELECTOR_SOCKET_TRANSPORT:
+    get every write. The transport's state is read from its ``_closing`` flag and its
+    ``_buffer`` (a ``bytearray``, a ``deque`` from Python 3.12 on: empty when nothing waits),
+    the attributes that ``is_closing()`` and ``get_write_buffer_size()`` read; a transport
+    without them gets every write too."""
+    if (
+        _SELECTOR_SOCKET_TRANSPORT is None
+        or type(transport) is not _SELECTOR_SOCKET_TRANSPORT
+        or not isinstance(getattr(transport, "_closing", None), bool)
+        or not hasattr(transport, "_buffer")
+    ):
         return -1
     sock = transport.get_extra_info("socket")
     return -1 if sock is None else int(sock.fileno())
