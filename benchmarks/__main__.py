@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import asgi, broadcast
-from .common import BYTE_ECHOES, LOAD_GENERATOR, have_uvloop
+from .common import BYTE_ECHOES, FIXED_SERVER, LOAD_GENERATOR, have_uvloop
 from .harness import (
     BUSY,
     ROOT,
@@ -72,9 +72,6 @@ SECTION_GROUPS = {"threads": ("threads-server", "threads-client")}
 #: Sections run when ``--sections`` isn't given (see :mod:`benchmarks` for why not asgi).
 DEFAULT_SECTIONS = ("server", "client", "broadcast", "threads")
 ASGI_BYTE_ECHOES = ("ceiling",)
-#: The server every client row runs against, on uvloop when installed.
-FIXED_SERVER = "picows"
-
 SIZES = (
     (16, "16", "16 B"),
     (1024, "1k", "1 KiB"),

@@ -44,6 +44,9 @@ BYTE_ECHOES = ("tcp", "task")
 #: The client that drives the servers (``--loadgen``), unless told otherwise.
 LOAD_GENERATOR = "raw"
 
+#: The server every client row runs against, on uvloop when installed.
+FIXED_SERVER = "picows"
+
 
 def have_uvloop() -> bool:
     """Whether uvloop is installed: the load generator runs on it then."""

@@ -41,7 +41,11 @@ callgrind's counters zeroed and dumped around a run of twice ``--duration`` seco
 default), less the same around a run of ``--duration``, per message the load generator
 counted: the transport's reads and writes are in it, and the reads of several connections
 share the loop's turns as they do in the benchmark's ``x16`` rows, so the count moves a
-little with the machine's timing (a few tenths of a percent).
+little with the machine's timing (a few tenths of a percent). ``--socket client`` counts
+the clients of :mod:`benchmarks.clients` the same way (wsio's ``send``/``recv`` client and
+the task client, wsio's listener client, the raw client and picows'), each under
+callgrind against the server of the benchmark's client rows, outside valgrind: the
+client's process per round trip.
 
 ``--pure PIECE`` swaps one C piece of :mod:`wsio._speedups` for its pure-Python twin in
 the worker, the rest staying C: the difference with a run without it is what that piece
@@ -85,7 +89,15 @@ import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .common import BYTE_ECHOES, LOAD_GENERATOR, accept_key, build_frame, have_uvloop, make_payload
+from .common import (
+    BYTE_ECHOES,
+    FIXED_SERVER,
+    LOAD_GENERATOR,
+    accept_key,
+    build_frame,
+    have_uvloop,
+    make_payload,
+)
 from .harness import Child
 
 LIBRARIES = ("wsio", "task")
@@ -95,6 +107,8 @@ OPERATIONS = ("handshake", "message", "client")
 CALLBACK_LIBRARIES = ("listener", "floor", "tcp", "picows")
 #: The servers of :mod:`benchmarks.servers` that ``--socket`` counts.
 SOCKET_SERVERS = ("wsio", "task", "task-floor", "wsio-listener", "tcp", "picows")
+#: The clients of :mod:`benchmarks.clients` that ``--socket client`` counts.
+SOCKET_CLIENTS = ("wsio", "task", "wsio-listener", "raw", "picows")
 #: Counted for client round trips, against the raw client: callback clients.
 CALLBACK_CLIENTS = ("listener", "raw", "picows")
 
@@ -762,9 +776,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--socket",
-        action="store_true",
+        nargs="?",
+        const="server",
+        choices=("server", "client"),
         help="count real servers instead, over loopback, driven by the benchmark's load"
-        " generator (--size, --conns, --duration)",
+        " generator; --socket client: real clients, against the server of the client rows"
+        " (--size, --conns, --duration)",
     )
     parser.add_argument("--conns", type=int, default=16, help="connections, with --socket (16)")
     parser.add_argument(
@@ -795,7 +812,7 @@ def main(argv: list[str] | None = None) -> None:
         _print_client(args.handshakes, options)
         return
     if args.socket:
-        _print_socket(args.size, args.conns, args.duration)
+        _print_socket(args.socket, args.size, args.conns, args.duration)
         return
     print(
         "Instructions per operation, Python side of the server (of the client for the"
@@ -889,15 +906,15 @@ def _print_client(count: int, options: dict[str, str]) -> None:
 
 
 def _socket_total(
-    server: Child, client: Child, run: dict[str, Any], out: str
+    counted: Child, client: Child, run: dict[str, Any], out: str
 ) -> tuple[int, float]:
-    """Instructions of ``server`` during one ``run`` of ``client``, and the messages that
+    """Instructions of ``counted`` during one ``run`` of ``client``, and the messages that
     ``client`` counted: callgrind's counters zeroed before and dumped after."""
-    subprocess.run(["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True)
+    subprocess.run(["callgrind_control", "-z", str(counted.pid)], capture_output=True, check=True)
     answer = client.request(300, **run)
     # Each dump is a file of its own: out.1, out.2...
     before = set(glob.glob(f"{out}.*"))
-    subprocess.run(["callgrind_control", "-d", str(server.pid)], capture_output=True, check=True)
+    subprocess.run(["callgrind_control", "-d", str(counted.pid)], capture_output=True, check=True)
     for _ in range(300):
         dumps = set(glob.glob(f"{out}.*")) - before
         if dumps:
@@ -906,65 +923,104 @@ def _socket_total(
             if match is not None:
                 return int(match.group(1)), answer["values"][0] * run["duration"]
         time.sleep(0.1)
-    raise SystemExit(f"callgrind wrote no dump of {server.label}")
+    raise SystemExit(f"callgrind wrote no dump of {counted.label}")
 
 
-def _per_socket_message(name: str, size: int, conns: int, duration: float) -> float:
-    """Instructions per message echoed by server ``name`` of :mod:`benchmarks.servers`,
-    run under callgrind on the stdlib loop and driven over loopback by the benchmark's
-    load generator (not under valgrind): a run of ``2 * duration`` less a run of
-    ``duration``, so that opening and closing the connections cancel out."""
-    print(f"  counting {name} over a socket...", end="\r", file=sys.stderr, flush=True)
+def _ready_port(server: Child, timeout: float) -> str:
+    """The port that a server of :mod:`benchmarks.servers` says it listens on."""
+    line = server.readline(timeout)
+    if not line.startswith("READY "):
+        raise SystemExit(f"{server.label} said {line!r}")
+    return line.split()[1]
+
+
+def _per_socket_message(side: str, name: str, size: int, conns: int, duration: float) -> float:
+    """Instructions per message of ``name``, a server of :mod:`benchmarks.servers` (``side``
+    ``"server"``) or a client of :mod:`benchmarks.clients` (``"client"``), run under
+    callgrind on the stdlib loop: a server driven over loopback by the benchmark's load
+    generator, a client against the server of the client rows, neither under valgrind. A
+    run of ``2 * duration`` less a run of ``duration``, so that opening and closing the
+    connections cancel out."""
+    print(f"  counting {side} {name} over a socket...", end="\r", file=sys.stderr, flush=True)
+    loop = "uvloop" if have_uvloop() else "asyncio"
     with tempfile.TemporaryDirectory() as directory:
         out = os.path.join(directory, "callgrind.out")
         prefix = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
-        server = Child("benchmarks.servers", [name, "0"], None, f"server {name}", prefix)
-        client = None
+        server = client = None
         try:
-            line = server.readline(120)
-            if not line.startswith("READY "):
-                raise SystemExit(f"server {name} said {line!r}")
-            port = line.split()[1]
-            peer = "echo" if name in BYTE_ECHOES else "ws"
-            loop = "uvloop" if have_uvloop() else "asyncio"
-            args = [LOAD_GENERATOR, port, "--peer", peer, "--loop", loop]
-            client = Child("benchmarks.clients", args, None, "load generator")
-            client.readline(60)
+            if side == "server":
+                server = counted = Child(
+                    "benchmarks.servers", [name, "0"], None, f"server {name}", prefix
+                )
+                peer = "echo" if name in BYTE_ECHOES else "ws"
+                args = [LOAD_GENERATOR, _ready_port(server, 120), "--peer", peer, "--loop", loop]
+                client = Child("benchmarks.clients", args, None, "load generator")
+            else:
+                args = [FIXED_SERVER, "0", "--loop", loop]
+                server = Child("benchmarks.servers", args, None, f"server {FIXED_SERVER}")
+                args = [name, _ready_port(server, 60), "--peer", "ws"]
+                client = counted = Child(
+                    "benchmarks.clients", args, None, f"client {name}", prefix
+                )
+            client.readline(120)
             run = {"op": "throughput", "size": size, "conns": conns, "warmup": 0.0, "repeats": 1}
             # Warms up valgrind's translation of the code that the runs take.
             client.request(300, **run, duration=duration)
-            once, once_messages = _socket_total(server, client, {**run, "duration": duration}, out)
+            once, once_messages = _socket_total(
+                counted, client, {**run, "duration": duration}, out
+            )
             twice, twice_messages = _socket_total(
-                server, client, {**run, "duration": 2 * duration}, out
+                counted, client, {**run, "duration": 2 * duration}, out
             )
         finally:
             if client is not None:
                 client.stop()
-            server.stop()
+            if server is not None:
+                server.stop()
     return (twice - once) / (twice_messages - once_messages)
 
 
-def _print_socket(size: int, conns: int, duration: float) -> None:
-    """The ``--socket`` table: real servers, each message a read and a send."""
+def _print_socket(side: str, size: int, conns: int, duration: float) -> None:
+    """The ``--socket`` table: real servers (each message a read and a send), or real
+    clients (each round trip a send and a read)."""
     picows_installed = importlib.util.find_spec("picows") is not None
+    if side == "client" and not picows_installed:
+        raise SystemExit(
+            f"the clients are counted against a {FIXED_SERVER} server: pip install picows"
+        )
+    names = SOCKET_SERVERS if side == "server" else SOCKET_CLIENTS
     counts = {
-        name: _per_socket_message(name, size, conns, duration)
+        name: _per_socket_message(side, name, size, conns, duration)
         if name != "picows" or picows_installed
         else float("nan")
-        for name in SOCKET_SERVERS
+        for name in names
     }
-    print(
-        f"Instructions per {size} B message echoed by a server over loopback, {conns}"
-        " connection(s), the server's process only (callgrind; the stdlib loop)"
-    )
-    print(f"{'':22}{'wsio':>12}{'task echo':>12}{'ratio':>8}{'task floor':>12}{'ratio':>8}")
-    wsio, task, floor = counts["wsio"], counts["task"], counts["task-floor"]
-    print(f"{'async for':22}{wsio:>12,.0f}{task:>12,.0f}{wsio / task:>7.2f}×", end="")
-    print(f"{floor:>12,.0f}{floor / task:>7.2f}×")
-    print(f"{'':22}{'listener':>12}{'tcp echo':>12}{'ratio':>8}{'picows':>12}{'ratio':>8}")
-    listener, tcp, picows = counts["wsio-listener"], counts["tcp"], counts["picows"]
-    print(f"{'listener':22}{listener:>12,.0f}{tcp:>12,.0f}{listener / tcp:>7.2f}×", end="")
-    print(f"{picows:>12,.0f}{picows / tcp:>7.2f}×")
+    if side == "server":
+        print(
+            f"Instructions per {size} B message echoed by a server over loopback, {conns}"
+            " connection(s), the server's process only (callgrind; the stdlib loop)"
+        )
+        references = ("task echo", "task", "task floor", "task-floor", "tcp echo", "tcp")
+    else:
+        print(
+            f"Instructions per {size} B message round trip of a client over loopback, {conns}"
+            f" connection(s), against a {FIXED_SERVER} server, the client's process only"
+            " (callgrind; the stdlib loop)"
+        )
+        references = ("task client", "task", "", "", "raw client", "raw")
+    task_label, task, floor_label, floor, plain_label, plain = references
+    print(f"{'':22}{'wsio':>12}{task_label:>12}{'ratio':>8}{floor_label:>12}", end="")
+    print(f"{'ratio' if floor else '':>8}")
+    wsio, task_count = counts["wsio"], counts[task]
+    print(f"{'async for':22}{wsio:>12,.0f}{task_count:>12,.0f}{wsio / task_count:>7.2f}×", end="")
+    if floor:
+        print(f"{counts[floor]:>12,.0f}{counts[floor] / task_count:>7.2f}×")
+    else:
+        print()
+    print(f"{'':22}{'listener':>12}{plain_label:>12}{'ratio':>8}{'picows':>12}{'ratio':>8}")
+    listener, plain_count, picows = counts["wsio-listener"], counts[plain], counts["picows"]
+    print(f"{'listener':22}{listener:>12,.0f}{plain_count:>12,.0f}", end="")
+    print(f"{listener / plain_count:>7.2f}×{picows:>12,.0f}{picows / plain_count:>7.2f}×")
     if not picows_installed:
         print("picows isn't installed: no picows column (pip install picows)")
 
