@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from wsio.asyncio import timers as timers_module
 from wsio.asyncio.timers import CoarseTimers, coarse_timers
 
 T = 5.0
@@ -25,10 +27,12 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.001)
 
 
+@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
 @pytest.mark.parametrize("delay", [0.0, 0.004, 0.05, 0.3])
-async def test_fires_after_its_deadline_late_by_at_most_a_16th(delay: float) -> None:
+async def test_fires_after_its_deadline_late_by_at_most_a_16th(delay: float, woken: bool) -> None:
     loop = asyncio.get_running_loop()
     timers = CoarseTimers(loop)
+    timers._woken = woken
     fired: list[float] = []
     deadline = loop.time() + delay
     slot = timers.call_at(deadline, Owner(), lambda _: fired.append(loop.time()))
@@ -49,9 +53,11 @@ async def test_long_deadlines_are_late_by_less_than_a_second() -> None:
         timers.cancel(slot, owner)
 
 
-async def test_cancelled_timer_never_fires() -> None:
+@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+async def test_cancelled_timer_never_fires(woken: bool) -> None:
     loop = asyncio.get_running_loop()
     timers = CoarseTimers(loop)
+    timers._woken = woken
     owner, other = Owner(), Owner()
     fired: list[Owner] = []
     deadline = loop.time() + 0.02
@@ -65,23 +71,32 @@ async def test_cancelled_timer_never_fires() -> None:
     timers.cancel(slot, other)
 
 
-async def test_deadlines_of_a_slot_share_one_loop_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+async def test_deadlines_of_a_slot_share_one_wake_up(
+    woken: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loop = asyncio.get_running_loop()
     timers = CoarseTimers(loop)
-    loop_timers: list[float] = []
-    call_at = loop.call_at
+    timers._woken = woken
+    wake_ups: list[float] = []
+    call_at, wake_at = loop.call_at, timers_module._SLOT_THREAD.wake_at
 
     def counting_call_at(when: float, callback: Callable[..., Any], *args: Any) -> Any:
-        loop_timers.append(when)
+        wake_ups.append(when)
         return call_at(when, callback, *args)
 
+    def counting_wake_at(slot: float, timers: CoarseTimers) -> bool:
+        wake_ups.append(slot)
+        return wake_at(slot, timers)
+
     monkeypatch.setattr(loop, "call_at", counting_call_at)
+    monkeypatch.setattr(timers_module._SLOT_THREAD, "wake_at", counting_wake_at)
     now = loop.time()
     slots = {Owner(): 0.0 for _ in range(1000)}
     for owner in slots:
         slots[owner] = timers.call_at(now + 20, owner, lambda _: None)
-    # 1000 deadlines within a few milliseconds, 1 s slots: one loop timer, two at a boundary.
-    assert len(set(slots.values())) == len(loop_timers) <= 2
+    # 1000 deadlines within a few milliseconds, 1 s slots: one wake-up, two at a boundary.
+    assert len(set(slots.values())) == len(wake_ups) <= 2
     for owner, slot in slots.items():
         timers.cancel(slot, owner)
 
@@ -195,3 +210,61 @@ def test_a_base_exception_leaves_the_rest_of_the_slot_for_the_next_turn() -> Non
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+async def test_asyncio_loop_keeps_no_timer_for_pending_deadlines() -> None:
+    """On asyncio's loop the slot thread wakes the loop: its heap stays empty, and its
+    turns don't work out a timeout for a deadline seconds away."""
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    owner = Owner()
+    slot = timers.call_at(loop.time() + 20, owner, lambda _: None)
+    assert not loop._scheduled  # type: ignore[attr-defined]
+    timers.cancel(slot, owner)
+
+
+def test_a_closed_loop_does_not_stop_the_slot_thread() -> None:
+    """A loop closed with a slot pending: its slot is dropped, other loops' still fire."""
+    closed = asyncio.new_event_loop()
+    try:
+        # Held until the slot ends, as a connection would hold them.
+        closed_timers = CoarseTimers(closed)
+        closed_timers.call_at(closed.time() + 0.001, Owner(), lambda _: None)
+    finally:
+        closed.close()
+
+    async def fires() -> bool:
+        loop = asyncio.get_running_loop()
+        fired: list[Owner] = []
+        await asyncio.sleep(0.01)  # the closed loop's slot ends first
+        timers = CoarseTimers(loop)
+        timers.call_at(loop.time() + 0.001, Owner(), fired.append)
+        await wait_until(lambda: bool(fired))
+        return True
+
+    assert asyncio.run(fires())
+    del closed_timers
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+def test_a_forked_child_has_a_slot_thread_of_its_own() -> None:
+    """fork() keeps none of the parent's threads: the child's deadlines fire all the same."""
+
+    async def arm() -> None:
+        loop = asyncio.get_running_loop()
+        fired: list[Owner] = []
+        timers = CoarseTimers(loop)
+        timers.call_at(loop.time() + 0.001, Owner(), fired.append)
+        await wait_until(lambda: bool(fired))
+
+    asyncio.run(arm())  # the parent's thread runs
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            asyncio.run(arm())
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
