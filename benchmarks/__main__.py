@@ -221,11 +221,11 @@ class Bench:
             if self.s.aiofastnet:
                 args.append("--aiofastnet")
             child = Child("benchmarks.servers", args, self._cpu(0), f"server {name}")
-        line = child.readline(30)
-        if not line.startswith("READY "):
+        try:
+            return child, child.ready_port(30)
+        except BenchError:
             child.stop()
-            raise BenchError(f"server {name} said {line!r}")
-        return child, int(line.split()[1])
+            raise
 
     def start_client(
         self, name: str, port: int, peer: str, loop: str, measure_pid: int | None = None

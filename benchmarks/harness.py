@@ -138,6 +138,13 @@ class Child:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
+    def ready_port(self, timeout: float) -> int:
+        """The port that a server process says it listens on (``READY <port>``)."""
+        line = self.readline(timeout)
+        if not line.startswith("READY "):
+            raise BenchError(f"{self.label} said {line!r}")
+        return int(line.split()[1])
+
     def request(self, timeout: float, **command: Any) -> dict[str, Any]:
         self.send(**command)
         return self.answer(timeout)

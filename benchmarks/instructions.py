@@ -98,7 +98,7 @@ from .common import (
     have_uvloop,
     make_payload,
 )
-from .harness import Child
+from .harness import BenchError, Child
 
 LIBRARIES = ("wsio", "task")
 OPERATIONS = ("handshake", "message", "client")
@@ -812,7 +812,10 @@ def main(argv: list[str] | None = None) -> None:
         _print_client(args.handshakes, options)
         return
     if args.socket:
-        _print_socket(args.socket, args.size, args.conns, args.duration)
+        try:
+            _print_socket(args.socket, args.size, args.conns, args.duration)
+        except BenchError as exc:
+            raise SystemExit(str(exc)) from None
         return
     print(
         "Instructions per operation, Python side of the server (of the client for the"
@@ -926,14 +929,6 @@ def _socket_total(
     raise SystemExit(f"callgrind wrote no dump of {counted.label}")
 
 
-def _ready_port(server: Child, timeout: float) -> str:
-    """The port that a server of :mod:`benchmarks.servers` says it listens on."""
-    line = server.readline(timeout)
-    if not line.startswith("READY "):
-        raise SystemExit(f"{server.label} said {line!r}")
-    return line.split()[1]
-
-
 def _per_socket_message(side: str, name: str, size: int, conns: int, duration: float) -> float:
     """Instructions per message of ``name``, a server of :mod:`benchmarks.servers` (``side``
     ``"server"``) or a client of :mod:`benchmarks.clients` (``"client"``), run under
@@ -953,12 +948,13 @@ def _per_socket_message(side: str, name: str, size: int, conns: int, duration: f
                     "benchmarks.servers", [name, "0"], None, f"server {name}", prefix
                 )
                 peer = "echo" if name in BYTE_ECHOES else "ws"
-                args = [LOAD_GENERATOR, _ready_port(server, 120), "--peer", peer, "--loop", loop]
+                port = str(server.ready_port(120))
+                args = [LOAD_GENERATOR, port, "--peer", peer, "--loop", loop]
                 client = Child("benchmarks.clients", args, None, "load generator")
             else:
                 args = [FIXED_SERVER, "0", "--loop", loop]
                 server = Child("benchmarks.servers", args, None, f"server {FIXED_SERVER}")
-                args = [name, _ready_port(server, 60), "--peer", "ws"]
+                args = [name, str(server.ready_port(60)), "--peer", "ws"]
                 client = counted = Child(
                     "benchmarks.clients", args, None, f"client {name}", prefix
                 )
