@@ -71,26 +71,32 @@ async def test_cancelled_timer_never_fires(woken: bool) -> None:
     timers.cancel(slot, other)
 
 
-@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
-async def test_deadlines_of_a_slot_share_one_wake_up(
-    woken: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def wake_ups(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The wake-ups that the timers ask for, of the running loop (its ``call_at``) or of
+    the slot thread: the end of each slot."""
     loop = asyncio.get_running_loop()
-    timers = CoarseTimers(loop)
-    timers._woken = woken
-    wake_ups: list[float] = []
+    asked: list[float] = []
     call_at, wake_at = loop.call_at, timers_module._SLOT_THREAD.wake_at
 
     def counting_call_at(when: float, callback: Callable[..., Any], *args: Any) -> Any:
-        wake_ups.append(when)
+        asked.append(when)
         return call_at(when, callback, *args)
 
     def counting_wake_at(slot: float, timers: CoarseTimers) -> bool:
-        wake_ups.append(slot)
+        asked.append(slot)
         return wake_at(slot, timers)
 
     monkeypatch.setattr(loop, "call_at", counting_call_at)
     monkeypatch.setattr(timers_module._SLOT_THREAD, "wake_at", counting_wake_at)
+    return asked
+
+
+@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+async def test_deadlines_of_a_slot_share_one_wake_up(woken: bool, wake_ups: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    timers = CoarseTimers(loop)
+    timers._woken = woken
     now = loop.time()
     slots = {Owner(): 0.0 for _ in range(1000)}
     for owner in slots:
@@ -99,6 +105,31 @@ async def test_deadlines_of_a_slot_share_one_wake_up(
     assert len(set(slots.values())) == len(wake_ups) <= 2
     for owner, slot in slots.items():
         timers.cancel(slot, owner)
+
+
+@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+async def test_connections_one_after_the_other_share_the_timers(
+    woken: bool, wake_ups: list[float]
+) -> None:
+    """A pending slot holds its timers: the next connection, opened once the last one has
+    gone, arms its deadline in the same timers and the same slot, with no wake-up of its
+    own."""
+    loop = asyncio.get_running_loop()
+    first = coarse_timers(loop)
+    first._woken = woken
+    owner = Owner()
+    slots = [first.call_at(loop.time() + 20, owner, lambda _: None)]
+    first.cancel(slots[0], owner)
+    reference = weakref.ref(first)
+    del first
+    gc.collect()
+    second = coarse_timers(loop)
+    assert second is reference()
+    owner = Owner()
+    slots.append(second.call_at(loop.time() + 20, owner, lambda _: None))
+    second.cancel(slots[1], owner)
+    # Two wake-ups only if the two deadlines fall on either side of a slot's end.
+    assert len(set(slots)) == len(wake_ups) <= 2
 
 
 async def test_a_failing_callback_does_not_stop_the_others() -> None:
@@ -169,7 +200,8 @@ def test_each_loop_has_its_own_timers() -> None:
 
 
 def test_timers_go_with_the_last_connection_that_uses_them() -> None:
-    """The thread keeps no loop, and no connection, alive through its timers."""
+    """Once its slots have ended, nothing keeps a loop or a connection alive through its
+    timers."""
 
     async def armed_and_cancelled() -> weakref.ref[CoarseTimers]:
         loop = asyncio.get_running_loop()

@@ -124,9 +124,11 @@ class _SlotThread:
 
     def _reset(self) -> None:
         self._condition = threading.Condition(threading.Lock())
-        # (end of a slot, order of arrival, the timers it belongs to): the timers held
-        # weakly, so that a slot keeps no loop or connection alive until it ends.
-        self._slots: list[tuple[float, int, weakref.ref[CoarseTimers]]] = []
+        # (end of a slot, order of arrival, the timers it belongs to). A pending slot holds
+        # its timers, as a loop timer would: connections opened one after the other share
+        # them, and so share slots, even when none is open in between. A closed loop's
+        # timers are dropped when its slot ends.
+        self._slots: list[tuple[float, int, CoarseTimers]] = []
         self._arrivals = itertools.count()
         self._thread: threading.Thread | None = None
 
@@ -141,7 +143,7 @@ class _SlotThread:
                 except RuntimeError:  # a platform without threads
                     return False
                 self._thread = thread
-            heapq.heappush(self._slots, (slot, next(self._arrivals), weakref.ref(timers)))
+            heapq.heappush(self._slots, (slot, next(self._arrivals), timers))
             if self._slots[0][0] == slot:
                 # The earliest slot now: the thread sleeps until then instead.
                 self._condition.notify()
@@ -153,12 +155,10 @@ class _SlotThread:
             with condition:
                 while not slots or slots[0][0] > time.monotonic():
                     condition.wait(slots[0][0] - time.monotonic() if slots else None)
-                slot, _, reference = heapq.heappop(slots)
-            timers = reference()
-            if timers is not None:
-                # A closed loop raises RuntimeError: none of its callbacks run anymore.
-                with contextlib.suppress(RuntimeError):
-                    timers.loop.call_soon_threadsafe(timers._fire, slot)
+                slot, _, timers = heapq.heappop(slots)
+            # A closed loop raises RuntimeError: none of its callbacks run anymore.
+            with contextlib.suppress(RuntimeError):
+                timers.loop.call_soon_threadsafe(timers._fire, slot)
             # Nothing of a loop held while the thread sleeps.
             del timers
 
@@ -174,7 +174,7 @@ def coarse_timers(loop: asyncio.AbstractEventLoop) -> CoarseTimers:
     if timers is None or timers.loop is not loop:
         # A new loop in this thread (asyncio.run again, say). Connections keep the timers
         # they were created with, so a switch back and forth loses nothing, only sharing.
-        # The thread holds them weakly: they, their loop and the connections armed in
+        # This thread holds them weakly: they, their loop and the connections armed in
         # them go once neither a connection nor a pending slot needs them.
         timers = CoarseTimers(loop)
         _thread_local.coarse_timers = weakref.ref(timers)
