@@ -6,11 +6,11 @@ of stdin with one JSON line on stdout:
 
 - ``throughput`` (size, conns, duration, warmup, repeats, text): every connection sends a
   message, waits for its echo, checks it, and starts over; messages per second per run,
-  and the CPU time per message of the measured process (``--measure-pid``, the server;
-  by default the client itself);
+  the CPU time per message of the measured process (``--measure-pid``, the server;
+  by default the client itself) and the messages of each run;
 - ``latency`` (same): one connection; median and 99th percentile of the round trips (µs);
 - ``handshakes`` (duration, warmup, repeats): open and close one connection after the
-  other; handshakes per second and CPU time per handshake;
+  other; handshakes per second, CPU time per handshake and the handshakes of each run;
 - ``idle`` (count): open ``count`` more connections and keep them idle;
 - ``quit``.
 
@@ -815,17 +815,18 @@ class Worker:
         # (seen: 30 or 52 µs of server CPU per 64 KiB message, same server, same code).
         message = Message(args["size"], args.get("text", False))
         conns = await self._connect_all(args["conns"])
-        values, cpu = [], []
+        values, cpu, counts = [], [], []
         try:
             for _ in range(args["repeats"]):
                 run = await self._timed(conns, message, args["warmup"], args["duration"], False)
                 values.append(run.count / run.elapsed)
                 cpu.append(run.cpu / 1000 / max(run.count, 1))
+                counts.append(run.count)
         except BaseException:
             await self._close_all(conns, check=False)
             raise
         await self._close_all(conns)
-        return {"values": values, "cpu_us": cpu}
+        return {"values": values, "cpu_us": cpu, "counts": counts}
 
     async def latency(self, args: dict[str, Any]) -> dict[str, Any]:
         message = Message(args["size"], args.get("text", False))
@@ -847,7 +848,7 @@ class Worker:
         return {"values": medians, "p99": p99s}
 
     async def handshakes(self, args: dict[str, Any]) -> dict[str, Any]:
-        values, cpu = [], []
+        values, cpu, counts = [], [], []
         driver = self.driver
         for _ in range(args["repeats"]):
             for phase in ("warmup", "run"):
@@ -863,7 +864,8 @@ class Worker:
                     now = time.perf_counter()
             values.append(count / (now - start))
             cpu.append((cpu_ns(self.measured_pid) - cpu_start) / 1000 / count)
-        return {"values": values, "cpu_us": cpu}
+            counts.append(count)
+        return {"values": values, "cpu_us": cpu, "counts": counts}
 
     async def idle(self, args: dict[str, Any]) -> dict[str, Any]:
         self.idle_conns.extend(await self._connect_all(args["count"]))

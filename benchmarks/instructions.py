@@ -109,6 +109,10 @@ CALLBACK_LIBRARIES = ("listener", "floor", "tcp", "picows")
 SOCKET_SERVERS = ("wsio", "task", "task-floor", "wsio-listener", "tcp", "picows")
 #: The clients of :mod:`benchmarks.clients` that ``--socket client`` counts.
 SOCKET_CLIENTS = ("wsio", "task", "wsio-listener", "raw", "picows")
+#: The servers and clients whose handshakes ``--socket --only handshake`` counts: the
+#: plain TCP echo answers with a canned 101, the raw client sends a canned request.
+SOCKET_HANDSHAKE_SERVERS = ("wsio", "wsio-listener", "tcp", "picows")
+SOCKET_HANDSHAKE_CLIENTS = ("wsio", "wsio-listener", "raw", "picows")
 #: Counted for client round trips, against the raw client: callback clients.
 CALLBACK_CLIENTS = ("listener", "raw", "picows")
 
@@ -813,7 +817,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.socket:
         try:
-            _print_socket(args.socket, args.size, args.conns, args.duration)
+            if args.only == "handshake":
+                _print_socket_handshakes(args.socket, args.duration)
+            else:
+                _print_socket(args.socket, args.size, args.conns, args.duration)
         except BenchError as exc:
             raise SystemExit(str(exc)) from None
         return
@@ -908,11 +915,10 @@ def _print_client(count: int, options: dict[str, str]) -> None:
     print(f"{'client handshake':22}{wsio:>12,.0f}{raw:>12,.0f}{wsio / raw:>7.2f}×")
 
 
-def _socket_total(
-    counted: Child, client: Child, run: dict[str, Any], out: str
-) -> tuple[int, float]:
-    """Instructions of ``counted`` during one ``run`` of ``client``, and the messages that
-    ``client`` counted: callgrind's counters zeroed before and dumped after."""
+def _socket_total(counted: Child, client: Child, run: dict[str, Any], out: str) -> tuple[int, int]:
+    """Instructions of ``counted`` during one ``run`` of ``client``, and the operations
+    (messages or handshakes) that ``client`` counted: callgrind's counters zeroed before
+    and dumped after."""
     subprocess.run(["callgrind_control", "-z", str(counted.pid)], capture_output=True, check=True)
     answer = client.request(300, **run)
     # Each dump is a file of its own: out.1, out.2...
@@ -924,20 +930,22 @@ def _socket_total(
             with open(dumps.pop()) as file:
                 match = re.search(r"^(?:summary|totals): (\d+)", file.read(), re.MULTILINE)
             if match is not None:
-                return int(match.group(1)), answer["values"][0] * run["duration"]
+                return int(match.group(1)), int(answer["counts"][0])
         time.sleep(0.1)
     raise SystemExit(f"callgrind wrote no dump of {counted.label}")
 
 
-def _per_socket_message(side: str, name: str, size: int, conns: int, duration: float) -> float:
-    """Instructions per message of ``name``, a server of :mod:`benchmarks.servers` (``side``
-    ``"server"``) or a client of :mod:`benchmarks.clients` (``"client"``), run under
-    callgrind on the stdlib loop: a server driven over loopback by the benchmark's load
-    generator, a client against the server of the client rows, neither under valgrind. A
-    run of ``2 * duration`` less a run of ``duration``, so that opening and closing the
-    connections cancel out."""
+def _per_socket_operation(side: str, name: str, request: dict[str, Any]) -> float:
+    """Instructions per operation of ``name``, a server of :mod:`benchmarks.servers`
+    (``side`` ``"server"``) or a client of :mod:`benchmarks.clients` (``"client"``), run
+    under callgrind on the stdlib loop: a server driven over loopback by the benchmark's
+    load generator, a client against the server of the client rows, neither under valgrind.
+    ``request`` is the client's command (``throughput`` or ``handshakes``), run for
+    ``2 * duration`` less a run of ``duration``, so that what happens once per run (opening
+    and closing the connections of a throughput run) cancels out."""
     print(f"  counting {side} {name} over a socket...", end="\r", file=sys.stderr, flush=True)
     loop = "uvloop" if have_uvloop() else "asyncio"
+    duration = request["duration"]
     with tempfile.TemporaryDirectory() as directory:
         out = os.path.join(directory, "callgrind.out")
         prefix = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
@@ -959,13 +967,11 @@ def _per_socket_message(side: str, name: str, size: int, conns: int, duration: f
                     "benchmarks.clients", args, None, f"client {name}", prefix
                 )
             client.readline(120)
-            run = {"op": "throughput", "size": size, "conns": conns, "warmup": 0.0, "repeats": 1}
+            run = {**request, "warmup": 0.0, "repeats": 1}
             # Warms up valgrind's translation of the code that the runs take.
-            client.request(300, **run, duration=duration)
-            once, once_messages = _socket_total(
-                counted, client, {**run, "duration": duration}, out
-            )
-            twice, twice_messages = _socket_total(
+            client.request(300, **run)
+            once, once_operations = _socket_total(counted, client, run, out)
+            twice, twice_operations = _socket_total(
                 counted, client, {**run, "duration": 2 * duration}, out
             )
         finally:
@@ -973,7 +979,7 @@ def _per_socket_message(side: str, name: str, size: int, conns: int, duration: f
                 client.stop()
             if server is not None:
                 server.stop()
-    return (twice - once) / (twice_messages - once_messages)
+    return (twice - once) / (twice_operations - once_operations)
 
 
 def _print_socket(side: str, size: int, conns: int, duration: float) -> None:
@@ -985,8 +991,9 @@ def _print_socket(side: str, size: int, conns: int, duration: float) -> None:
             f"the clients are counted against a {FIXED_SERVER} server: pip install picows"
         )
     names = SOCKET_SERVERS if side == "server" else SOCKET_CLIENTS
+    request = {"op": "throughput", "size": size, "conns": conns, "duration": duration}
     counts = {
-        name: _per_socket_message(side, name, size, conns, duration)
+        name: _per_socket_operation(side, name, request)
         if name != "picows" or picows_installed
         else float("nan")
         for name in names
@@ -1017,6 +1024,42 @@ def _print_socket(side: str, size: int, conns: int, duration: float) -> None:
     listener, plain_count, picows = counts["wsio-listener"], counts[plain], counts["picows"]
     print(f"{'listener':22}{listener:>12,.0f}{plain_count:>12,.0f}", end="")
     print(f"{listener / plain_count:>7.2f}×{picows:>12,.0f}{picows / plain_count:>7.2f}×")
+    if not picows_installed:
+        print("picows isn't installed: no picows column (pip install picows)")
+
+
+def _print_socket_handshakes(side: str, duration: float) -> None:
+    """The ``--socket --only handshake`` table: instructions per opening and closing
+    handshake of real servers (each connection opened and closed by the load generator),
+    or of real clients (each against the server of the client rows)."""
+    picows_installed = importlib.util.find_spec("picows") is not None
+    if side == "client" and not picows_installed:
+        raise SystemExit(
+            f"the clients are counted against a {FIXED_SERVER} server: pip install picows"
+        )
+    names = SOCKET_HANDSHAKE_SERVERS if side == "server" else SOCKET_HANDSHAKE_CLIENTS
+    request = {"op": "handshakes", "duration": duration}
+    counts = {
+        name: _per_socket_operation(side, name, request)
+        if name != "picows" or picows_installed
+        else float("nan")
+        for name in names
+    }
+    if side == "server":
+        print(
+            "Instructions per handshake (a connection opened and closed) of a server over"
+            " loopback, the server's process only (callgrind; the stdlib loop)"
+        )
+    else:
+        print(
+            "Instructions per handshake (a connection opened and closed) of a client over"
+            f" loopback, against a {FIXED_SERVER} server, the client's process only"
+            " (callgrind; the stdlib loop)"
+        )
+    picows = counts["picows"]
+    print(f"{'':22}{'handshake':>12}{'÷ picows':>10}")
+    for name in names:
+        print(f"{name:22}{counts[name]:>12,.0f}{counts[name] / picows:>9.2f}×")
     if not picows_installed:
         print("picows isn't installed: no picows column (pip install picows)")
 

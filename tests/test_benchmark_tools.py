@@ -121,6 +121,8 @@ def _run_client(args: list[str], commands: list[dict[str, Any]]) -> list[dict[st
     for result in results:
         assert "error" not in result, result
         assert "values" not in result or result["values"][0] > 0, result
+        # What instructions --socket divides by: the messages or handshakes of each run.
+        assert "cpu_us" not in result or result["counts"][0] > 0, result
     return results
 
 
