@@ -157,6 +157,20 @@ async def test_connect_listener_awaited_then_closed(echo_server: tuple[Factory, 
     assert factory.made[0].calls.count("close") == 1
 
 
+async def test_each_close_returns_a_wait_of_its_own(echo_server: tuple[Factory, str]) -> None:
+    """What close() returns is the caller's: cancelling it stops no other wait for the
+    end of the connection, nor the closing handshake."""
+    _, uri = echo_server
+    ws = await wsio.connect_listener(Factory(Recorder), uri, proxy=None)
+    dropped, kept = ws.close(), ws.close()
+    assert dropped is not kept
+    dropped.cancel()
+    waiting = asyncio.ensure_future(ws.wait_closed())
+    await asyncio.wait_for(kept, T)
+    await asyncio.wait_for(waiting, T)
+    assert dropped.cancelled() and ws.close_code == 1000
+
+
 async def test_fragmented_and_compressed_messages_arrive_whole(
     echo_server: tuple[Factory, str],
 ) -> None:

@@ -236,31 +236,30 @@ class ConnectionBase(
         await self._until_lost()
 
     async def _until_lost(self) -> None:
-        """Wait until the TCP connection is closed, on a future of this caller's own,
-        which :meth:`connection_lost` resolves: cancelling the caller cancels nobody
-        else's wait, and it resumes a turn of the loop sooner than through
-        :func:`asyncio.shield`."""
-        if self._lost:
-            return
+        """Wait until the TCP connection is closed, on a future of this caller's own."""
+        if not self._lost:
+            await self._lost_future()
+
+    def _lost_future(self) -> asyncio.Future[None]:
+        """A future of the caller's own, done once the TCP connection is closed, which
+        :meth:`connection_lost` resolves: cancelling it cancels nobody else's wait, and
+        it resumes its waiter a turn of the loop sooner than :func:`asyncio.shield` of a
+        shared future would."""
         waiter: asyncio.Future[None] = self.loop.create_future()
-        if self._lost_waiters is None:
+        if self._lost:
+            waiter.set_result(None)
+        elif self._lost_waiters is None:
             self._lost_waiters = [waiter]
         else:
             self._lost_waiters.append(waiter)
-        await waiter
+        return waiter
 
     @property
     def _connection_lost(self) -> asyncio.Future[None]:
         """Resolved once the TCP connection is closed: created when first asked for."""
         waiter = self._lost_waiter
         if waiter is None:
-            waiter = self._lost_waiter = self.loop.create_future()
-            if self._lost:
-                waiter.set_result(None)
-            elif self._lost_waiters is None:
-                self._lost_waiters = [waiter]
-            else:
-                self._lost_waiters.append(waiter)
+            waiter = self._lost_waiter = self._lost_future()
         return waiter
 
     @property

@@ -155,7 +155,7 @@ class ListenerConnection(ConnectionBase):
         """
         self._start_closing(code, reason)
         self._listening = self._delivering = False
-        return asyncio.shield(self._connection_lost)
+        return self._lost_future()
 
     @property
     def reading_paused(self) -> bool:
