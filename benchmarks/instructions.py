@@ -45,7 +45,12 @@ little with the machine's timing (a few tenths of a percent). ``--socket client`
 the clients of :mod:`benchmarks.clients` the same way (wsio's ``send``/``recv`` client and
 the task client, wsio's listener client, the raw client and picows'), each under
 callgrind against the server of the benchmark's client rows, outside valgrind: the
-client's process per round trip.
+client's process per round trip. With ``--only handshake``, ``--socket`` counts handshakes
+instead, per connection opened and closed one after the other (the ``handshakes`` rows):
+wsio's servers (or clients), picows', and the TCP echo's canned 101 (the raw client's
+canned request), which parses nothing, beside them. These counts move by a few percent
+from run to run: the process's garbage collections and its other timers fall on few
+handshakes.
 
 ``--pure PIECE`` swaps one C piece of :mod:`wsio._speedups` for its pure-Python twin in
 the worker, the rest staying C: the difference with a run without it is what that piece
@@ -113,6 +118,11 @@ SOCKET_CLIENTS = ("wsio", "task", "wsio-listener", "raw", "picows")
 #: plain TCP echo answers with a canned 101, the raw client sends a canned request.
 SOCKET_HANDSHAKE_SERVERS = ("wsio", "wsio-listener", "tcp", "picows")
 SOCKET_HANDSHAKE_CLIENTS = ("wsio", "wsio-listener", "raw", "picows")
+_HANDSHAKE_LABELS = {
+    "wsio-listener": "listener",
+    "tcp": "tcp echo (canned)",
+    "raw": "raw client (canned)",
+}
 #: Counted for client round trips, against the raw client: callback clients.
 CALLBACK_CLIENTS = ("listener", "raw", "picows")
 
@@ -785,7 +795,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=("server", "client"),
         help="count real servers instead, over loopback, driven by the benchmark's load"
         " generator; --socket client: real clients, against the server of the client rows"
-        " (--size, --conns, --duration)",
+        " (--size, --conns, --duration); with --only handshake, their handshakes",
     )
     parser.add_argument("--conns", type=int, default=16, help="connections, with --socket (16)")
     parser.add_argument(
@@ -1059,7 +1069,8 @@ def _print_socket_handshakes(side: str, duration: float) -> None:
     picows = counts["picows"]
     print(f"{'':22}{'handshake':>12}{'÷ picows':>10}")
     for name in names:
-        print(f"{name:22}{counts[name]:>12,.0f}{counts[name] / picows:>9.2f}×")
+        label = _HANDSHAKE_LABELS.get(name, name)
+        print(f"{label:22}{counts[name]:>12,.0f}{counts[name] / picows:>9.2f}×")
     if not picows_installed:
         print("picows isn't installed: no picows column (pip install picows)")
 
