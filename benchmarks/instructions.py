@@ -992,22 +992,32 @@ def _per_socket_operation(side: str, name: str, request: dict[str, Any]) -> floa
     return (twice - once) / (twice_operations - once_operations)
 
 
-def _print_socket(side: str, size: int, conns: int, duration: float) -> None:
-    """The ``--socket`` table: real servers (each message a read and a send), or real
-    clients (each round trip a send and a read)."""
+def _socket_counts(
+    side: str, names: tuple[str, ...], request: dict[str, Any]
+) -> tuple[dict[str, float], bool]:
+    """Instructions per operation of each of ``names`` (:func:`_per_socket_operation`),
+    and whether picows is installed: without it, its count is NaN, and clients can't be
+    counted at all (they face a picows server)."""
     picows_installed = importlib.util.find_spec("picows") is not None
     if side == "client" and not picows_installed:
         raise SystemExit(
             f"the clients are counted against a {FIXED_SERVER} server: pip install picows"
         )
-    names = SOCKET_SERVERS if side == "server" else SOCKET_CLIENTS
-    request = {"op": "throughput", "size": size, "conns": conns, "duration": duration}
     counts = {
         name: _per_socket_operation(side, name, request)
         if name != "picows" or picows_installed
         else float("nan")
         for name in names
     }
+    return counts, picows_installed
+
+
+def _print_socket(side: str, size: int, conns: int, duration: float) -> None:
+    """The ``--socket`` table: real servers (each message a read and a send), or real
+    clients (each round trip a send and a read)."""
+    names = SOCKET_SERVERS if side == "server" else SOCKET_CLIENTS
+    request = {"op": "throughput", "size": size, "conns": conns, "duration": duration}
+    counts, picows_installed = _socket_counts(side, names, request)
     if side == "server":
         print(
             f"Instructions per {size} B message echoed by a server over loopback, {conns}"
@@ -1042,19 +1052,10 @@ def _print_socket_handshakes(side: str, duration: float) -> None:
     """The ``--socket --only handshake`` table: instructions per opening and closing
     handshake of real servers (each connection opened and closed by the load generator),
     or of real clients (each against the server of the client rows)."""
-    picows_installed = importlib.util.find_spec("picows") is not None
-    if side == "client" and not picows_installed:
-        raise SystemExit(
-            f"the clients are counted against a {FIXED_SERVER} server: pip install picows"
-        )
     names = SOCKET_HANDSHAKE_SERVERS if side == "server" else SOCKET_HANDSHAKE_CLIENTS
-    request = {"op": "handshakes", "duration": duration}
-    counts = {
-        name: _per_socket_operation(side, name, request)
-        if name != "picows" or picows_installed
-        else float("nan")
-        for name in names
-    }
+    counts, picows_installed = _socket_counts(
+        side, names, {"op": "handshakes", "duration": duration}
+    )
     if side == "server":
         print(
             "Instructions per handshake (a connection opened and closed) of a server over"
