@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -208,11 +209,15 @@ def test_timers_go_with_the_last_connection_that_uses_them() -> None:
         timers = coarse_timers(loop)
         owner = Owner()
         timers.cancel(timers.call_at(loop.time() + 0.001, owner, lambda _: None), owner)
-        await asyncio.sleep(0.01)  # the slot's loop timer fires, empty
+        await wait_until(lambda: not timers._slots)  # the slot ends and fires, empty
         return weakref.ref(timers)
 
     reference = asyncio.run(armed_and_cancelled())
-    gc.collect()
+    # The slot thread lets go of them right after it woke the loop: soon, not at once.
+    deadline = time.monotonic() + T
+    while reference() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.001)
     assert reference() is None
 
 
