@@ -962,6 +962,23 @@ async def test_wait_closed(echo_server: EchoServerFactory) -> None:
         await ws.wait_closed()
 
 
+async def test_waits_for_the_close_given_up_leave_nothing_behind(
+    echo_server: EchoServerFactory,
+) -> None:
+    """Polling wait_closed() with a timeout on a connection that stays open keeps no
+    trace of the waits given up, however many there are."""
+    _, port = await echo_server()
+    async with asyncio.timeout(T):
+        ws = await wsio.connect(url(port))
+        for _ in range(100):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), 0.0001)
+        assert not ws._lost_waiters
+        waiter = asyncio.create_task(ws.wait_closed())
+        await ws.close()
+        await waiter
+
+
 async def test_close_timeout_when_peer_does_not_answer(ws_pair: WsPairFactory) -> None:
     pair = await ws_pair("server", close_timeout=0.3)
     loop = asyncio.get_running_loop()

@@ -237,8 +237,17 @@ class ConnectionBase(
 
     async def _until_lost(self) -> None:
         """Wait until the TCP connection is closed, on a future of this caller's own."""
-        if not self._lost:
-            await self._lost_future()
+        if self._lost:
+            return
+        waiter = self._lost_future()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # A wait given up (a timeout, a cancelled task) leaves nothing listed: polling
+            # wait_closed() on a long connection mustn't grow the list without bound.
+            if self._lost_waiters is not None and waiter in self._lost_waiters:
+                self._lost_waiters.remove(waiter)
+            raise
 
     def _lost_future(self) -> asyncio.Future[None]:
         """A future of the caller's own, done once the TCP connection is closed, which

@@ -18,15 +18,16 @@ loop does more at every turn as soon as any timer is on its heap -- it works out
 to wait and checks the heap again after the wait, about 5,000 instructions a turn on
 CPython 3.11 -- and with keepalive on, a timer always is: a server answering one message
 at a time would pay that for each message. Other loops (uvloop, whose timers are compiled,
-or a loop with a clock of its own) keep a loop timer per slot.
+or a loop with a clock of its own) keep a loop timer per slot. Either way, a pending slot
+holds its loop's timers until it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
+import logging
 import math
 import os
 import threading
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 __all__ = ["CoarseTimers", "coarse_timers"]
 
 _Owner = TypeVar("_Owner")
+_logger = logging.getLogger("wsio")
 
 # Slots are 2**-10 s (about 1 ms) to 1 s long, a power of two: a slot's end is then exact
 # in floating point, and deadlines of different lengths can share a slot.
@@ -123,18 +125,26 @@ class _SlotThread:
             os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
+        old_slots: list[tuple[float, int, CoarseTimers]] | None = getattr(self, "_slots", None)
+        if old_slots is not None:
+            # In a child of fork(), the parent's thread is gone but its frame may still
+            # hold the list: the parent's loops and connections mustn't live on through it.
+            old_slots.clear()
         self._condition = threading.Condition(threading.Lock())
         # (end of a slot, order of arrival, the timers it belongs to). A pending slot holds
         # its timers, as a loop timer would: connections opened one after the other share
-        # them, and so share slots, even when none is open in between. A closed loop's
-        # timers are dropped when its slot ends.
+        # them while any of their slots is pending, even when none is open in between. So
+        # a closed loop, and the connections still armed in it, live until its last slot
+        # ends: at most the longest deadline (ping_interval, ping_timeout, open_timeout)
+        # and a second.
         self._slots: list[tuple[float, int, CoarseTimers]] = []
         self._arrivals = itertools.count()
         self._thread: threading.Thread | None = None
 
     def wake_at(self, slot: float, timers: CoarseTimers) -> bool:
         """Call ``timers._fire(slot)`` in its loop once ``time.monotonic()`` reaches
-        ``slot``; ``False`` if no thread can be started (the caller uses a loop timer)."""
+        ``slot``, holding ``timers`` until then; ``False`` if no thread can be started (the
+        caller uses a loop timer)."""
         with self._condition:
             if self._thread is None:
                 thread = threading.Thread(target=self._run, name="wsio-timers", daemon=True)
@@ -156,9 +166,13 @@ class _SlotThread:
                 while not slots or slots[0][0] > time.monotonic():
                     condition.wait(slots[0][0] - time.monotonic() if slots else None)
                 slot, _, timers = heapq.heappop(slots)
-            # A closed loop raises RuntimeError: none of its callbacks run anymore.
-            with contextlib.suppress(RuntimeError):
+            try:
                 timers.loop.call_soon_threadsafe(timers._fire, slot)
+            except RuntimeError:
+                pass  # a closed loop: none of its callbacks run anymore
+            except Exception:
+                # The thread must go on for the other loops: this one's slot is lost.
+                _logger.exception("the slot thread could not wake a loop")
             # Nothing of a loop held while the thread sleeps.
             del timers
 
