@@ -261,6 +261,18 @@ async def test_asyncio_loop_keeps_no_timer_for_pending_deadlines() -> None:
     timers.cancel(slot, owner)
 
 
+async def a_later_deadline_fires() -> bool:
+    """Whether a deadline of the running loop fires, armed once the slots that the test
+    armed in another loop 1 ms ahead have ended."""
+    loop = asyncio.get_running_loop()
+    fired: list[Owner] = []
+    await asyncio.sleep(0.01)
+    timers = CoarseTimers(loop)
+    timers.call_at(loop.time() + 0.001, Owner(), fired.append)
+    await wait_until(lambda: bool(fired))
+    return True
+
+
 def test_a_closed_loop_does_not_stop_the_slot_thread() -> None:
     """A loop closed with a slot pending: its slot is dropped, other loops' still fire."""
     closed = asyncio.new_event_loop()
@@ -271,16 +283,7 @@ def test_a_closed_loop_does_not_stop_the_slot_thread() -> None:
     finally:
         closed.close()
 
-    async def fires() -> bool:
-        loop = asyncio.get_running_loop()
-        fired: list[Owner] = []
-        await asyncio.sleep(0.01)  # the closed loop's slot ends first
-        timers = CoarseTimers(loop)
-        timers.call_at(loop.time() + 0.001, Owner(), fired.append)
-        await wait_until(lambda: bool(fired))
-        return True
-
-    assert asyncio.run(fires())
+    assert asyncio.run(a_later_deadline_fires())
     del closed_timers
 
 
@@ -349,18 +352,8 @@ def test_a_loop_that_cannot_be_woken_does_not_stop_the_slot_thread(
         broken_timers = CoarseTimers(broken)
         assert broken_timers._woken
         broken_timers.call_at(broken.time() + 0.001, Owner(), lambda _: None)
-
-        async def fires() -> bool:
-            loop = asyncio.get_running_loop()
-            fired: list[Owner] = []
-            await asyncio.sleep(0.01)  # the broken loop's slot ends first
-            timers = CoarseTimers(loop)
-            timers.call_at(loop.time() + 0.001, Owner(), fired.append)
-            await wait_until(lambda: bool(fired))
-            return True
-
         with caplog.at_level(logging.ERROR, logger="wsio"):
-            assert asyncio.run(fires())
+            assert asyncio.run(a_later_deadline_fires())
         assert "could not wake a loop" in caplog.text
     finally:
         broken.close()
