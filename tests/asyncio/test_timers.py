@@ -17,6 +17,8 @@ from wsio.asyncio import timers as timers_module
 from wsio.asyncio.timers import CoarseTimers, coarse_timers
 
 T = 5.0
+#: Each test so marked runs with the slots woken by the slot thread, then by a loop timer.
+BOTH_WAKE_UPS = pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
 
 
 class Owner:
@@ -29,7 +31,7 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.001)
 
 
-@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+@BOTH_WAKE_UPS
 @pytest.mark.parametrize("delay", [0.0, 0.004, 0.05, 0.3])
 async def test_fires_after_its_deadline_late_by_at_most_a_16th(delay: float, woken: bool) -> None:
     loop = asyncio.get_running_loop()
@@ -55,7 +57,7 @@ async def test_long_deadlines_are_late_by_less_than_a_second() -> None:
         timers.cancel(slot, owner)
 
 
-@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+@BOTH_WAKE_UPS
 async def test_cancelled_timer_never_fires(woken: bool) -> None:
     loop = asyncio.get_running_loop()
     timers = CoarseTimers(loop)
@@ -94,7 +96,7 @@ async def wake_ups(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return asked
 
 
-@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+@BOTH_WAKE_UPS
 async def test_deadlines_of_a_slot_share_one_wake_up(woken: bool, wake_ups: list[float]) -> None:
     loop = asyncio.get_running_loop()
     timers = CoarseTimers(loop)
@@ -109,7 +111,7 @@ async def test_deadlines_of_a_slot_share_one_wake_up(woken: bool, wake_ups: list
         timers.cancel(slot, owner)
 
 
-@pytest.mark.parametrize("woken", [True, False], ids=["slot thread", "loop timer"])
+@BOTH_WAKE_UPS
 async def test_connections_one_after_the_other_share_the_timers(
     woken: bool, wake_ups: list[float]
 ) -> None:
